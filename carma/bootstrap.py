@@ -1,0 +1,66 @@
+"""The composition root: the one place that wires infrastructure to CARMA's parts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from carma.embedding import Embedder, SentenceTransformerEmbedder
+from carma.log import MemoryLog
+from domain import InvalidInput
+from projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
+
+DEFAULT_HOME = ".carma"
+
+
+def resolve_home(path: str | os.PathLike[str] | None) -> Path:
+    raw = path if path is not None else os.environ.get("CARMA_HOME") or DEFAULT_HOME
+    if isinstance(raw, str) and ("\x00" in raw or not raw.strip()):
+        raise InvalidInput(f"home {raw!r} is not a usable path")
+    return Path(raw).expanduser().resolve()
+
+
+def prepare_home(home: Path) -> None:
+    """Create the home with owner-only permissions; refuse a file or an unwritable folder."""
+    if home.exists() and not home.is_dir():
+        raise InvalidInput(f"home {home} exists and is not a folder")
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(f"cannot create home {home}: {exc.strerror}") from None
+    if not os.access(home, os.R_OK | os.W_OK | os.X_OK):
+        raise InvalidInput(f"home {home} is not readable and writable by this user")
+
+
+def open_log(home: Path) -> MemoryLog:
+    return MemoryLog(env={
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(home / "events.sqlite"),
+        "SQLITE_LOCK_TIMEOUT": "30",
+    })
+
+
+def default_embedder() -> Embedder:
+    return SentenceTransformerEmbedder()
+
+
+def bootstrap(home: Path, embedder: Embedder | None = None):
+    """Wire a Memory over the home: log, projections and embedder."""
+    from carma.memory import Memory
+
+    prepare_home(home)
+    embedder = embedder or default_embedder()
+    log = open_log(home)
+    try:
+        profile = log.profile()
+        if profile is not None:
+            log.ensure_profile(embedder.name, embedder.dimension)
+        cache = FragmentCache(home / "cache")
+        index = VectorIndex(home / "index", embedder.dimension)
+        ledger = HealthLedger(home / "ledger.sqlite")
+    except BaseException:
+        log.close()
+        raise
+    runner = ProjectionRunner(log.read, log.position, [ledger, cache, index])
+    return Memory(home=home, log=log, embedder=embedder, cache=cache, index=index,
+                  ledger=ledger, runner=runner)

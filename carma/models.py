@@ -1,0 +1,49 @@
+"""What the public API returns: pydantic models whose JSON is the documented contract."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Status = Literal["healthy", "approximate", "lost"]
+
+
+class FragmentRecord(BaseModel):
+    """A live fragment as `get`, `export` and (with a score) `search` return it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    namespace: str
+    text: str
+    metadata: dict[str, Any]
+    version: int
+    status: Status = "healthy"
+    fidelity: float = 1.0
+    expected_recall: float | None = None
+    content_hash: str
+
+
+class Hit(FragmentRecord):
+    score: float
+
+
+class HistoryEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    position: int
+    version: int
+    kind: str
+    at: datetime
+    detail: dict[str, Any]
+
+
+class BatchResult(BaseModel):
+    """What a batch write did, item by item: `ids[i]` is the id of the i-th item."""
+
+    ids: list[str]
+    added: int = 0
+    revised: int = 0
+    unchanged: int = 0

@@ -1,0 +1,56 @@
+"""CARMA's domain: fragments, their events, and the rules they obey.
+
+This package knows no infrastructure: no database, no vector index, no model.
+"""
+
+from domain.errors import (
+    CarmaError,
+    ConflictError,
+    CorruptEvent,
+    EmbedderMismatch,
+    FragmentGone,
+    FragmentNotFound,
+    InvalidInput,
+)
+from domain.fragment import Fragment, StoreProfile, fragment_uuid
+from domain.values import (
+    DIMENSION_MAX,
+    KEY_MAX_CHARS,
+    METADATA_MAX_BYTES,
+    NAMESPACE_PATTERN,
+    TEXT_MAX_CHARS,
+    Draft,
+    Embedding,
+    Metadata,
+    content_hash,
+    validate_key,
+    validate_metadata,
+    validate_namespace,
+    validate_text,
+)
+
+__all__ = [
+    "DIMENSION_MAX",
+    "KEY_MAX_CHARS",
+    "METADATA_MAX_BYTES",
+    "NAMESPACE_PATTERN",
+    "TEXT_MAX_CHARS",
+    "CarmaError",
+    "ConflictError",
+    "CorruptEvent",
+    "Draft",
+    "EmbedderMismatch",
+    "Embedding",
+    "Fragment",
+    "FragmentGone",
+    "FragmentNotFound",
+    "InvalidInput",
+    "Metadata",
+    "StoreProfile",
+    "content_hash",
+    "fragment_uuid",
+    "validate_key",
+    "validate_metadata",
+    "validate_namespace",
+    "validate_text",
+]

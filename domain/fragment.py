@@ -1,0 +1,97 @@
+"""The Fragment aggregate: a short text with metadata and an embedding, and its history."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import FragmentGone
+
+# Fixed namespace for deriving aggregate ids from caller-chosen ids: the same key always
+# names the same aggregate, in every process and every replay.
+CARMA_UUID_NAMESPACE = UUID("5f6c2f0e-8a57-4c1b-9d8e-0c4a2f6d7b31")
+STORE_PROFILE_ID = uuid5(CARMA_UUID_NAMESPACE, "store-profile")
+
+
+def fragment_uuid(key: str) -> UUID:
+    """The aggregate id of the fragment a caller knows as `key`."""
+    return uuid5(CARMA_UUID_NAMESPACE, "fragment:" + key)
+
+
+class Fragment(Aggregate):
+    """A fragment's whole life: written, revised, deleted (later: lost, reconstructed)."""
+
+    @staticmethod
+    def create_id(key: str, **_: Any) -> UUID:
+        return fragment_uuid(key)
+
+    @event("FragmentWritten")
+    def __init__(
+        self,
+        key: str,
+        namespace: str,
+        text: str,
+        metadata: dict[str, Any],
+        content_hash: str,
+        embedding: bytes,
+        model: dict[str, Any],
+    ):
+        self.key = key
+        self.namespace = namespace
+        self.text = text
+        self.metadata = metadata
+        self.content_hash = content_hash
+        self.embedding = embedding
+        self.model = model
+        self.deleted = False
+        self.deleted_reason: str | None = None
+
+    def has_content(self, text: str, metadata: dict[str, Any]) -> bool:
+        return self.text == text and self.metadata == metadata
+
+    def revise(
+        self, text: str, metadata: dict[str, Any], content_hash: str, embedding: bytes
+    ) -> bool:
+        """Record a new text and/or metadata. Identical content is no change: returns False."""
+        if self.deleted:
+            raise FragmentGone(self.key)
+        if self.has_content(text, metadata):
+            return False
+        self._revised(text=text, metadata=metadata, content_hash=content_hash, embedding=embedding)
+        return True
+
+    @event("FragmentRevised")
+    def _revised(
+        self, text: str, metadata: dict[str, Any], content_hash: str, embedding: bytes
+    ) -> None:
+        self.text = text
+        self.metadata = metadata
+        self.content_hash = content_hash
+        self.embedding = embedding
+
+    def delete(self, reason: str = "") -> bool:
+        """Retire the fragment; its events stay in the log for audit. Deleting twice is no change."""
+        if self.deleted:
+            return False
+        self._deleted(reason=reason)
+        return True
+
+    @event("FragmentDeleted")
+    def _deleted(self, reason: str) -> None:
+        self.deleted = True
+        self.deleted_reason = reason
+
+
+class StoreProfile(Aggregate):
+    """What a store was created with, so that no process writes vectors of another model."""
+
+    @staticmethod
+    def create_id(**_: Any) -> UUID:
+        return STORE_PROFILE_ID
+
+    @event("StoreCreated")
+    def __init__(self, model: str, dimension: int):
+        self.model = model
+        self.dimension = dimension

@@ -1,0 +1,156 @@
+"""FragmentCache: one self-describing JSON file per live fragment, the fast path of `get`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from domain import Fragment
+from projections.runner import Batch
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class CachedFragment:
+    uuid: str
+    key: str
+    namespace: str
+    text: str
+    metadata: dict[str, Any]
+    content_hash: str
+    version: int
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temp file, fsync and rename: a reader sees the old file or the new, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+class FragmentCache:
+    """Files under <home>/cache/, sharded by the first two hex digits of the fragment's uuid.
+
+    File names derive from aggregate uuids only, never from caller input, so no id can
+    name a path outside the cache.
+    """
+
+    name = "cache"
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._position_file = self.root / "POSITION"
+        self._position = self._read_position()
+
+    def _read_position(self) -> int:
+        try:
+            return int(json.loads(self._position_file.read_text())["position"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            # Unknown position: replay from zero. Applying an event is idempotent.
+            return 0
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def path_of(self, uuid: UUID | str) -> Path:
+        hex_ = UUID(str(uuid)).hex
+        return self.root / hex_[:2] / f"{hex_}.json"
+
+    def apply(self, batch: Batch) -> None:
+        # Only each fragment's last state in the batch matters: write it once.
+        last: dict[UUID, tuple[int, Any] | None] = {}
+        for position, event in batch:
+            if position <= self._position:
+                continue
+            if isinstance(event, (Fragment.FragmentWritten, Fragment.FragmentRevised)):
+                last[event.originator_id] = (position, event)
+            elif isinstance(event, Fragment.FragmentDeleted):
+                last[event.originator_id] = None
+        pending_written = {
+            e.originator_id: e for _, e in batch if isinstance(e, Fragment.FragmentWritten)
+        }
+        for uuid, entry in last.items():
+            path = self.path_of(uuid)
+            if entry is None:
+                path.unlink(missing_ok=True)
+                continue
+            _, event = entry
+            if isinstance(event, Fragment.FragmentWritten):
+                key, namespace = event.key, event.namespace
+            else:
+                base = self.read(uuid) or _from_written(pending_written.get(uuid))
+                if base is None:
+                    # The fragment's first version is not at hand: read-time fallback to the
+                    # log covers it, and the scrubber will find the gap.
+                    continue
+                key, namespace = base.key, base.namespace
+            self.write(CachedFragment(
+                uuid=str(uuid), key=key, namespace=namespace, text=event.text,
+                metadata=event.metadata, content_hash=event.content_hash,
+                version=event.originator_version,
+            ))
+        self._record_position(batch[-1][0])
+
+    def _record_position(self, position: int) -> None:
+        if position > self._position:
+            atomic_write(self._position_file, json.dumps({"position": position}).encode())
+            self._position = position
+
+    def write(self, fragment: CachedFragment) -> None:
+        path = self.path_of(fragment.uuid)
+        path.parent.mkdir(exist_ok=True)
+        body = {"format": FORMAT, **fragment.__dict__}
+        atomic_write(path, json.dumps(body, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+
+    def read(self, uuid: UUID | str) -> CachedFragment | None:
+        """The cached copy, or None when it is missing or unreadable (callers fall back to the log)."""
+        try:
+            body = json.loads(self.path_of(uuid).read_bytes())
+            if body.pop("format") != FORMAT:
+                return None
+            return CachedFragment(**body)
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def reset(self) -> None:
+        for child in self.root.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        self._position = 0
+
+    def files(self) -> list[Path]:
+        return sorted(self.root.glob("??/*.json"))
+
+    def close(self) -> None:
+        pass
+
+
+def _from_written(event: Any) -> CachedFragment | None:
+    if event is None:
+        return None
+    return CachedFragment(
+        uuid=str(event.originator_id), key=event.key, namespace=event.namespace,
+        text=event.text, metadata=event.metadata, content_hash=event.content_hash,
+        version=event.originator_version,
+    )

@@ -1,0 +1,156 @@
+"""VectorIndex: FAISS over live fragments' embeddings, persisted with the position it reflects."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from uuid import UUID
+
+import faiss
+import numpy as np
+
+from domain import Fragment
+from projections.cache import atomic_write
+from projections.runner import Batch
+
+FORMAT = 1
+
+
+def faiss_id(uuid: UUID | str) -> int:
+    """A fragment's id in FAISS: the top 63 bits of its uuid (int64, non-negative)."""
+    return UUID(str(uuid)).int >> 65
+
+
+class IndexFileError(Exception):
+    """The persisted index is missing, unreadable or fails its checksum."""
+
+
+class VectorIndex:
+    """Exact inner-product search (vectors are normalised, so this is cosine) over live fragments.
+
+    The file `<home>/index/vectors.faiss` holds one JSON header line (format, position,
+    dimension, count, sha256 of the body) followed by the serialised FAISS index, written
+    atomically: a torn or edited file fails its checksum and is rebuilt from the log.
+    """
+
+    name = "index"
+
+    def __init__(self, root: Path, dimension: int):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.path = self.root / "vectors.faiss"
+        self.dimension = dimension
+        self.load_error: str | None = None
+        try:
+            self._index, self._position = self._load()
+        except IndexFileError as exc:
+            self.load_error = str(exc)
+            self._index, self._position = self._empty(), 0
+        self._dirty = False
+
+    def _empty(self) -> faiss.IndexIDMap2:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimension))
+
+    def _load(self) -> tuple[faiss.IndexIDMap2, int]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            raise IndexFileError("index file is missing") from None
+        except OSError as exc:
+            raise IndexFileError(f"index file is unreadable: {exc.strerror}") from None
+        head, sep, body = raw.partition(b"\n")
+        try:
+            header = json.loads(head)
+            if not sep or header["format"] != FORMAT:
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            raise IndexFileError("index file header is unreadable") from None
+        if hashlib.sha256(body).hexdigest() != header.get("sha256"):
+            raise IndexFileError("index file fails its checksum")
+        if header.get("dimension") != self.dimension:
+            raise IndexFileError("index file has another dimension")
+        index = faiss.deserialize_index(np.frombuffer(body, dtype=np.uint8))
+        if index.ntotal != header.get("count"):
+            raise IndexFileError("index file holds another number of vectors than its header")
+        return faiss.downcast_index(index), int(header["position"])
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    @property
+    def count(self) -> int:
+        return self._index.ntotal
+
+    def apply(self, batch: Batch) -> None:
+        removed: set[int] = set()
+        added: dict[int, bytes] = {}
+        for position, event in batch:
+            if position <= self._position:
+                continue
+            if isinstance(event, Fragment.FragmentWritten):
+                added[faiss_id(event.originator_id)] = event.embedding
+            elif isinstance(event, Fragment.FragmentRevised):
+                fid = faiss_id(event.originator_id)
+                removed.add(fid)
+                added[fid] = event.embedding
+            elif isinstance(event, Fragment.FragmentDeleted):
+                fid = faiss_id(event.originator_id)
+                removed.add(fid)
+                added.pop(fid, None)
+        # remove_ids rewrites the whole array whatever it removes: one call per batch.
+        if removed:
+            self._index.remove_ids(np.fromiter(removed, dtype=np.int64))
+        if added:
+            ids = np.fromiter(added.keys(), dtype=np.int64, count=len(added))
+            vectors = np.frombuffer(b"".join(added.values()), dtype="<f4").reshape(
+                len(added), self.dimension
+            )
+            self._index.add_with_ids(vectors, ids)
+        self._position = max(self._position, batch[-1][0])
+        self._dirty = True
+
+    def search(self, query: np.ndarray, k: int,
+               allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """Top-k (faiss id, inner product); `allowed` restricts the search to those ids."""
+        if k <= 0 or self._index.ntotal == 0:
+            return []
+        q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dimension)
+        params = None
+        if allowed is not None:
+            if len(allowed) == 0:
+                return []
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
+            k = min(k, len(allowed))
+        k = min(k, self._index.ntotal)
+        scores, ids = self._index.search(q, k, params=params)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1]
+
+    def vector(self, fid: int) -> np.ndarray | None:
+        try:
+            return self._index.reconstruct(int(fid))
+        except RuntimeError:
+            return None
+
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
+    def save(self) -> None:
+        """Persist the index with the position it reflects (on close and after a rebuild)."""
+        body = faiss.serialize_index(self._index).tobytes()
+        header = {
+            "format": FORMAT, "position": self._position, "dimension": self.dimension,
+            "count": int(self._index.ntotal), "sha256": hashlib.sha256(body).hexdigest(),
+        }
+        atomic_write(self.path, json.dumps(header).encode() + b"\n" + body)
+        self._dirty = False
+
+    def reset(self) -> None:
+        self._index, self._position = self._empty(), 0
+        self.load_error = None
+        self._dirty = True
+
+    def close(self) -> None:
+        if self._dirty:
+            self.save()
