@@ -7,10 +7,10 @@ Sources are parsed with `ast` (never imported: some modules act on import).
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 import sysconfig
 from collections.abc import Iterator
-from functools import lru_cache
 from pathlib import Path
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
@@ -45,24 +45,28 @@ def _usable(sentence: str) -> bool:
     return letters / len(sentence) > 0.9 and len(sentence.split()) >= 7
 
 
-@lru_cache(maxsize=1)
-def stdlib_sentences() -> tuple[str, ...]:
+def _sentences() -> Iterator[str]:
     """Unique sentences from docstrings, in a fixed order (sorted files, then document order)."""
-    seen: dict[str, None] = {}
+    seen: set[str] = set()
     for path in _sources():
         for doc in _docstrings(path):
             for paragraph in doc.split("\n\n"):
                 flat = " ".join(paragraph.split())
                 for sentence in _SENTENCE_END.split(flat):
-                    if _usable(sentence):
-                        seen.setdefault(sentence, None)
-    return tuple(seen)
+                    if _usable(sentence) and sentence not in seen:
+                        seen.add(sentence)
+                        yield sentence
 
 
 def corpus(n: int) -> list[str]:
-    """The first n sentences; past the corpus's size, numbered variants keep every text unique."""
-    base = stdlib_sentences()
-    out = list(base[:n])
+    """The first n sentences; past the corpus's size, numbered variants keep every text unique.
+
+    Parses only as many source files as n needs.
+    """
+    out = list(itertools.islice(_sentences(), n))
+    base = tuple(out)  # when short of n, this is the whole corpus
+    if not base and n > 0:
+        raise RuntimeError("no docstring sentences found in this Python's standard library")
     copy = 1
     while len(out) < n:
         out.extend(f"{s[:-1]} (variant {copy})." for s in base[: n - len(out)])

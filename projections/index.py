@@ -71,9 +71,11 @@ class VectorIndex:
         if header.get("dimension") != self.dimension:
             raise IndexFileError("index file has another dimension")
         index = faiss.deserialize_index(np.frombuffer(body, dtype=np.uint8))
+        if not isinstance(index, faiss.IndexIDMap2):
+            raise IndexFileError("index file holds another kind of index")
         if index.ntotal != header.get("count"):
             raise IndexFileError("index file holds another number of vectors than its header")
-        return faiss.downcast_index(index), int(header["position"])
+        return index, int(header["position"])
 
     @property
     def position(self) -> int:

@@ -1,0 +1,354 @@
+"""`carma`: the command line, mirroring the Python API one to one.
+
+Every command takes --home and --json. Exit codes: 0 ok, 1 a failure found in the store,
+2 a usage error (bad input, unknown id). A user mistake prints one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from domain import CarmaError, Draft, InvalidInput
+
+EMBEDDERS = ("minilm", "hashing")
+
+
+def _embedder(name: str):
+    from carma.embedding import HashingEmbedder, SentenceTransformerEmbedder
+
+    return HashingEmbedder() if name == "hashing" else SentenceTransformerEmbedder()
+
+
+class Context:
+    def __init__(self, home: str | None, as_json: bool, embedder: str):
+        self.home = home
+        self.as_json = as_json
+        self.embedder_name = embedder
+
+    @contextmanager
+    def memory(self) -> Iterator[Any]:
+        import carma
+
+        with carma.open(self.home, embedder=_embedder(self.embedder_name)) as mem:
+            yield mem
+
+    def emit(self, data: Any, text: str | Callable[[], str]) -> None:
+        if self.as_json:
+            click.echo(json.dumps(_plain(data), ensure_ascii=False))
+        else:
+            click.echo(text() if callable(text) else text)
+
+
+def _plain(data: Any) -> Any:
+    if hasattr(data, "model_dump"):
+        return data.model_dump(mode="json")
+    if isinstance(data, list):
+        return [_plain(d) for d in data]
+    if isinstance(data, dict):
+        return {k: _plain(v) for k, v in data.items()}
+    return data
+
+
+def command(group: click.Group, name: str, **kwargs: Any):
+    """A command with the options every command has, and CARMA's error handling."""
+
+    def decorate(fn: Callable[..., Any]) -> click.Command:
+        @group.command(name, **kwargs)
+        @click.option("--home", type=str, default=None, envvar="CARMA_HOME",
+                      help="Store folder (default $CARMA_HOME, else ./.carma).")
+        @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+        @click.option("--embedder", type=click.Choice(EMBEDDERS), default="minilm",
+                      envvar="CARMA_EMBEDDER", show_default=True,
+                      help="minilm: all-MiniLM-L6-v2 (semantic). hashing: lexical, no model.")
+        @functools.wraps(fn)
+        def wrapper(home: str | None, as_json: bool, embedder: str, **params: Any) -> None:
+            ctx = Context(home, as_json, embedder)
+            try:
+                fn(ctx, **params)
+            except CarmaError as exc:
+                click.echo(f"error: {exc}", err=True)
+                sys.exit(exc.exit_code)
+            except BrokenPipeError:
+                sys.stderr.close()  # the reader went away (| head): not an error
+
+        return wrapper
+
+    return decorate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="carma")
+def cli() -> None:
+    """CARMA: a self-healing, event-sourced memory store for AI agents."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _json_object(value: str | None, what: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
+
+
+def _fragment_text(f: Any) -> str:
+    meta = json.dumps(f.metadata, ensure_ascii=False) if f.metadata else "{}"
+    return (f"id:        {f.id}\nnamespace: {f.namespace}\nversion:   {f.version}\n"
+            f"status:    {f.status}\nmetadata:  {meta}\n\n{f.text}")
+
+
+@command(cli, "add")
+@click.argument("text")
+@click.option("--metadata", help="JSON object of flat values.")
+@click.option("--namespace", default="default", show_default=True)
+@click.option("--id", "key", help="Your own id (an existing id is revised: upsert).")
+def add_cmd(ctx: Context, text: str, metadata: str | None, namespace: str, key: str | None):
+    """Store one fragment; prints its id."""
+    draft = Draft.of(text, _json_object(metadata, "--metadata"), namespace, key)
+    with ctx.memory() as mem:
+        result = mem.add_many([draft.model_dump()])
+    outcome = next(k for k in ("added", "revised", "unchanged") if getattr(result, k))
+    ctx.emit({"id": result.ids[0], "outcome": outcome}, result.ids[0])
+
+
+@command(cli, "add-many")
+@click.argument("texts", nargs=-1)
+@click.option("--namespace", default="default", show_default=True)
+@click.option("--metadata", help="JSON object applied to every text.")
+def add_many_cmd(ctx: Context, texts: tuple[str, ...], namespace: str, metadata: str | None):
+    """Store several texts in one transaction (all or none). '-' reads one text per line of stdin."""
+    items = list(texts)
+    if items == ["-"]:
+        items = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not items:
+        raise InvalidInput("no texts given")
+    meta = _json_object(metadata, "--metadata")
+    drafts = [Draft.of(t, meta, namespace).model_dump() for t in items]
+    with ctx.memory() as mem, _progress("embedding", len(drafts)) as bar:
+        result = mem.add_many(drafts, progress=bar)
+    ctx.emit(result, lambda: "\n".join(result.ids))
+
+
+@command(cli, "import")
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+@click.option("--skip-invalid", is_flag=True,
+              help="Write the valid lines and count the others as rejected.")
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1, 10_000))
+def import_cmd(ctx: Context, source: Any, skip_invalid: bool, batch_size: int):
+    """Import JSON lines {"text", "metadata"?, "namespace"?, "id"?} from FILE or - (stdin).
+
+    Every line is checked before anything is written; without --skip-invalid one bad line
+    rejects the whole file and nothing changes.
+    """
+    drafts, problems = [], []
+    for number, line in enumerate(source, 1):
+        if not line.strip():
+            continue
+        try:
+            drafts.append(Draft.from_mapping(_json_object(line, f"line {number}")))
+        except InvalidInput as exc:
+            problems.append(f"line {number}: {exc}")
+    if problems and not skip_invalid:
+        for problem in problems[:10]:
+            click.echo(problem, err=True)
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise InvalidInput(f"{len(problems)} invalid line(s){more}; nothing was imported "
+                           "(--skip-invalid imports the rest)")
+    counts = {"added": 0, "unchanged": 0, "revised": 0, "rejected": len(problems)}
+    with ctx.memory() as mem, _progress("importing", len(drafts)) as bar:
+        for start in range(0, len(drafts), batch_size):
+            chunk = [d.model_dump() for d in drafts[start : start + batch_size]]
+            try:
+                results = [mem.add_many(chunk)]
+            except CarmaError:
+                if not skip_invalid:
+                    raise
+                results = []
+                for item in chunk:  # isolate the item the log refuses (a deleted id, say)
+                    try:
+                        results.append(mem.add_many([item]))
+                    except CarmaError as exc:
+                        click.echo(f"rejected {item.get('id') or item['text'][:40]!r}: {exc}",
+                                   err=True)
+                        counts["rejected"] += 1
+            for r in results:
+                for k in ("added", "unchanged", "revised"):
+                    counts[k] += getattr(r, k)
+            bar(len(chunk))
+    ctx.emit(counts, lambda: ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if counts["rejected"]:
+        sys.exit(1)
+
+
+@command(cli, "export")
+@click.option("--namespace", default=None)
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-")
+def export_cmd(ctx: Context, namespace: str | None, output: Any):
+    """Write every live fragment as a JSON line (import's shape plus id, version, status, fidelity)."""
+    n = 0
+    with ctx.memory() as mem:
+        total = mem.stats()["live"]
+        with _progress("exporting", total) as bar:
+            for record in mem.export(namespace):
+                line = {"id": record.id, "text": record.text, "metadata": record.metadata,
+                        "namespace": record.namespace, "version": record.version,
+                        "status": record.status, "fidelity": record.fidelity}
+                output.write(json.dumps(line, ensure_ascii=False) + "\n")
+                n += 1
+                bar(1)
+    if output is not sys.stdout and not ctx.as_json:
+        click.echo(f"exported {n} fragment(s)", err=True)
+
+
+@command(cli, "get")
+@click.argument("id")
+def get_cmd(ctx: Context, id: str):
+    """Print one fragment."""
+    with ctx.memory() as mem:
+        record = mem.get(id)
+    ctx.emit(record, lambda: _fragment_text(record))
+
+
+@command(cli, "search")
+@click.argument("query")
+@click.option("-k", default=5, show_default=True, type=int)
+@click.option("--namespace", default=None, help="Only this namespace (default: all).")
+@click.option("--where", help='JSON object: metadata values that must be equal, e.g. {"lang": "en"}.')
+def search_cmd(ctx: Context, query: str, k: int, namespace: str | None, where: str | None):
+    """The k fragments nearest in meaning to QUERY."""
+    with ctx.memory() as mem:
+        hits = mem.search(query, k=k, namespace=namespace, where=_json_object(where, "--where"))
+    ctx.emit(hits, lambda: _hits_table(hits))
+
+
+def _hits_table(hits: list[Any]) -> str:
+    if not hits:
+        return "no results"
+    width = max(20, min(100, _terminal_width() - 40))
+    lines = [f"{'score':>6}  {'id':<12}  {'namespace':<10}  text"]
+    for h in hits:
+        text = " ".join(h.text.split())
+        text = text if len(text) <= width else text[: width - 1] + "…"
+        lines.append(f"{h.score:6.3f}  {h.id[:12]:<12}  {h.namespace[:10]:<10}  {text}")
+    return "\n".join(lines)
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size().columns
+    except OSError:
+        return 120
+
+
+@command(cli, "revise")
+@click.argument("id")
+@click.option("--text", default=None)
+@click.option("--metadata", default=None, help="JSON object; replaces the metadata.")
+def revise_cmd(ctx: Context, id: str, text: str | None, metadata: str | None):
+    """Change a fragment's text and/or metadata (the same content again records nothing)."""
+    with ctx.memory() as mem:
+        record = mem.revise(id, text=text, metadata=_json_object(metadata, "--metadata"))
+    ctx.emit(record, lambda: f"{record.id} is at version {record.version}")
+
+
+@command(cli, "delete")
+@click.argument("id")
+@click.option("--reason", default="", help="Kept in the log for audit.")
+def delete_cmd(ctx: Context, id: str, reason: str):
+    """Delete a fragment; its history stays in the log."""
+    with ctx.memory() as mem:
+        deleted = mem.delete(id, reason)
+    ctx.emit({"id": id, "deleted": deleted},
+             f"deleted {id}" if deleted else f"{id} was already deleted")
+
+
+@command(cli, "history")
+@click.argument("id")
+def history_cmd(ctx: Context, id: str):
+    """Every event of a fragment, with its log position and time."""
+    with ctx.memory() as mem:
+        entries = mem.history(id)
+    ctx.emit(entries, lambda: "\n".join(
+        f"{e.position:>8}  v{e.version:<3} {e.at:%Y-%m-%d %H:%M:%S}  {e.kind:<8} "
+        + json.dumps(e.detail, ensure_ascii=False) for e in entries))
+
+
+@command(cli, "rebuild")
+def rebuild_cmd(ctx: Context):
+    """Drop the cache, the vector index and the ledger, and rebuild them from the log."""
+    started = time.perf_counter()
+    with ctx.memory() as mem:
+        total = mem.log.position()
+        with _progress("rebuilding", total) as bar:
+            events = mem.rebuild(progress=bar)
+        stats = mem.stats()
+    report = {"events": events, "live": stats["live"], "seconds": round(time.perf_counter() - started, 3)}
+    ctx.emit(report, f"rebuilt from {events} event(s): {stats['live']} live fragment(s) "
+                     f"in {report['seconds']} s")
+
+
+@command(cli, "stats")
+def stats_cmd(ctx: Context):
+    """Counts, positions and sizes."""
+    with ctx.memory() as mem:
+        stats = mem.stats()
+    ctx.emit(stats, lambda: "\n".join(f"{k:<14} {json.dumps(v)}" for k, v in stats.items()))
+
+
+@command(cli, "demo")
+@click.option("--count", default=3000, show_default=True, type=click.IntRange(10, 50_000))
+def demo_cmd(ctx: Context, count: int):
+    """Build a store from the standard library's docstrings and show what CARMA does."""
+    from carma.demo import run_demo
+
+    if ctx.home is None:
+        ctx.home = ".carma-demo"
+    report = run_demo(ctx, count)
+    if ctx.as_json:
+        ctx.emit(report, "")
+
+
+@cli.command("bench")
+@click.argument("name", type=click.Choice(["ingest", "query", "overhead"]))
+@click.option("-n", "n", type=click.IntRange(1, 10_000_000), default=None,
+              help="Size (default: the benchmark's own).")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the JSON report here (default bench-results/NAME-TIME.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
+def bench_cmd(name: str, n: int | None, out: str | None, as_json: bool):
+    """Measure CARMA against a bare baseline in the same run; figures are ratios."""
+    import tempfile
+
+    from carma.bench import BENCHMARKS
+
+    with tempfile.TemporaryDirectory(prefix=f"carma-bench-{name}-") as workdir:
+        report = BENCHMARKS[name](n=n, workdir=Path(workdir),
+                                  progress=lambda msg: click.echo(msg, err=True))
+    text = json.dumps(report, indent=2)
+    path = Path(out) if out else Path("bench-results") / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    click.echo(text if as_json else f"{name}: report written to {path}\n{text}")
+
+
+@contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (hidden when stderr is not a terminal)."""
+    with click.progressbar(length=max(total, 0), label=label, file=sys.stderr,
+                           show_pos=True) as bar:
+        yield bar.update
+
+
+def main() -> None:
+    cli(prog_name="carma")

@@ -1,0 +1,104 @@
+"""`carma demo`: a store built from real sentences, searched, revised, deleted and rebuilt."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+QUERIES = (
+    "How do I compress data before writing it to a file?",
+    "parse command line arguments",
+    "Which function returns the current time in seconds?",
+    "send an email message over SMTP",
+    "run several tasks at the same time with threads",
+)
+
+
+def run_demo(ctx: Any, count: int) -> dict[str, Any]:
+    from carma.corpus import corpus
+
+    steps: dict[str, float] = {}
+    say: Callable[[str], None] = (lambda s: None) if ctx.as_json else click.echo
+
+    @contextmanager
+    def step(name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        steps[name] = round(time.perf_counter() - started, 3)
+        say(f"  ({steps[name]:.2f} s)")
+
+    say(f"CARMA demo: a memory store in {ctx.home}")
+    say(f"\n1. Reading {count} sentences from the standard library's docstrings")
+    with step("corpus"):
+        texts = corpus(count)
+    items = [{"text": t, "metadata": {"source": "stdlib", "n": i}, "namespace": "stdlib"}
+             for i, t in enumerate(texts)]
+
+    with ctx.memory() as mem:
+        say(f"\n2. Storing them (each write is an event in {mem.home / 'events.sqlite'})")
+        with step("ingest"):
+            result = _ingest(mem, items)
+        say(f"   added {result['added']}, unchanged {result['unchanged']} "
+            f"(writes are idempotent: run the demo again and nothing is added)")
+        rate = count / steps["ingest"] if steps["ingest"] else 0.0
+        say(f"   {rate:.0f} fragments/s with {mem.embedder.name}, model load included")
+
+        say("\n3. Semantic search (score = cosine similarity)")
+        searches = []
+        with step("search"):
+            for query in QUERIES:
+                started = time.perf_counter()
+                hits = mem.search(query, k=3, namespace="stdlib")
+                ms = (time.perf_counter() - started) * 1000
+                searches.append({"query": query, "ms": round(ms, 1),
+                                 "hits": [{"id": h.id, "score": h.score, "text": h.text}
+                                          for h in hits]})
+                say(f"\n   ? {query}   [{ms:.0f} ms]")
+                for h in hits:
+                    say(f"     {h.score:.3f}  {_short(h.text, 96)}")
+
+        say("\n4. Revising and deleting: new events, never an overwrite")
+        with step("revise-delete"):
+            first = mem.search(QUERIES[0], k=1, namespace="stdlib")[0]
+            revised = mem.revise(first.id, metadata={**first.metadata, "reviewed": True})
+            victim = mem.search(QUERIES[1], k=1, namespace="stdlib")[0]
+            mem.delete(victim.id, reason="demo: shows that deletion is an event")
+            history = mem.history(victim.id)
+        say(f"   revised {first.id} to version {revised.version}; deleted {victim.id}")
+        for entry in history:
+            say(f"     log position {entry.position:>6}  {entry.kind}")
+
+        say("\n5. Rebuilding the cache, the FAISS index and the ledger from the log")
+        with step("rebuild"):
+            events = mem.rebuild()
+        after = mem.search(QUERIES[2], k=3, namespace="stdlib")
+        same = [h.id for h in after] == [h["id"] for h in searches[2]["hits"]]
+        say(f"   replayed {events} events; the same query gives the same answer: {same}")
+        stats = mem.stats()
+        say(f"\n6. The store: {stats['live']} live fragments, log at position "
+            f"{stats['log_position']}, {stats['bytes_on_disk'] / 1e6:.1f} MB on disk")
+    say("\nsteps (s): " + ", ".join(f"{k} {v}" for k, v in steps.items()))
+    return {"home": str(stats["home"]), "count": count, "ingest": result, "steps": steps,
+            "searches": searches, "rebuild_events": events, "rebuild_same_answer": same,
+            "stats": stats}
+
+
+def _ingest(mem: Any, items: list[dict[str, Any]], batch: int = 256) -> dict[str, int]:
+    totals = {"added": 0, "unchanged": 0, "revised": 0}
+    with click.progressbar(length=len(items), label="   embedding", file=click.get_text_stream("stderr"),
+                           show_pos=True) as bar:
+        for start in range(0, len(items), batch):
+            result = mem.add_many(items[start : start + batch])
+            for key in totals:
+                totals[key] += getattr(result, key)
+            bar.update(len(result.ids))
+    return totals
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,81 @@
+"""The log on real SQLite: compact embeddings, checksums verified on read."""
+
+import sqlite3
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import carma
+from carma.log import verified_payload
+from domain import CorruptEvent
+from eventsourcing.persistence import StoredEvent
+
+
+def stored_rows(home):
+    with sqlite3.connect(home / "events.sqlite") as conn:
+        return conn.execute(
+            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events"
+            " ORDER BY rowid").fetchall()
+
+
+def flip(home, rowid, offset):
+    with sqlite3.connect(home / "events.sqlite") as conn:
+        (state,) = conn.execute("SELECT state FROM stored_events WHERE rowid = ?",
+                                [rowid]).fetchone()
+        damaged = bytearray(state)
+        damaged[offset % len(damaged)] ^= 0x01
+        conn.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
+                     [bytes(damaged), rowid])
+
+
+def test_embeddings_are_stored_as_float32_bytes_not_float_lists(mem, home):
+    mem.add("A sentence about compact storage of vectors.")
+    _, _, _, topic, state = stored_rows(home)[-1]
+    assert topic.endswith("FragmentWritten")
+    # 64 float32 = 256 bytes = 344 base64 characters; a JSON list of floats would be ~1,200.
+    assert len(state) < 800
+    assert b'"_type_":"b64"' in state.replace(b" ", b"")
+
+
+def test_a_flipped_byte_is_reported_naming_the_event_never_decoded(mem, home):
+    key = mem.add("The original text, which must never come back altered.")
+    mem.close()
+    position = stored_rows(home)[-1][0]
+    flip(home, position, 200)
+    with carma.open(home, embedder=mem.embedder) as reopened:
+        with pytest.raises(CorruptEvent) as caught:
+            reopened.log.fragment(key)
+        message = str(caught.value)
+        assert "FragmentWritten" in message and "version 1" in message
+        with pytest.raises(CorruptEvent, match=f"at log position {position}"):
+            reopened.rebuild()
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(offset=st.integers(min_value=0, max_value=10_000), bit=st.integers(0, 7))
+def test_any_single_bit_flip_anywhere_in_a_stored_event_is_detected(mem, offset, bit):
+    mem.add("Checksums cover every byte of the payload.", id="fixed")
+    notification = mem.log.recorder.select_notifications(start=None, limit=10)[-1]
+    state = bytearray(notification.state)
+    state[offset % len(state)] ^= 1 << bit
+    damaged = StoredEvent(notification.originator_id, notification.originator_version,
+                          notification.topic, bytes(state))
+    with pytest.raises(CorruptEvent):
+        verified_payload(damaged)
+
+
+def test_topic_and_version_are_covered_by_the_checksum(mem):
+    mem.add("Moving an event to another aggregate version is detected too.", id="fixed")
+    n = mem.log.recorder.select_notifications(start=None, limit=10)[-1]
+    with pytest.raises(CorruptEvent):
+        verified_payload(StoredEvent(n.originator_id, n.originator_version + 1, n.topic, n.state))
+    with pytest.raises(CorruptEvent):
+        verified_payload(StoredEvent(n.originator_id, n.originator_version,
+                                     n.topic.replace("Written", "Revised"), n.state))
+
+
+def test_the_log_is_in_wal_mode(mem, home):
+    mem.add("Write-ahead logging lets readers and a writer work at once.")
+    with sqlite3.connect(home / "events.sqlite") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
