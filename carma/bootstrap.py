@@ -52,9 +52,7 @@ def bootstrap(home: Path, embedder: Embedder | None = None):
     embedder = embedder or default_embedder()
     log = open_log(home)
     try:
-        profile = log.profile()
-        if profile is not None:
-            log.ensure_profile(embedder.name, embedder.dimension)
+        log.check_profile(embedder.name, embedder.dimension)
         cache = FragmentCache(home / "cache")
         index = VectorIndex(home / "index", embedder.dimension)
         ledger = HealthLedger(home / "ledger.sqlite")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,8 +43,9 @@ def run_demo(ctx: Any, count: int) -> dict[str, Any]:
         say(f"\n2. Storing them (each write is an event in {mem.home / 'events.sqlite'})")
         with step("ingest"):
             result = _ingest(mem, items)
-        say(f"   added {result['added']}, unchanged {result['unchanged']} "
-            f"(writes are idempotent: run the demo again and nothing is added)")
+        say(f"   added {result['added']}, revised {result['revised']}, unchanged "
+            f"{result['unchanged']} (writes are idempotent: a text already stored in its "
+            "namespace is not stored again)")
         rate = count / steps["ingest"] if steps["ingest"] else 0.0
         say(f"   {rate:.0f} fragments/s with {mem.embedder.name}, model load included")
 
@@ -89,7 +91,7 @@ def run_demo(ctx: Any, count: int) -> dict[str, Any]:
 
 def _ingest(mem: Any, items: list[dict[str, Any]], batch: int = 256) -> dict[str, int]:
     totals = {"added": 0, "unchanged": 0, "revised": 0}
-    with click.progressbar(length=len(items), label="   embedding", file=click.get_text_stream("stderr"),
+    with click.progressbar(length=len(items), label="   embedding", file=sys.stderr,
                            show_pos=True) as bar:
         for start in range(0, len(items), batch):
             result = mem.add_many(items[start : start + batch])

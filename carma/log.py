@@ -131,17 +131,10 @@ class MemoryLog(Application[UUID]):
 
     # -- the store's profile ------------------------------------------------------------------
 
-    def ensure_profile(self, model: str, dimension: int) -> StoreProfile:
-        """Record the embedder on first use; refuse a different one ever after."""
-        try:
-            profile: StoreProfile = self.repository.get(STORE_PROFILE_ID)
-        except AggregateNotFoundError:
-            profile = StoreProfile(model=model, dimension=dimension)
-            try:
-                self.save(profile)
-            except IntegrityError:  # another process created it first
-                profile = self.repository.get(STORE_PROFILE_ID)
-        if (profile.model, profile.dimension) != (model, dimension):
+    def check_profile(self, model: str, dimension: int) -> StoreProfile | None:
+        """The store's profile; EmbedderMismatch if it was made with another embedder."""
+        profile = self.profile()
+        if profile is not None and (profile.model, profile.dimension) != (model, dimension):
             raise EmbedderMismatch(
                 f"this store was created with {profile.model} ({profile.dimension}-d); "
                 f"it cannot take {model} ({dimension}-d)"
@@ -218,7 +211,10 @@ class MemoryLog(Application[UUID]):
             changed[w.key] = fragment
             outcomes.append(Change(w.key, outcome))
         if changed:
-            self._save(*changed.values())
+            # The first write also records the store's profile, in the same transaction.
+            first = [] if self.check_profile(model["name"], model["dimension"]) else [
+                StoreProfile(model=model["name"], dimension=model["dimension"])]
+            self._save(*first, *changed.values())
         return outcomes
 
     def delete(self, key: str, reason: str = "") -> bool:

@@ -113,7 +113,6 @@ class Memory:
                 if fragment is None or fragment.text != draft.text:
                     needs_vector.setdefault(draft.text, key)
             vectors = self._embed(list(needs_vector), progress)
-            self._ensure_profile()
             model = {"name": self.embedder.name, "dimension": self.embedder.dimension}
             writes = [
                 Write(draft, key, vectors.get(draft.text)
@@ -170,9 +169,6 @@ class Memory:
         if not np.isfinite(matrix).all():
             raise InvalidInput("the embedder returned a NaN or an infinity")
         return matrix
-
-    def _ensure_profile(self) -> None:
-        self.log.ensure_profile(self.embedder.name, self.embedder.dimension)
 
     # -- reads -----------------------------------------------------------------------------------
 

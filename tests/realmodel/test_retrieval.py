@@ -1,0 +1,140 @@
+"""The real all-MiniLM-L6-v2 model, offline: semantic retrieval that a random embedder fails."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import carma
+from carma.cli import cli
+from carma.corpus import corpus
+from carma.embedding import SentenceTransformerEmbedder
+
+pytestmark = pytest.mark.realmodel
+
+# Hand-written (stored text, paraphrased question): the question shares few words with its source.
+PAIRS = [
+    ("The meeting with the supplier moved to Thursday at 3 pm.",
+     "When is the vendor appointment now?"),
+    ("Alice is allergic to peanuts and carries an epinephrine pen.",
+     "Does Alice have any food allergies?"),
+    ("The production database is backed up every night at 2 am to cold storage.",
+     "How often do we make copies of the prod DB?"),
+    ("Our office Wi-Fi password was changed to 'blue-heron-42' last week.",
+     "What is the new wireless network passphrase?"),
+    ("The user prefers answers in French and short bullet points.",
+     "Which language and format does the customer like replies in?"),
+    ("Invoices must be paid within 30 days of receipt.",
+     "What is the payment deadline for bills?"),
+    ("Bob's flight to Tokyo departs from gate 14 at 7:45.",
+     "Where and when does Bob board his plane to Japan?"),
+    ("The cat needs her thyroid medication twice a day with food.",
+     "How often should the kitty get her pills?"),
+    ("The API rate limit is 100 requests per minute per key.",
+     "How many calls can a client make to the service each minute?"),
+    ("Maria's daughter starts kindergarten in September.",
+     "When does Maria's child begin school?"),
+    ("The kitchen faucet has been leaking since Monday.",
+     "Is there a plumbing problem in the house?"),
+    ("Deployments are frozen during the last week of December.",
+     "Can we ship releases over the year-end holidays?"),
+    ("The quarterly revenue grew by twelve percent compared to last year.",
+     "How much did sales increase this quarter?"),
+    ("Tom lost his house keys at the gym on Saturday.",
+     "Where did Tom misplace his keys?"),
+    ("The hiking trail is closed because of a rockslide near the summit.",
+     "Why can't we walk up the mountain path?"),
+    ("Use the blue recycling bin for paper and cardboard only.",
+     "Where do I throw away old newspapers and boxes?"),
+    ("The library extends loans by two weeks if nobody has reserved the book.",
+     "Can I keep a borrowed book longer?"),
+    ("The patient's blood pressure was 150 over 95 at the last check-up.",
+     "Was the patient's BP high at the previous visit?"),
+    ("Our team standup happens every weekday at 9:30 on the video call.",
+     "What time is the daily team sync?"),
+    ("The warranty on the laptop expires in March next year.",
+     "Until when is the computer covered for repairs?"),
+]
+DISTRACTORS = 300
+THRESHOLD = 0.8  # share of questions whose source is in the top 3
+
+
+class RandomEmbedder:
+    """Seeded random unit vectors: the same text always gets the same vector, meaning plays no part."""
+
+    name = "random-384"
+    dimension = 384
+
+    def embed(self, texts):
+        rows = []
+        for text in texts:
+            rng = np.random.default_rng(abs(hash(("carma", text))) % 2**32)
+            v = rng.standard_normal(self.dimension).astype(np.float32)
+            rows.append(v / np.linalg.norm(v))
+        return np.stack(rows)
+
+
+def top3_rate(home, embedder) -> float:
+    with carma.open(home, embedder=embedder) as mem:
+        result = mem.add_many([source for source, _ in PAIRS] + corpus(DISTRACTORS))
+        source_ids = result.ids[: len(PAIRS)]
+        found = sum(
+            source_id in [h.id for h in mem.search(question, k=3)]
+            for source_id, (_, question) in zip(source_ids, PAIRS)
+        )
+    return found / len(PAIRS)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return SentenceTransformerEmbedder()
+
+
+def test_paraphrases_find_their_source_with_the_real_model_and_not_at_random(tmp_path, minilm):
+    real = top3_rate(tmp_path / "real", minilm)
+    random = top3_rate(tmp_path / "random", RandomEmbedder())
+    print(f"top-3 rate: real model {real:.2f}, random {random:.2f}")
+    assert real >= THRESHOLD
+    assert random < THRESHOLD
+
+
+def test_real_vectors_are_normalised_384_d_and_batched(minilm):
+    texts = corpus(70)  # more than one batch of 64
+    vectors = minilm.embed(texts)
+    assert vectors.shape == (70, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert np.allclose(minilm.embed(texts[:3]), vectors[:3], atol=1e-5)
+
+
+def test_reading_a_store_does_not_load_the_model(tmp_path, minilm):
+    home = tmp_path / "home"
+    with carma.open(home, embedder=minilm) as mem:
+        key = mem.add("Loaded only when a text must be embedded.")
+    probe = (
+        "import sys, carma, json\n"
+        f"mem = carma.open({str(home)!r})\n"
+        f"text = mem.get({key!r}).text\n"
+        "mem.stats(); mem.history(" + repr(key) + ")\n"
+        "print(json.dumps({'text': text, 'loaded': 'sentence_transformers' in sys.modules}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert json.loads(out.stdout) == {"text": "Loaded only when a text must be embedded.",
+                                      "loaded": False}
+
+
+def test_the_demo_runs_on_the_real_model(tmp_path):
+    result = CliRunner().invoke(cli, ["demo", "--count", "200", "--home", str(tmp_path / "d"),
+                                      "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ingest"]["added"] == 200
+    assert report["rebuild_same_answer"] is True
+    assert all(len(s["hits"]) == 3 for s in report["searches"])
+    again = CliRunner().invoke(cli, ["demo", "--count", "200", "--home", str(tmp_path / "d"),
+                                     "--json"], catch_exceptions=False)
+    # Idempotent: only what the first run changed (one revised, one deleted) is written again.
+    assert json.loads(again.stdout)["ingest"] == {"added": 1, "revised": 1, "unchanged": 198}
