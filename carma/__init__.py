@@ -13,7 +13,7 @@ from typing import Any
 
 from carma.embedding import Embedder, HashingEmbedder, SentenceTransformerEmbedder
 from carma.memory import Memory
-from carma.models import BatchResult, FragmentRecord, Hit, HistoryEntry
+from carma.models import BatchResult, FragmentRecord, HistoryEntry, Hit
 from domain.errors import (
     CarmaError,
     ConflictError,

@@ -31,9 +31,7 @@ from domain import (
     Draft,
     EmbedderMismatch,
     Fragment,
-    FragmentGone,
     FragmentNotFound,
-    InvalidInput,
     StoreProfile,
     fragment_uuid,
 )
@@ -105,6 +103,7 @@ class Write:
     draft: Draft
     key: str
     embedding: bytes | None
+    fresh: bool = False  # the key was just generated: no aggregate can exist, skip the lookup
 
 
 @dataclass(frozen=True)
@@ -174,11 +173,11 @@ class MemoryLog(Application[UUID]):
 
     def write_many(self, writes: Sequence[Write], model: dict[str, Any]) -> list[Change]:
         """Add or revise fragments by id, all in one transaction: all are recorded or none."""
-        current = self.fragments(dict.fromkeys(w.key for w in writes))
+        current = self.fragments(dict.fromkeys(w.key for w in writes if not w.fresh))
         changed: dict[str, Fragment] = {}
         outcomes: list[Change] = []
         for w in writes:
-            fragment = changed.get(w.key) or current[w.key]
+            fragment = changed.get(w.key) or current.get(w.key)
             d = w.draft
             if fragment is None:
                 if w.embedding is None:
@@ -188,14 +187,8 @@ class MemoryLog(Application[UUID]):
                     content_hash=d.content_hash, embedding=w.embedding, model=model,
                 )
                 outcome = "added"
-            elif fragment.deleted:
-                raise FragmentGone(w.key)
-            elif fragment.namespace != d.namespace:
-                raise InvalidInput(
-                    f"fragment {w.key!r} lives in namespace {fragment.namespace!r}; "
-                    f"it cannot be written to {d.namespace!r}"
-                )
             else:
+                fragment.ensure_writable(d.namespace)
                 embedding = w.embedding
                 if embedding is None:
                     if fragment.text != d.text:
@@ -205,10 +198,8 @@ class MemoryLog(Application[UUID]):
                     embedding = fragment.embedding
                 revised = fragment.revise(d.text, d.metadata, d.content_hash, embedding)
                 outcome = "revised" if revised else "unchanged"
-                if outcome == "unchanged" and w.key not in changed:
-                    outcomes.append(Change(w.key, outcome))
-                    continue
-            changed[w.key] = fragment
+            if outcome != "unchanged":
+                changed[w.key] = fragment
             outcomes.append(Change(w.key, outcome))
         if changed:
             # The first write also records the store's profile, in the same transaction.

@@ -14,7 +14,7 @@ import numpy as np
 
 from carma.embedding import Embedder
 from carma.log import MemoryLog, Write
-from carma.models import BatchResult, FragmentRecord, Hit, HistoryEntry
+from carma.models import BatchResult, FragmentRecord, HistoryEntry, Hit
 from domain import (
     Draft,
     FragmentGone,
@@ -100,25 +100,21 @@ class Memory:
             keys, known = self._assign_keys(drafts)
             existing = self.log.fragments(k for k in dict.fromkeys(keys) if k in known)
             # Validate every item against the log before the model runs: a batch is all or nothing.
-            needs_vector: dict[str, str] = {}  # text -> first key, so each text is embedded once
+            new_texts: dict[str, None] = {}  # ordered set: each new text is embedded once
             for draft, key in zip(drafts, keys):
                 fragment = existing.get(key)
-                if fragment is not None and fragment.deleted:
-                    raise FragmentGone(key)
-                if fragment is not None and fragment.namespace != draft.namespace:
-                    raise InvalidInput(
-                        f"fragment {key!r} lives in namespace {fragment.namespace!r}; "
-                        f"it cannot be written to {draft.namespace!r}"
-                    )
+                if fragment is not None:
+                    fragment.ensure_writable(draft.namespace)
                 if fragment is None or fragment.text != draft.text:
-                    needs_vector.setdefault(draft.text, key)
-            vectors = self._embed(list(needs_vector), progress)
+                    new_texts[draft.text] = None
+            vectors = self._embed(list(new_texts), progress)
             model = {"name": self.embedder.name, "dimension": self.embedder.dimension}
-            writes = [
-                Write(draft, key, vectors.get(draft.text)
-                      if (existing.get(key) is None or existing[key].text != draft.text) else None)
-                for draft, key in zip(drafts, keys)
-            ]
+            writes = []
+            for draft, key in zip(drafts, keys):
+                fragment = existing.get(key)
+                new_text = fragment is None or fragment.text != draft.text
+                writes.append(Write(draft, key, vectors[draft.text] if new_text else None,
+                                    fresh=key not in known))
             changes = self.log.write_many(writes, model)
             self.catch_up()
         result = BatchResult(ids=keys)

@@ -7,7 +7,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import FragmentGone
+from domain.errors import FragmentGone, InvalidInput
 
 # Fixed namespace for deriving aggregate ids from caller-chosen ids: the same key always
 # names the same aggregate, in every process and every replay.
@@ -47,6 +47,16 @@ class Fragment(Aggregate):
         self.model = model
         self.deleted = False
         self.deleted_reason: str | None = None
+
+    def ensure_writable(self, namespace: str) -> None:
+        """A write to this fragment's id must keep its namespace and find it not deleted."""
+        if self.deleted:
+            raise FragmentGone(self.key)
+        if namespace != self.namespace:
+            raise InvalidInput(
+                f"fragment {self.key!r} lives in namespace {self.namespace!r}; "
+                f"it cannot be written to {namespace!r}"
+            )
 
     def has_content(self, text: str, metadata: dict[str, Any]) -> bool:
         return self.text == text and self.metadata == metadata

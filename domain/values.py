@@ -10,7 +10,7 @@ import json
 import math
 import re
 from array import array
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -39,8 +39,8 @@ INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # what SQLite and every JSON reader keep
 _NAMESPACE = re.compile(NAMESPACE_PATTERN)
 _METADATA_KEY = re.compile(METADATA_KEY_PATTERN)
 
-Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr, None]
-MetadataValue = Union[Scalar, list[Scalar]]
+Scalar = StrictBool | StrictInt | StrictFloat | StrictStr | None
+MetadataValue = Scalar | list[Scalar]
 Metadata = dict[str, Any]
 
 

@@ -3,13 +3,13 @@
 import sqlite3
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import carma
 from carma.log import verified_payload
 from domain import CorruptEvent
-from eventsourcing.persistence import StoredEvent
 
 
 def stored_rows(home):
