@@ -28,13 +28,20 @@ __version__ = "0.1.0"
 
 
 def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | None = None,
-         **settings: Any) -> Memory:
-    """Open (creating if needed) the store at `path` (default $CARMA_HOME, else ./.carma)."""
+         dream_every: float | None = None, **settings: Any) -> Memory:
+    """Open (creating if needed) the store at `path` (default $CARMA_HOME, else ./.carma).
+
+    dream_every: run a scrub-and-heal cycle in a background thread every so many seconds.
+    """
     from carma.bootstrap import bootstrap, resolve_home
 
     if settings:
         raise InvalidInput(f"unknown setting(s): {', '.join(sorted(settings))}")
-    return bootstrap(resolve_home(path), embedder)
+    if dream_every is not None and (isinstance(dream_every, bool)
+                                    or not isinstance(dream_every, (int, float))
+                                    or not dream_every > 0):
+        raise InvalidInput("dream_every must be a positive number of seconds")
+    return bootstrap(resolve_home(path), embedder, dream_every)
 
 
 __all__ = [

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from carma.embedding import Embedder, SentenceTransformerEmbedder
 from carma.log import MemoryLog
 from domain import InvalidInput
+from healing import Dreamer, Healer, Scrubber
 from projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
 
 DEFAULT_HOME = ".carma"
@@ -44,8 +46,8 @@ def default_embedder() -> Embedder:
     return SentenceTransformerEmbedder()
 
 
-def bootstrap(home: Path, embedder: Embedder | None = None):
-    """Wire a Memory over the home: log, projections and embedder."""
+def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float | None = None):
+    """Wire a Memory over the home: log, projections, healing and embedder."""
     from carma.memory import Memory
 
     prepare_home(home)
@@ -60,5 +62,21 @@ def bootstrap(home: Path, embedder: Embedder | None = None):
         log.close()
         raise
     runner = ProjectionRunner(log.read, log.position, [ledger, cache, index])
-    return Memory(home=home, log=log, embedder=embedder, cache=cache, index=index,
-                  ledger=ledger, runner=runner)
+    lock = threading.RLock()  # guards the in-memory index and the ledger's connection
+
+    def catch_up() -> int:
+        with lock:
+            return runner.catch_up()
+
+    def health() -> dict:
+        with lock:
+            return ledger.health()
+
+    scrubber = Scrubber(cache, index, ledger, lock, log.position)
+    healer = Healer(log, cache, index, lock)
+    dreamer = Dreamer(log, scrubber, healer, lock, catch_up, health)
+    memory = Memory(home=home, log=log, embedder=embedder, cache=cache, index=index,
+                    ledger=ledger, runner=runner, dreamer=dreamer, lock=lock)
+    if dream_every is not None:
+        memory.start_dreaming(dream_every)
+    return memory

@@ -15,15 +15,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import (
+    ApplicationRecorder,
     IntegrityError,
     JSONTranscoder,
     Mapper,
     StoredEvent,
+    Tracking,
     Transcoding,
 )
+from eventsourcing.utils import get_topic
 
 from domain import (
     ConflictError,
@@ -33,9 +36,11 @@ from domain import (
     Fragment,
     FragmentNotFound,
     StoreProfile,
+    VectorIndexCopy,
     fragment_uuid,
 )
 from domain.fragment import STORE_PROFILE_ID
+from domain.healing import VECTOR_INDEX_COPY_ID
 
 
 class BytesAsBase64(Transcoding):
@@ -124,6 +129,11 @@ class MemoryLog(Application[UUID]):
             cipher=self.factory.cipher(),
         )
 
+    def construct_recorder(self) -> ApplicationRecorder:
+        # A process recorder keeps the healer's tracking in the same database as the events,
+        # so a repair's events and the position it answers commit in one transaction.
+        return self.factory.process_recorder()
+
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(BytesAsBase64())
@@ -162,6 +172,15 @@ class MemoryLog(Application[UUID]):
             except AggregateNotFoundError:
                 found[key] = None
         return found
+
+    def fragment_by_uuid(self, uuid: UUID) -> Fragment:
+        return self.repository.get(uuid)
+
+    def index_copy(self) -> VectorIndexCopy:
+        try:
+            return self.repository.get(VECTOR_INDEX_COPY_ID)
+        except AggregateNotFoundError:
+            return VectorIndexCopy()
 
     def events_of(self, key: str) -> list[Any]:
         events = list(self.events.get(fragment_uuid(key)))
@@ -224,16 +243,34 @@ class MemoryLog(Application[UUID]):
                 "written, try again"
             ) from None
 
+    def record(self, *aggregates: Aggregate) -> None:
+        """Save aggregates' pending events in one transaction (findings, cycles)."""
+        self._save(*aggregates)
+
+    def record_tracked(self, process: str, position: int, *aggregates: Aggregate) -> None:
+        """Save the events a process made in answer to the log up to `position`, with that
+        position, in one transaction: after a crash it resumes there, never doing work twice."""
+        processing = ProcessingEvent[UUID](Tracking(application_name=process,
+                                                    notification_id=position))
+        processing.collect_events(*aggregates)
+        self._record(processing)
+
+    def tracked_position(self, process: str) -> int:
+        return self.recorder.max_tracking_id(process) or 0
+
     # -- the notification log, for projections ---------------------------------------------------
 
     def position(self) -> int:
         """The position of the last event in the log (0 when empty)."""
         return self.recorder.max_notification_id() or 0
 
-    def read(self, after: int, limit: int = 500) -> list[tuple[int, Any]]:
-        """Decoded events after a position, in log order. Raises CorruptEvent on damage."""
+    def read(self, after: int, limit: int = 500,
+             kinds: Sequence[type] = ()) -> list[tuple[int, Any]]:
+        """Decoded events after a position, in log order, optionally only of some event
+        classes. Raises CorruptEvent on damage."""
         notifications = self.recorder.select_notifications(
-            start=after, limit=limit, inclusive_of_start=False
+            start=after, limit=limit, inclusive_of_start=False,
+            topics=[get_topic(k) for k in kinds],
         )
         return [(n.id, self.mapper.to_domain_event(n)) for n in notifications]
 

@@ -20,13 +20,14 @@ from domain import (
     FragmentGone,
     FragmentNotFound,
     InvalidInput,
-    content_hash,
     fragment_uuid,
     validate_key,
     validate_metadata,
     validate_namespace,
     validate_text,
 )
+from healing import Dreamer, DreamScheduler
+from healing.scrubber import cache_fault
 from projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
 
 K_MAX = 1_000
@@ -37,7 +38,8 @@ class Memory:
     """A CARMA store. Open it with `carma.open(...)`; use it as a context manager."""
 
     def __init__(self, *, home: Path, log: MemoryLog, embedder: Embedder, cache: FragmentCache,
-                 index: VectorIndex, ledger: HealthLedger, runner: ProjectionRunner):
+                 index: VectorIndex, ledger: HealthLedger, runner: ProjectionRunner,
+                 dreamer: Dreamer, lock: threading.RLock):
         self.home = home
         self.log = log
         self.embedder = embedder
@@ -45,9 +47,24 @@ class Memory:
         self.index = index
         self.ledger = ledger
         self.runner = runner
-        self._lock = threading.RLock()
+        self.dreamer = dreamer
+        self.scheduler: DreamScheduler | None = None
+        self._lock = lock
         self._closed = False
         self.catch_up()
+        self._note_index_file()
+
+    def _note_index_file(self) -> None:
+        """The index file could not be loaded, so the index was rebuilt from the log on open:
+        record that finding (the next heal rewrites the file). A new store just writes one."""
+        error = self.index.load_error
+        if error is None:
+            return
+        if self.log.position() == 0:
+            self.index.save()
+        else:
+            self.dreamer.record([], error.fault, None)
+        self.index.load_error = None
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -182,22 +199,29 @@ class Memory:
     def _record(self, row: dict[str, Any]) -> FragmentRecord:
         """The fragment behind a ledger row: from its cache file when that is intact and
         current, else from the log (the source of truth)."""
-        cached = self.cache.read(row["uuid"])
-        if (
-            cached is not None
-            and cached.version == row["version"]
-            and cached.content_hash == row["content_hash"]
-            and content_hash(cached.text) == cached.content_hash
-        ):
+        cached, fault = self.cache.inspect(row["uuid"])
+        if cached is not None:
+            fault = cache_fault(cached, row)
+        if fault is None:
             text, metadata = cached.text, cached.metadata
         else:
             fragment = self.log.fragment(row["id"])
             text, metadata = fragment.text, fragment.metadata
+            self._queue_repair(fragment, fault)
         return FragmentRecord(
             id=row["id"], namespace=row["namespace"], text=text, metadata=metadata,
             version=row["version"], status="healthy", fidelity=row["fidelity"],
             content_hash=row["content_hash"],
         )
+
+    def _queue_repair(self, fragment: Any, fault: str) -> None:
+        """A read met a lost copy: record the finding (the healer's queue is the log itself)
+        and wake the background healer if one runs."""
+        if fragment.mark_lost("cache", fault, None):
+            self.log.record(fragment)
+            self.catch_up()
+            if self.scheduler is not None:
+                self.scheduler.wake()
 
     def search(self, query: str, k: int = 5, namespace: str | None = None,
                where: dict[str, Any] | None = None) -> list[Hit]:
@@ -263,6 +287,35 @@ class Memory:
                 "bytes_on_disk": _size(self.home),
             }
 
+    # -- healing -------------------------------------------------------------------------------
+
+    def scrub(self) -> dict[str, Any]:
+        """Compare every copy with the log; record each new finding once as FragmentLost."""
+        return self.dreamer.scrub()
+
+    def heal(self) -> dict[str, int]:
+        """Repair every recorded finding not yet repaired; returns repairs per copy/method."""
+        return self.dreamer.heal()
+
+    def dream(self) -> dict[str, Any]:
+        """One scrub-and-heal cycle, recorded in the log as a DreamCycle; returns its report."""
+        return self.dreamer.dream("manual")
+
+    def health(self) -> dict[str, Any]:
+        """Honest health: see the README's "Health" section for every field."""
+        with self._lock:
+            self.catch_up()
+            report = self.ledger.health()
+            report["lag"] = self.runner.lag()
+            return report
+
+    def start_dreaming(self, every: float) -> DreamScheduler:
+        """Run dream cycles in a background thread every `every` seconds (until close)."""
+        with self._lock:
+            if self.scheduler is None:
+                self.scheduler = DreamScheduler(self.dreamer.dream, every).start()
+            return self.scheduler
+
     # -- projections -----------------------------------------------------------------------------
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
@@ -278,6 +331,8 @@ class Memory:
             return count
 
     def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()  # outside the lock: a running cycle needs it to finish
         with self._lock:
             if self._closed:
                 return

@@ -12,7 +12,8 @@ from domain.errors import (
     FragmentNotFound,
     InvalidInput,
 )
-from domain.fragment import Fragment, StoreProfile, fragment_uuid
+from domain.fragment import COPIES, FAULTS, Fragment, StoreProfile, fragment_uuid
+from domain.healing import DreamCycle, VectorIndexCopy
 from domain.values import (
     DIMENSION_MAX,
     KEY_MAX_CHARS,
@@ -30,6 +31,10 @@ from domain.values import (
 )
 
 __all__ = [
+    "COPIES",
+    "FAULTS",
+    "DreamCycle",
+    "VectorIndexCopy",
     "DIMENSION_MAX",
     "KEY_MAX_CHARS",
     "METADATA_MAX_BYTES",

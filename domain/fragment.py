@@ -45,8 +45,13 @@ class Fragment(Aggregate):
         self.content_hash = content_hash
         self.embedding = embedding
         self.model = model
+        self.content_version = 1  # the version of the event that set the current content
         self.deleted = False
         self.deleted_reason: str | None = None
+        # Copies found lost or damaged and not yet repaired: copy -> fault.
+        self.faults: dict[str, str] = {}
+        self.fidelity = 1.0
+        self.method: str | None = None
 
     def ensure_writable(self, namespace: str) -> None:
         """A write to this fragment's id must keep its namespace and find it not deleted."""
@@ -80,6 +85,8 @@ class Fragment(Aggregate):
         self.metadata = metadata
         self.content_hash = content_hash
         self.embedding = embedding
+        # An event's body runs before the aggregate's version advances to the event's.
+        self.content_version = self.version + 1
 
     def delete(self, reason: str = "") -> bool:
         """Retire the fragment; its events stay in the log for audit. Deleting twice is no change."""
@@ -92,6 +99,47 @@ class Fragment(Aggregate):
     def _deleted(self, reason: str) -> None:
         self.deleted = True
         self.deleted_reason = reason
+
+
+    # -- healing -----------------------------------------------------------------------------
+
+    def mark_lost(self, copy: str, fault: str, cycle_id: UUID | None) -> bool:
+        """Record that a copy is lost or damaged. An open finding is recorded once: False."""
+        if copy not in COPIES or fault not in FAULTS:
+            raise ValueError(f"unknown copy/fault {copy}/{fault}")
+        if self.deleted and fault != "extra":
+            return False  # a deleted fragment has no copies to lose
+        if copy in self.faults:
+            return False
+        self._lost(copy=copy, fault=fault, cycle_id=cycle_id)
+        return True
+
+    @event("FragmentLost")
+    def _lost(self, copy: str, fault: str, cycle_id: UUID | None) -> None:
+        self.faults[copy] = fault
+
+    def reconstruct(self, copy: str, method: str, fidelity: float, content_hash: str,
+                    sources: list[str], cycle_id: UUID | None) -> None:
+        """Record a repair of a copy. Exact methods restore the recorded body, fidelity 1.0."""
+        if copy not in self.faults:
+            raise ValueError(f"copy {copy!r} of fragment {self.key!r} has no open fault")
+        if not 0.0 <= fidelity <= 1.0:
+            raise ValueError(f"fidelity {fidelity} is outside [0, 1]")
+        if method.startswith("exact-") and (fidelity != 1.0 or content_hash != self.content_hash):
+            raise ValueError("an exact repair has fidelity 1.0 and the recorded content hash")
+        self._reconstructed(copy=copy, method=method, fidelity=fidelity,
+                            content_hash=content_hash, sources=sources, cycle_id=cycle_id)
+
+    @event("FragmentReconstructed")
+    def _reconstructed(self, copy: str, method: str, fidelity: float, content_hash: str,
+                       sources: list[str], cycle_id: UUID | None) -> None:
+        del self.faults[copy]
+        self.method = method
+        self.fidelity = fidelity
+
+
+COPIES = ("cache", "index", "log-body")
+FAULTS = ("missing", "unreadable", "corrupt", "stale", "extra")
 
 
 class StoreProfile(Aggregate):

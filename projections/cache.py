@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,13 +124,36 @@ class FragmentCache:
 
     def read(self, uuid: UUID | str) -> CachedFragment | None:
         """The cached copy, or None when it is missing or unreadable (callers fall back to the log)."""
+        return self.inspect(uuid)[0]
+
+    def inspect(self, uuid: UUID | str) -> tuple[CachedFragment | None, str | None]:
+        """The cached copy and None, or None and why not: 'missing' or 'unreadable'."""
         try:
-            body = json.loads(self.path_of(uuid).read_bytes())
+            raw = self.path_of(uuid).read_bytes()
+        except FileNotFoundError:
+            return None, "missing"
+        except OSError:
+            return None, "unreadable"
+        try:
+            body = json.loads(raw)
             if body.pop("format") != FORMAT:
-                return None
-            return CachedFragment(**body)
-        except (OSError, ValueError, TypeError, KeyError):
-            return None
+                return None, "unreadable"
+            return CachedFragment(**body), None
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None, "unreadable"
+
+    def remove(self, uuid: UUID | str) -> None:
+        self.path_of(uuid).unlink(missing_ok=True)
+
+    def files_on_disk(self) -> Iterator[tuple[str | None, Path]]:
+        """Every file in the shards: (uuid hex, path) for fragment files, (None, path) for
+        anything else (a temp file a crash left behind, a stranger's file)."""
+        for path in self.root.glob("??/*"):
+            stem = path.stem
+            is_fragment = (path.suffix == ".json" and len(stem) == 32
+                           and stem[:2] == path.parent.name
+                           and all(c in "0123456789abcdef" for c in stem))
+            yield (stem if is_fragment else None), path
 
     def reset(self) -> None:
         for child in self.root.iterdir():

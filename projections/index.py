@@ -22,8 +22,17 @@ def faiss_id(uuid: UUID | str) -> int:
     return UUID(str(uuid)).int >> 65
 
 
+def embedding_digest(embedding: bytes) -> str:
+    """A short digest of an embedding's float32 bytes: lets a scrub compare vectors cheaply."""
+    return hashlib.blake2b(embedding, digest_size=16).hexdigest()
+
+
 class IndexFileError(Exception):
     """The persisted index is missing, unreadable or fails its checksum."""
+
+    def __init__(self, fault: str, message: str):
+        super().__init__(message)
+        self.fault = fault  # "missing" | "unreadable" | "corrupt"
 
 
 class VectorIndex:
@@ -41,11 +50,12 @@ class VectorIndex:
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / "vectors.faiss"
         self.dimension = dimension
-        self.load_error: str | None = None
+        self.load_error: IndexFileError | None = None
         try:
             self._index, self._position = self._load()
         except IndexFileError as exc:
-            self.load_error = str(exc)
+            # Start empty at position zero: catching up with the log rebuilds it.
+            self.load_error = exc
             self._index, self._position = self._empty(), 0
         self._dirty = False
 
@@ -56,25 +66,25 @@ class VectorIndex:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            raise IndexFileError("index file is missing") from None
+            raise IndexFileError("missing", "index file is missing") from None
         except OSError as exc:
-            raise IndexFileError(f"index file is unreadable: {exc.strerror}") from None
+            raise IndexFileError("unreadable", f"index file is unreadable: {exc.strerror}") from None
         head, sep, body = raw.partition(b"\n")
         try:
             header = json.loads(head)
             if not sep or header["format"] != FORMAT:
                 raise ValueError
         except (ValueError, KeyError, TypeError):
-            raise IndexFileError("index file header is unreadable") from None
+            raise IndexFileError("unreadable", "index file header is unreadable") from None
         if hashlib.sha256(body).hexdigest() != header.get("sha256"):
-            raise IndexFileError("index file fails its checksum")
+            raise IndexFileError("corrupt", "index file fails its checksum")
         if header.get("dimension") != self.dimension:
-            raise IndexFileError("index file has another dimension")
+            raise IndexFileError("corrupt", "index file has another dimension")
         index = faiss.deserialize_index(np.frombuffer(body, dtype=np.uint8))
         if not isinstance(index, faiss.IndexIDMap2):
-            raise IndexFileError("index file holds another kind of index")
+            raise IndexFileError("corrupt", "index file holds another kind of index")
         if index.ntotal != header.get("count"):
-            raise IndexFileError("index file holds another number of vectors than its header")
+            raise IndexFileError("corrupt", "index file holds another number of vectors than its header")
         return index, int(header["position"])
 
     @property
@@ -137,6 +147,52 @@ class VectorIndex:
 
     def ids(self) -> np.ndarray:
         return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
+    def check_file(self, head: int, stale_after: int) -> str | None:
+        """Why the persisted file cannot stand in for this index, or None if it can:
+        'missing', 'unreadable', 'corrupt' (fails its checksum) or 'stale' (it lags the index
+        by more than `stale_after` log positions, or claims a position beyond the log's head)."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return "missing"
+        except OSError:
+            return "unreadable"
+        head_line, sep, body = raw.partition(b"\n")
+        try:
+            header = json.loads(head_line)
+            position = int(header["position"])
+        except (ValueError, KeyError, TypeError):
+            return "unreadable"
+        if not sep or hashlib.sha256(body).hexdigest() != header.get("sha256"):
+            return "corrupt"
+        if position > head or self._position - position > stale_after:
+            return "stale"
+        return None
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of every entry, for a scrub to compare with the log."""
+        ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        flat = faiss.downcast_index(self._index.index)
+        vectors = flat.reconstruct_n(0, flat.ntotal) if flat.ntotal else np.zeros(
+            (0, self.dimension), dtype=np.float32)
+        return ids, vectors
+
+    def put(self, entries: dict[int, bytes]) -> None:
+        """Set the vectors of these ids (a repair): whatever was there is replaced."""
+        if not entries:
+            return
+        ids = np.fromiter(entries.keys(), dtype=np.int64, count=len(entries))
+        self._index.remove_ids(ids)
+        vectors = np.frombuffer(b"".join(entries.values()), dtype="<f4").reshape(
+            len(entries), self.dimension)
+        self._index.add_with_ids(vectors, ids)
+        self._dirty = True
+
+    def remove(self, ids: list[int]) -> None:
+        if ids:
+            self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+            self._dirty = True
 
     def save(self) -> None:
         """Persist the index with the position it reflects (on close and after a rebuild)."""

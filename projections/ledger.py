@@ -15,15 +15,23 @@ from typing import Any
 
 import sqlite_utils
 
-from domain import Fragment
-from projections.index import faiss_id
+from domain import DreamCycle, Fragment, VectorIndexCopy
+from domain.healing import VECTOR_INDEX_COPY_ID
+from projections.index import embedding_digest, faiss_id
 from projections.runner import Batch
 
 KIND_OF = {
     Fragment.FragmentWritten: "written",
     Fragment.FragmentRevised: "revised",
     Fragment.FragmentDeleted: "deleted",
+    Fragment.FragmentLost: "lost",
+    Fragment.FragmentReconstructed: "reconstructed",
+    VectorIndexCopy.IndexLost: "index-lost",
+    VectorIndexCopy.IndexRebuilt: "index-rebuilt",
+    DreamCycle.DreamCycleStarted: "cycle-started",
+    DreamCycle.DreamCycleCompleted: "cycle-completed",
 }
+INDEX_FILE = "index-file"  # the `copy` of findings about the whole index file
 
 
 class HealthLedger:
@@ -42,7 +50,8 @@ class HealthLedger:
         db["fragments"].create(
             {
                 "uuid": str, "id": str, "faiss_id": int, "namespace": str, "version": int,
-                "status": str, "content_hash": str, "metadata": str, "fidelity": float,
+                "status": str, "content_hash": str, "embedding_hash": str, "metadata": str,
+                "fidelity": float,
                 "last_fault": str, "last_method": str, "written_at": str, "updated_at": str,
             },
             pk="uuid", if_not_exists=True,
@@ -53,6 +62,22 @@ class HealthLedger:
             pk="position", if_not_exists=True,
         )
         db["positions"].create({"name": str, "position": int}, pk="name", if_not_exists=True)
+        # Open findings: a copy found lost or damaged and not yet repaired.
+        db["faults"].create(
+            {"uuid": str, "copy": str, "fault": str, "position": int, "cycle_id": str},
+            pk=("uuid", "copy"), if_not_exists=True,
+        )
+        db["repairs"].create(
+            {"position": int, "uuid": str, "copy": str, "method": str, "fidelity": float,
+             "cycle_id": str},
+            pk="position", if_not_exists=True,
+        )
+        db["cycles"].create(
+            {"id": str, "trigger": str, "started_at": str, "completed_at": str,
+             "health_before": float, "health_after": float, "found": str, "repaired": str,
+             "seconds": str},
+            pk="id", if_not_exists=True,
+        )
         db["fragments"].create_index(["id"], unique=True, if_not_exists=True)
         db["fragments"].create_index(["faiss_id"], if_not_exists=True)
         db["fragments"].create_index(["namespace", "status", "content_hash"], if_not_exists=True)
@@ -99,38 +124,90 @@ class HealthLedger:
             return
         uuid = str(event.originator_id)
         at = event.timestamp.isoformat()
+        detail: dict[str, Any]
         if kind == "written":
             conn.execute(
                 "INSERT OR REPLACE INTO fragments(uuid, id, faiss_id, namespace, version, status,"
-                " content_hash, metadata, fidelity, written_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, 'healthy', ?, ?, 1.0, ?, ?)",
+                " content_hash, embedding_hash, metadata, fidelity, written_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, 'healthy', ?, ?, ?, 1.0, ?, ?)",
                 [uuid, event.key, faiss_id(uuid), event.namespace, event.originator_version,
-                 event.content_hash, _json(event.metadata), at, at],
+                 event.content_hash, embedding_digest(event.embedding), canonical_json(event.metadata),
+                 at, at],
             )
             detail = {"namespace": event.namespace, "content_hash": event.content_hash}
         elif kind == "revised":
             conn.execute(
-                "UPDATE fragments SET version = ?, content_hash = ?, metadata = ?, updated_at = ?"
-                " WHERE uuid = ?",
-                [event.originator_version, event.content_hash, _json(event.metadata), at, uuid],
+                "UPDATE fragments SET version = ?, content_hash = ?, embedding_hash = ?,"
+                " metadata = ?, updated_at = ? WHERE uuid = ?",
+                [event.originator_version, event.content_hash,
+                 embedding_digest(event.embedding), canonical_json(event.metadata), at, uuid],
             )
             detail = {"content_hash": event.content_hash}
-        else:
+        elif kind == "deleted":
             conn.execute(
-                "UPDATE fragments SET version = ?, status = 'deleted', updated_at = ?"
-                " WHERE uuid = ?",
-                [event.originator_version, at, uuid],
+                "UPDATE fragments SET status = 'deleted', updated_at = ? WHERE uuid = ?",
+                [at, uuid],
             )
+            conn.execute("DELETE FROM faults WHERE uuid = ? AND fault != 'extra'", [uuid])
             detail = {"reason": event.reason}
+        elif kind in ("lost", "index-lost"):
+            copy = event.copy if kind == "lost" else INDEX_FILE
+            conn.execute(
+                "INSERT OR REPLACE INTO faults(uuid, copy, fault, position, cycle_id)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [uuid, copy, event.fault, position, _str(event.cycle_id)],
+            )
+            self._touch(conn, uuid, event, at, last_fault=f"{copy}/{event.fault}")
+            detail = {"copy": copy, "fault": event.fault, "cycle_id": _str(event.cycle_id)}
+        elif kind in ("reconstructed", "index-rebuilt"):
+            if kind == "reconstructed":
+                copy, method, fidelity = event.copy, event.method, event.fidelity
+                detail = {"copy": copy, "method": method, "fidelity": fidelity,
+                          "sources": event.sources}
+            else:
+                copy, method, fidelity = INDEX_FILE, "exact-log", 1.0
+                detail = {"copy": copy, "method": method, "position": event.position,
+                          "seconds": event.seconds}
+            detail["cycle_id"] = _str(event.cycle_id)
+            conn.execute("DELETE FROM faults WHERE uuid = ? AND copy = ?", [uuid, copy])
+            conn.execute(
+                "INSERT OR REPLACE INTO repairs(position, uuid, copy, method, fidelity, cycle_id)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [position, uuid, copy, method, fidelity, _str(event.cycle_id)],
+            )
+            self._touch(conn, uuid, event, at, last_method=method)
+        elif kind == "cycle-started":
+            conn.execute(
+                "INSERT OR REPLACE INTO cycles(id, trigger, started_at, health_before)"
+                " VALUES (?, ?, ?, ?)", [uuid, event.trigger, at, event.health_before])
+            detail = {"trigger": event.trigger}
+        else:  # cycle-completed
+            conn.execute(
+                "UPDATE cycles SET completed_at = ?, health_after = ?, found = ?, repaired = ?,"
+                " seconds = ? WHERE id = ?",
+                [at, event.health_after, canonical_json(event.found), canonical_json(event.repaired),
+                 canonical_json(event.seconds), uuid])
+            detail = {"found": event.found, "repaired": event.repaired}
+        if uuid == str(VECTOR_INDEX_COPY_ID) or kind.startswith("cycle"):
+            return  # the history table is each fragment's own story
         conn.execute(
             "INSERT OR REPLACE INTO history(position, uuid, version, kind, at, detail)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            [position, uuid, event.originator_version, kind, at, _json(detail)],
+            [position, uuid, event.originator_version, kind, at, canonical_json(detail)],
+        )
+
+    @staticmethod
+    def _touch(conn: sqlite3.Connection, uuid: str, event: Any, at: str, **columns: str) -> None:
+        # `version` stays the content's version: findings and repairs do not change content.
+        sets = ", ".join(f"{name} = ?" for name in columns)
+        conn.execute(
+            f"UPDATE fragments SET updated_at = ?, {sets} WHERE uuid = ?",
+            [at, *columns.values(), uuid],
         )
 
     def reset(self) -> None:
         with self._transaction() as conn:
-            for table in ("fragments", "history", "positions"):
+            for table in ("fragments", "history", "positions", "faults", "repairs", "cycles"):
                 conn.execute(f"DELETE FROM {table}")
 
     # -- plain queries: the read model -----------------------------------------------------------
@@ -170,7 +247,7 @@ class HealthLedger:
             elif isinstance(value, list):
                 clauses.append("json_type(metadata, ?) = 'array' AND json_extract(metadata, ?)"
                                " = json(?)")
-                params += [path, path, _json(value)]
+                params += [path, path, canonical_json(value)]
             elif isinstance(value, str):
                 clauses.append("json_type(metadata, ?) = 'text' AND json_extract(metadata, ?) = ?")
                 params += [path, path, value]
@@ -194,6 +271,46 @@ class HealthLedger:
             " GROUP BY namespace ORDER BY namespace").fetchall())
         return {"by_status": by_status, "namespaces": namespaces}
 
+    def health(self) -> dict[str, Any]:
+        """The honest health report (README, "Health"): a fragment with an unrepaired loss
+        counts 0, an exact one 1, an approximate one its fidelity."""
+        q = self.db.execute
+        live = q("SELECT count(*) FROM fragments WHERE status != 'deleted'").fetchone()[0]
+        lost = q(
+            "SELECT count(DISTINCT f.uuid) FROM fragments f JOIN faults x ON x.uuid = f.uuid"
+            " WHERE f.status != 'deleted' AND x.fault != 'extra'").fetchone()[0]
+        approx = q(
+            "SELECT count(*), coalesce(sum(fidelity), 0), avg(fidelity), min(fidelity)"
+            " FROM fragments f WHERE status = 'approximate' AND NOT EXISTS"
+            " (SELECT 1 FROM faults x WHERE x.uuid = f.uuid AND x.fault != 'extra')").fetchone()
+        body_lost = q("SELECT count(*) FROM fragments WHERE status = 'lost'").fetchone()[0]
+        healthy = live - lost - approx[0]
+        by_fault = dict(q(
+            "SELECT copy || '/' || fault, count(*) FROM faults GROUP BY 1 ORDER BY 1").fetchall())
+        by_method = dict(q(
+            "SELECT method, count(*) FROM repairs GROUP BY 1 ORDER BY 1").fetchall())
+        cycle = next(iter(self.db.query(
+            "SELECT * FROM cycles WHERE completed_at IS NOT NULL"
+            " ORDER BY completed_at DESC LIMIT 1")), None)
+        if cycle:
+            for key in ("found", "repaired", "seconds"):
+                cycle[key] = json.loads(cycle[key])
+        return {
+            "score": 1.0 if live == 0 else (healthy + approx[1]) / live,
+            "live": live,
+            "by_status": {"healthy": healthy, "approximate": approx[0], "lost": lost},
+            "servable": 1.0 if live == 0 else (live - body_lost) / live,
+            "by_fault": by_fault,
+            "by_method": by_method,
+            "fidelity": {"mean": approx[2], "min": approx[3]},
+            "last_cycle": cycle,
+        }
+
+    def all_rows(self) -> list[dict[str, Any]]:
+        return list(self.db.query(
+            "SELECT uuid, id, faiss_id, namespace, version, status, content_hash,"
+            " embedding_hash, metadata FROM fragments"))
+
     def live_rows(self, namespace: str | None = None) -> Iterator[dict[str, Any]]:
         where, params = "status != 'deleted'", []
         if namespace is not None:
@@ -212,7 +329,12 @@ class HealthLedger:
         self.db.conn.close()
 
 
-def _json(value: Any) -> str:
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON spelling of a value: sorted keys, no spaces (for comparing copies)."""
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 

@@ -157,8 +157,8 @@ def test_a_damaged_index_file_is_rebuilt_from_the_log(mem, home, embedder):
     raw[-10] ^= 0xFF
     path.write_bytes(bytes(raw))
     with carma.open(home, embedder=embedder) as again:
-        assert again.index.load_error == "index file fails its checksum"
         assert [h.id for h in again.search("fact 7 about rivers", k=3)] == expected
+        assert again.health()["by_fault"] == {"index-file/corrupt": 1}
 
 
 def test_a_lost_or_stale_cache_file_is_read_from_the_log(mem):

@@ -1,0 +1,68 @@
+"""Aggregates of healing: a whole index file as one copy, and a dream cycle's record."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.fragment import CARMA_UUID_NAMESPACE
+
+VECTOR_INDEX_COPY_ID = uuid5(CARMA_UUID_NAMESPACE, "vector-index-copy")
+INDEX_FAULTS = ("missing", "unreadable", "corrupt", "stale")
+
+
+class VectorIndexCopy(Aggregate):
+    """The persisted index file: a damaged file is one finding, not one per fragment."""
+
+    @staticmethod
+    def create_id(**_: Any) -> UUID:
+        return VECTOR_INDEX_COPY_ID
+
+    @event("IndexCopyTracked")
+    def __init__(self) -> None:
+        self.fault: str | None = None
+
+    def mark_lost(self, fault: str, cycle_id: UUID | None) -> bool:
+        """Record a finding once; the same open finding again is no event."""
+        if fault not in INDEX_FAULTS:
+            raise ValueError(f"unknown index fault {fault!r}")
+        if self.fault is not None:
+            return False
+        self._lost(fault=fault, cycle_id=cycle_id)
+        return True
+
+    @event("IndexLost")
+    def _lost(self, fault: str, cycle_id: UUID | None) -> None:
+        self.fault = fault
+
+    def rebuilt(self, position: int, seconds: float, cycle_id: UUID | None) -> None:
+        self._rebuilt(position=position, seconds=seconds, cycle_id=cycle_id)
+
+    @event("IndexRebuilt")
+    def _rebuilt(self, position: int, seconds: float, cycle_id: UUID | None) -> None:
+        self.fault = None
+
+
+class DreamCycle(Aggregate):
+    """One scrub-and-heal pass: what it found, what it repaired, how long, health before/after."""
+
+    @event("DreamCycleStarted")
+    def __init__(self, trigger: str, health_before: float | None) -> None:
+        self.trigger = trigger
+        self.health_before = health_before
+        self.report: dict[str, Any] | None = None
+
+    def complete(self, found: dict[str, int], repaired: dict[str, int],
+                 seconds: dict[str, float], health_after: float | None) -> None:
+        if self.report is not None:
+            raise ValueError("this dream cycle is already complete")
+        self._completed(found=found, repaired=repaired, seconds=seconds,
+                        health_after=health_after)
+
+    @event("DreamCycleCompleted")
+    def _completed(self, found: dict[str, int], repaired: dict[str, int],
+                   seconds: dict[str, float], health_after: float | None) -> None:
+        self.report = {"found": found, "repaired": repaired, "seconds": seconds,
+                       "health_after": health_after}

@@ -1,0 +1,7 @@
+"""Healing: find lost or damaged copies (Scrubber), repair them (Healer), in dream cycles."""
+
+from healing.dreamer import Dreamer, DreamScheduler
+from healing.healer import Healer, HealingLog
+from healing.scrubber import Finding, Scrubber, ScrubReport
+
+__all__ = ["DreamScheduler", "Dreamer", "Finding", "Healer", "HealingLog", "ScrubReport", "Scrubber"]

@@ -1,0 +1,137 @@
+"""Dream cycles: scrub, record what was found, heal, and keep the cycle's record in the log."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from domain import DreamCycle
+from healing.healer import Healer, HealingLog
+from healing.scrubber import Finding, Scrubber
+
+RECORD_BATCH = 500
+
+
+class Dreamer:
+    """Runs one scrub-and-heal pass. Holds the store's lock only in short sections, so queries
+    keep being answered while it works."""
+
+    def __init__(self, log: HealingLog, scrubber: Scrubber, healer: Healer, lock: Any,
+                 catch_up: Callable[[], Any], health: Callable[[], dict[str, Any]]):
+        self.log = log
+        self.scrubber = scrubber
+        self.healer = healer
+        self._lock = lock
+        self._catch_up = catch_up
+        self._health = health
+        self._one_at_a_time = threading.Lock()
+
+    def scrub(self, cycle_id: UUID | None = None) -> dict[str, Any]:
+        """Find every difference between the copies and the log, and record each once."""
+        started = time.perf_counter()
+        self._catch_up()
+        report = self.scrubber.scrub()
+        scanned = time.perf_counter()
+        recorded = self.record(report.findings, report.index_file, cycle_id)
+        return {"found": report.counts(), "recorded": recorded, "checked": report.checked,
+                "seconds": {"scan": round(scanned - started, 4),
+                            "record": round(time.perf_counter() - scanned, 4)}}
+
+    def record(self, findings: list[Finding], index_file: str | None,
+               cycle_id: UUID | None) -> int:
+        """FragmentLost for each finding not already open (a finding is recorded once)."""
+        recorded = 0
+        for start in range(0, len(findings), RECORD_BATCH):
+            with self._lock:
+                touched: dict[str, Any] = {}
+                for f in findings[start : start + RECORD_BATCH]:
+                    fragment = touched.get(f.uuid) or self.log.fragment_by_uuid(UUID(f.uuid))
+                    if fragment.mark_lost(f.copy, f.fault, cycle_id):
+                        touched[f.uuid] = fragment
+                        recorded += 1
+                if touched:
+                    self.log.record(*touched.values())
+        if index_file:
+            with self._lock:
+                copy = self.log.index_copy()
+                if copy.mark_lost(index_file, cycle_id):
+                    self.log.record(copy)
+                    recorded += 1
+        self._catch_up()
+        return recorded
+
+    def heal(self, cycle_id: UUID | None = None) -> dict[str, int]:
+        repaired = dict(self.healer.heal(cycle_id))
+        self._catch_up()
+        return repaired
+
+    def dream(self, trigger: str = "manual") -> dict[str, Any]:
+        with self._one_at_a_time:
+            started = time.perf_counter()
+            self._catch_up()
+            before = self._health()["score"]
+            cycle = DreamCycle(trigger=trigger, health_before=before)
+            with self._lock:
+                self.log.record(cycle)
+            scrub = self.scrub(cycle.id)
+            healing = time.perf_counter()
+            repaired = self.heal(cycle.id)
+            after = self._health()["score"]
+            seconds = {**scrub["seconds"], "heal": round(time.perf_counter() - healing, 4),
+                       "total": round(time.perf_counter() - started, 4)}
+            cycle.complete(found=scrub["found"], repaired=repaired, seconds=seconds,
+                           health_after=after)
+            with self._lock:
+                self.log.record(cycle)
+            self._catch_up()
+            return {"id": str(cycle.id), "trigger": trigger, "found": scrub["found"],
+                    "recorded": scrub["recorded"], "repaired": repaired, "seconds": seconds,
+                    "health_before": before, "health_after": after}
+
+
+class DreamScheduler:
+    """Runs dream cycles every `every` seconds in a daemon thread until stopped."""
+
+    def __init__(self, dream: Callable[[str], Any], every: float,
+                 on_error: Callable[[BaseException], None] | None = None):
+        if not every > 0:
+            raise ValueError("dream_every must be a positive number of seconds")
+        self._dream = dream
+        self.every = every
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._on_error = on_error
+        self.cycles = 0
+        self.last_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="carma-dreams", daemon=True)
+
+    def start(self) -> DreamScheduler:
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        """Run the next cycle now (a read met a lost copy)."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.every)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._dream("schedule")
+                self.cycles += 1
+            except BaseException as exc:  # a failed cycle must not kill the scheduler
+                self.last_error = exc
+                if self._on_error:
+                    self._on_error(exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()

@@ -1,0 +1,104 @@
+"""Healer: a process manager that answers each FragmentLost / IndexLost with a repair.
+
+It follows the log from the position it has tracked, and records its repairs' events together
+with the position they answer, in one transaction: a crash mid-heal resumes at the first
+unanswered finding, never repairing one twice in the log nor skipping one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any, Protocol
+from uuid import UUID
+
+from domain import Fragment, VectorIndexCopy
+from projections import CachedFragment, FragmentCache, VectorIndex, faiss_id
+
+EXACT_LOG = "exact-log"
+
+
+class HealingLog(Protocol):
+    def tracked_position(self, process: str) -> int: ...
+
+    def read(self, after: int, limit: int = ..., kinds: Any = ...) -> list[tuple[int, Any]]: ...
+
+    def fragment_by_uuid(self, uuid: UUID) -> Fragment: ...
+
+    def index_copy(self) -> VectorIndexCopy: ...
+
+    def record(self, *aggregates: Any) -> None: ...
+
+    def record_tracked(self, process: str, position: int, *aggregates: Any) -> None: ...
+
+
+class Healer:
+    name = "healer"
+    answers = (Fragment.FragmentLost, VectorIndexCopy.IndexLost)
+
+    def __init__(self, log: HealingLog, cache: FragmentCache, index: VectorIndex, lock: Any,
+                 batch_size: int = 256):
+        self.log = log
+        self.cache = cache
+        self.index = index
+        self._lock = lock
+        self.batch_size = batch_size
+
+    def heal(self, cycle_id: UUID | None = None) -> Counter[str]:
+        """Answer every finding not answered yet; returns repairs per 'copy/method'."""
+        repaired: Counter[str] = Counter()
+        while True:
+            with self._lock:
+                after = self.log.tracked_position(self.name)
+                batch = self.log.read(after, self.batch_size, kinds=self.answers)
+                if not batch:
+                    return repaired
+                touched: dict[UUID, Any] = {}
+                for _, event in batch:
+                    aggregate = touched.get(event.originator_id)
+                    if isinstance(event, Fragment.FragmentLost):
+                        aggregate = aggregate or self.log.fragment_by_uuid(event.originator_id)
+                        done = self._repair_fragment(aggregate, event.copy, cycle_id)
+                    else:
+                        aggregate = aggregate or self.log.index_copy()
+                        done = self._rewrite_index_file(aggregate, cycle_id)
+                    if done:
+                        touched[event.originator_id] = aggregate
+                        repaired[done] += 1
+                self.log.record_tracked(self.name, batch[-1][0], *touched.values())
+
+    def _repair_fragment(self, fragment: Fragment, copy: str, cycle_id: UUID | None) -> str | None:
+        fault = fragment.faults.get(copy)
+        if fault is None:
+            return None  # already answered (or superseded by a deletion)
+        if fragment.deleted and fault != "extra":
+            return None  # never repair a deleted fragment's copies back into existence
+        uuid = fragment.id
+        if copy == "cache":
+            if fragment.deleted:
+                self.cache.remove(uuid)
+            else:
+                self.cache.write(CachedFragment(
+                    uuid=str(uuid), key=fragment.key, namespace=fragment.namespace,
+                    text=fragment.text, metadata=fragment.metadata,
+                    content_hash=fragment.content_hash, version=fragment.content_version,
+                ))
+        elif copy == "index":
+            if fragment.deleted:
+                self.index.remove([faiss_id(uuid)])
+            else:
+                self.index.put({faiss_id(uuid): fragment.embedding})
+        else:
+            return None  # the log's own body: repaired by reconstruction, not from the log
+        fragment.reconstruct(copy=copy, method=EXACT_LOG, fidelity=1.0,
+                             content_hash=fragment.content_hash, sources=[], cycle_id=cycle_id)
+        return f"{copy}/{EXACT_LOG}"
+
+    def _rewrite_index_file(self, copy: VectorIndexCopy, cycle_id: UUID | None) -> str | None:
+        if copy.fault is None:
+            return None
+        started = time.perf_counter()
+        self.index.save()
+        copy.rebuilt(position=self.index.position, seconds=round(time.perf_counter() - started, 4),
+                     cycle_id=cycle_id)
+        return f"index-file/{EXACT_LOG}"
