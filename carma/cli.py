@@ -135,7 +135,7 @@ def add_many_cmd(ctx: Context, texts: tuple[str, ...], namespace: str, metadata:
         raise InvalidInput("no texts given")
     meta = _json_object(metadata, "--metadata")
     drafts = [Draft.of(t, meta, namespace).model_dump() for t in items]
-    with ctx.memory() as mem, _progress("embedding", len(drafts)) as bar:
+    with ctx.memory() as mem, progress_bar("embedding", len(drafts)) as bar:
         result = mem.add_many(drafts, progress=bar)
     ctx.emit(result, lambda: "\n".join(result.ids))
 
@@ -166,7 +166,7 @@ def import_cmd(ctx: Context, source: Any, skip_invalid: bool, batch_size: int):
         raise InvalidInput(f"{len(problems)} invalid line(s){more}; nothing was imported "
                            "(--skip-invalid imports the rest)")
     counts = {"added": 0, "unchanged": 0, "revised": 0, "rejected": len(problems)}
-    with ctx.memory() as mem, _progress("importing", len(drafts)) as bar:
+    with ctx.memory() as mem, progress_bar("importing", len(drafts)) as bar:
         for start in range(0, len(drafts), batch_size):
             chunk = [d.model_dump() for d in drafts[start : start + batch_size]]
             try:
@@ -199,7 +199,7 @@ def export_cmd(ctx: Context, namespace: str | None, output: Any):
     n = 0
     with ctx.memory() as mem:
         total = mem.stats()["live"]
-        with _progress("exporting", total) as bar:
+        with progress_bar("exporting", total) as bar:
             for record in mem.export(namespace):
                 line = {"id": record.id, "text": record.text, "metadata": record.metadata,
                         "namespace": record.namespace, "version": record.version,
@@ -290,7 +290,7 @@ def rebuild_cmd(ctx: Context):
     started = time.perf_counter()
     with ctx.memory() as mem:
         total = mem.log.position()
-        with _progress("rebuilding", total) as bar:
+        with progress_bar("rebuilding", total) as bar:
             events = mem.rebuild(progress=bar)
         stats = mem.stats()
     report = {"events": events, "live": stats["live"], "seconds": round(time.perf_counter() - started, 3)}
@@ -304,6 +304,100 @@ def stats_cmd(ctx: Context):
     with ctx.memory() as mem:
         stats = mem.stats()
     ctx.emit(stats, lambda: "\n".join(f"{k:<14} {json.dumps(v)}" for k, v in stats.items()))
+
+
+@command(cli, "scrub")
+def scrub_cmd(ctx: Context):
+    """Compare every copy with the log; record each new finding once. Exit 1 if any is open."""
+    with ctx.memory() as mem:
+        report = mem.scrub()
+        open_findings = mem.health()["by_fault"]
+    ctx.emit(report, lambda: _counts_line("found", report["found"])
+             + f"\nnew findings recorded: {report['recorded']}")
+    if open_findings:
+        sys.exit(1)
+
+
+@command(cli, "heal")
+def heal_cmd(ctx: Context):
+    """Repair every recorded finding not yet repaired."""
+    with ctx.memory() as mem:
+        repaired = mem.heal()
+    ctx.emit({"repaired": repaired}, lambda: _counts_line("repaired", repaired))
+
+
+@command(cli, "dream")
+def dream_cmd(ctx: Context):
+    """One scrub-and-heal cycle, recorded in the log; prints its report."""
+    with ctx.memory() as mem:
+        report = mem.dream()
+    ctx.emit(report, lambda: _cycle_text(report))
+
+
+def _cycle_text(report: dict[str, Any]) -> str:
+    return (f"dream cycle {report['id']} ({report['trigger']})\n"
+            + _counts_line("found", report["found"]) + "\n"
+            + _counts_line("repaired", report["repaired"]) + "\n"
+            + f"health {report['health_before']:.1%} -> {report['health_after']:.1%} "
+            f"in {report['seconds']['total']:.2f} s")
+
+
+def _counts_line(label: str, counts: dict[str, int]) -> str:
+    if not counts:
+        return f"{label}: nothing"
+    return f"{label}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+
+
+@command(cli, "health")
+def health_cmd(ctx: Context):
+    """Honest health: repaired fragments count by fidelity, unrepaired losses count 0."""
+    with ctx.memory() as mem:
+        report = mem.health()
+    ctx.emit(report, lambda: _health_table(report))
+
+
+def _health_table(h: dict[str, Any]) -> str:
+    rows = [("health", f"{h['score']:.1%}  of {h['live']} live fragment(s)"),
+            ("servable", f"{h['servable']:.1%}  (a body can be read, exact or approximate)")]
+    rows += [(f"  {status}", str(n)) for status, n in h["by_status"].items()]
+    rows += [("open findings", _inline(h["by_fault"]) or "none"),
+             ("repairs", _inline(h["by_method"]) or "none")]
+    if h["fidelity"]["mean"] is not None:
+        rows.append(("fidelity", f"mean {h['fidelity']['mean']:.3f}, min {h['fidelity']['min']:.3f}"))
+    rows.append(("lag", _inline(h["lag"])))
+    cycle = h["last_cycle"]
+    rows.append(("last cycle", "never" if not cycle else
+                 f"{cycle['completed_at'][:19]} {cycle['trigger']}: "
+                 f"{cycle['health_before']:.1%} -> {cycle['health_after']:.1%}"))
+    return "\n".join(f"{k:<14} {v}" for k, v in rows)
+
+
+def _inline(counts: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+@command(cli, "watch")
+@click.option("--every", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+              help="Seconds between dream cycles.")
+@click.option("--cycles", type=click.IntRange(min=1), default=None,
+              help="Stop after this many cycles (default: until interrupted).")
+def watch_cmd(ctx: Context, every: float, cycles: int | None):
+    """Keep the store healthy: run a dream cycle every --every seconds until Ctrl-C."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    done = 0
+    with ctx.memory() as mem:
+        while not stop.is_set():
+            report = mem.dreamer.dream("schedule")
+            done += 1
+            ctx.emit(report, lambda: _cycle_text(report))
+            if cycles is not None and done >= cycles:
+                break
+            stop.wait(every)
 
 
 @command(cli, "demo")
@@ -343,8 +437,11 @@ def bench_cmd(name: str, n: int | None, out: str | None, as_json: bool):
 
 
 @contextmanager
-def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr (hidden when stderr is not a terminal)."""
+def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield lambda _n: None
+        return
     with click.progressbar(length=max(total, 0), label=label, file=sys.stderr,
                            show_pos=True) as bar:
         yield bar.update

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -90,14 +89,15 @@ def run_demo(ctx: Any, count: int) -> dict[str, Any]:
 
 
 def _ingest(mem: Any, items: list[dict[str, Any]], batch: int = 256) -> dict[str, int]:
+    from carma.cli import progress_bar
+
     totals = {"added": 0, "unchanged": 0, "revised": 0}
-    with click.progressbar(length=len(items), label="   embedding", file=sys.stderr,
-                           show_pos=True) as bar:
+    with progress_bar("   embedding", len(items)) as advance:
         for start in range(0, len(items), batch):
             result = mem.add_many(items[start : start + batch])
             for key in totals:
                 totals[key] += getattr(result, key)
-            bar.update(len(result.ids))
+            advance(len(result.ids))
     return totals
 
 

@@ -49,20 +49,20 @@ class DreamCycle(Aggregate):
     """One scrub-and-heal pass: what it found, what it repaired, how long, health before/after."""
 
     @event("DreamCycleStarted")
-    def __init__(self, trigger: str, health_before: float | None) -> None:
+    def __init__(self, trigger: str) -> None:
         self.trigger = trigger
-        self.health_before = health_before
         self.report: dict[str, Any] | None = None
 
     def complete(self, found: dict[str, int], repaired: dict[str, int],
-                 seconds: dict[str, float], health_after: float | None) -> None:
+                 seconds: dict[str, float], health_before: float, health_after: float) -> None:
+        """health_before is the health as the scrub found the store; health_after, once healed."""
         if self.report is not None:
             raise ValueError("this dream cycle is already complete")
         self._completed(found=found, repaired=repaired, seconds=seconds,
-                        health_after=health_after)
+                        health_before=health_before, health_after=health_after)
 
     @event("DreamCycleCompleted")
     def _completed(self, found: dict[str, int], repaired: dict[str, int],
-                   seconds: dict[str, float], health_after: float | None) -> None:
+                   seconds: dict[str, float], health_before: float, health_after: float) -> None:
         self.report = {"found": found, "repaired": repaired, "seconds": seconds,
-                       "health_after": health_after}
+                       "health_before": health_before, "health_after": health_after}

@@ -71,19 +71,18 @@ class Dreamer:
     def dream(self, trigger: str = "manual") -> dict[str, Any]:
         with self._one_at_a_time:
             started = time.perf_counter()
-            self._catch_up()
-            before = self._health()["score"]
-            cycle = DreamCycle(trigger=trigger, health_before=before)
+            cycle = DreamCycle(trigger=trigger)
             with self._lock:
                 self.log.record(cycle)
             scrub = self.scrub(cycle.id)
+            before = self._health()["score"]  # the store as the scrub found it
             healing = time.perf_counter()
             repaired = self.heal(cycle.id)
             after = self._health()["score"]
             seconds = {**scrub["seconds"], "heal": round(time.perf_counter() - healing, 4),
                        "total": round(time.perf_counter() - started, 4)}
             cycle.complete(found=scrub["found"], repaired=repaired, seconds=seconds,
-                           health_after=after)
+                           health_before=before, health_after=after)
             with self._lock:
                 self.log.record(cycle)
             self._catch_up()
@@ -104,6 +103,7 @@ class DreamScheduler:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._on_error = on_error
+        self._finished = threading.Condition()
         self.cycles = 0
         self.last_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="carma-dreams", daemon=True)
@@ -124,11 +124,18 @@ class DreamScheduler:
                 return
             try:
                 self._dream("schedule")
-                self.cycles += 1
             except BaseException as exc:  # a failed cycle must not kill the scheduler
                 self.last_error = exc
                 if self._on_error:
                     self._on_error(exc)
+            with self._finished:
+                self.cycles += 1
+                self._finished.notify_all()
+
+    def wait_for(self, cycles: int, timeout: float) -> bool:
+        """Block until `cycles` cycles have finished in all; False if the timeout came first."""
+        with self._finished:
+            return self._finished.wait_for(lambda: self.cycles >= cycles, timeout)
 
     def stop(self) -> None:
         self._stop.set()

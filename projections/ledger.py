@@ -177,15 +177,14 @@ class HealthLedger:
             )
             self._touch(conn, uuid, event, at, last_method=method)
         elif kind == "cycle-started":
-            conn.execute(
-                "INSERT OR REPLACE INTO cycles(id, trigger, started_at, health_before)"
-                " VALUES (?, ?, ?, ?)", [uuid, event.trigger, at, event.health_before])
+            conn.execute("INSERT OR REPLACE INTO cycles(id, trigger, started_at) VALUES (?, ?, ?)",
+                         [uuid, event.trigger, at])
             detail = {"trigger": event.trigger}
         else:  # cycle-completed
             conn.execute(
-                "UPDATE cycles SET completed_at = ?, health_after = ?, found = ?, repaired = ?,"
-                " seconds = ? WHERE id = ?",
-                [at, event.health_after, canonical_json(event.found), canonical_json(event.repaired),
+                "UPDATE cycles SET completed_at = ?, health_before = ?, health_after = ?,"
+                " found = ?, repaired = ?, seconds = ? WHERE id = ?",
+                [at, event.health_before, event.health_after, canonical_json(event.found), canonical_json(event.repaired),
                  canonical_json(event.seconds), uuid])
             detail = {"found": event.found, "repaired": event.repaired}
         if uuid == str(VECTOR_INDEX_COPY_ID) or kind.startswith("cycle"):

@@ -1,0 +1,198 @@
+"""Healing on real files: every fault detected, recorded once, repaired exactly; queries never fail."""
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+import carma
+from carma import FragmentGone
+from projections import faiss_id
+
+
+def fragments(mem, n=12):
+    return mem.add_many([f"note {i}: the tide turns at dawn near pier {i}" for i in range(n)]).ids
+
+
+def topics(home):
+    with sqlite3.connect(home / "events.sqlite") as conn:
+        return [t.rsplit(".", 1)[-1] for (t,) in conn.execute(
+            "SELECT topic FROM stored_events ORDER BY rowid")]
+
+
+def cache_path(mem, key):
+    return mem.cache.path_of(mem.ledger.row(key)["uuid"])
+
+
+def uuid_of(mem, key):
+    return mem.ledger.row(key)["uuid"]
+
+
+def test_every_cache_fault_is_found_recorded_once_and_repaired_exactly(mem, home):
+    ids = fragments(mem)
+    originals = {k: mem.get(k) for k in ids}
+    missing, garbage, tampered, stale, gone = ids[:5]
+    cache_path(mem, missing).unlink()
+    cache_path(mem, garbage).write_bytes(b"\x00\xffnot json")
+    body = json.loads(cache_path(mem, tampered).read_text())
+    body["text"] = "the tide never turns"
+    cache_path(mem, tampered).write_text(json.dumps(body))
+    old_stale = cache_path(mem, stale).read_bytes()
+    mem.revise(stale, text="note 3, revised: the tide turns at noon")
+    originals[stale] = mem.get(stale)
+    cache_path(mem, stale).write_bytes(old_stale)
+    old_gone = cache_path(mem, gone).read_bytes()
+    mem.delete(gone)
+    cache_path(mem, gone).write_bytes(old_gone)  # a copy of a deleted fragment reappears
+    stray = mem.cache.root / "ab" / ".tmp-left-by-a-crash.json"
+    stray.parent.mkdir(exist_ok=True)
+    stray.write_text("{}")
+
+    report = mem.scrub()
+    assert report["found"] == {"cache/missing": 1, "cache/unreadable": 1, "cache/corrupt": 1,
+                               "cache/stale": 1, "cache/extra": 1, "stray": 1}
+    assert report["recorded"] == 5
+    assert not stray.exists()
+    assert mem.scrub()["recorded"] == 0  # idempotent: nothing new
+    assert topics(home).count("FragmentLost") == 5
+
+    assert mem.heal() == {"cache/exact-log": 5}
+    assert mem.heal() == {}
+    assert topics(home).count("FragmentReconstructed") == 5
+    assert not cache_path(mem, gone).exists()
+    for key, record in originals.items():
+        if key != gone:
+            assert mem.cache.read(uuid_of(mem, key)).text == record.text
+    assert mem.scrub()["found"] == {}
+    health = mem.health()
+    assert health["score"] == 1.0 and health["by_fault"] == {}
+    kinds = [e.kind for e in mem.history(missing)]
+    assert kinds == ["written", "lost", "reconstructed"]
+    detail = mem.history(missing)[-1].detail
+    assert (detail["method"], detail["fidelity"], detail["copy"]) == ("exact-log", 1.0, "cache")
+
+
+def test_every_index_fault_is_found_and_repaired(mem, home):
+    ids = fragments(mem)
+    absent, wrong, deleted = ids[:3]
+    mem.delete(deleted)
+    fid = lambda key: mem.ledger.row(key)["faiss_id"]  # noqa: E731
+    mem.index.remove([fid(absent)])
+    mem.index.put({fid(wrong): np.eye(1, mem.index.dimension, dtype="<f4").tobytes()})
+    row = mem.log.fragment(deleted)
+    mem.index.put({fid(deleted): row.embedding})
+    mem.index.put({12345: row.embedding})  # an id no fragment ever had
+    mem.index.path.unlink()
+    report = mem.scrub()
+    assert report["found"] == {"index/missing": 1, "index/corrupt": 1, "index/extra": 1,
+                               "index-file/missing": 1, "stray": 1}
+    assert mem.scrub()["recorded"] == 0
+    assert mem.heal() == {"index/exact-log": 3, "index-file/exact-log": 1}
+    assert mem.scrub()["found"] == {}
+    assert sorted(mem.index.ids().tolist()) == sorted(fid(k) for k in ids if k != deleted)
+    assert mem.index.check_file(mem.log.position(), 100) is None
+
+
+@pytest.mark.parametrize("damage, fault", [
+    (lambda p: p.unlink(), "missing"),
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "corrupt"),
+    (lambda p: p.write_bytes(b"garbage"), "unreadable"),
+])
+def test_a_damaged_index_file_is_one_finding_about_the_index(mem, home, damage, fault):
+    fragments(mem, 30)
+    mem.close()
+    damage(home / "index" / "vectors.faiss")
+    with carma.open(home, embedder=mem.embedder) as again:
+        # Queries work at once: the index was rebuilt from the log on open.
+        assert again.search("the tide turns at dawn near pier 7", k=1)[0].text.startswith("note 7")
+        assert again.health()["by_fault"] == {f"index-file/{fault}": 1}
+        assert topics(home).count("IndexLost") == 1
+        assert again.dream()["repaired"] == {"index-file/exact-log": 1}
+        assert again.index.check_file(again.log.position(), 100) is None
+    assert topics(home).count("FragmentLost") == 0  # one finding about the index, not 30
+
+
+def test_queries_succeed_with_correct_results_while_copies_are_missing(mem, home):
+    ids = fragments(mem, 40)
+    expected = {k: mem.get(k).text for k in ids}
+    ranking = [h.id for h in mem.search("pier 17", k=5)]
+    for path in mem.cache.files()[::2]:
+        path.unlink()
+    for path in mem.cache.files()[::3]:
+        path.write_bytes(b"{}")
+    mem.index.path.unlink()
+    damaged = sum(mem.cache.read(uuid_of(mem, k)) is None for k in ids)
+    assert {k: mem.get(k).text for k in ids} == expected
+    assert [h.id for h in mem.search("pier 17", k=5)] == ranking
+    # Each read that met a lost copy queued its repair in the log, with no cycle.
+    with sqlite3.connect(home / "events.sqlite") as conn:
+        queued = conn.execute(
+            "SELECT count(*) FROM stored_events WHERE topic LIKE '%FragmentLost'").fetchone()[0]
+    assert damaged > 20 and queued == damaged
+    report = mem.dream()
+    assert report["health_after"] == 1.0
+    assert mem.scrub()["found"] == {}
+    assert all(mem.cache.read(uuid_of(mem, k)).text == expected[k] for k in ids)
+
+
+def test_a_crash_in_the_middle_of_healing_resumes_without_repeating_or_skipping(mem, home):
+    ids = fragments(mem, 20)
+    for path in mem.cache.files():
+        path.unlink()
+    assert mem.scrub()["recorded"] == 20
+    # A real file-system fault mid-heal: one shard folder becomes a file.
+    victim = cache_path(mem, ids[10]).parent
+    victim.rmdir() if victim.exists() else None
+    victim.write_text("in the way")
+    mem.dreamer.healer.batch_size = 4
+    with pytest.raises(OSError):
+        mem.heal()
+    done = topics(home).count("FragmentReconstructed")
+    assert 0 < done < 20
+    victim.unlink()
+    mem.heal()
+    assert topics(home).count("FragmentReconstructed") == 20  # each repaired exactly once
+    assert mem.scrub()["found"] == {}
+
+
+def test_a_deleted_fragment_is_never_repaired_back(mem, home):
+    ids = fragments(mem, 3)
+    cache_path(mem, ids[0]).unlink()
+    mem.scrub()
+    mem.delete(ids[0])
+    assert mem.heal() == {}
+    assert not cache_path(mem, ids[0]).exists()
+    with pytest.raises(FragmentGone):
+        mem.get(ids[0])
+    assert mem.health()["by_fault"] == {}
+
+
+def test_dream_cycles_are_recorded_with_counts_durations_and_health(mem, home):
+    ids = fragments(mem, 10)
+    for key in ids[:3]:
+        cache_path(mem, key).unlink()
+    report = mem.dream()
+    assert report["found"] == {"cache/missing": 3}
+    assert report["repaired"] == {"cache/exact-log": 3}
+    assert report["health_before"] == pytest.approx(0.7)  # as the scrub found it
+    assert report["health_after"] == 1.0
+    assert set(report["seconds"]) >= {"scan", "record", "heal", "total"}
+    assert topics(home)[-1] == "DreamCycleCompleted"
+    last = mem.health()["last_cycle"]
+    assert last["id"] == report["id"] and last["repaired"] == {"cache/exact-log": 3}
+
+
+def test_background_dreams_heal_while_the_program_keeps_serving(home, embedder):
+    with carma.open(home, embedder=embedder, dream_every=0.05) as mem:
+        ids = fragments(mem, 10)
+        cycles = mem.scheduler.cycles
+        for path in mem.cache.files():
+            path.unlink()
+        assert mem.search("pier 4", k=1)[0].id == ids[4]  # served while damaged
+        assert mem.scheduler.wait_for(cycles + 2, timeout=30)
+        assert mem.scheduler.last_error is None
+        assert mem.health()["score"] == 1.0
+        assert len(mem.cache.files()) == 10
+    with pytest.raises(carma.InvalidInput):
+        carma.open(home, embedder=embedder, dream_every=0)
