@@ -145,19 +145,19 @@ class Memory:
         subset that may already exist in the log."""
         keys: list[str] = []
         known: set[str] = set()
-        fresh: dict[tuple[str, str], str] = {}
+        stored = self.ledger.live_keys_with_content(
+            [(d.namespace, d.content_hash) for d in drafts if d.id is None])
         for draft in drafts:
             if draft.id is not None:
                 keys.append(draft.id)
                 known.add(draft.id)
                 continue
             slot = (draft.namespace, draft.content_hash)
-            key = fresh.get(slot) or self.ledger.live_key_with_content(*slot)
-            if key is not None:
-                known.add(key)
+            key = stored.get(slot)
+            if key is None:  # new text: a fresh id, shared by its repeats in this batch
+                key = stored[slot] = uuidlib.uuid4().hex
             else:
-                key = uuidlib.uuid4().hex
-            fresh[slot] = key
+                known.add(key)
             keys.append(key)
         return keys, known
 

@@ -80,7 +80,7 @@ class HealthLedger:
         )
         db["fragments"].create_index(["id"], unique=True, if_not_exists=True)
         db["fragments"].create_index(["faiss_id"], if_not_exists=True)
-        db["fragments"].create_index(["namespace", "status", "content_hash"], if_not_exists=True)
+        db["fragments"].create_index(["content_hash"], if_not_exists=True)
         db["history"].create_index(["uuid", "version"], if_not_exists=True)
 
     @contextmanager
@@ -214,13 +214,19 @@ class HealthLedger:
     def row(self, key: str) -> dict[str, Any] | None:
         return next(self.db["fragments"].rows_where("id = ?", [key]), None)
 
-    def live_key_with_content(self, namespace: str, content_hash: str) -> str | None:
-        row = self.db.execute(
-            "SELECT id FROM fragments WHERE namespace = ? AND status != 'deleted'"
-            " AND content_hash = ? ORDER BY written_at LIMIT 1",
-            [namespace, content_hash],
-        ).fetchone()
-        return row[0] if row else None
+    def live_keys_with_content(self, slots: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """For (namespace, content hash) pairs, the id of the oldest live fragment holding
+        that text in that namespace, where there is one."""
+        found: dict[tuple[str, str], str] = {}
+        hashes = sorted({h for _, h in slots})
+        for chunk in _chunks(hashes, 500):
+            marks = ",".join("?" * len(chunk))
+            for namespace, digest, key in self.db.execute(
+                f"SELECT namespace, content_hash, id FROM fragments WHERE content_hash IN ({marks})"
+                " AND status != 'deleted' ORDER BY written_at DESC", chunk,
+            ).fetchall():
+                found[(namespace, digest)] = key  # oldest last: it wins
+        return found
 
     def rows_by_faiss_ids(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         found: dict[int, dict[str, Any]] = {}
@@ -337,6 +343,6 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
