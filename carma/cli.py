@@ -400,6 +400,58 @@ def watch_cmd(ctx: Context, every: float, cycles: int | None):
             stop.wait(every)
 
 
+@command(cli, "chaos")
+@click.option("--cache-delete", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="Share of cache files to delete.")
+@click.option("--cache-corrupt", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+              help="Share of cache files to corrupt (flipped bytes or truncated).")
+@click.option("--index", "index_damage", type=click.Choice(["drop", "truncate", "keep"]),
+              default="drop", show_default=True, help="What to do to the index file.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--queries", type=click.IntRange(1), default=200, show_default=True,
+              help="Queries before and after the damage (during: until healed).")
+def chaos_cmd(ctx: Context, cache_delete: float, cache_corrupt: float, index_damage: str,
+              seed: int, threads: int, queries: int):
+    """Damage this store on disk for real, query it from several threads while a dream cycle
+    heals it, and report. Exit 1 if any query failed or answered differently."""
+    import carma
+    from carma.chaos import run_chaos
+
+    home = resolve_existing_home(ctx.home)
+    report = run_chaos(
+        lambda: carma.open(home, embedder=_embedder(ctx.embedder_name)),
+        cache_delete=cache_delete, cache_corrupt=cache_corrupt, index=index_damage, seed=seed,
+        threads=threads, queries=queries,
+        say=(lambda s: None) if ctx.as_json else (lambda s: click.echo(s, err=True)))
+    ctx.emit(report, lambda: _chaos_text(report))
+    if report["queries_failed"] or report["wrong_answers"]:
+        sys.exit(1)
+
+
+def resolve_existing_home(home: str | None) -> Path:
+    from carma.bootstrap import resolve_home
+
+    path = resolve_home(home)
+    if not (path / "events.sqlite").exists():
+        raise InvalidInput(f"no store at {path} (chaos damages an existing store)")
+    return path
+
+
+def _chaos_text(r: dict[str, Any]) -> str:
+    lines = [f"chaos on {r['fragments']} fragments (seed {r['seed']}, {r['threads']} threads)",
+             f"damage: {r['damage']}",
+             f"{'phase':<8} {'queries':>8} {'failed':>7} {'wrong':>6} {'p50 ms':>8} {'p95 ms':>8}"]
+    for name, p in r["phases"].items():
+        lines.append(f"{name:<8} {p['queries']:>8} {p['failed']:>7} {p['wrong_answers']:>6} "
+                     f"{p['p50_ms']:>8.1f} {p['p95_ms']:>8.1f}")
+    h = r["health"]
+    lines += [_counts_line("found", r["found"]), _counts_line("repaired", r["repaired"]),
+              f"restart {r['reopen_seconds']:.2f} s, heal {r['heal_seconds']:.2f} s; health "
+              f"{h['before_damage']:.1%} -> {h['as_found']:.1%} (as found) -> {h['after']:.1%}"]
+    return "\n".join(lines)
+
+
 @command(cli, "demo")
 @click.option("--count", default=3000, show_default=True, type=click.IntRange(10, 50_000))
 def demo_cmd(ctx: Context, count: int):

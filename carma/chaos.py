@@ -1,0 +1,165 @@
+"""`carma chaos`: damage a real store on disk, keep querying it from several threads while a
+dream cycle heals it, and report what the users of the store saw."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from domain import CarmaError
+
+
+def damage_store(mem: Any, *, cache_delete: float, cache_corrupt: float, index: str,
+                 seed: int) -> dict[str, int]:
+    """Delete and corrupt cache files and the index file, at the given rates, reproducibly."""
+    rng = random.Random(seed)
+    files = mem.cache.files()
+    rng.shuffle(files)
+    n_delete = round(len(files) * cache_delete)
+    n_corrupt = min(round(len(files) * cache_corrupt), len(files) - n_delete)
+    for path in files[:n_delete]:
+        path.unlink()
+    for i, path in enumerate(files[n_delete : n_delete + n_corrupt]):
+        data = bytearray(path.read_bytes())
+        if i % 2:
+            path.write_bytes(bytes(data[: rng.randrange(len(data))]))  # truncated
+        else:
+            for _ in range(3):  # flipped bytes
+                data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+            path.write_bytes(bytes(data))
+    path = mem.index.path
+    if index == "drop":
+        path.unlink(missing_ok=True)
+    elif index == "truncate" and path.exists():
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    return {"cache_deleted": n_delete, "cache_corrupted": n_corrupt,
+            "index_file": 0 if index == "keep" else 1}
+
+
+class QueryLoad:
+    """Queries from several threads: search, then get of the best hit. Counts failures and
+    answers that differ from the ones the undamaged store gave."""
+
+    def __init__(self, mem: Any, queries: list[str], threads: int):
+        self.mem = mem
+        self.queries = queries
+        self.threads = threads
+        self.expected: dict[str, list[str]] = {}
+
+    def run(self, count: int | None = None, until: threading.Event | None = None,
+            learn: bool = False) -> dict[str, Any]:
+        latencies: list[float] = []
+        failures: list[str] = []
+        wrong = 0
+        lock = threading.Lock()
+        next_query = iter(range(10**9))
+
+        def worker() -> None:
+            nonlocal wrong
+            while True:
+                with lock:
+                    i = next(next_query)
+                if count is not None and i >= count:
+                    return
+                if count is None and until is not None and until.is_set() and i >= self.threads:
+                    return
+                query = self.queries[i % len(self.queries)]
+                started = time.perf_counter()
+                try:
+                    hits = self.mem.search(query, k=5)
+                    texts = [self.mem.get(hits[0].id).text] if hits else []
+                    answer = [h.id for h in hits] + texts
+                except CarmaError as exc:  # a query that fails is what chaos must never see
+                    with lock:
+                        failures.append(str(exc))
+                    continue
+                elapsed = (time.perf_counter() - started) * 1000
+                with lock:
+                    latencies.append(elapsed)
+                    if learn:
+                        self.expected[query] = answer
+                    elif self.expected.get(query, answer) != answer:
+                        wrong += 1
+
+        workers = [threading.Thread(target=worker) for _ in range(self.threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        ms = np.array(latencies) if latencies else np.zeros(1)
+        return {"queries": len(latencies) + len(failures), "failed": len(failures),
+                "wrong_answers": wrong, "p50_ms": round(float(np.percentile(ms, 50)), 2),
+                "p95_ms": round(float(np.percentile(ms, 95)), 2),
+                "first_failure": failures[0] if failures else None}
+
+
+def run_chaos(open_store: Callable[[], Any], *, cache_delete: float = 0.3,
+              cache_corrupt: float = 0.05, index: str = "drop", seed: int = 0,
+              threads: int = 4, queries: int = 200,
+              say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Damage the store at `open_store()`'s home, restart it, and query it while it heals."""
+    mem = open_store()
+    try:
+        live = [r for r in mem.export()]
+        if not live:
+            raise CarmaError("the store is empty: add fragments before running chaos")
+        rng = random.Random(seed)
+        sample = rng.sample(live, min(len(live), 100))
+        # Queries: stored texts with every third word dropped (near, not identical).
+        texts = [" ".join(w for i, w in enumerate(r.text.split()) if i % 3 != 2) or r.text
+                 for r in sample]
+        load = QueryLoad(mem, texts, threads)
+        say(f"before: {queries} queries from {threads} threads on {len(live)} fragments")
+        before = load.run(count=queries, learn=True)
+        health_start = mem.health()["score"]
+        say(f"damage: {cache_delete:.0%} of cache files deleted, {cache_corrupt:.0%} corrupted, "
+            f"index file: {index}")
+        damaged = damage_store(mem, cache_delete=cache_delete, cache_corrupt=cache_corrupt,
+                               index=index, seed=seed)
+        expected = load.expected
+    finally:
+        mem.close()
+    # Restart on the damaged home, as a crashed agent would: the index file cannot be trusted.
+    started = time.perf_counter()
+    mem = open_store()
+    try:
+        reopen_s = time.perf_counter() - started
+        load = QueryLoad(mem, texts, threads)
+        load.expected = expected
+        say(f"restarted in {reopen_s:.2f} s; querying while a dream cycle heals")
+        cycle: dict[str, Any] = {}
+        dreaming = threading.Event()
+
+        def dream() -> None:
+            try:
+                cycle.update(mem.dream())
+            finally:
+                dreaming.set()
+
+        healer = threading.Thread(target=dream)
+        healer.start()
+        during = load.run(until=dreaming)
+        healer.join()
+        after = load.run(count=queries)
+        health = mem.health()
+        say(f"healed in {cycle['seconds']['total']:.2f} s: {cycle['repaired']}")
+        return {
+            "fragments": len(live), "seed": seed, "threads": threads,
+            "damage": damaged,
+            "phases": {"before": before, "during": during, "after": after},
+            "queries_run": before["queries"] + during["queries"] + after["queries"],
+            "queries_failed": before["failed"] + during["failed"] + after["failed"],
+            "wrong_answers": during["wrong_answers"] + after["wrong_answers"],
+            "reopen_seconds": round(reopen_s, 3),
+            "found": cycle["found"], "repaired": cycle["repaired"],
+            "heal_seconds": cycle["seconds"]["total"],
+            "health": {"before_damage": health_start,
+                       "as_found": cycle["health_before"], "after": health["score"]},
+        }
+    finally:
+        mem.close()
