@@ -115,10 +115,19 @@ class Memory:
         with self._lock:
             self.catch_up()
             keys, known = self._assign_keys(drafts)
-            existing = self.log.fragments(k for k in dict.fromkeys(keys) if k in known)
-            # Validate every item against the log before the model runs: a batch is all or nothing.
+            # A text already live in its namespace, offered without an id, is that fragment:
+            # nothing is recorded, whatever metadata came with it.
+            matched, seen = set(), set()
+            for i, (draft, key) in enumerate(zip(drafts, keys)):
+                if draft.id is None and (key in known or key in seen):
+                    matched.add(i)
+                seen.add(key)
+            todo = [(d, k) for i, (d, k) in enumerate(zip(drafts, keys)) if i not in matched]
+            existing = self.log.fragments(k for k in dict.fromkeys(k for _, k in todo)
+                                          if k in known)
+            # Check every item against the log before the model runs: a batch is all or nothing.
             new_texts: dict[str, None] = {}  # ordered set: each new text is embedded once
-            for draft, key in zip(drafts, keys):
+            for draft, key in todo:
                 fragment = existing.get(key)
                 if fragment is not None:
                     fragment.ensure_writable(draft.namespace)
@@ -127,14 +136,14 @@ class Memory:
             vectors = self._embed(list(new_texts), progress)
             model = {"name": self.embedder.name, "dimension": self.embedder.dimension}
             writes = []
-            for draft, key in zip(drafts, keys):
+            for draft, key in todo:
                 fragment = existing.get(key)
                 new_text = fragment is None or fragment.text != draft.text
                 writes.append(Write(draft, key, vectors[draft.text] if new_text else None,
                                     fresh=key not in known))
-            changes = self.log.write_many(writes, model)
+            changes = self.log.write_many(writes, model) if writes else []
             self.catch_up()
-        result = BatchResult(ids=keys)
+        result = BatchResult(ids=keys, unchanged=len(matched))
         for change in changes:
             setattr(result, change.outcome, getattr(result, change.outcome) + 1)
         return result
@@ -145,6 +154,7 @@ class Memory:
         subset that may already exist in the log."""
         keys: list[str] = []
         known: set[str] = set()
+        fresh: dict[tuple[str, str], str] = {}
         stored = self.ledger.live_keys_with_content(
             [(d.namespace, d.content_hash) for d in drafts if d.id is None])
         for draft in drafts:
@@ -153,10 +163,10 @@ class Memory:
                 known.add(draft.id)
                 continue
             slot = (draft.namespace, draft.content_hash)
-            key = stored.get(slot)
+            key = stored.get(slot) or fresh.get(slot)
             if key is None:  # new text: a fresh id, shared by its repeats in this batch
-                key = stored[slot] = uuidlib.uuid4().hex
-            else:
+                key = fresh[slot] = uuidlib.uuid4().hex
+            elif slot in stored:
                 known.add(key)
             keys.append(key)
         return keys, known

@@ -54,6 +54,7 @@ class Healer:
                 if not batch:
                     return repaired
                 touched: dict[UUID, Any] = {}
+                self._files: list[CachedFragment] = []
                 for _, event in batch:
                     aggregate = touched.get(event.originator_id)
                     if isinstance(event, Fragment.FragmentLost):
@@ -65,6 +66,8 @@ class Healer:
                     if done:
                         touched[event.originator_id] = aggregate
                         repaired[done] += 1
+                # The repaired files are on disk before the events that say so are recorded.
+                self.cache.write_many(self._files)
                 self.log.record_tracked(self.name, batch[-1][0], *touched.values())
 
     def _repair_fragment(self, fragment: Fragment, copy: str, cycle_id: UUID | None) -> str | None:
@@ -78,7 +81,7 @@ class Healer:
             if fragment.deleted:
                 self.cache.remove(uuid)
             else:
-                self.cache.write(CachedFragment(
+                self._files.append(CachedFragment(
                     uuid=str(uuid), key=fragment.key, namespace=fragment.namespace,
                     text=fragment.text, metadata=fragment.metadata,
                     content_hash=fragment.content_hash, version=fragment.content_version,

@@ -27,6 +27,9 @@ def test_writing_the_same_text_again_records_nothing(mem, home):
     assert log_length(home) == length
     other = mem.add("Idempotent writes make retries safe.", namespace="elsewhere")
     assert other != first
+    # Without an id, the same text is the same fragment, whatever metadata comes along.
+    assert mem.add("Idempotent writes make retries safe.", {"retry": 2}) == first
+    assert mem.get(first).metadata == {}
 
 
 def test_a_caller_id_is_an_upsert_never_a_duplicate(mem, home):
