@@ -101,6 +101,14 @@ def verified_payload(stored: StoredEvent) -> bytes:
     return state[head:]
 
 
+def _project(aggregate: Any, events: Iterable[Any]) -> Any:
+    """The library's projector without its per-event runtime Protocol check, which costs
+    more than the rest of replaying a small aggregate (a profile of healing showed 40%)."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
 @dataclass(frozen=True)
 class Write:
     """One planned write: the draft, the id it goes to, and its embedding if its text is new."""
@@ -152,15 +160,18 @@ class MemoryLog(Application[UUID]):
 
     def profile(self) -> StoreProfile | None:
         try:
-            return self.repository.get(STORE_PROFILE_ID)
+            return self._get(STORE_PROFILE_ID)
         except AggregateNotFoundError:
             return None
 
     # -- reads of single aggregates -------------------------------------------------------------
 
+    def _get(self, aggregate_id: UUID) -> Any:
+        return self.repository.get(aggregate_id, projector_func=_project)
+
     def fragment(self, key: str) -> Fragment:
         try:
-            return self.repository.get(fragment_uuid(key))
+            return self._get(fragment_uuid(key))
         except AggregateNotFoundError:
             raise FragmentNotFound(key) from None
 
@@ -168,17 +179,17 @@ class MemoryLog(Application[UUID]):
         found: dict[str, Fragment | None] = {}
         for key in keys:
             try:
-                found[key] = self.repository.get(fragment_uuid(key))
+                found[key] = self._get(fragment_uuid(key))
             except AggregateNotFoundError:
                 found[key] = None
         return found
 
     def fragment_by_uuid(self, uuid: UUID) -> Fragment:
-        return self.repository.get(uuid)
+        return self._get(uuid)
 
     def index_copy(self) -> VectorIndexCopy:
         try:
-            return self.repository.get(VECTOR_INDEX_COPY_ID)
+            return self._get(VECTOR_INDEX_COPY_ID)
         except AggregateNotFoundError:
             return VectorIndexCopy()
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from domain import Fragment
 from projections.runner import Batch
 
 FORMAT = 1
+_HEX = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -123,9 +126,7 @@ class FragmentCache:
     def write(self, fragment: CachedFragment, *, fsync: bool = True) -> None:
         path = self.path_of(fragment.uuid)
         path.parent.mkdir(exist_ok=True)
-        body = {"format": FORMAT, **fragment.__dict__}
-        atomic_write(path, json.dumps(body, ensure_ascii=False, sort_keys=True).encode("utf-8"),
-                     fsync=fsync)
+        atomic_write(path, render(fragment), fsync=fsync)
 
     def write_many(self, fragments: list[CachedFragment]) -> None:
         """Write several files, then make them durable with one flush."""
@@ -157,15 +158,19 @@ class FragmentCache:
     def remove(self, uuid: UUID | str) -> None:
         self.path_of(uuid).unlink(missing_ok=True)
 
-    def files_on_disk(self) -> Iterator[tuple[str | None, Path]]:
+    def files_on_disk(self) -> Iterator[tuple[str | None, str]]:
         """Every file in the shards: (uuid hex, path) for fragment files, (None, path) for
         anything else (a temp file a crash left behind, a stranger's file)."""
-        for path in self.root.glob("??/*"):
-            stem = path.stem
-            is_fragment = (path.suffix == ".json" and len(stem) == 32
-                           and stem[:2] == path.parent.name
-                           and all(c in "0123456789abcdef" for c in stem))
-            yield (stem if is_fragment else None), path
+        root = str(self.root)
+        for shard in os.listdir(root):
+            folder = os.path.join(root, shard)
+            if len(shard) != 2 or not os.path.isdir(folder):
+                continue
+            for name in os.listdir(folder):
+                stem = name[:-5]
+                is_fragment = (name.endswith(".json") and stem[:2] == shard
+                               and _HEX.fullmatch(stem) is not None)
+                yield (stem if is_fragment else None), f"{folder}/{name}"
 
     def reset(self) -> None:
         for child in self.root.iterdir():
@@ -180,6 +185,16 @@ class FragmentCache:
 
     def close(self) -> None:
         pass
+
+
+def render(fragment: CachedFragment) -> bytes:
+    """The exact bytes of a fragment's cache file (the ledger keeps their digest)."""
+    body = {"format": FORMAT, **fragment.__dict__}
+    return json.dumps(body, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
+def file_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _from_written(event: Any) -> CachedFragment | None:

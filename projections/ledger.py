@@ -17,7 +17,8 @@ import sqlite_utils
 
 from domain import DreamCycle, Fragment, VectorIndexCopy
 from domain.healing import VECTOR_INDEX_COPY_ID
-from projections.index import embedding_digest, faiss_id
+from projections.cache import CachedFragment, file_digest, render
+from projections.index import embedding_fingerprint, faiss_id
 from projections.runner import Batch
 
 KIND_OF = {
@@ -31,6 +32,7 @@ KIND_OF = {
     DreamCycle.DreamCycleStarted: "cycle-started",
     DreamCycle.DreamCycleCompleted: "cycle-completed",
 }
+SCHEMA = 2  # bump when a table changes: old ledgers are rebuilt from the log
 INDEX_FILE = "index-file"  # the `copy` of findings about the whole index file
 
 
@@ -47,10 +49,15 @@ class HealthLedger:
 
     def _create(self) -> None:
         db = self.db
+        # The ledger is a projection: a ledger of another schema is dropped and replayed.
+        if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA:
+            for table in db.table_names():
+                db[table].drop()
+            db.execute(f"PRAGMA user_version = {SCHEMA}")
         db["fragments"].create(
             {
                 "uuid": str, "id": str, "faiss_id": int, "namespace": str, "version": int,
-                "status": str, "content_hash": str, "embedding_hash": str, "metadata": str,
+                "status": str, "content_hash": str, "embedding_fingerprint": int, "cache_digest": str, "metadata": str,
                 "fidelity": float,
                 "last_fault": str, "last_method": str, "written_at": str, "updated_at": str,
             },
@@ -126,21 +133,25 @@ class HealthLedger:
         at = event.timestamp.isoformat()
         detail: dict[str, Any]
         if kind == "written":
+            digest = _cache_digest(uuid, event.key, event.namespace, event)
             conn.execute(
                 "INSERT OR REPLACE INTO fragments(uuid, id, faiss_id, namespace, version, status,"
-                " content_hash, embedding_hash, metadata, fidelity, written_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, 'healthy', ?, ?, ?, 1.0, ?, ?)",
+                " content_hash, embedding_fingerprint, cache_digest, metadata, fidelity, written_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, 'healthy', ?, ?, ?, ?, 1.0, ?, ?)",
                 [uuid, event.key, faiss_id(uuid), event.namespace, event.originator_version,
-                 event.content_hash, embedding_digest(event.embedding), canonical_json(event.metadata),
-                 at, at],
+                 event.content_hash, embedding_fingerprint(event.embedding), digest,
+                 canonical_json(event.metadata), at, at],
             )
             detail = {"namespace": event.namespace, "content_hash": event.content_hash}
         elif kind == "revised":
+            key, namespace = conn.execute(
+                "SELECT id, namespace FROM fragments WHERE uuid = ?", [uuid]).fetchone()
             conn.execute(
-                "UPDATE fragments SET version = ?, content_hash = ?, embedding_hash = ?,"
-                " metadata = ?, updated_at = ? WHERE uuid = ?",
+                "UPDATE fragments SET version = ?, content_hash = ?, embedding_fingerprint = ?,"
+                " cache_digest = ?, metadata = ?, updated_at = ? WHERE uuid = ?",
                 [event.originator_version, event.content_hash,
-                 embedding_digest(event.embedding), canonical_json(event.metadata), at, uuid],
+                 embedding_fingerprint(event.embedding), _cache_digest(uuid, key, namespace, event),
+                 canonical_json(event.metadata), at, uuid],
             )
             detail = {"content_hash": event.content_hash}
         elif kind == "deleted":
@@ -312,9 +323,10 @@ class HealthLedger:
         }
 
     def all_rows(self) -> list[dict[str, Any]]:
-        return list(self.db.query(
-            "SELECT uuid, id, faiss_id, namespace, version, status, content_hash,"
-            " embedding_hash, metadata FROM fragments"))
+        columns = ("uuid", "id", "faiss_id", "namespace", "version", "status", "content_hash",
+                   "embedding_fingerprint", "cache_digest", "metadata")
+        rows = self.db.execute(f"SELECT {', '.join(columns)} FROM fragments").fetchall()
+        return [dict(zip(columns, row)) for row in rows]
 
     def live_rows(self, namespace: str | None = None) -> Iterator[dict[str, Any]]:
         where, params = "status != 'deleted'", []
@@ -332,6 +344,13 @@ class HealthLedger:
 
     def close(self) -> None:
         self.db.conn.close()
+
+
+def _cache_digest(uuid: str, key: str, namespace: str, event: Any) -> str:
+    """The digest of the cache file this content must have: a scrub compares file digests."""
+    return file_digest(render(CachedFragment(
+        uuid=uuid, key=key, namespace=namespace, text=event.text, metadata=event.metadata,
+        content_hash=event.content_hash, version=event.originator_version)))
 
 
 def _str(value: Any) -> str | None:
