@@ -35,11 +35,14 @@ class Context:
         self.as_json = as_json
         self.embedder_name = embedder
 
-    @contextmanager
-    def memory(self) -> Iterator[Any]:
+    def open_store(self) -> Any:
         import carma
 
-        with carma.open(self.home, embedder=_embedder(self.embedder_name)) as mem:
+        return carma.open(self.home, embedder=_embedder(self.embedder_name))
+
+    @contextmanager
+    def memory(self) -> Iterator[Any]:
+        with self.open_store() as mem:
             yield mem
 
     def emit(self, data: Any, text: str | Callable[[], str]) -> None:
@@ -415,16 +418,15 @@ def chaos_cmd(ctx: Context, cache_delete: float, cache_corrupt: float, index_dam
               seed: int, threads: int, queries: int):
     """Damage this store on disk for real, query it from several threads while a dream cycle
     heals it, and report. Exit 1 if any query failed or answered differently."""
-    import carma
     from carma.chaos import run_chaos
 
-    home = resolve_existing_home(ctx.home)
+    ctx.home = str(resolve_existing_home(ctx.home))
     report = run_chaos(
-        lambda: carma.open(home, embedder=_embedder(ctx.embedder_name)),
+        ctx.open_store,
         cache_delete=cache_delete, cache_corrupt=cache_corrupt, index=index_damage, seed=seed,
         threads=threads, queries=queries,
         say=(lambda s: None) if ctx.as_json else (lambda s: click.echo(s, err=True)))
-    ctx.emit(report, lambda: _chaos_text(report))
+    ctx.emit(report, lambda: chaos_text(report))
     if report["queries_failed"] or report["wrong_answers"]:
         sys.exit(1)
 
@@ -438,7 +440,7 @@ def resolve_existing_home(home: str | None) -> Path:
     return path
 
 
-def _chaos_text(r: dict[str, Any]) -> str:
+def chaos_text(r: dict[str, Any]) -> str:
     lines = [f"chaos on {r['fragments']} fragments (seed {r['seed']}, {r['threads']} threads)",
              f"damage: {r['damage']}",
              f"{'phase':<8} {'queries':>8} {'failed':>7} {'wrong':>6} {'p50 ms':>8} {'p95 ms':>8}"]
@@ -453,7 +455,7 @@ def _chaos_text(r: dict[str, Any]) -> str:
 
 
 @command(cli, "demo")
-@click.option("--count", default=3000, show_default=True, type=click.IntRange(10, 50_000))
+@click.option("--count", default=2000, show_default=True, type=click.IntRange(10, 50_000))
 def demo_cmd(ctx: Context, count: int):
     """Build a store from the standard library's docstrings and show what CARMA does."""
     from carma.demo import run_demo

@@ -19,6 +19,7 @@ QUERIES = (
 
 
 def run_demo(ctx: Any, count: int) -> dict[str, Any]:
+    from carma.chaos import run_chaos
     from carma.corpus import corpus
 
     steps: dict[str, float] = {}
@@ -82,10 +83,19 @@ def run_demo(ctx: Any, count: int) -> dict[str, Any]:
         stats = mem.stats()
         say(f"\n6. The store: {stats['live']} live fragments, log at position "
             f"{stats['log_position']}, {stats['bytes_on_disk'] / 1e6:.1f} MB on disk")
+    say("\n7. Chaos: 30% of the cache files deleted, 5% corrupted, the index file dropped, the\n"
+        "   process restarted; 4 threads keep querying while a dream cycle heals the store")
+    with step("chaos"):
+        chaos = run_chaos(ctx.open_store, cache_delete=0.3, cache_corrupt=0.05, index="drop",
+                          seed=7, threads=4, queries=100)
+    if not ctx.as_json:
+        from carma.cli import chaos_text
+
+        say("   " + chaos_text(chaos).replace("\n", "\n   "))
     say("\nsteps (s): " + ", ".join(f"{k} {v}" for k, v in steps.items()))
     return {"home": str(stats["home"]), "count": count, "ingest": result, "steps": steps,
             "searches": searches, "rebuild_events": events, "rebuild_same_answer": same,
-            "stats": stats}
+            "stats": stats, "chaos": chaos}
 
 
 def _ingest(mem: Any, items: list[dict[str, Any]], batch: int = 256) -> dict[str, int]:
