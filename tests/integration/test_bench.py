@@ -1,0 +1,109 @@
+"""The benchmarks run end to end at tiny sizes and report sane figures (no timed asserts)."""
+
+import json
+import math
+
+import pytest
+
+from carma.bench import BENCHMARKS, make_queries
+from carma.corpus import corpus
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def _check_common(report: dict, name: str, n: int) -> None:
+    assert json.loads(json.dumps(report)) == report  # JSON-serialisable, nothing lost
+    assert report["benchmark"] == name
+    assert report["n"] == n
+    assert report["target"]["met"] in (True, False, None)  # None: no target was set
+    assert report["target"]["description"]
+    env = report["environment"]
+    for field in ("python", "numpy", "faiss", "torch", "cpu_count"):
+        assert env[field], field
+    rss = report["rss"]
+    assert _positive(rss["peak_before_mib"])
+    assert rss["peak_after_mib"] >= rss["peak_before_mib"]
+
+
+def test_the_benchmarks_are_the_four_the_cli_offers():
+    assert set(BENCHMARKS) == {"ingest", "query", "overhead", "heal"}
+    assert all(callable(fn) for fn in BENCHMARKS.values())
+
+
+def test_queries_are_deterministic_and_distinct_from_the_stored_texts():
+    texts = corpus(200)
+    queries = make_queries(texts, 20)
+    assert queries == make_queries(texts, 20)
+    assert len(queries) == 20
+    assert not set(queries) & set(texts)
+
+
+def test_overhead_reports_ingest_rebuild_and_rss(tmp_path):
+    messages: list[str] = []
+    report = BENCHMARKS["overhead"](n=2000, workdir=tmp_path, progress=messages.append)
+    _check_common(report, "overhead", 2000)
+    assert messages and all(isinstance(m, str) and "\n" not in m for m in messages)
+
+    ingest = report["ingest"]
+    assert ingest["fragments_added"] == 2000
+    assert ingest["events"] >= 2000  # the fragments' events, plus the store's profile
+    assert ingest["payload_bytes"] > 2000 * 18
+    for field in ("carma_s", "carma_events_per_s", "carma_events_per_s_excluding_embedder",
+                  "embedder_alone_s", "raw_sqlite_s", "raw_sqlite_events_per_s"):
+        assert _positive(ingest[field]), field
+
+    rebuild = report["rebuild"]
+    assert rebuild["events_replayed"] == ingest["events"] == rebuild["raw_events_read"]
+    assert rebuild["live_after"] == 2000
+    assert rebuild["index_vectors_after"] == 2000
+    assert _positive(rebuild["carma_s"]) and _positive(rebuild["raw_read_s_mean"])
+
+    for field in ("ingest_ratio", "ingest_ratio_excluding_embedder", "rebuild_time_ratio",
+                  "ingest_slowdown_last_over_first_tenth"):
+        assert _positive(report["ratios"][field]), field
+    # Excluding the embedder's time can only raise CARMA's throughput.
+    assert (report["ratios"]["ingest_ratio_excluding_embedder"]
+            >= report["ratios"]["ingest_ratio"])
+    assert report["bytes_on_disk"]["raw_sqlite"] > 0
+
+
+@pytest.mark.realmodel
+def test_ingest_with_the_real_model_at_a_tiny_size(tmp_path):
+    report = BENCHMARKS["ingest"](n=64, workdir=tmp_path)
+    _check_common(report, "ingest", 64)
+    assert report["embedder"] == "all-MiniLM-L6-v2"
+    assert report["carma"]["added"] == report["carma"]["live_after"] == 64
+    assert _positive(report["carma"]["texts_per_s"])
+    assert _positive(report["bare"]["texts_per_s"])
+    assert _positive(report["ratios"]["carma_over_bare_throughput"])
+    assert report["environment"]["torch_threads"] >= 1
+
+
+@pytest.mark.realmodel
+def test_query_with_the_real_model_at_a_tiny_size(tmp_path):
+    report = BENCHMARKS["query"](n=200, workdir=tmp_path, queries=10)
+    _check_common(report, "query", 200)
+    assert report["queries"] == 10
+    assert report["build"]["live"] == report["build"]["index_vectors"] == 200
+    for side in ("carma_ms", "bare_ms"):
+        assert _positive(report[side]["p50"])
+        assert report[side]["p95"] >= report[side]["p50"]
+    for field in ("p50", "p95", "paired_median"):
+        assert _positive(report["ratios"][field]), field
+    # Both sides search the same vectors exactly: they find the same neighbours.
+    assert report["top_k_agreement"] >= 0.9
+
+
+def test_heal_reports_scrub_and_heal_ratios_with_exact_repairs(tmp_path):
+    report = BENCHMARKS["heal"](n=600, workdir=tmp_path)
+    assert json.loads(json.dumps(report)) == report
+    (size,) = report["sizes"]
+    assert size["n"] == size["cache_files"] == 600
+    assert _positive(size["scrub"]["ratio"]) and _positive(size["heal"]["ratio"])
+    assert size["heal"]["deleted"] == 180
+    assert size["heal"]["repaired"] == {"cache/exact-log": 180}
+    assert size["heal"]["exact"] is True
+    assert size["five_files"]["repaired"] == {"cache/exact-log": 5}
+    assert size["five_files"]["health_after"] == 1.0
