@@ -397,7 +397,7 @@ def watch_cmd(ctx: Context, every: float, cycles: int | None):
         while not stop.is_set():
             report = mem.dreamer.dream("schedule")
             done += 1
-            ctx.emit(report, lambda: _cycle_text(report))
+            ctx.emit(report, lambda r=report: _cycle_text(r))
             if cycles is not None and done >= cycles:
                 break
             stop.wait(every)

@@ -8,7 +8,6 @@ import pytest
 
 import carma
 from carma import FragmentGone
-from projections import faiss_id
 
 
 def fragments(mem, n=12):
