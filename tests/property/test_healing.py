@@ -85,7 +85,7 @@ def test_after_a_dream_cycle_every_live_fragment_reads_back_exactly(ops):
                 row = mem.ledger.row(key)
                 assert mem.cache.read(row["uuid"]).text == text
             assert mem.index.count == len(live)
-            for key, text in live.items():
+            for text in live.values():
                 assert mem.search(text, k=len(live))[0].score > 0.99
         finally:
             mem.close()
