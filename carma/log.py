@@ -264,7 +264,10 @@ class MemoryLog(Application[UUID]):
         processing = ProcessingEvent[UUID](Tracking(application_name=process,
                                                     notification_id=position))
         processing.collect_events(*aggregates)
-        self._record(processing)
+        try:
+            self._record(processing)
+        except IntegrityError:
+            raise ConflictError(f"another {process} answered these events first") from None
 
     def tracked_position(self, process: str) -> int:
         return self.recorder.max_tracking_id(process) or 0

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any, Protocol
 from uuid import UUID
 
-from domain import Fragment, VectorIndexCopy
+from domain import ConflictError, Fragment, VectorIndexCopy
 from projections import CachedFragment, FragmentCache, VectorIndex, faiss_id
 
 EXACT_LOG = "exact-log"
@@ -68,7 +68,12 @@ class Healer:
                         repaired[done] += 1
                 # The repaired files are on disk before the events that say so are recorded.
                 self.cache.write_many(self._files)
-                self.log.record_tracked(self.name, batch[-1][0], *touched.values())
+                try:
+                    self.log.record_tracked(self.name, batch[-1][0], *touched.values())
+                except ConflictError:
+                    # Another process's healer answered this batch first: its repairs stand
+                    # (ours rewrote the same bytes); go on from the position it recorded.
+                    continue
 
     def _repair_fragment(self, fragment: Fragment, copy: str, cycle_id: UUID | None) -> str | None:
         fault = fragment.faults.get(copy)

@@ -195,3 +195,18 @@ def test_background_dreams_heal_while_the_program_keeps_serving(home, embedder):
         assert len(mem.cache.files()) == 10
     with pytest.raises(carma.InvalidInput):
         carma.open(home, embedder=embedder, dream_every=0)
+
+
+def test_a_second_process_healing_the_same_home_repeats_no_repair(home, embedder):
+    # The healer's position is tracked in the log's own database, so it is shared by every
+    # process on the home: b resumes where a's healer stopped.
+    with carma.open(home, embedder=embedder) as a, carma.open(home, embedder=embedder) as b:
+        ids = fragments(a, 30)
+        for path in a.cache.files():
+            path.unlink()
+        a.scrub()
+        a.heal()
+        assert b.heal() == {}
+        assert topics(home).count("FragmentReconstructed") == 30
+        assert b.scrub()["found"] == {}
+        assert all(b.get(k).text for k in ids)
