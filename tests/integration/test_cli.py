@@ -151,3 +151,40 @@ def test_a_home_that_is_a_file_is_a_clear_usage_error(tmp_path):
     target.write_text("not a store")
     result = CliRunner().invoke(cli, ["stats", "--home", str(target), "--embedder", "hashing"])
     assert result.exit_code == 2 and "is not a folder" in result.stderr
+
+
+def test_healing_commands_report_in_the_documented_shapes(run, home):
+    run("add-many", "alpha fact", "beta fact", "gamma fact")
+    assert run("scrub").exit_code == 0
+    for path in (home / "cache").glob("??/*.json"):
+        path.unlink()
+    scrubbed = run("scrub", "--json")
+    assert scrubbed.exit_code == 1  # open findings: a failure found
+    assert json.loads(scrubbed.stdout)["found"] == {"cache/missing": 3}
+    health = ok_json(run("health", "--json"))
+    assert {"score", "live", "by_status", "by_fault", "by_method", "fidelity", "lag",
+            "last_cycle"} <= set(health)
+    assert health["score"] == 0.0 and health["by_fault"] == {"cache/missing": 3}
+    cycle = ok_json(run("dream", "--json"))
+    assert {"id", "found", "repaired", "seconds", "health_before", "health_after"} <= set(cycle)
+    assert cycle["repaired"] == {"cache/exact-log": 3} and cycle["health_after"] == 1.0
+    assert ok_json(run("heal", "--json")) == {"repaired": {}}
+    table = run("health")
+    assert table.exit_code == 0 and "100.0%" in table.stdout
+    watched = run("watch", "--every", "0.1", "--cycles", "2", "--json")
+    assert watched.exit_code == 0 and len(watched.stdout.splitlines()) == 2
+
+
+def test_chaos_damages_for_real_and_no_query_fails(run, home):
+    run("add-many", *[f"fact number {i} about lighthouses and tides" for i in range(60)])
+    result = run("chaos", "--queries", "40", "--threads", "3", "--seed", "3", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["damage"] == {"cache_deleted": 18, "cache_corrupted": 3, "index_file": 1}
+    assert report["queries_failed"] == 0 and report["wrong_answers"] == 0
+    assert report["phases"]["before"]["queries"] == 40
+    assert report["health"]["as_found"] < 1.0 and report["health"]["after"] == 1.0
+    assert sum(report["repaired"].values()) >= 22
+    missing = CliRunner().invoke(cli, ["chaos", "--home", str(home / "nope"), "--embedder",
+                                       "hashing"])
+    assert missing.exit_code == 2 and "no store at" in missing.stderr
