@@ -67,41 +67,64 @@ class Scrubber:
         return report
 
     def _scrub_cache(self, rows: dict[str, dict[str, Any]], report: ScrubReport) -> None:
-        live = {h: r for h, r in rows.items() if r["status"] != "deleted"}
+        # Shard by shard: one listing says which files exist (no failing opens for missing
+        # ones, and what is left over is extra); each expected file costs what reading and
+        # hashing it costs, since its digest is the one the ledger expects. Only a file that
+        # differs is parsed to say how.
+        expected: dict[str, dict[str, dict[str, Any]]] = {}
+        for hex_, row in rows.items():
+            expected.setdefault(hex_[:2], {})[f"{hex_}.json"] = row
         root = str(self.cache.root)
-        for hex_, row in live.items():
-            # The common case costs what reading and hashing the file costs: its digest is
-            # the one the ledger expects. Only a file that differs is parsed to say how.
-            try:
-                with open(f"{root}/{hex_[:2]}/{hex_}.json", "rb") as f:
-                    data = f.read()
-            except FileNotFoundError:
-                fault: str | None = "missing"
-            except OSError:
-                fault = "unreadable"
-            else:
-                if hashlib.sha256(data).hexdigest() == row["cache_digest"]:
-                    continue
-                cached, fault = self.cache.inspect(hex_)
-                if cached is not None:
-                    fault = cache_fault(cached, row) or "corrupt"
-            if fault:
-                report.findings.append(Finding(row["uuid"], row["id"], "cache", fault))
-        on_disk = 0
-        for hex_, path in self.cache.files_on_disk():
-            on_disk += 1
-            if hex_ is not None and hex_ in live:
-                continue
-            row = rows.get(hex_) if hex_ else None
-            if row is not None:  # a file for a deleted fragment
-                report.findings.append(Finding(row["uuid"], row["id"], "cache", "extra"))
-            else:  # a leftover temp file or a stranger: nothing in the log to attribute it to
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
-                report.strays_removed += 1
+        shards = sorted({n for n in os.listdir(root) if len(n) == 2} | expected.keys())
+        findings, strays, on_disk = self._scrub_shards(root, shards, expected)
+        report.findings.extend(findings)
+        report.strays_removed += strays
         report.checked["cache_files"] = on_disk
+
+    def _scrub_shards(self, root: str, shards: list[str],
+                      expected: dict[str, dict[str, dict[str, Any]]]
+                      ) -> tuple[list[Finding], int, int]:
+        findings: list[Finding] = []
+        strays = on_disk = 0
+        for shard in shards:
+            folder = f"{root}/{shard}"
+            try:
+                names = set(os.listdir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                names = set()
+            on_disk += len(names)
+            for name, row in expected.get(shard, {}).items():
+                present = name in names
+                names.discard(name)
+                if row["status"] == "deleted":
+                    if present:  # a copy of a deleted fragment
+                        findings.append(Finding(row["uuid"], row["id"], "cache", "extra"))
+                    continue
+                fault = self._file_fault(f"{folder}/{name}", row) if present else "missing"
+                if fault:
+                    findings.append(Finding(row["uuid"], row["id"], "cache", fault))
+            for name in names:  # nothing in the log to attribute these to (a crash's temp file)
+                try:
+                    os.unlink(f"{folder}/{name}")
+                except (FileNotFoundError, IsADirectoryError, PermissionError):
+                    continue
+                strays += 1
+        return findings, strays, on_disk
+
+    def _file_fault(self, path: str, row: dict[str, Any]) -> str | None:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return "missing"
+        except OSError:
+            return "unreadable"
+        if hashlib.sha256(data).hexdigest() == row["cache_digest"]:
+            return None
+        cached, fault = self.cache.inspect(row["uuid"])
+        if cached is not None:
+            fault = cache_fault(cached, row) or "corrupt"
+        return fault
 
     def _scrub_index(self, rows: dict[str, dict[str, Any]], report: ScrubReport) -> None:
         with self._lock:

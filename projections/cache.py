@@ -6,10 +6,8 @@ import ctypes
 import hashlib
 import json
 import os
-import re
 import shutil
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,6 @@ from domain import Fragment
 from projections.runner import Batch
 
 FORMAT = 1
-_HEX = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -184,20 +181,6 @@ class FragmentCache:
 
     def remove(self, uuid: UUID | str) -> None:
         self.path_of(uuid).unlink(missing_ok=True)
-
-    def files_on_disk(self) -> Iterator[tuple[str | None, str]]:
-        """Every file in the shards: (uuid hex, path) for fragment files, (None, path) for
-        anything else (a temp file a crash left behind, a stranger's file)."""
-        root = str(self.root)
-        for shard in os.listdir(root):
-            folder = os.path.join(root, shard)
-            if len(shard) != 2 or not os.path.isdir(folder):
-                continue
-            for name in os.listdir(folder):
-                stem = name[:-5]
-                is_fragment = (name.endswith(".json") and stem[:2] == shard
-                               and _HEX.fullmatch(stem) is not None)
-                yield (stem if is_fragment else None), f"{folder}/{name}"
 
     def reset(self) -> None:
         for child in self.root.iterdir():

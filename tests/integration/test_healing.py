@@ -136,12 +136,18 @@ def test_queries_succeed_with_correct_results_while_copies_are_missing(mem, home
 
 
 def test_a_crash_in_the_middle_of_healing_resumes_without_repeating_or_skipping(mem, home):
-    ids = fragments(mem, 20)
+    # Caller ids make the uuids, and so the order of findings, the same in every run.
+    ids = mem.add_many([{"text": f"note {i} on the harbour", "id": f"n{i}"}
+                        for i in range(20)]).ids
     for path in mem.cache.files():
         path.unlink()
     assert mem.scrub()["recorded"] == 20
-    # A real file-system fault mid-heal: one shard folder becomes a file.
-    victim = cache_path(mem, ids[10]).parent
+    with sqlite3.connect(home / "events.sqlite") as conn:
+        (last,) = conn.execute("SELECT originator_id FROM stored_events WHERE topic LIKE"
+                               " '%FragmentLost' ORDER BY rowid DESC LIMIT 1").fetchone()
+    # A real file-system fault mid-heal: the last finding's shard folder becomes a file.
+    victim = mem.cache.path_of(last).parent
+    assert sum(cache_path(mem, k).parent == victim for k in ids) == 1
     victim.rmdir() if victim.exists() else None
     victim.write_text("in the way")
     mem.dreamer.healer.batch_size = 4
