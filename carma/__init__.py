@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from carma.embedding import Embedder, HashingEmbedder, SentenceTransformerEmbedder
-from carma.memory import Memory
+from carma.memory import Memory, storage_errors
 from carma.models import BatchResult, FragmentRecord, HistoryEntry, Hit
 from domain.errors import (
     CarmaError,
@@ -22,6 +22,7 @@ from domain.errors import (
     FragmentGone,
     FragmentNotFound,
     InvalidInput,
+    StorageError,
 )
 
 __version__ = "0.1.0"
@@ -41,7 +42,9 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
                                     or not isinstance(dream_every, (int, float))
                                     or not dream_every > 0):
         raise InvalidInput("dream_every must be a positive number of seconds")
-    return bootstrap(resolve_home(path), embedder, dream_every)
+    home = resolve_home(path)
+    with storage_errors(f"cannot open the store at {home}"):
+        return bootstrap(home, embedder, dream_every)
 
 
 __all__ = [
@@ -60,6 +63,7 @@ __all__ = [
     "InvalidInput",
     "Memory",
     "SentenceTransformerEmbedder",
+    "StorageError",
     "__version__",
     "open",
 ]

@@ -73,7 +73,7 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
             return ledger.health()
 
     scrubber = Scrubber(cache, index, ledger, lock, log.position)
-    healer = Healer(log, cache, index, lock)
+    healer = Healer(log, cache, index, lock, after_batch=catch_up)
     dreamer = Dreamer(log, scrubber, healer, lock, catch_up, health)
     memory = Memory(home=home, log=log, embedder=embedder, cache=cache, index=index,
                     ledger=ledger, runner=runner, dreamer=dreamer, lock=lock)

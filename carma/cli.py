@@ -41,7 +41,10 @@ class Context:
         return carma.open(self.home, embedder=_embedder(self.embedder_name))
 
     @contextmanager
-    def memory(self) -> Iterator[Any]:
+    def memory(self, create: bool = False) -> Iterator[Any]:
+        """The store at --home; only commands that write create one where there is none."""
+        if not create:
+            self.home = str(resolve_existing_home(self.home))
         with self.open_store() as mem:
             yield mem
 
@@ -83,6 +86,10 @@ def command(group: click.Group, name: str, **kwargs: Any):
                 sys.exit(exc.exit_code)
             except BrokenPipeError:
                 sys.stderr.close()  # the reader went away (| head): not an error
+            except OSError as exc:  # an output file or a folder the command itself writes
+                click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+                           err=True)
+                sys.exit(1)
 
         return wrapper
 
@@ -119,7 +126,7 @@ def _fragment_text(f: Any) -> str:
 def add_cmd(ctx: Context, text: str, metadata: str | None, namespace: str, key: str | None):
     """Store one fragment; prints its id."""
     draft = Draft.of(text, _json_object(metadata, "--metadata"), namespace, key)
-    with ctx.memory() as mem:
+    with ctx.memory(create=True) as mem:
         result = mem.add_many([draft.model_dump()])
     outcome = next(k for k in ("added", "revised", "unchanged") if getattr(result, k))
     ctx.emit({"id": result.ids[0], "outcome": outcome}, result.ids[0])
@@ -138,7 +145,7 @@ def add_many_cmd(ctx: Context, texts: tuple[str, ...], namespace: str, metadata:
         raise InvalidInput("no texts given")
     meta = _json_object(metadata, "--metadata")
     drafts = [Draft.of(t, meta, namespace).model_dump() for t in items]
-    with ctx.memory() as mem, progress_bar("embedding", len(drafts)) as bar:
+    with ctx.memory(create=True) as mem, progress_bar("embedding", len(drafts)) as bar:
         result = mem.add_many(drafts, progress=bar)
     ctx.emit(result, lambda: "\n".join(result.ids))
 
@@ -169,7 +176,7 @@ def import_cmd(ctx: Context, source: Any, skip_invalid: bool, batch_size: int):
         raise InvalidInput(f"{len(problems)} invalid line(s){more}; nothing was imported "
                            "(--skip-invalid imports the rest)")
     counts = {"added": 0, "unchanged": 0, "revised": 0, "rejected": len(problems)}
-    with ctx.memory() as mem, progress_bar("importing", len(drafts)) as bar:
+    with ctx.memory(create=True) as mem, progress_bar("importing", len(drafts)) as bar:
         for start in range(0, len(drafts), batch_size):
             chunk = [d.model_dump() for d in drafts[start : start + batch_size]]
             try:
@@ -420,7 +427,7 @@ def chaos_cmd(ctx: Context, cache_delete: float, cache_corrupt: float, index_dam
     heals it, and report. Exit 1 if any query failed or answered differently."""
     from carma.chaos import run_chaos
 
-    ctx.home = str(resolve_existing_home(ctx.home))
+    ctx.home = str(resolve_existing_home(ctx.home))  # chaos damages an existing store only
     report = run_chaos(
         ctx.open_store,
         cache_delete=cache_delete, cache_corrupt=cache_corrupt, index=index_damage, seed=seed,
@@ -435,8 +442,8 @@ def resolve_existing_home(home: str | None) -> Path:
     from carma.bootstrap import resolve_home
 
     path = resolve_home(home)
-    if not (path / "events.sqlite").exists():
-        raise InvalidInput(f"no store at {path} (chaos damages an existing store)")
+    if not (path / "events.sqlite").is_file():
+        raise InvalidInput(f"no store at {path}")
     return path
 
 

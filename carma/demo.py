@@ -39,7 +39,7 @@ def run_demo(ctx: Any, count: int) -> dict[str, Any]:
     items = [{"text": t, "metadata": {"source": "stdlib", "n": i}, "namespace": "stdlib"}
              for i, t in enumerate(texts)]
 
-    with ctx.memory() as mem:
+    with ctx.memory(create=True) as mem:
         say(f"\n2. Storing them (each write is an event in {mem.home / 'events.sqlite'})")
         with step("ingest"):
             result = _ingest(mem, items)

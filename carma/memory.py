@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import sqlite3
 import threading
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from eventsourcing.persistence import PersistenceError
 
 from carma.embedding import Embedder
 from carma.log import MemoryLog, Write
 from carma.models import BatchResult, FragmentRecord, HistoryEntry, Hit
 from domain import (
+    CarmaError,
     Draft,
     FragmentGone,
     FragmentNotFound,
     InvalidInput,
+    StorageError,
     fragment_uuid,
     validate_key,
     validate_metadata,
@@ -31,6 +38,31 @@ from healing.scrubber import cache_fault
 from projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
 
 K_MAX = 1_000
+logger = logging.getLogger("carma")
+
+
+@contextmanager
+def storage_errors(doing: str) -> Iterator[None]:
+    """Turn a refusal of the disk or the database into StorageError, with one clear line."""
+    try:
+        yield
+    except CarmaError:
+        raise
+    except (OSError, sqlite3.Error, PersistenceError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0] or type(exc).__name__
+        raise StorageError(f"{doing}: {reason}") from exc
+
+
+def _guarded(doing: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with storage_errors(doing):
+                return method(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 EMBED_BATCH = 64
 
 
@@ -82,6 +114,7 @@ class Memory:
         drafts = [Draft.from_mapping(item) for item in items]
         return self._write(drafts, progress=progress)
 
+    @_guarded("the revision was not recorded")
     def revise(self, id: str, text: str | None = None,
                metadata: dict[str, Any] | None = None) -> FragmentRecord:
         """Replace a fragment's text and/or metadata. The same content again records nothing."""
@@ -100,6 +133,7 @@ class Memory:
             self._write([draft])
             return self.get(key)
 
+    @_guarded("the deletion was not recorded")
     def delete(self, id: str, reason: str = "") -> bool:
         """Delete a fragment (its events stay in the log for audit). False if already deleted."""
         key = validate_key(id)
@@ -110,6 +144,7 @@ class Memory:
             self.catch_up()
             return deleted
 
+    @_guarded("the write was not recorded")
     def _write(self, drafts: list[Draft],
                progress: Callable[[int], None] | None = None) -> BatchResult:
         with self._lock:
@@ -195,16 +230,29 @@ class Memory:
 
     # -- reads -----------------------------------------------------------------------------------
 
+    @_guarded("cannot read the fragment")
     def get(self, id: str) -> FragmentRecord:
         key = validate_key(id)
         with self._lock:
             self.catch_up()
             row = self.ledger.row(key)
             if row is None:
-                raise FragmentNotFound(key)
+                if not self.runner.lag()["ledger"]:
+                    raise FragmentNotFound(key)
+                return self._record_from_log(key)  # the ledger is behind: ask the log
             if row["status"] == "deleted":
                 raise FragmentGone(key)
             return self._record(row)
+
+    def _record_from_log(self, key: str) -> FragmentRecord:
+        fragment = self.log.fragment(key)
+        if fragment.deleted:
+            raise FragmentGone(key)
+        return FragmentRecord(
+            id=key, namespace=fragment.namespace, text=fragment.text,
+            metadata=fragment.metadata, version=fragment.content_version,
+            content_hash=fragment.content_hash,
+        )
 
     def _record(self, row: dict[str, Any]) -> FragmentRecord:
         """The fragment behind a ledger row: from its cache file when that is intact and
@@ -233,6 +281,7 @@ class Memory:
             if self.scheduler is not None:
                 self.scheduler.wake()
 
+    @_guarded("cannot search")
     def search(self, query: str, k: int = 5, namespace: str | None = None,
                where: dict[str, Any] | None = None) -> list[Hit]:
         """The k live fragments nearest to the query (cosine), optionally within a namespace
@@ -256,6 +305,7 @@ class Memory:
                 for fid, score in found if fid in rows
             ]
 
+    @_guarded("cannot read the history")
     def history(self, id: str) -> list[HistoryEntry]:
         key = validate_key(id)
         with self._lock:
@@ -278,6 +328,7 @@ class Memory:
         for row in rows:
             yield self._record(row)
 
+    @_guarded("cannot read the store")
     def stats(self) -> dict[str, Any]:
         with self._lock:
             self.catch_up()
@@ -294,29 +345,35 @@ class Memory:
                 "index_vectors": self.index.count,
                 "positions": {p.name: p.position for p in self.runner.projections},
                 "lag": self.runner.lag(),
+                "projection_errors": dict(self.runner.errors),
                 "bytes_on_disk": _size(self.home),
             }
 
     # -- healing -------------------------------------------------------------------------------
 
+    @_guarded("the scrub stopped")
     def scrub(self) -> dict[str, Any]:
         """Compare every copy with the log; record each new finding once as FragmentLost."""
         return self.dreamer.scrub()
 
+    @_guarded("healing stopped")
     def heal(self) -> dict[str, int]:
         """Repair every recorded finding not yet repaired; returns repairs per copy/method."""
         return self.dreamer.heal()
 
+    @_guarded("the dream cycle stopped")
     def dream(self) -> dict[str, Any]:
         """One scrub-and-heal cycle, recorded in the log as a DreamCycle; returns its report."""
         return self.dreamer.dream("manual")
 
+    @_guarded("cannot read the health")
     def health(self) -> dict[str, Any]:
         """Honest health: see the README's "Health" section for every field."""
         with self._lock:
             self.catch_up()
             report = self.ledger.health()
             report["lag"] = self.runner.lag()
+            report["projection_errors"] = dict(self.runner.errors)
             return report
 
     def start_dreaming(self, every: float) -> DreamScheduler:
@@ -333,6 +390,7 @@ class Memory:
         with self._lock:
             return self.runner.catch_up(progress)
 
+    @_guarded("the rebuild stopped")
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         """Drop the cache, the index and the ledger and rebuild them from log position zero."""
         with self._lock:
@@ -349,6 +407,9 @@ class Memory:
             self._closed = True
             try:
                 self.index.close()
+            except OSError as exc:
+                # Only a checkpoint is lost: the next open rebuilds the index from the log.
+                logger.warning("could not save the vector index on close: %s", exc)
             finally:
                 self.ledger.close()
                 self.log.close()

@@ -11,6 +11,7 @@ from domain.errors import (
     FragmentGone,
     FragmentNotFound,
     InvalidInput,
+    StorageError,
 )
 from domain.fragment import COPIES, FAULTS, Fragment, StoreProfile, fragment_uuid
 from domain.healing import DreamCycle, VectorIndexCopy
@@ -51,6 +52,7 @@ __all__ = [
     "FragmentNotFound",
     "InvalidInput",
     "Metadata",
+    "StorageError",
     "StoreProfile",
     "content_hash",
     "fragment_uuid",

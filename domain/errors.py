@@ -56,3 +56,12 @@ class CorruptEvent(CarmaError):
         self.version = version
         self.topic = topic
         self.position = position
+
+
+class StorageError(CarmaError):
+    """The disk or database refused an operation (full, read-only, unreadable).
+
+    A write that raises this was not acknowledged and changed nothing in the log.
+    """
+
+    exit_code = 1

@@ -12,7 +12,7 @@ from domain import DreamCycle
 from healing.healer import Healer, HealingLog
 from healing.scrubber import Finding, Scrubber
 
-RECORD_BATCH = 500
+RECORD_BATCH = 200  # findings recorded per lock hold: short holds keep query latency low
 
 
 class Dreamer:
@@ -54,6 +54,7 @@ class Dreamer:
                         recorded += 1
                 if touched:
                     self.log.record(*touched.values())
+            self._catch_up()  # a batch at a time, so that no one lock hold applies them all
         if index_file:
             with self._lock:
                 copy = self.log.index_copy()

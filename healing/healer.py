@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -37,17 +38,19 @@ class Healer:
     answers = (Fragment.FragmentLost, VectorIndexCopy.IndexLost)
 
     def __init__(self, log: HealingLog, cache: FragmentCache, index: VectorIndex, lock: Any,
-                 batch_size: int = 256):
+                 batch_size: int = 128, after_batch: Callable[[], Any] = lambda: None):
         self.log = log
         self.cache = cache
         self.index = index
         self._lock = lock
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # repairs per lock hold
+        self._after_batch = after_batch  # e.g. catch the projections up, outside the lock
 
     def heal(self, cycle_id: UUID | None = None) -> Counter[str]:
         """Answer every finding not answered yet; returns repairs per 'copy/method'."""
         repaired: Counter[str] = Counter()
         while True:
+            self._after_batch()
             with self._lock:
                 after = self.log.tracked_position(self.name)
                 batch = self.log.read(after, self.batch_size, kinds=self.answers)

@@ -12,7 +12,6 @@ import numpy as np
 
 from domain import content_hash
 from projections import FragmentCache, HealthLedger, VectorIndex
-from projections.index import vector_fingerprints
 from projections.ledger import canonical_json
 
 # An index file may lag the in-memory index by this many log positions before a scrub
@@ -128,7 +127,7 @@ class Scrubber:
 
     def _scrub_index(self, rows: dict[str, dict[str, Any]], report: ScrubReport) -> None:
         with self._lock:
-            ids, vectors = self.index.vectors()
+            ids, fingerprints = self.index.fingerprints()
             report.index_file = self.index.check_file(self._head(), STALE_AFTER)
         # Vectorised: the ledger's fingerprints sorted by FAISS id, looked up for every entry.
         known = sorted(rows.values(), key=lambda r: r["faiss_id"])
@@ -142,7 +141,7 @@ class Scrubber:
         for i in np.flatnonzero(found & ~live[at]):
             row = known[at[i]]
             report.findings.append(Finding(row["uuid"], row["id"], "index", "extra"))
-        wrong = found & live[at] & (vector_fingerprints(vectors) != expected[at])
+        wrong = found & live[at] & (fingerprints != expected[at])
         for i in np.flatnonzero(wrong):
             row = known[at[i]]
             report.findings.append(Finding(row["uuid"], row["id"], "index", "corrupt"))

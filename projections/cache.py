@@ -183,12 +183,15 @@ class FragmentCache:
         self.path_of(uuid).unlink(missing_ok=True)
 
     def reset(self) -> None:
+        # Position zero is on disk before any file goes: a crash in the middle of a rebuild
+        # then replays from zero instead of trusting files that are already gone.
+        atomic_write(self._position_file, json.dumps({"position": 0}).encode())
+        self._position = 0
         for child in self.root.iterdir():
             if child.is_dir():
                 shutil.rmtree(child)
-            else:
+            elif child != self._position_file:
                 child.unlink()
-        self._position = 0
 
     def files(self) -> list[Path]:
         return sorted(self.root.glob("??/*.json"))

@@ -30,9 +30,15 @@ def vector_fingerprints(vectors: np.ndarray) -> np.ndarray:
     """A 64-bit fingerprint per row of float32 vectors, computed in bulk: a weighted sum of
     the raw bits modulo 2**64. Any change to one value changes it (the weights are odd);
     lets a scrub compare 100k vectors with the log's in milliseconds."""
-    bits = np.ascontiguousarray(vectors, dtype="<f4").view("<u4").astype(np.uint64)
-    with np.errstate(over="ignore"):
-        return (bits * _WEIGHTS[: bits.shape[1]]).sum(axis=1, dtype=np.uint64).view(np.int64)
+    vectors = np.ascontiguousarray(vectors, dtype="<f4")
+    out = np.empty(len(vectors), dtype=np.int64)
+    weights = _WEIGHTS[: vectors.shape[1]] if vectors.ndim == 2 else _WEIGHTS[:0]
+    for start in range(0, len(vectors), 4096):  # chunks: 64-bit copies of 100k rows are 300 MB
+        bits = vectors[start : start + 4096].view("<u4").astype(np.uint64)
+        with np.errstate(over="ignore"):
+            out[start : start + 4096] = (bits * weights).sum(axis=1, dtype=np.uint64).view(
+                np.int64)
+    return out
 
 
 def embedding_fingerprint(embedding: bytes) -> int:
@@ -199,13 +205,14 @@ class VectorIndex:
             return "stale"
         return None
 
-    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of every entry, for a scrub to compare with the log."""
+    def fingerprints(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, fingerprints of their vectors) of every entry, for a scrub to compare with
+        the ledger: read in chunks, so a scrub of 100k vectors needs no copy of them all."""
         ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
         flat = faiss.downcast_index(self._index.index)
-        vectors = flat.reconstruct_n(0, flat.ntotal) if flat.ntotal else np.zeros(
-            (0, self.dimension), dtype=np.float32)
-        return ids, vectors
+        parts = [vector_fingerprints(flat.reconstruct_n(start, min(8192, flat.ntotal - start)))
+                 for start in range(0, flat.ntotal, 8192)]
+        return ids, np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def put(self, entries: dict[int, bytes]) -> None:
         """Set the vectors of these ids (a repair): whatever was there is replaced."""

@@ -93,13 +93,31 @@ class HealthLedger:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self.db.conn
+        if conn.in_transaction:  # inside a catch-up's transaction: a savepoint per batch
+            conn.execute("SAVEPOINT batch")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK TO batch")
+                conn.execute("RELEASE batch")
+                raise
+            conn.execute("RELEASE batch")
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # also when COMMIT itself failed (a full disk)
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Apply several batches as one transaction: a catch-up ends at a committed head of the
+        log, so readers of the ledger never see part of a write that spanned two batches."""
+        with self._transaction():
+            yield
 
     @property
     def position(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from typing import Any, Protocol
 
 Batch = Sequence[tuple[int, Any]]
@@ -35,30 +36,65 @@ class ProjectionRunner:
         self._head = head
         self.projections = list(projections)
         self.batch_size = batch_size
+        self.errors: dict[str, str] = {}  # projection name -> why it is behind
 
     def lag(self) -> dict[str, int]:
         head = self._head()
         return {p.name: head - p.position for p in self.projections}
 
-    def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
-        """Apply every event not yet applied; returns how many events were read."""
+    def catch_up(self, progress: Callable[[int], None] | None = None, *,
+                 strict: bool = False) -> int:
+        """Apply every event not yet applied; returns how many events were read.
+
+        A projection that fails (a full disk, say) stops where it is and the others go on:
+        reads keep being answered, and the next catch-up retries it. Its error is kept in
+        `errors` until it succeeds. strict=True raises instead (a rebuild must not half-work).
+        """
         head = self._head()
-        after = min((p.position for p in self.projections), default=head)
+        active = [p for p in self.projections if p.position < head]
+        if not active:
+            return 0
+        transactional = [p for p in active if hasattr(p, "transaction")]
+        try:
+            with ExitStack() as stack:
+                for projection in transactional:
+                    stack.enter_context(projection.transaction())
+                return self._apply_until(head, active, progress, strict)
+        except Exception as exc:  # a transaction could not begin or commit: nothing applied
+            if strict:
+                raise
+            for projection in transactional:
+                self.errors[projection.name] = f"{type(exc).__name__}: {exc}"
+            return 0
+
+    def _apply_until(self, head: int, active: list[Projection],
+                     progress: Callable[[int], None] | None, strict: bool) -> int:
+        after = min(p.position for p in active)
         read = 0
-        while after < head:
+        while after < head and active:
             batch = self._read(after, self.batch_size)
             if not batch:
                 break
-            for projection in self.projections:
-                if projection.position < batch[-1][0]:
+            for projection in list(active):
+                if projection.position >= batch[-1][0]:
+                    continue
+                try:
                     projection.apply(batch)
+                except Exception as exc:
+                    if strict:
+                        raise
+                    self.errors[projection.name] = f"{type(exc).__name__}: {exc}"
+                    active.remove(projection)
             after = batch[-1][0]
             read += len(batch)
             if progress:
                 progress(len(batch))
+        for projection in active:
+            self.errors.pop(projection.name, None)
         return read
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         for projection in self.projections:
             projection.reset()
-        return self.catch_up(progress)
+        self.errors.clear()
+        return self.catch_up(progress, strict=True)

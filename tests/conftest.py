@@ -3,10 +3,20 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.pop("CARMA_HOME", None)
 os.environ.pop("CARMA_EMBEDDER", None)
+
+# CI runs the default profile; `pytest --hypothesis-profile=long` runs 25x more examples.
+_RELAXED = [HealthCheck.too_slow, HealthCheck.filter_too_much,
+            HealthCheck.function_scoped_fixture]
+settings.register_profile("default", max_examples=40, stateful_step_count=40, deadline=None,
+                          suppress_health_check=_RELAXED)
+settings.register_profile("long", max_examples=1000, stateful_step_count=80, deadline=None,
+                          suppress_health_check=_RELAXED)
+settings.load_profile("default")
 
 import carma  # noqa: E402
 from carma.embedding import HashingEmbedder  # noqa: E402

@@ -149,8 +149,12 @@ def test_every_command_has_home_and_json_options():
 def test_a_home_that_is_a_file_is_a_clear_usage_error(tmp_path):
     target = tmp_path / "plain-file"
     target.write_text("not a store")
-    result = CliRunner().invoke(cli, ["stats", "--home", str(target), "--embedder", "hashing"])
+    result = CliRunner().invoke(cli, ["add", "x", "--home", str(target), "--embedder", "hashing"])
     assert result.exit_code == 2 and "is not a folder" in result.stderr
+    reading = CliRunner().invoke(cli, ["stats", "--home", str(tmp_path / "none"),
+                                       "--embedder", "hashing"])
+    assert reading.exit_code == 2 and "no store at" in reading.stderr
+    assert not (tmp_path / "none").exists()  # a read never creates a store
 
 
 def test_healing_commands_report_in_the_documented_shapes(run, home):

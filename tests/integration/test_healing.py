@@ -151,7 +151,7 @@ def test_a_crash_in_the_middle_of_healing_resumes_without_repeating_or_skipping(
     victim.rmdir() if victim.exists() else None
     victim.write_text("in the way")
     mem.dreamer.healer.batch_size = 4
-    with pytest.raises(OSError):
+    with pytest.raises(carma.StorageError, match="healing stopped"):
         mem.heal()
     done = topics(home).count("FragmentReconstructed")
     assert 0 < done < 20

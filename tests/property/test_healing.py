@@ -4,7 +4,7 @@ live fragment reads back exactly from every copy and a scrub finds nothing."""
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import carma
@@ -51,7 +51,6 @@ def damage(mem, how, pick):
             path.write_bytes(bytes(data))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=operations)
 def test_after_a_dream_cycle_every_live_fragment_reads_back_exactly(ops):
     embedder = HashingEmbedder(dimension=32)

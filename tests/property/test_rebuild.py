@@ -4,7 +4,7 @@ built incrementally (with reopenings in between), and reads agree with a plain m
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import carma
@@ -30,8 +30,6 @@ operations = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
 @given(ops=operations)
 def test_rebuild_from_zero_equals_incremental_state(ops):
     embedder = HashingEmbedder(dimension=32)
