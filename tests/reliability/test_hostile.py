@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import carma
@@ -36,6 +36,10 @@ def sandbox(tmp_path_factory):
     mem.close()
 
 
+HOSTILE_EXAMPLES = 300  # per test, in CI: cheap, so many more than the default profile
+
+
+@settings(max_examples=HOSTILE_EXAMPLES)
 @given(text=any_text, metadata=json_values, namespace=any_namespace, key=any_id)
 def test_the_api_accepts_or_refuses_cleanly_and_a_refusal_changes_nothing(
         sandbox, text, metadata, namespace, key):
@@ -49,6 +53,7 @@ def test_the_api_accepts_or_refuses_cleanly_and_a_refusal_changes_nothing(
     assert sorted(p.name for p in parent.iterdir()) == ["home"]
 
 
+@settings(max_examples=HOSTILE_EXAMPLES)
 @given(query=any_text, k=st.integers(-5, 2000) | st.sampled_from([True, 2.5, "3"]),
        where=json_values)
 def test_search_and_get_never_crash(sandbox, query, k, where):
@@ -66,6 +71,7 @@ def test_search_and_get_never_crash(sandbox, query, k, where):
 cli_text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=200)
 
 
+@settings(max_examples=HOSTILE_EXAMPLES)
 @given(text=cli_text, metadata=cli_text | json_values.map(json.dumps), key=cli_text,
        namespace=cli_text)
 def test_the_cli_exits_0_or_2_with_one_line_and_never_a_traceback(
