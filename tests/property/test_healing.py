@@ -47,6 +47,9 @@ def damage(mem, how, pick):
             path.write_bytes(path.read_bytes()[: pick % 40])
         else:
             data = bytearray(path.read_bytes())
+            if not data:  # truncated to nothing before: nothing left to garble
+                path.unlink()
+                return
             data[pick % len(data)] ^= 0x20
             path.write_bytes(bytes(data))
 

@@ -121,17 +121,25 @@ class StoreAgainstModel(RuleBasedStateMachine):
 
     # -- damage, healing, restarts -----------------------------------------------------------
 
+    def _pick(self, pick):
+        """A live fragment chosen by its place in the model, not by its random id, so that
+        hypothesis replays a failing case exactly."""
+        live = self.live()
+        return live[pick % len(live)] if live else None
+
     @rule(pick=st.integers(0, 10**6), how=st.sampled_from(["unlink", "truncate", "flip"]))
     def damage_cache(self, pick, how):
-        files = self.mem.cache.files()
-        if not files:
+        key = self._pick(pick)
+        if key is None:
             return
-        path = files[pick % len(files)]
+        path = self.mem.cache.path_of(self.mem.ledger.row(key)["uuid"])
+        if not path.exists():
+            return
         data = path.read_bytes()
-        if how == "unlink":
+        if how == "unlink" or not data:
             path.unlink()
         elif how == "truncate":
-            path.write_bytes(data[: pick % max(len(data), 1)])
+            path.write_bytes(data[: pick % len(data)])
         else:
             flipped = bytearray(data)
             flipped[pick % len(flipped)] ^= 0x04
@@ -143,9 +151,9 @@ class StoreAgainstModel(RuleBasedStateMachine):
 
     @rule(pick=st.integers(0, 10**6))
     def drop_index_vector(self, pick):
-        ids = self.mem.index.ids().tolist()
-        if ids:
-            self.mem.index.remove([ids[pick % len(ids)]])
+        key = self._pick(pick)
+        if key is not None:
+            self.mem.index.remove([self.mem.ledger.row(key)["faiss_id"]])
             self.vectors_dropped = True
 
     @rule()
