@@ -248,8 +248,7 @@ def _hits_table(hits: list[Any]) -> str:
     width = max(20, min(100, _terminal_width() - 40))
     lines = [f"{'score':>6}  {'id':<12}  {'namespace':<10}  text"]
     for h in hits:
-        text = " ".join(h.text.split())
-        text = text if len(text) <= width else text[: width - 1] + "…"
+        text = shorten(h.text, width)
         lines.append(f"{h.score:6.3f}  {h.id[:12]:<12}  {h.namespace[:10]:<10}  {text}")
     return "\n".join(lines)
 
@@ -292,6 +291,37 @@ def history_cmd(ctx: Context, id: str):
     ctx.emit(entries, lambda: "\n".join(
         f"{e.position:>8}  v{e.version:<3} {e.at:%Y-%m-%d %H:%M:%S}  {e.kind:<8} "
         + json.dumps(e.detail, ensure_ascii=False) for e in entries))
+
+
+@command(cli, "log")
+@click.option("--since", type=click.IntRange(min=0), default=1, show_default=True,
+              help="First log position (included).")
+@click.option("--until", type=click.IntRange(min=0), default=None,
+              help="Last log position (included).")
+@click.option("--kind", "kinds", multiple=True,
+              help="Only these event kinds, e.g. --kind FragmentWritten (repeatable).")
+def log_cmd(ctx: Context, since: int, until: int | None, kinds: tuple[str, ...]):
+    """Stream the log: one line per event (--json: JSON lines). Exit 1 if an event is corrupt."""
+    corrupt = 0
+    with ctx.memory() as mem:
+        for entry in mem.log_events(since, until, kinds):
+            corrupt += entry["kind"] == "corrupt"
+            if ctx.as_json:
+                click.echo(json.dumps(entry, ensure_ascii=False))
+            elif entry["kind"] == "corrupt":
+                click.echo(f"{entry['position']:>8}  CORRUPT  {entry['error']}")
+            else:
+                click.echo(f"{entry['position']:>8}  {entry['at'][:19]}  {entry['kind']:<22} "
+                           f"{entry['aggregate'][:8]} v{entry['version']}  "
+                           + shorten(json.dumps(entry["data"], ensure_ascii=False), 80))
+    if corrupt:
+        sys.exit(1)
+
+
+def shorten(text: str, width: int) -> str:
+    """One line of at most `width` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @command(cli, "rebuild")

@@ -20,6 +20,7 @@ QUERIES = (
 
 def run_demo(ctx: Any, count: int) -> dict[str, Any]:
     from carma.chaos import run_chaos
+    from carma.cli import shorten
     from carma.corpus import corpus
 
     steps: dict[str, float] = {}
@@ -61,7 +62,7 @@ def run_demo(ctx: Any, count: int) -> dict[str, Any]:
                                           for h in hits]})
                 say(f"\n   ? {query}   [{ms:.0f} ms]")
                 for h in hits:
-                    say(f"     {h.score:.3f}  {_short(h.text, 96)}")
+                    say(f"     {h.score:.3f}  {shorten(h.text, 96)}")
 
         say("\n4. Revising and deleting: new events, never an overwrite")
         with step("revise-delete"):
@@ -109,8 +110,3 @@ def _ingest(mem: Any, items: list[dict[str, Any]], batch: int = 256) -> dict[str
                 totals[key] += getattr(result, key)
             advance(len(result.ids))
     return totals
-
-
-def _short(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"

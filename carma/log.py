@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
@@ -277,6 +277,26 @@ class MemoryLog(Application[UUID]):
     def position(self) -> int:
         """The position of the last event in the log (0 when empty)."""
         return self.recorder.max_notification_id() or 0
+
+    def stream(self, since: int = 1, until: int | None = None, kinds: Sequence[type] = (),
+               page: int = 500) -> Iterator[tuple[int, Any]]:
+        """Every event from position `since` to `until` (both included), in log order, as
+        (position, event) — or (position, CorruptEvent) for an event that fails its
+        checksum, so that a reader of the whole log is told and goes on."""
+        after = max(since, 1) - 1
+        while True:
+            notifications = self.recorder.select_notifications(
+                start=after, limit=page, stop=until, inclusive_of_start=False,
+                topics=[get_topic(k) for k in kinds],
+            )
+            for n in notifications:
+                try:
+                    yield n.id, self.mapper.to_domain_event(n)
+                except CorruptEvent as exc:
+                    yield n.id, exc
+            if len(notifications) < page:
+                return
+            after = notifications[-1].id
 
     def read(self, after: int, limit: int = 500,
              kinds: Sequence[type] = ()) -> list[tuple[int, Any]]:

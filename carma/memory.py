@@ -22,11 +22,16 @@ from carma.log import MemoryLog, Write
 from carma.models import BatchResult, FragmentRecord, HistoryEntry, Hit
 from domain import (
     CarmaError,
+    CorruptEvent,
     Draft,
+    DreamCycle,
+    Fragment,
     FragmentGone,
     FragmentNotFound,
     InvalidInput,
     StorageError,
+    StoreProfile,
+    VectorIndexCopy,
     fragment_uuid,
     validate_key,
     validate_metadata,
@@ -38,6 +43,11 @@ from healing.scrubber import cache_fault
 from projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
 
 K_MAX = 1_000
+EVENT_KINDS = {cls.__name__: cls for cls in (
+    Fragment.FragmentWritten, Fragment.FragmentRevised, Fragment.FragmentDeleted,
+    Fragment.FragmentLost, Fragment.FragmentReconstructed, StoreProfile.StoreCreated,
+    VectorIndexCopy.IndexCopyTracked, VectorIndexCopy.IndexLost, VectorIndexCopy.IndexRebuilt,
+    DreamCycle.DreamCycleStarted, DreamCycle.DreamCycleCompleted)}
 logger = logging.getLogger("carma")
 
 
@@ -317,6 +327,34 @@ class Memory:
                              at=datetime.fromisoformat(r["at"]), detail=json.loads(r["detail"]))
                 for r in self.ledger.history(str(fragment_uuid(key)))
             ]
+
+    def log_events(self, since: int = 1, until: int | None = None,
+                   kinds: Iterable[str] = ()) -> Iterator[dict[str, Any]]:
+        """The log itself, event by event: position, time, kind, aggregate, version and the
+        event's fields (an embedding as its dimension, not its floats). `kinds` are event
+        names such as "FragmentWritten"; a corrupt event is reported, never decoded."""
+        wanted = set(kinds)
+        unknown = wanted - set(EVENT_KINDS)
+        if unknown:
+            raise InvalidInput(f"unknown event kind(s): {', '.join(sorted(unknown))}; known: "
+                               f"{', '.join(sorted(EVENT_KINDS))}")
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0 or (
+                until is not None and (isinstance(until, bool) or not isinstance(until, int))):
+            raise InvalidInput("since and until are log positions (whole numbers)")
+        classes = [EVENT_KINDS[k] for k in sorted(wanted)]
+        for position, event in self.log.stream(since, until, classes):
+            if isinstance(event, CorruptEvent):
+                yield {"position": position, "kind": "corrupt", "error": str(event)}
+                continue
+            fields = {k: v for k, v in vars(event).items()
+                      if k not in ("originator_id", "originator_version", "timestamp",
+                                   "originator_topic")}
+            if isinstance(fields.get("embedding"), bytes):
+                fields["embedding"] = {"float32": len(fields["embedding"]) // 4}
+            yield {"position": position, "at": event.timestamp.isoformat(),
+                   "kind": type(event).__name__, "aggregate": str(event.originator_id),
+                   "version": event.originator_version,
+                   "data": json.loads(json.dumps(fields, default=str))}
 
     def export(self, namespace: str | None = None) -> Iterator[FragmentRecord]:
         """Every live fragment, oldest first."""
