@@ -6,8 +6,9 @@ import os
 import threading
 from pathlib import Path
 
-from carma.embedding import Embedder, SentenceTransformerEmbedder
-from carma.log import MemoryLog
+from carma.chain import ChainKey
+from carma.embedding import Embedder, SentenceTransformerEmbedder, embedder_for
+from carma.log import CHAIN_KEY_SETTING, MemoryLog
 from domain import InvalidInput
 from healing import Dreamer, Healer, Scrubber
 from projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
@@ -34,11 +35,12 @@ def prepare_home(home: Path) -> None:
         raise InvalidInput(f"home {home} is not readable and writable by this user")
 
 
-def open_log(home: Path) -> MemoryLog:
+def open_log(home: Path, chain_key: bytes | None) -> MemoryLog:
     return MemoryLog(env={
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(home / "events.sqlite"),
         "SQLITE_LOCK_TIMEOUT": "30",
+        CHAIN_KEY_SETTING: chain_key.hex() if chain_key else "",
     })
 
 
@@ -51,9 +53,14 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
     from carma.memory import Memory
 
     prepare_home(home)
-    embedder = embedder or default_embedder()
-    log = open_log(home)
+    # A new store gets a chain key; an existing one must still have one of its two copies.
+    chain_key = ChainKey(home).load(create=not (home / "events.sqlite").exists())
+    log = open_log(home, chain_key)
     try:
+        if embedder is None:  # the store's own, where CARMA knows it; else the default
+            profile = log.profile()
+            embedder = (profile and embedder_for(profile.model, profile.dimension)) \
+                or default_embedder()
         log.check_profile(embedder.name, embedder.dimension)
         cache = FragmentCache(home / "cache")
         index = VectorIndex(home / "index", embedder.dimension)
@@ -76,7 +83,8 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
     healer = Healer(log, cache, index, lock, after_batch=catch_up)
     dreamer = Dreamer(log, scrubber, healer, lock, catch_up, health)
     memory = Memory(home=home, log=log, embedder=embedder, cache=cache, index=index,
-                    ledger=ledger, runner=runner, dreamer=dreamer, lock=lock)
+                    ledger=ledger, runner=runner, dreamer=dreamer, lock=lock,
+                    chain_key=chain_key)
     if dream_every is not None:
         memory.start_dreaming(dream_every)
     return memory

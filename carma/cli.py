@@ -23,14 +23,17 @@ from domain import CarmaError, Draft, InvalidInput
 EMBEDDERS = ("minilm", "hashing")
 
 
-def _embedder(name: str):
+def _embedder(name: str | None):
+    """None: the store's own embedder (the default model for a new store)."""
     from carma.embedding import HashingEmbedder, SentenceTransformerEmbedder
 
+    if name is None:
+        return None
     return HashingEmbedder() if name == "hashing" else SentenceTransformerEmbedder()
 
 
 class Context:
-    def __init__(self, home: str | None, as_json: bool, embedder: str):
+    def __init__(self, home: str | None, as_json: bool, embedder: str | None):
         self.home = home
         self.as_json = as_json
         self.embedder_name = embedder
@@ -73,11 +76,13 @@ def command(group: click.Group, name: str, **kwargs: Any):
         @click.option("--home", type=str, default=None, envvar="CARMA_HOME",
                       help="Store folder (default $CARMA_HOME, else ./.carma).")
         @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-        @click.option("--embedder", type=click.Choice(EMBEDDERS), default="minilm",
-                      envvar="CARMA_EMBEDDER", show_default=True,
-                      help="minilm: all-MiniLM-L6-v2 (semantic). hashing: lexical, no model.")
+        @click.option("--embedder", type=click.Choice(EMBEDDERS), default=None,
+                      envvar="CARMA_EMBEDDER",
+                      help="minilm: all-MiniLM-L6-v2 (semantic). hashing: lexical, no model. "
+                           "Default: the store's own; minilm for a new store.")
         @functools.wraps(fn)
-        def wrapper(home: str | None, as_json: bool, embedder: str, **params: Any) -> None:
+        def wrapper(home: str | None, as_json: bool, embedder: str | None,
+                    **params: Any) -> None:
             ctx = Context(home, as_json, embedder)
             try:
                 fn(ctx, **params)
@@ -322,6 +327,22 @@ def shorten(text: str, width: int) -> str:
     """One line of at most `width` characters."""
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@command(cli, "verify")
+def verify_cmd(ctx: Context):
+    """Check the log's tamper-evident chain. Exit 1 at the first bad position."""
+    with ctx.memory() as mem:
+        with progress_bar("verifying", mem.log.position()) as bar:
+            report = mem.verify(progress=bar)
+    ctx.emit({k: report[k] for k in ("ok", "events", "first_bad", "reason", "head",
+                                     "head_position")},
+             lambda: (f"ok: {report['events']} events, chain head {report['head'][:16]}… at "
+                      f"position {report['head_position']} ({report['seconds']:.2f} s)")
+             if report["ok"] else
+             f"TAMPERED at log position {report['first_bad']}: {report['reason']}")
+    if not report["ok"]:
+        sys.exit(1)
 
 
 @command(cli, "rebuild")

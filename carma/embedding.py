@@ -111,3 +111,12 @@ class HashingEmbedder:
             else:
                 out[row] /= norm
         return out
+
+
+def embedder_for(model: str, dimension: int) -> Embedder | None:
+    """The embedder a store records by name, when it is one CARMA ships; None otherwise."""
+    if model == DEFAULT_MODEL and dimension == 384:
+        return SentenceTransformerEmbedder()
+    if model == f"hashing-{dimension}":
+        return HashingEmbedder(dimension=dimension)
+    return None

@@ -28,6 +28,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
+from carma.chain import ChainedSQLiteRecorder
 from domain import (
     ConflictError,
     CorruptEvent,
@@ -56,6 +57,7 @@ class BytesAsBase64(Transcoding):
         return base64.b64decode(data)
 
 
+CHAIN_KEY_SETTING = "CARMA_CHAIN_KEY"  # hex, handed over by bootstrap, never logged
 _MAGIC = b"C1"
 _DIGEST_SIZE = 16
 
@@ -77,6 +79,14 @@ class ChecksummedMapper(Mapper[UUID]):
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         return super().to_domain_event(replace(stored_event, state=verified_payload(stored_event)))
+
+
+def checksum_holds(stored: StoredEvent) -> bool:
+    try:
+        verified_payload(stored)
+    except CorruptEvent:
+        return False
+    return True
 
 
 def verified_payload(stored: StoredEvent) -> bytes:
@@ -139,8 +149,12 @@ class MemoryLog(Application[UUID]):
 
     def construct_recorder(self) -> ApplicationRecorder:
         # A process recorder keeps the healer's tracking in the same database as the events,
-        # so a repair's events and the position it answers commit in one transaction.
-        return self.factory.process_recorder()
+        # so a repair's events and the position it answers commit in one transaction; ours
+        # also chains every event it inserts (carma.chain).
+        recorder = ChainedSQLiteRecorder(datastore=self.factory.datastore)
+        recorder.key = bytes.fromhex(self.env.get(CHAIN_KEY_SETTING) or "")
+        recorder.create_table()
+        return recorder
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 from eventsourcing.persistence import PersistenceError
 
+from carma.chain import verify_chain
 from carma.embedding import Embedder
-from carma.log import MemoryLog, Write
+from carma.log import MemoryLog, Write, checksum_holds
 from carma.models import BatchResult, FragmentRecord, HistoryEntry, Hit
 from domain import (
     CarmaError,
@@ -81,7 +82,7 @@ class Memory:
 
     def __init__(self, *, home: Path, log: MemoryLog, embedder: Embedder, cache: FragmentCache,
                  index: VectorIndex, ledger: HealthLedger, runner: ProjectionRunner,
-                 dreamer: Dreamer, lock: threading.RLock):
+                 dreamer: Dreamer, lock: threading.RLock, chain_key: bytes | None = None):
         self.home = home
         self.log = log
         self.embedder = embedder
@@ -90,6 +91,7 @@ class Memory:
         self.ledger = ledger
         self.runner = runner
         self.dreamer = dreamer
+        self._chain_key = chain_key
         self.scheduler: DreamScheduler | None = None
         self._lock = lock
         self._closed = False
@@ -386,6 +388,19 @@ class Memory:
                 "projection_errors": dict(self.runner.errors),
                 "bytes_on_disk": _size(self.home),
             }
+
+    # -- audit ---------------------------------------------------------------------------------
+
+    @_guarded("cannot verify the log")
+    def verify(self, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Replay the log's HMAC chain: {"ok", "events", "first_bad", "reason", "head",
+        "head_position", "seconds"}. Anchor `head` elsewhere to prove later that no one
+        rewrote history up to `head_position`."""
+        if not self._chain_key:
+            raise StorageError("cannot verify: the chain key is lost from both copies "
+                               "(keys/ and keys.mirror/); restore them from a backup")
+        return verify_chain(self.home / "events.sqlite", self._chain_key, checksum_holds,
+                            progress).as_dict()
 
     # -- healing -------------------------------------------------------------------------------
 

@@ -145,7 +145,7 @@ def test_the_cli_on_a_full_disk_says_so_in_one_line(tiny_disk):
     result = runner.invoke(cli, ["add", "first", "--home", str(home), "--embedder", "hashing"])
     assert result.exit_code == 0
     before = log_length(home)
-    with open(filler, "wb") as f:  # fill what is left
+    with open(filler, "wb", buffering=0) as f:  # fill what is left
         try:
             while True:
                 f.write(b"\0" * 65536)
