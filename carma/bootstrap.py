@@ -48,7 +48,8 @@ def default_embedder() -> Embedder:
     return SentenceTransformerEmbedder()
 
 
-def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float | None = None):
+def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float | None = None,
+              new_projections: bool = False):
     """Wire a Memory over the home: log, projections, healing and embedder."""
     from carma.memory import Memory
 
@@ -84,7 +85,7 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
     dreamer = Dreamer(log, scrubber, healer, lock, catch_up, health)
     memory = Memory(home=home, log=log, embedder=embedder, cache=cache, index=index,
                     ledger=ledger, runner=runner, dreamer=dreamer, lock=lock,
-                    chain_key=chain_key)
+                    chain_key=chain_key, new_projections=new_projections)
     if dream_every is not None:
         memory.start_dreaming(dream_every)
     return memory

@@ -161,3 +161,34 @@ def verify_chain(db_path: Path, key: bytes, verify_checksum: Any,
     return Verification(ok=first_bad is None, events=count, first_bad=first_bad, reason=reason,
                         head=previous.hex(), head_position=head_position,
                         seconds=round(time.perf_counter() - started, 4))
+
+
+def copy_log(source: Path, target: Path, until: int) -> None:
+    """Copy the log's events and chain up to position `until`, byte for byte and at the same
+    positions, and the chain key, into a new home (the start of a replay)."""
+    import shutil
+    import sqlite3
+
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for folder in ("keys", "keys.mirror"):
+        if (source / folder).is_dir():
+            shutil.copytree(source / folder, target / folder, dirs_exist_ok=True)
+    conn = sqlite3.connect(target / "events.sqlite")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS stored_events (originator_id TEXT, originator_version "
+            "INTEGER, topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))")
+        conn.execute("CREATE TABLE IF NOT EXISTS event_chain "
+                     "(position INTEGER PRIMARY KEY, mac BLOB NOT NULL)")
+        conn.execute("ATTACH DATABASE ? AS source", (f"file:{source / 'events.sqlite'}?mode=ro",))
+        with conn:
+            conn.execute(
+                "INSERT INTO stored_events(rowid, originator_id, originator_version, topic, state)"
+                " SELECT rowid, originator_id, originator_version, topic, state"
+                " FROM source.stored_events WHERE rowid <= ? ORDER BY rowid", (until,))
+            conn.execute("INSERT INTO event_chain SELECT position, mac FROM source.event_chain"
+                         " WHERE position <= ?", (until,))
+        conn.execute("DETACH DATABASE source")
+    finally:
+        conn.close()

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -343,6 +344,31 @@ def verify_cmd(ctx: Context):
              f"TAMPERED at log position {report['first_bad']}: {report['reason']}")
     if not report["ok"]:
         sys.exit(1)
+
+
+@command(cli, "replay")
+@click.option("--until", "until", default=None,
+              help="A log position, or a time (ISO 8601, e.g. 2026-11-26T10:00:00Z). "
+                   "Default: the whole log.")
+@click.option("--into", "into", required=True, type=str, help="An empty folder for the new store.")
+def replay_cmd(ctx: Context, until: str | None, into: str):
+    """A new store holding the log up to a position or a moment: what the agent knew then."""
+    moment: int | datetime | None = None
+    if until is not None:
+        if until.isdigit():
+            moment = int(until)
+        else:
+            try:
+                moment = datetime.fromisoformat(until.replace("Z", "+00:00"))
+            except ValueError:
+                raise InvalidInput(f"--until {until!r} is neither a log position nor an ISO "
+                                   "8601 time") from None
+    with ctx.memory() as mem:
+        with mem.replay(moment, into=into) as replica:
+            stats = replica.stats()
+    report = {"into": stats["home"], "position": stats["log_position"], "live": stats["live"]}
+    ctx.emit(report, f"replayed the log up to position {report['position']} into "
+                     f"{report['into']}: {report['live']} live fragment(s)")
 
 
 @command(cli, "rebuild")

@@ -5,19 +5,20 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sqlite3
 import threading
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from eventsourcing.persistence import PersistenceError
 
-from carma.chain import verify_chain
+from carma.chain import copy_log, verify_chain
 from carma.embedding import Embedder
 from carma.log import MemoryLog, Write, checksum_holds
 from carma.models import BatchResult, FragmentRecord, HistoryEntry, Hit
@@ -82,7 +83,8 @@ class Memory:
 
     def __init__(self, *, home: Path, log: MemoryLog, embedder: Embedder, cache: FragmentCache,
                  index: VectorIndex, ledger: HealthLedger, runner: ProjectionRunner,
-                 dreamer: Dreamer, lock: threading.RLock, chain_key: bytes | None = None):
+                 dreamer: Dreamer, lock: threading.RLock, chain_key: bytes | None = None,
+                 new_projections: bool = False):
         self.home = home
         self.log = log
         self.embedder = embedder
@@ -96,15 +98,16 @@ class Memory:
         self._lock = lock
         self._closed = False
         self.catch_up()
-        self._note_index_file()
+        self._note_index_file(new_projections)
 
-    def _note_index_file(self) -> None:
+    def _note_index_file(self, new_projections: bool) -> None:
         """The index file could not be loaded, so the index was rebuilt from the log on open:
-        record that finding (the next heal rewrites the file). A new store just writes one."""
+        record that finding (the next heal rewrites the file). A new store, or one whose
+        projections are being built for the first time (a replay), just writes one."""
         error = self.index.load_error
         if error is None:
             return
-        if self.log.position() == 0:
+        if new_projections or self.log.position() == 0:
             self.index.save()
         else:
             self.dreamer.record([], error.fault, None)
@@ -401,6 +404,41 @@ class Memory:
                                "(keys/ and keys.mirror/); restore them from a backup")
         return verify_chain(self.home / "events.sqlite", self._chain_key, checksum_holds,
                             progress).as_dict()
+
+    def position_at(self, moment: datetime) -> int:
+        """The last log position recorded at or before `moment` (naive times are UTC)."""
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        last = 0
+        for position, event in self.log.stream():
+            if not isinstance(event, CorruptEvent) and event.timestamp > moment:
+                break
+            last = position
+        return last
+
+    def replay(self, until: int | datetime | None = None, *,
+               into: str | os.PathLike[str]) -> Memory:
+        """A new store at `into` holding this log up to `until` (a position or a moment,
+        included; None: all of it), its projections rebuilt from that prefix: what the agent
+        knew then, to search and read. The caller closes the returned store."""
+        if isinstance(until, datetime):
+            position = self.position_at(until)
+        elif until is None:
+            position = self.log.position()
+        elif isinstance(until, bool) or not isinstance(until, int) or until < 0:
+            raise InvalidInput("until is a log position (a whole number) or a datetime")
+        else:
+            position = min(until, self.log.position())
+        target = Path(into).expanduser().resolve()
+        if target == self.home or self.home in target.parents:
+            raise InvalidInput("replay into a folder outside this store's home")
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise InvalidInput(f"{target} exists and is not an empty folder")
+        with storage_errors(f"cannot replay into {target}"):
+            copy_log(self.home, target, position)
+            from carma.bootstrap import bootstrap
+
+            return bootstrap(target, self.embedder, new_projections=True)
 
     # -- healing -------------------------------------------------------------------------------
 

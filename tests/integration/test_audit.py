@@ -126,3 +126,56 @@ def test_the_log_streams_every_event_with_its_position_and_kind(store, embedder)
     assert result.exit_code == 1
     assert lines[2]["kind"] == "corrupt" and "position 3" in lines[2]["error"]
     assert len(lines) == 9
+
+
+def test_replay_to_a_past_position_answers_what_the_store_knew_then(home, embedder, tmp_path):
+    with carma.open(home, embedder=embedder) as mem:
+        kept = mem.add("the meeting is on monday", id="meeting")
+        mem.add("the budget is approved", id="budget")
+        then = mem.log.position()
+        moment = mem.history("budget")[-1].at
+        mem.revise("meeting", text="the meeting moved to friday")
+        mem.delete("budget")
+        mem.add("a fact learned later", id="later")
+        with mem.replay(until=then, into=tmp_path / "then") as past:
+            assert past.get(kept).text == "the meeting is on monday"
+            assert past.get("budget").text == "the budget is approved"
+            with pytest.raises(carma.FragmentNotFound):
+                past.get("later")
+            assert [h.id for h in past.search("when is the meeting", k=1)] == ["meeting"]
+            assert past.verify()["ok"] and past.verify()["head_position"] == then
+        with mem.replay(until=moment, into=tmp_path / "moment") as past:
+            assert past.log.position() == then
+        with pytest.raises(carma.InvalidInput, match="not an empty folder"):
+            mem.replay(until=then, into=tmp_path / "then")
+        with pytest.raises(carma.InvalidInput, match="outside this store"):
+            mem.replay(into=home / "inside")
+
+
+def test_replaying_the_whole_log_gives_identical_state(home, embedder, tmp_path):
+    from tests.conftest import store_state
+
+    with carma.open(home, embedder=embedder) as mem:
+        ids = mem.add_many([f"note {i}" for i in range(20)]).ids
+        mem.revise(ids[3], text="note three, revised", metadata={"r": 1})
+        mem.delete(ids[4])
+        mem.cache.path_of(mem.ledger.row(ids[5])["uuid"]).unlink()
+        mem.dream()
+        with mem.replay(into=tmp_path / "copy") as copy:
+            assert store_state(copy) == store_state(mem)
+
+
+def test_the_cli_replays_by_position_and_by_time(tmp_path):
+    home = tmp_path / "home"
+    runner = CliRunner()
+    run = lambda *a: runner.invoke(cli, [*a, "--home", str(home), "--embedder", "hashing"])  # noqa: E731
+    run("add", "first fact")
+    run("add", "second fact")
+    done = run("replay", "--until", "2", "--into", str(tmp_path / "p2"), "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["live"] == 1
+    bad = run("replay", "--until", "yesterday", "--into", str(tmp_path / "x"))
+    assert bad.exit_code == 2 and "neither a log position" in bad.stderr
+    timed = run("replay", "--until", "2000-01-01T00:00:00Z", "--into", str(tmp_path / "t"),
+                "--json")
+    assert json.loads(timed.stdout) | {"into": None} == {"into": None, "position": 0, "live": 0}
