@@ -160,13 +160,24 @@ def add_many_cmd(ctx: Context, texts: tuple[str, ...], namespace: str, metadata:
 @click.argument("source", type=click.File("r", encoding="utf-8"))
 @click.option("--skip-invalid", is_flag=True,
               help="Write the valid lines and count the others as rejected.")
+@click.option("--events", "events", is_flag=True,
+              help="SOURCE is an `export --events` file: append its events (all or none).")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1, 10_000))
-def import_cmd(ctx: Context, source: Any, skip_invalid: bool, batch_size: int):
+def import_cmd(ctx: Context, source: Any, skip_invalid: bool, events: bool, batch_size: int):
     """Import JSON lines {"text", "metadata"?, "namespace"?, "id"?} from FILE or - (stdin).
 
     Every line is checked before anything is written; without --skip-invalid one bad line
-    rejects the whole file and nothing changes.
+    rejects the whole file and nothing changes. With --events, the lines of an
+    `export --events` are appended to the log in one transaction (twice changes nothing).
     """
+    if events:
+        lines = [_json_object(line, f"line {n}") for n, line in enumerate(source, 1)
+                 if line.strip()]
+        with ctx.memory(create=True) as mem:
+            counts = mem.import_events(lines)
+        ctx.emit(counts, lambda: f"appended {counts['appended']}, unchanged "
+                                 f"{counts['unchanged']}")
+        return
     drafts, problems = [], []
     for number, line in enumerate(source, 1):
         if not line.strip():
@@ -209,11 +220,23 @@ def import_cmd(ctx: Context, source: Any, skip_invalid: bool, batch_size: int):
 
 @command(cli, "export")
 @click.option("--namespace", default=None)
+@click.option("--events", "events", is_flag=True,
+              help="The whole event log as stored (a backup), instead of the live fragments.")
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-")
-def export_cmd(ctx: Context, namespace: str | None, output: Any):
-    """Write every live fragment as a JSON line (import's shape plus id, version, status, fidelity)."""
+def export_cmd(ctx: Context, namespace: str | None, events: bool, output: Any):
+    """Write every live fragment as a JSON line (import's shape plus id, version, status,
+    fidelity), or with --events every event of the log."""
     n = 0
     with ctx.memory() as mem:
+        if events:
+            with progress_bar("exporting events", mem.log.position()) as bar:
+                for line in mem.export_events():
+                    output.write(json.dumps(line) + "\n")
+                    n += 1
+                    bar(1)
+            if output is not sys.stdout and not ctx.as_json:
+                click.echo(f"exported {n} event(s)", err=True)
+            return
         total = mem.stats()["live"]
         with progress_bar("exporting", total) as bar:
             for record in mem.export(namespace):

@@ -36,6 +36,7 @@ from domain import (
     EmbedderMismatch,
     Fragment,
     FragmentNotFound,
+    InvalidInput,
     StoreProfile,
     VectorIndexCopy,
     fragment_uuid,
@@ -311,6 +312,55 @@ class MemoryLog(Application[UUID]):
             if len(notifications) < page:
                 return
             after = notifications[-1].id
+
+    def stored(self, page: int = 500) -> Iterator[StoredEvent]:
+        """Every stored event as it is on disk (for `export --events`), in log order."""
+        after = 0
+        while True:
+            notifications = self.recorder.select_notifications(
+                start=after, limit=page, inclusive_of_start=False)
+            yield from notifications
+            if len(notifications) < page:
+                return
+            after = notifications[-1].id
+
+    def append_stored(self, events: Sequence[StoredEvent]) -> tuple[int, int]:
+        """Append events exported from a CARMA log (for `import --events`), byte for byte, in
+        one transaction, chained under this log's key. An event already here with the same
+        bytes is skipped (importing twice changes nothing); one whose checksum fails, or that
+        differs from the event already at its place, or that skips a version, refuses the
+        whole batch. Returns (appended, unchanged)."""
+        fresh: list[StoredEvent] = []
+        latest: dict[Any, int] = {}
+        for event in events:
+            verified_payload(event)  # CorruptEvent: nothing is appended
+            here = self.recorder.select_events(event.originator_id,
+                                               gt=event.originator_version - 1,
+                                               lte=event.originator_version)
+            if here:
+                if here[0].state != event.state or here[0].topic != event.topic:
+                    raise ConflictError(
+                        f"event {event.originator_id} v{event.originator_version} differs from "
+                        "the one already in this log; nothing was imported")
+                latest[event.originator_id] = event.originator_version
+                continue
+            previous = latest.get(event.originator_id)
+            if previous is None:
+                stored = self.recorder.select_events(event.originator_id, desc=True, limit=1)
+                previous = stored[0].originator_version if stored else 0
+            if event.originator_version != previous + 1:
+                raise InvalidInput(
+                    f"event {event.originator_id} v{event.originator_version} follows "
+                    f"v{previous}: an export must be imported whole and in order")
+            latest[event.originator_id] = event.originator_version
+            fresh.append(event)
+        if fresh:
+            try:
+                self.recorder.insert_events(fresh)
+            except IntegrityError:
+                raise ConflictError("another writer changed the log during the import; "
+                                    "nothing was imported, try again") from None
+        return len(fresh), len(events) - len(fresh)
 
     def read(self, after: int, limit: int = 500,
              kinds: Sequence[type] = ()) -> list[tuple[int, Any]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import logging
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from eventsourcing.persistence import PersistenceError
+from eventsourcing.persistence import PersistenceError, StoredEvent
 
 from carma.chain import copy_log, verify_chain
 from carma.embedding import Embedder
@@ -404,6 +406,32 @@ class Memory:
                                "(keys/ and keys.mirror/); restore them from a backup")
         return verify_chain(self.home / "events.sqlite", self._chain_key, checksum_holds,
                             progress).as_dict()
+
+    def export_events(self) -> Iterator[dict[str, Any]]:
+        """The whole log as it is stored, one dict per event (for backups and transfers)."""
+        for n in self.log.stored():
+            yield {"position": n.id, "aggregate": str(n.originator_id),
+                   "version": n.originator_version, "topic": n.topic,
+                   "state": base64.b64encode(n.state).decode("ascii")}
+
+    @_guarded("the events were not imported")
+    def import_events(self, lines: Iterable[dict[str, Any]]) -> dict[str, int]:
+        """Append exported events (see `export_events`) to this log in one transaction; the
+        projections then catch up. Importing the same export twice changes nothing."""
+        events = []
+        for number, line in enumerate(lines, 1):
+            try:
+                events.append(StoredEvent(
+                    originator_id=uuidlib.UUID(line["aggregate"]),
+                    originator_version=int(line["version"]), topic=str(line["topic"]),
+                    state=base64.b64decode(line["state"], validate=True)))
+            except (KeyError, TypeError, ValueError, binascii.Error):
+                raise InvalidInput(f"event line {number} is not an exported CARMA event") \
+                    from None
+        with self._lock:
+            appended, unchanged = self.log.append_stored(events)
+            self.catch_up()
+        return {"appended": appended, "unchanged": unchanged}
 
     def position_at(self, moment: datetime) -> int:
         """The last log position recorded at or before `moment` (naive times are UTC)."""
