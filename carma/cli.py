@@ -102,7 +102,8 @@ def command(group: click.Group, name: str, **kwargs: Any):
     return decorate
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"],
+                                "max_content_width": 120})
 @click.version_option(package_name="carma")
 def cli() -> None:
     """CARMA: a self-healing, event-sourced memory store for AI agents."""

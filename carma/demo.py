@@ -71,7 +71,8 @@ def run_demo(ctx: Any, count: int) -> dict[str, Any]:
             victim = mem.search(QUERIES[1], k=1, namespace="stdlib")[0]
             mem.delete(victim.id, reason="demo: shows that deletion is an event")
             history = mem.history(victim.id)
-        say(f"   revised {first.id} to version {revised.version}; deleted {victim.id}")
+        say(f"   revised {first.id} to version {revised.version}; deleted {victim.id}, "
+            "whose history is:")
         for entry in history:
             say(f"     log position {entry.position:>6}  {entry.kind}")
 

@@ -16,7 +16,10 @@ settings.register_profile("default", max_examples=40, stateful_step_count=40, de
                           suppress_health_check=_RELAXED)
 settings.register_profile("long", max_examples=1000, stateful_step_count=80, deadline=None,
                           suppress_health_check=_RELAXED)
-settings.load_profile("default")
+# In CI the same examples every run (hypothesis's own "ci" profile would replace ours).
+settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True,
+                          database=None)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 import carma  # noqa: E402
 from carma.embedding import HashingEmbedder  # noqa: E402
