@@ -598,3 +598,7 @@ BENCHMARKS: dict[str, Callable[..., dict]] = {
 from carma.bench_heal import bench_heal  # noqa: E402
 
 BENCHMARKS["heal"] = bench_heal
+
+from carma.bench_audit import bench_audit  # noqa: E402
+
+BENCHMARKS["audit"] = bench_audit

@@ -27,8 +27,8 @@ def _check_common(report: dict, name: str, n: int) -> None:
     assert rss["peak_after_mib"] >= rss["peak_before_mib"]
 
 
-def test_the_benchmarks_are_the_four_the_cli_offers():
-    assert set(BENCHMARKS) == {"ingest", "query", "overhead", "heal"}
+def test_the_benchmarks_are_the_five_the_cli_offers():
+    assert set(BENCHMARKS) == {"ingest", "query", "overhead", "heal", "audit"}
     assert all(callable(fn) for fn in BENCHMARKS.values())
 
 
@@ -107,3 +107,11 @@ def test_heal_reports_scrub_and_heal_ratios_with_exact_repairs(tmp_path):
     assert size["heal"]["exact"] is True
     assert size["five_files"]["repaired"] == {"cache/exact-log": 5}
     assert size["five_files"]["health_after"] == 1.0
+
+
+def test_audit_reports_verify_and_replay_ratios(tmp_path):
+    report = BENCHMARKS["audit"](n=300, workdir=tmp_path)
+    assert json.loads(json.dumps(report)) == report
+    assert report["events"] == 301  # the profile and 300 writes
+    assert report["verify"]["ok"] is True and report["replay"]["live"] == 300
+    assert _positive(report["verify"]["ratio"]) and _positive(report["replay"]["ratio"])
