@@ -44,23 +44,23 @@ class Dreamer:
                cycle_id: UUID | None) -> int:
         """FragmentLost for each finding not already open (a finding is recorded once)."""
         recorded = 0
+        # The log is safe to use from several threads: no store lock is held here, so
+        # queries go on; the projections catch up a batch at a time.
         for start in range(0, len(findings), RECORD_BATCH):
-            with self._lock:
-                touched: dict[str, Any] = {}
-                for f in findings[start : start + RECORD_BATCH]:
-                    fragment = touched.get(f.uuid) or self.log.fragment_by_uuid(UUID(f.uuid))
-                    if fragment.mark_lost(f.copy, f.fault, cycle_id):
-                        touched[f.uuid] = fragment
-                        recorded += 1
-                if touched:
-                    self.log.record(*touched.values())
-            self._catch_up()  # a batch at a time, so that no one lock hold applies them all
-        if index_file:
-            with self._lock:
-                copy = self.log.index_copy()
-                if copy.mark_lost(index_file, cycle_id):
-                    self.log.record(copy)
+            touched: dict[str, Any] = {}
+            for f in findings[start : start + RECORD_BATCH]:
+                fragment = touched.get(f.uuid) or self.log.fragment_by_uuid(UUID(f.uuid))
+                if fragment.mark_lost(f.copy, f.fault, cycle_id):
+                    touched[f.uuid] = fragment
                     recorded += 1
+            if touched:
+                self.log.record(*touched.values())
+            self._catch_up()
+        if index_file:
+            copy = self.log.index_copy()
+            if copy.mark_lost(index_file, cycle_id):
+                self.log.record(copy)
+                recorded += 1
         self._catch_up()
         return recorded
 
@@ -73,8 +73,7 @@ class Dreamer:
         with self._one_at_a_time:
             started = time.perf_counter()
             cycle = DreamCycle(trigger=trigger)
-            with self._lock:
-                self.log.record(cycle)
+            self.log.record(cycle)
             scrub = self.scrub(cycle.id)
             before = self._health()["score"]  # the store as the scrub found it
             healing = time.perf_counter()
@@ -84,8 +83,7 @@ class Dreamer:
                        "total": round(time.perf_counter() - started, 4)}
             cycle.complete(found=scrub["found"], repaired=repaired, seconds=seconds,
                            health_before=before, health_after=after)
-            with self._lock:
-                self.log.record(cycle)
+            self.log.record(cycle)
             self._catch_up()
             return {"id": str(cycle.id), "trigger": trigger, "found": scrub["found"],
                     "recorded": scrub["recorded"], "repaired": repaired, "seconds": seconds,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -47,38 +48,51 @@ class Healer:
         self._after_batch = after_batch  # e.g. catch the projections up, outside the lock
 
     def heal(self, cycle_id: UUID | None = None) -> Counter[str]:
-        """Answer every finding not answered yet; returns repairs per 'copy/method'."""
+        """Answer every finding not answered yet; returns repairs per 'copy/method'.
+
+        Only the in-memory index needs the store's lock: reading the log, writing and flushing
+        files and recording events happen outside it, so queries go on between repairs."""
         repaired: Counter[str] = Counter()
         while True:
             self._after_batch()
+            after = self.log.tracked_position(self.name)
+            batch = self.log.read(after, self.batch_size, kinds=self.answers)
+            if not batch:
+                return repaired
+            plan = _Plan()
+            touched: dict[UUID, Any] = {}
+            for _, event in batch:
+                aggregate = touched.get(event.originator_id)
+                if isinstance(event, Fragment.FragmentLost):
+                    aggregate = aggregate or self.log.fragment_by_uuid(event.originator_id)
+                    done = self._plan_fragment(plan, aggregate, event.copy, cycle_id)
+                else:
+                    aggregate = aggregate or self.log.index_copy()
+                    done = self._plan_index_file(plan, aggregate, cycle_id)
+                if done:
+                    touched[event.originator_id] = aggregate
+                    repaired[done] += 1
+            for uuid in plan.cache_removals:
+                self.cache.remove(uuid)
+            self.cache.write_many(plan.files)  # flushed before the events that say so
             with self._lock:
-                after = self.log.tracked_position(self.name)
-                batch = self.log.read(after, self.batch_size, kinds=self.answers)
-                if not batch:
-                    return repaired
-                touched: dict[UUID, Any] = {}
-                self._files: list[CachedFragment] = []
-                for _, event in batch:
-                    aggregate = touched.get(event.originator_id)
-                    if isinstance(event, Fragment.FragmentLost):
-                        aggregate = aggregate or self.log.fragment_by_uuid(event.originator_id)
-                        done = self._repair_fragment(aggregate, event.copy, cycle_id)
-                    else:
-                        aggregate = aggregate or self.log.index_copy()
-                        done = self._rewrite_index_file(aggregate, cycle_id)
-                    if done:
-                        touched[event.originator_id] = aggregate
-                        repaired[done] += 1
-                # The repaired files are on disk before the events that say so are recorded.
-                self.cache.write_many(self._files)
-                try:
-                    self.log.record_tracked(self.name, batch[-1][0], *touched.values())
-                except ConflictError:
-                    # Another process's healer answered this batch first: its repairs stand
-                    # (ours rewrote the same bytes); go on from the position it recorded.
-                    continue
+                self.index.remove(plan.index_removals)
+                self.index.put(plan.vectors)
+                if plan.index_file is not None:
+                    started = time.perf_counter()
+                    self.index.save()
+                    plan.index_file.rebuilt(position=self.index.position,
+                                            seconds=round(time.perf_counter() - started, 4),
+                                            cycle_id=cycle_id)
+            try:
+                self.log.record_tracked(self.name, batch[-1][0], *touched.values())
+            except ConflictError:
+                # Another process's healer answered this batch first: its repairs stand (ours
+                # rewrote the same bytes); go on from the position it recorded.
+                continue
 
-    def _repair_fragment(self, fragment: Fragment, copy: str, cycle_id: UUID | None) -> str | None:
+    def _plan_fragment(self, plan: _Plan, fragment: Fragment, copy: str,
+                       cycle_id: UUID | None) -> str | None:
         fault = fragment.faults.get(copy)
         if fault is None:
             return None  # already answered (or superseded by a deletion)
@@ -87,29 +101,38 @@ class Healer:
         uuid = fragment.id
         if copy == "cache":
             if fragment.deleted:
-                self.cache.remove(uuid)
+                plan.cache_removals.append(uuid)
             else:
-                self._files.append(CachedFragment(
+                plan.files.append(CachedFragment(
                     uuid=str(uuid), key=fragment.key, namespace=fragment.namespace,
                     text=fragment.text, metadata=fragment.metadata,
                     content_hash=fragment.content_hash, version=fragment.content_version,
                 ))
         elif copy == "index":
             if fragment.deleted:
-                self.index.remove([faiss_id(uuid)])
+                plan.index_removals.append(faiss_id(uuid))
             else:
-                self.index.put({faiss_id(uuid): fragment.embedding})
+                plan.vectors[faiss_id(uuid)] = fragment.embedding
         else:
             return None  # the log's own body: repaired by reconstruction, not from the log
         fragment.reconstruct(copy=copy, method=EXACT_LOG, fidelity=1.0,
                              content_hash=fragment.content_hash, sources=[], cycle_id=cycle_id)
         return f"{copy}/{EXACT_LOG}"
 
-    def _rewrite_index_file(self, copy: VectorIndexCopy, cycle_id: UUID | None) -> str | None:
-        if copy.fault is None:
+    @staticmethod
+    def _plan_index_file(plan: _Plan, copy: VectorIndexCopy, cycle_id: UUID | None) -> str | None:
+        if copy.fault is None or plan.index_file is not None:
             return None
-        started = time.perf_counter()
-        self.index.save()
-        copy.rebuilt(position=self.index.position, seconds=round(time.perf_counter() - started, 4),
-                     cycle_id=cycle_id)
+        plan.index_file = copy  # saved, and its IndexRebuilt recorded, with the batch
         return f"index-file/{EXACT_LOG}"
+
+
+@dataclass
+class _Plan:
+    """The repairs of one batch, gathered before any is made."""
+
+    files: list[CachedFragment] = field(default_factory=list)
+    cache_removals: list[UUID] = field(default_factory=list)
+    vectors: dict[int, bytes] = field(default_factory=dict)
+    index_removals: list[int] = field(default_factory=list)
+    index_file: VectorIndexCopy | None = None
