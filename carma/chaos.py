@@ -133,11 +133,14 @@ def run_chaos(open_store: Callable[[], Any], *, cache_delete: float = 0.3,
         load.expected = expected
         say(f"restarted in {reopen_s:.2f} s; querying while a dream cycle heals")
         cycle: dict[str, Any] = {}
+        failed: list[BaseException] = []
         dreaming = threading.Event()
 
         def dream() -> None:
             try:
                 cycle.update(mem.dream())
+            except BaseException as exc:  # reported below, in the caller's thread
+                failed.append(exc)
             finally:
                 dreaming.set()
 
@@ -145,6 +148,8 @@ def run_chaos(open_store: Callable[[], Any], *, cache_delete: float = 0.3,
         healer.start()
         during = load.run(until=dreaming)
         healer.join()
+        if failed:
+            raise failed[0]
         after = load.run(count=queries)
         health = mem.health()
         say(f"healed in {cycle['seconds']['total']:.2f} s: {cycle['repaired']}")

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from domain import DreamCycle
+from domain import ConflictError, DreamCycle
 from healing.healer import Healer, HealingLog
 from healing.scrubber import Finding, Scrubber
 
-RECORD_BATCH = 200  # findings recorded per lock hold: short holds keep query latency low
+RECORD_BATCH = 200  # findings recorded per transaction
+RECORD_ATTEMPTS = 5
 
 
 class Dreamer:
@@ -47,14 +48,7 @@ class Dreamer:
         # The log is safe to use from several threads: no store lock is held here, so
         # queries go on; the projections catch up a batch at a time.
         for start in range(0, len(findings), RECORD_BATCH):
-            touched: dict[str, Any] = {}
-            for f in findings[start : start + RECORD_BATCH]:
-                fragment = touched.get(f.uuid) or self.log.fragment_by_uuid(UUID(f.uuid))
-                if fragment.mark_lost(f.copy, f.fault, cycle_id):
-                    touched[f.uuid] = fragment
-                    recorded += 1
-            if touched:
-                self.log.record(*touched.values())
+            recorded += self._record_batch(findings[start : start + RECORD_BATCH], cycle_id)
             self._catch_up()
         if index_file:
             copy = self.log.index_copy()
@@ -63,6 +57,24 @@ class Dreamer:
                 recorded += 1
         self._catch_up()
         return recorded
+
+    def _record_batch(self, findings: list[Finding], cycle_id: UUID | None) -> int:
+        for attempt in range(RECORD_ATTEMPTS):
+            touched: dict[str, Any] = {}
+            for f in findings:
+                fragment = touched.get(f.uuid) or self.log.fragment_by_uuid(UUID(f.uuid))
+                if fragment.mark_lost(f.copy, f.fault, cycle_id):
+                    touched[f.uuid] = fragment
+            try:
+                if touched:
+                    self.log.record(*touched.values())
+                return len(touched)
+            except ConflictError:
+                # A read recorded one of these findings (or a writer changed the fragment)
+                # meanwhile: reload and record what is still new.
+                if attempt == RECORD_ATTEMPTS - 1:
+                    raise
+        return 0
 
     def heal(self, cycle_id: UUID | None = None) -> dict[str, int]:
         repaired = dict(self.healer.heal(cycle_id))
