@@ -80,7 +80,7 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
         with lock:
             return ledger.health()
 
-    scrubber = Scrubber(cache, index, ledger, lock, log.position)
+    scrubber = Scrubber(cache, index, ledger, lock, log.position, refresh=catch_up)
     healer = Healer(log, cache, index, lock, after_batch=catch_up)
     dreamer = Dreamer(log, scrubber, healer, lock, catch_up, health)
     memory = Memory(home=home, log=log, embedder=embedder, cache=cache, index=index,

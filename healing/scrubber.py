@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 import numpy as np
 
 from domain import content_hash
 from projections import FragmentCache, HealthLedger, VectorIndex
+from projections.index import vector_fingerprints
 from projections.ledger import canonical_json
 
 # An index file may lag the in-memory index by this many log positions before a scrub
@@ -33,6 +36,8 @@ class ScrubReport:
     index_file: str | None = None  # the fault of the persisted index file, if any
     strays_removed: int = 0  # cache files and index ids that belong to no fragment at all
     checked: dict[str, int] = field(default_factory=dict)
+    stray_files: list[tuple[str | None, str]] = field(default_factory=list)  # (uuid hex, path)
+    stray_ids: list[int] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -50,20 +55,76 @@ class Scrubber:
     which mirrors the log's current state (content hash, version and embedding digest)."""
 
     def __init__(self, cache: FragmentCache, index: VectorIndex, ledger: HealthLedger,
-                 lock: Any, head: Callable[[], int]):
+                 lock: Any, head: Callable[[], int], refresh: Callable[[], Any] = lambda: None):
         self.cache = cache
         self.index = index
         self.ledger = ledger
         self._lock = lock  # guards the ledger connection and the in-memory index
         self._head = head
+        self._refresh = refresh  # catches the ledger up with the log
 
     def scrub(self) -> ScrubReport:
+        """Compare every copy with a snapshot of the ledger, then confirm each difference
+        against the ledger as it is after: writes go on during a scrub, and a fragment
+        written meanwhile is neither a stray to remove nor a loss to record."""
         with self._lock:
             rows = {r["uuid"].replace("-", ""): r for r in self.ledger.all_rows()}
         report = ScrubReport()
         self._scrub_cache(rows, report)
         self._scrub_index(rows, report)
+        self._refresh()
+        self._confirm(report)
         return report
+
+    def _confirm(self, report: ScrubReport) -> None:
+        wanted = {f.uuid for f in report.findings}
+        wanted |= {_dashed(h) for h, _ in report.stray_files if h}
+        with self._lock:
+            fresh = {r["uuid"]: r for r in self.ledger.rows_for(wanted)}
+            confirmed = []
+            for f in report.findings:
+                fault = self._fault_now(f.copy, fresh.get(f.uuid))
+                if fault:
+                    confirmed.append(Finding(f.uuid, f.key, f.copy, fault))
+            for hex_, path in report.stray_files:
+                row = fresh.get(_dashed(hex_)) if hex_ else None
+                if row is not None:
+                    fault = self._fault_now("cache", row)
+                    if fault:
+                        confirmed.append(Finding(row["uuid"], row["id"], "cache", fault))
+                elif hex_ is not None or _abandoned(path):
+                    # No fragment of this log, or a temp file no writer has touched lately.
+                    try:
+                        os.unlink(path)
+                        report.strays_removed += 1
+                    except (FileNotFoundError, IsADirectoryError, PermissionError):
+                        pass
+            if report.stray_ids:
+                known = set(self.ledger.faiss_ids_known(report.stray_ids))
+                gone = [i for i in report.stray_ids if i not in known]
+                self.index.remove(gone)
+                report.strays_removed += len(gone)
+        report.findings = confirmed
+
+    def _fault_now(self, copy: str, row: dict[str, Any] | None) -> str | None:
+        """The fault of a copy against the ledger's current row (under the lock)."""
+        if row is None:
+            return None
+        hex_ = row["uuid"].replace("-", "")
+        deleted = row["status"] == "deleted"
+        if copy == "cache":
+            path = f"{self.cache.root}/{hex_[:2]}/{hex_}.json"
+            if deleted:
+                return "extra" if os.path.exists(path) else None
+            return self._file_fault(path, row)
+        fid = row["faiss_id"]
+        present = self.index.vector(fid)
+        if deleted:
+            return "extra" if present is not None else None
+        if present is None:
+            return "missing"
+        expected = row["embedding_fingerprint"]
+        return None if int(vector_fingerprints(present[None, :])[0]) == expected else "corrupt"
 
     def _scrub_cache(self, rows: dict[str, dict[str, Any]], report: ScrubReport) -> None:
         # Shard by shard: one listing says which files exist (no failing opens for missing
@@ -75,16 +136,17 @@ class Scrubber:
             expected.setdefault(hex_[:2], {})[f"{hex_}.json"] = row
         root = str(self.cache.root)
         shards = sorted({n for n in os.listdir(root) if len(n) == 2} | expected.keys())
-        findings, strays, on_disk = self._scrub_shards(root, shards, expected)
+        findings, stray_files, on_disk = self._scrub_shards(root, shards, expected)
         report.findings.extend(findings)
-        report.strays_removed += strays
+        report.stray_files.extend(stray_files)
         report.checked["cache_files"] = on_disk
 
     def _scrub_shards(self, root: str, shards: list[str],
                       expected: dict[str, dict[str, dict[str, Any]]]
-                      ) -> tuple[list[Finding], int, int]:
+                      ) -> tuple[list[Finding], list[tuple[str | None, str]], int]:
         findings: list[Finding] = []
-        strays = on_disk = 0
+        stray_files: list[tuple[str | None, str]] = []
+        on_disk = 0
         for shard in shards:
             folder = f"{root}/{shard}"
             try:
@@ -102,13 +164,11 @@ class Scrubber:
                 fault = self._file_fault(f"{folder}/{name}", row) if present else "missing"
                 if fault:
                     findings.append(Finding(row["uuid"], row["id"], "cache", fault))
-            for name in names:  # nothing in the log to attribute these to (a crash's temp file)
-                try:
-                    os.unlink(f"{folder}/{name}")
-                except (FileNotFoundError, IsADirectoryError, PermissionError):
-                    continue
-                strays += 1
-        return findings, strays, on_disk
+            for name in names:  # not in the snapshot: confirmed (or not) after the scan
+                stem = name[:-5]
+                is_fragment = name.endswith(".json") and len(stem) == 32 and stem[:2] == shard
+                stray_files.append((stem if is_fragment else None, f"{folder}/{name}"))
+        return findings, stray_files, on_disk
 
     def _file_fault(self, path: str, row: dict[str, Any]) -> str | None:
         try:
@@ -149,12 +209,22 @@ class Scrubber:
         for i in np.flatnonzero(absent):
             row = known[i]
             report.findings.append(Finding(row["uuid"], row["id"], "index", "missing"))
-        strays = ids[~found].tolist()  # ids the log never had: nothing to attribute them to
-        if strays:
-            with self._lock:
-                self.index.remove(strays)
-            report.strays_removed += len(strays)
+        report.stray_ids = ids[~found].tolist()  # not in the snapshot: confirmed after the scan
         report.checked["index_vectors"] = len(ids)
+
+
+TEMP_FILE_GRACE_S = 60  # a temp file younger than this may belong to a writer at work
+
+
+def _abandoned(path: str) -> bool:
+    try:
+        return time.time() - os.stat(path).st_mtime > TEMP_FILE_GRACE_S
+    except OSError:
+        return False
+
+
+def _dashed(hex_: str) -> str:
+    return str(UUID(hex_))
 
 
 def cache_fault(cached: Any, row: dict[str, Any]) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -340,11 +340,29 @@ class HealthLedger:
             "last_cycle": cycle,
         }
 
+    _SCRUB_COLUMNS = ("uuid", "id", "faiss_id", "namespace", "version", "status",
+                      "content_hash", "embedding_fingerprint", "cache_digest", "metadata")
+
     def all_rows(self) -> list[dict[str, Any]]:
-        columns = ("uuid", "id", "faiss_id", "namespace", "version", "status", "content_hash",
-                   "embedding_fingerprint", "cache_digest", "metadata")
-        rows = self.db.execute(f"SELECT {', '.join(columns)} FROM fragments").fetchall()
-        return [dict(zip(columns, row)) for row in rows]
+        rows = self.db.execute(f"SELECT {', '.join(self._SCRUB_COLUMNS)} FROM fragments")
+        return [dict(zip(self._SCRUB_COLUMNS, row)) for row in rows.fetchall()]
+
+    def rows_for(self, uuids: Iterable[str]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for chunk in _chunks(sorted(uuids), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT {', '.join(self._SCRUB_COLUMNS)} FROM fragments"
+                                   f" WHERE uuid IN ({marks})", chunk)
+            found += [dict(zip(self._SCRUB_COLUMNS, row)) for row in rows.fetchall()]
+        return found
+
+    def faiss_ids_known(self, ids: list[int]) -> list[int]:
+        known: list[int] = []
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            known += [r[0] for r in self.db.execute(
+                f"SELECT faiss_id FROM fragments WHERE faiss_id IN ({marks})", chunk)]
+        return known
 
     def live_rows(self, namespace: str | None = None) -> Iterator[dict[str, Any]]:
         where, params = "status != 'deleted'", []

@@ -1,6 +1,7 @@
 """Healing on real files: every fault detected, recorded once, repaired exactly; queries never fail."""
 
 import json
+import os
 import sqlite3
 
 import numpy as np
@@ -47,12 +48,15 @@ def test_every_cache_fault_is_found_recorded_once_and_repaired_exactly(mem, home
     stray = mem.cache.root / "ab" / ".tmp-left-by-a-crash.json"
     stray.parent.mkdir(exist_ok=True)
     stray.write_text("{}")
+    os.utime(stray, (1_000_000_000, 1_000_000_000))  # untouched for years
+    in_flight = mem.cache.root / "ab" / ".tmp-a-writer-at-work.json"
+    in_flight.write_text("{")  # fresh: may belong to a writer about to rename it
 
     report = mem.scrub()
     assert report["found"] == {"cache/missing": 1, "cache/unreadable": 1, "cache/corrupt": 1,
                                "cache/stale": 1, "cache/extra": 1, "stray": 1}
     assert report["recorded"] == 5
-    assert not stray.exists()
+    assert not stray.exists() and in_flight.exists()
     assert mem.scrub()["recorded"] == 0  # idempotent: nothing new
     assert topics(home).count("FragmentLost") == 5
 
@@ -216,3 +220,22 @@ def test_a_second_process_healing_the_same_home_repeats_no_repair(home, embedder
         assert topics(home).count("FragmentReconstructed") == 30
         assert b.scrub()["found"] == {}
         assert all(b.get(k).text for k in ids)
+
+
+def test_a_fragment_written_while_a_scrub_runs_is_neither_removed_nor_reported(mem):
+    ids = fragments(mem, 5)
+    scrubber = mem.dreamer.scrubber
+    snapshot = {r["uuid"].replace("-", ""): r for r in mem.ledger.all_rows()}
+    new = mem.add("written after the scrub took its snapshot", id="late")  # a concurrent write
+    from healing.scrubber import ScrubReport
+
+    report = ScrubReport()
+    scrubber._scrub_cache(snapshot, report)
+    scrubber._scrub_index(snapshot, report)
+    assert report.stray_files and report.stray_ids  # the new copies look unknown at first
+    scrubber._refresh()
+    scrubber._confirm(report)
+    assert report.findings == [] and report.strays_removed == 0
+    assert [h.id for h in mem.search("written after the scrub took its snapshot", k=1)] == [new]
+    assert mem.cache.read(mem.ledger.row(new)["uuid"]) is not None
+    assert len(ids) == 5
