@@ -26,6 +26,7 @@ from carma.log import MemoryLog, Write, checksum_holds
 from carma.models import BatchResult, FragmentRecord, HistoryEntry, Hit
 from domain import (
     CarmaError,
+    ConflictError,
     CorruptEvent,
     Draft,
     DreamCycle,
@@ -293,7 +294,10 @@ class Memory:
         """A read met a lost copy: record the finding (the healer's queue is the log itself)
         and wake the background healer if one runs."""
         if fragment.mark_lost("cache", fault, None):
-            self.log.record(fragment)
+            try:
+                self.log.record(fragment)
+            except ConflictError:
+                return  # someone recorded it (or changed the fragment) first: the read stands
             self.catch_up()
             if self.scheduler is not None:
                 self.scheduler.wake()
@@ -319,7 +323,7 @@ class Memory:
             rows = self.ledger.rows_by_faiss_ids([fid for fid, _ in found])
             return [
                 Hit(**self._record(rows[fid]).model_dump(), score=round(score, 6))
-                for fid, score in found if fid in rows
+                for fid, score in found if fid in rows and rows[fid]["status"] != "deleted"
             ]
 
     @_guarded("cannot read the history")

@@ -21,7 +21,7 @@ def fragment_uuid(key: str) -> UUID:
 
 
 class Fragment(Aggregate):
-    """A fragment's whole life: written, revised, deleted (later: lost, reconstructed)."""
+    """A fragment's whole life: written, revised, deleted; its copies lost and reconstructed."""
 
     @staticmethod
     def create_id(key: str, **_: Any) -> UUID:
@@ -50,8 +50,6 @@ class Fragment(Aggregate):
         self.deleted_reason: str | None = None
         # Copies found lost or damaged and not yet repaired: copy -> fault.
         self.faults: dict[str, str] = {}
-        self.fidelity = 1.0
-        self.method: str | None = None
 
     def ensure_writable(self, namespace: str) -> None:
         """A write to this fragment's id must keep its namespace and find it not deleted."""
@@ -99,6 +97,7 @@ class Fragment(Aggregate):
     def _deleted(self, reason: str) -> None:
         self.deleted = True
         self.deleted_reason = reason
+        self.faults = {}  # a deleted fragment's copies are no longer owed a repair
 
 
     # -- healing -----------------------------------------------------------------------------
@@ -134,8 +133,6 @@ class Fragment(Aggregate):
     def _reconstructed(self, copy: str, method: str, fidelity: float, content_hash: str,
                        sources: list[str], cycle_id: UUID | None) -> None:
         del self.faults[copy]
-        self.method = method
-        self.fidelity = fidelity
 
 
 COPIES = ("cache", "index", "log-body")

@@ -61,6 +61,7 @@ class Healer:
                 return repaired
             plan = _Plan()
             touched: dict[UUID, Any] = {}
+            done_here: Counter[str] = Counter()
             for _, event in batch:
                 aggregate = touched.get(event.originator_id)
                 if isinstance(event, Fragment.FragmentLost):
@@ -71,7 +72,7 @@ class Healer:
                     done = self._plan_index_file(plan, aggregate, cycle_id)
                 if done:
                     touched[event.originator_id] = aggregate
-                    repaired[done] += 1
+                    done_here[done] += 1
             for uuid in plan.cache_removals:
                 self.cache.remove(uuid)
             self.cache.write_many(plan.files)  # flushed before the events that say so
@@ -87,9 +88,12 @@ class Healer:
             try:
                 self.log.record_tracked(self.name, batch[-1][0], *touched.values())
             except ConflictError:
-                # Another process's healer answered this batch first: its repairs stand (ours
-                # rewrote the same bytes); go on from the position it recorded.
+                # Another healer answered this batch first, or a fragment changed meanwhile
+                # (a deletion, a read recording a finding): read the batch again and answer
+                # what is still open. A copy rewritten for a fragment deleted meanwhile is an
+                # "extra" copy for the next scrub, and search never shows deleted fragments.
                 continue
+            repaired.update(done_here)
 
     def _plan_fragment(self, plan: _Plan, fragment: Fragment, copy: str,
                        cycle_id: UUID | None) -> str | None:

@@ -239,3 +239,18 @@ def test_a_fragment_written_while_a_scrub_runs_is_neither_removed_nor_reported(m
     assert [h.id for h in mem.search("written after the scrub took its snapshot", k=1)] == [new]
     assert mem.cache.read(mem.ledger.row(new)["uuid"]) is not None
     assert len(ids) == 5
+
+
+def test_a_copy_of_a_deleted_fragment_never_shows_in_search_and_is_removed(mem):
+    ids = fragments(mem, 4)
+    row = mem.ledger.row(ids[0])
+    cache_path(mem, ids[0]).unlink()
+    mem.scrub()  # an open finding on ids[0]...
+    vector = mem.log.fragment(ids[0]).embedding
+    mem.delete(ids[0])  # ...which the deletion closes
+    assert mem.log.fragment(ids[0]).faults == {}
+    mem.index.put({row["faiss_id"]: vector})  # as a healer racing the deletion would
+    assert ids[0] not in [h.id for h in mem.search("note 0: the tide turns", k=4)]
+    assert mem.scrub()["found"] == {"index/extra": 1}
+    mem.heal()
+    assert row["faiss_id"] not in mem.index.ids().tolist()
