@@ -9,7 +9,7 @@ from pathlib import Path
 from carma.chain import ChainKey
 from carma.embedding import Embedder, SentenceTransformerEmbedder, embedder_for
 from carma.log import CHAIN_KEY_SETTING, MemoryLog
-from domain import InvalidInput
+from domain import DIMENSION_MAX, InvalidInput
 from healing import Dreamer, Healer, Scrubber
 from projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
 
@@ -62,6 +62,9 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
             profile = log.profile()
             embedder = (profile and embedder_for(profile.model, profile.dimension)) \
                 or default_embedder()
+        if not (isinstance(embedder.dimension, int) and 0 < embedder.dimension <= DIMENSION_MAX):
+            raise InvalidInput(f"an embedder's dimension must be 1 to {DIMENSION_MAX}, not "
+                               f"{embedder.dimension!r}")
         log.check_profile(embedder.name, embedder.dimension)
         cache = FragmentCache(home / "cache")
         index = VectorIndex(home / "index", embedder.dimension)
@@ -83,9 +86,14 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
     scrubber = Scrubber(cache, index, ledger, lock, log.position, refresh=catch_up)
     healer = Healer(log, cache, index, lock, after_batch=catch_up)
     dreamer = Dreamer(log, scrubber, healer, lock, catch_up, health)
-    memory = Memory(home=home, log=log, embedder=embedder, cache=cache, index=index,
-                    ledger=ledger, runner=runner, dreamer=dreamer, lock=lock,
-                    chain_key=chain_key, new_projections=new_projections)
+    try:
+        memory = Memory(home=home, log=log, embedder=embedder, cache=cache, index=index,
+                        ledger=ledger, runner=runner, dreamer=dreamer, lock=lock,
+                        chain_key=chain_key, new_projections=new_projections)
+    except BaseException:
+        ledger.close()
+        log.close()
+        raise
     if dream_every is not None:
         memory.start_dreaming(dream_every)
     return memory

@@ -142,14 +142,16 @@ def verify_chain(db_path: Path, key: bytes, verify_checksum: Any,
                 elif mac is None:
                     first_bad, reason = position, "an event that was never chained"
                 else:
-                    previous = chain_mac(key, previous, position, originator_id, version,
+                    computed = chain_mac(key, previous, position, originator_id, version,
                                          topic, state)
-                    if not hmac.compare_digest(previous, mac):
+                    if not hmac.compare_digest(computed, mac):
                         first_bad, reason = position, "the chain breaks here (edited, " \
                             "reordered or inserted)"
                     elif not verify_checksum(StoredEvent(UUID(originator_id), version, topic,
                                                          state)):
                         first_bad, reason = position, "the event fails its checksum"
+                    else:
+                        previous = computed  # the head of the verified prefix
             expected = position + 1
             if progress and count % 5000 == 0:
                 progress(5000)

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from carma.memory import storage_errors
 from domain import CarmaError, Draft, InvalidInput
 
 EMBEDDERS = ("minilm", "hashing")
@@ -92,6 +93,10 @@ def command(group: click.Group, name: str, **kwargs: Any):
                 sys.exit(exc.exit_code)
             except BrokenPipeError:
                 sys.stderr.close()  # the reader went away (| head): not an error
+            except UnicodeDecodeError as exc:
+                click.echo(f"error: the input is not UTF-8 text ({exc.reason} at byte "
+                           f"{exc.start})", err=True)
+                sys.exit(2)
             except OSError as exc:  # an output file or a folder the command itself writes
                 click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
                            err=True)
@@ -163,7 +168,8 @@ def add_many_cmd(ctx: Context, texts: tuple[str, ...], namespace: str, metadata:
               help="Write the valid lines and count the others as rejected.")
 @click.option("--events", "events", is_flag=True,
               help="SOURCE is an `export --events` file: append its events (all or none).")
-@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1, 10_000),
+              help="With --skip-invalid: lines per transaction.")
 def import_cmd(ctx: Context, source: Any, skip_invalid: bool, events: bool, batch_size: int):
     """Import JSON lines {"text", "metadata"?, "namespace"?, "id"?} from FILE or - (stdin).
 
@@ -195,25 +201,27 @@ def import_cmd(ctx: Context, source: Any, skip_invalid: bool, events: bool, batc
                            "(--skip-invalid imports the rest)")
     counts = {"added": 0, "unchanged": 0, "revised": 0, "rejected": len(problems)}
     with ctx.memory(create=True) as mem, progress_bar("importing", len(drafts)) as bar:
-        for start in range(0, len(drafts), batch_size):
-            chunk = [d.model_dump() for d in drafts[start : start + batch_size]]
-            try:
-                results = [mem.add_many(chunk)]
-            except CarmaError:
-                if not skip_invalid:
-                    raise
-                results = []
-                for item in chunk:  # isolate the item the log refuses (a deleted id, say)
-                    try:
-                        results.append(mem.add_many([item]))
-                    except CarmaError as exc:
-                        click.echo(f"rejected {item.get('id') or item['text'][:40]!r}: {exc}",
-                                   err=True)
-                        counts["rejected"] += 1
-            for r in results:
-                for k in ("added", "unchanged", "revised"):
-                    counts[k] += getattr(r, k)
-            bar(len(chunk))
+        if not skip_invalid:
+            # All or nothing: one transaction, so a refusal by the log changes nothing.
+            results = [mem.add_many([d.model_dump() for d in drafts], progress=bar)]
+        else:
+            results = []
+            for start in range(0, len(drafts), batch_size):
+                chunk = [d.model_dump() for d in drafts[start : start + batch_size]]
+                try:
+                    results.append(mem.add_many(chunk))
+                except CarmaError:
+                    for item in chunk:  # isolate the item the log refuses (a deleted id, say)
+                        try:
+                            results.append(mem.add_many([item]))
+                        except CarmaError as exc:
+                            label = item.get("id") or item["text"][:40]
+                            click.echo(f"rejected {label!r}: {exc}", err=True)
+                            counts["rejected"] += 1
+                bar(len(chunk))
+        for r in results:
+            for k in ("added", "unchanged", "revised"):
+                counts[k] += getattr(r, k)
     ctx.emit(counts, lambda: ", ".join(f"{k} {v}" for k, v in counts.items()))
     if counts["rejected"]:
         sys.exit(1)
@@ -324,9 +332,9 @@ def history_cmd(ctx: Context, id: str):
 
 
 @command(cli, "log")
-@click.option("--since", type=click.IntRange(min=0), default=1, show_default=True,
+@click.option("--since", type=click.IntRange(0, 2**63 - 1), default=1, show_default=True,
               help="First log position (included).")
-@click.option("--until", type=click.IntRange(min=0), default=None,
+@click.option("--until", type=click.IntRange(0, 2**63 - 1), default=None,
               help="Last log position (included).")
 @click.option("--kind", "kinds", multiple=True,
               help="Only these event kinds, e.g. --kind FragmentWritten (repeatable).")
@@ -379,7 +387,7 @@ def replay_cmd(ctx: Context, until: str | None, into: str):
     """A new store holding the log up to a position or a moment: what the agent knew then."""
     moment: int | datetime | None = None
     if until is not None:
-        if until.isdigit():
+        if until.isascii() and until.isdigit() and len(until) < 19:
             moment = int(until)
         else:
             try:
@@ -503,7 +511,8 @@ def watch_cmd(ctx: Context, every: float, cycles: int | None):
     done = 0
     with ctx.memory() as mem:
         while not stop.is_set():
-            report = mem.dreamer.dream("schedule")
+            with storage_errors("the dream cycle stopped"):
+                report = mem.dreamer.dream("schedule")
             done += 1
             ctx.emit(report, lambda r=report: _cycle_text(r))
             if cycles is not None and done >= cycles:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from eventsourcing.persistence import PersistenceError, StoredEvent
+from eventsourcing.utils import get_topic
 
 from carma.chain import copy_log, verify_chain
 from carma.embedding import Embedder
@@ -53,6 +54,8 @@ EVENT_KINDS = {cls.__name__: cls for cls in (
     Fragment.FragmentLost, Fragment.FragmentReconstructed, StoreProfile.StoreCreated,
     VectorIndexCopy.IndexCopyTracked, VectorIndexCopy.IndexLost, VectorIndexCopy.IndexRebuilt,
     DreamCycle.DreamCycleStarted, DreamCycle.DreamCycleCompleted)}
+# Only these topics may enter the log by import: decoding a topic imports its module.
+EVENT_TOPICS = {get_topic(cls) for cls in EVENT_KINDS.values()}
 logger = logging.getLogger("carma")
 
 
@@ -339,6 +342,7 @@ class Memory:
                 for r in self.ledger.history(str(fragment_uuid(key)))
             ]
 
+    @_guarded("cannot read the log")
     def log_events(self, since: int = 1, until: int | None = None,
                    kinds: Iterable[str] = ()) -> Iterator[dict[str, Any]]:
         """The log itself, event by event: position, time, kind, aggregate, version and the
@@ -429,7 +433,9 @@ class Memory:
                     originator_id=uuidlib.UUID(line["aggregate"]),
                     originator_version=int(line["version"]), topic=str(line["topic"]),
                     state=base64.b64decode(line["state"], validate=True)))
-            except (KeyError, TypeError, ValueError, binascii.Error):
+                if events[-1].topic not in EVENT_TOPICS:
+                    raise ValueError("unknown topic")
+            except (KeyError, TypeError, ValueError, OverflowError, binascii.Error):
                 raise InvalidInput(f"event line {number} is not an exported CARMA event") \
                     from None
         with self._lock:
@@ -545,4 +551,11 @@ class Memory:
 
 
 def _size(root: Path) -> int:
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    total = 0
+    for path in root.rglob("*"):
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except FileNotFoundError:  # a temp file renamed meanwhile by a writer
+            continue
+    return total

@@ -36,6 +36,8 @@ class FragmentGone(CarmaError):
 class ConflictError(CarmaError):
     """Another writer changed the fragment first; nothing was overwritten."""
 
+    exit_code = 1
+
 
 class EmbedderMismatch(CarmaError):
     """The store was created with another embedder than the one offered."""

@@ -192,3 +192,45 @@ def test_chaos_damages_for_real_and_no_query_fails(run, home):
     missing = CliRunner().invoke(cli, ["chaos", "--home", str(home / "nope"), "--embedder",
                                        "hashing"])
     assert missing.exit_code == 2 and "no store at" in missing.stderr
+
+
+def test_an_import_the_log_refuses_late_in_the_file_changes_nothing(run, home, tmp_path):
+    run("add", "soon deleted", "--id", "gone")
+    run("delete", "gone")
+    before = log_length(home)
+    source = tmp_path / "in.jsonl"
+    lines = [{"text": f"line {i}"} for i in range(299)] + [{"text": "again", "id": "gone"}]
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = run("import", str(source))
+    assert result.exit_code == 2 and "was deleted" in result.stderr
+    assert log_length(home) == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (("log", "--since", "99999999999999999999"), "Invalid value"),
+    (("replay", "--until", "²", "--into", "/tmp/carma-never"), "neither a log position"),
+])
+def test_odd_arguments_are_usage_errors_not_tracebacks(run, args, message):
+    run("add", "something")
+    result = run(*args)
+    assert result.exit_code == 2 and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_file_that_is_not_utf8_or_not_an_export_is_refused_in_one_line(run, home, tmp_path):
+    run("add", "something")
+    before = log_length(home)
+    latin = tmp_path / "latin1.jsonl"
+    latin.write_bytes('{"text": "caf\xe9"}\n'.encode("latin-1"))
+    result = run("import", str(latin))
+    assert result.exit_code == 2 and "not UTF-8" in result.stderr
+    forged = tmp_path / "forged.jsonl"
+    forged.write_text(json.dumps({"aggregate": "5f6c2f0e-8a57-4c1b-9d8e-0c4a2f6d7b31",
+                                  "version": 1, "topic": "os:system", "state": ""}) + "\n")
+    result = run("import", "--events", str(forged))
+    assert result.exit_code == 2 and "not an exported CARMA event" in result.stderr
+    huge = tmp_path / "huge.jsonl"
+    huge.write_text('{"aggregate": "5f6c2f0e-8a57-4c1b-9d8e-0c4a2f6d7b31", "version": 1e400,'
+                    ' "topic": "x", "state": ""}\n')
+    assert run("import", "--events", str(huge)).exit_code == 2
+    assert log_length(home) == before
