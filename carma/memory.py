@@ -102,6 +102,7 @@ class Memory:
         self._chain_key = chain_key
         self.scheduler: DreamScheduler | None = None
         self._lock = lock
+        self._write_lock = threading.RLock()
         self._closed = False
         self.catch_up()
         self._note_index_file(new_projections)
@@ -142,7 +143,7 @@ class Memory:
         key = validate_key(id)
         if text is None and metadata is None:
             raise InvalidInput("revise needs a new text, new metadata, or both")
-        with self._lock:
+        with self._write_lock:
             fragment = self.log.fragment(key)
             if fragment.deleted:
                 raise FragmentGone(key)
@@ -152,7 +153,7 @@ class Memory:
                 fragment.namespace, key,
             )
             self._write([draft])
-            return self.get(key)
+        return self.get(key)
 
     @_guarded("the deletion was not recorded")
     def delete(self, id: str, reason: str = "") -> bool:
@@ -160,17 +161,21 @@ class Memory:
         key = validate_key(id)
         if not isinstance(reason, str) or len(reason) > 1_000 or "\x00" in reason:
             raise InvalidInput("reason must be a string of at most 1000 characters")
-        with self._lock:
+        with self._write_lock:
             deleted = self.log.delete(key, reason)
-            self.catch_up()
-            return deleted
+        self.catch_up()
+        return deleted
 
     @_guarded("the write was not recorded")
     def _write(self, drafts: list[Draft],
                progress: Callable[[int], None] | None = None) -> BatchResult:
-        with self._lock:
-            self.catch_up()
-            keys, known = self._assign_keys(drafts)
+        # Writers take turns (so that two writes of one new text cannot both add it); readers
+        # do not wait for them: the store's lock is held only to read the ledger and to catch
+        # up, never while the model runs.
+        with self._write_lock:
+            with self._lock:
+                self.catch_up()
+                keys, known = self._assign_keys(drafts)
             # A text already live in its namespace, offered without an id, is that fragment:
             # nothing is recorded, whatever metadata came with it.
             matched, seen = set(), set()
@@ -198,7 +203,7 @@ class Memory:
                 writes.append(Write(draft, key, vectors[draft.text] if new_text else None,
                                     fresh=key not in known))
             changes = self.log.write_many(writes, model) if writes else []
-            self.catch_up()
+        self.catch_up()  # a failing projection waits (see ProjectionRunner): the write stands
         result = BatchResult(ids=keys, unchanged=len(matched))
         for change in changes:
             setattr(result, change.outcome, getattr(result, change.outcome) + 1)

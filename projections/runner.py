@@ -50,8 +50,15 @@ class ProjectionRunner:
         reads keep being answered, and the next catch-up retries it. Its error is kept in
         `errors` until it succeeds. strict=True raises instead (a rebuild must not half-work).
         """
-        head = self._head()
-        active = [p for p in self.projections if p.position < head]
+        try:
+            head = self._head()
+            active = [p for p in self.projections if p.position < head]
+        except Exception as exc:  # the log or a projection cannot be read right now
+            if strict:
+                raise
+            self.errors["log"] = f"{type(exc).__name__}: {exc}"
+            return 0
+        self.errors.pop("log", None)
         if not active:
             return 0
         transactional = [p for p in active if hasattr(p, "transaction")]

@@ -93,3 +93,34 @@ def test_a_conflicting_revision_raises_a_clear_conflict_and_overwrites_nothing(t
             b.log.record(theirs)
         assert b.get("shared").text == "a's revision"
         assert [e.kind for e in b.history("shared")] == ["written", "revised"]
+
+
+class GatedEmbedder(HashingEmbedder):
+    """Holds any text containing GATE until released: a model that takes its time."""
+
+    def __init__(self):
+        super().__init__(dimension=DIMENSION)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def embed(self, texts):
+        if any("GATE" in t for t in texts):
+            self.entered.set()
+            assert self.release.wait(timeout=60)
+        return super().embed(texts)
+
+
+def test_queries_are_answered_while_a_write_waits_for_the_model(tmp_path):
+    embedder = GatedEmbedder()
+    with carma.open(tmp_path / "home", embedder=embedder) as mem:
+        mem.add("an earlier fragment about lighthouses", id="old")
+        writer = threading.Thread(target=mem.add, args=("GATE a slow new fragment",))
+        writer.start()
+        assert embedder.entered.wait(timeout=30)
+        # The writer is inside the model: reads, searches and health are not held up.
+        assert mem.get("old").text == "an earlier fragment about lighthouses"
+        assert [h.id for h in mem.search("lighthouses", k=1)] == ["old"]
+        assert mem.health()["live"] == 1
+        embedder.release.set()
+        writer.join(timeout=60)
+        assert mem.health()["live"] == 2
