@@ -514,7 +514,10 @@ class Memory:
         """Run dream cycles in a background thread every `every` seconds (until close)."""
         with self._lock:
             if self.scheduler is None:
-                self.scheduler = DreamScheduler(self.dreamer.dream, every).start()
+                self.scheduler = DreamScheduler(
+                    self.dreamer.dream, every,
+                    on_error=lambda exc: logger.warning("a background dream cycle failed: %s",
+                                                        exc)).start()
             return self.scheduler
 
     # -- projections -----------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import hashlib
 import json
 import math
 import re
-from array import array
 from typing import Annotated, Any
 
 from pydantic import (
@@ -211,25 +210,3 @@ def _first_message(exc: ValidationError) -> str:
     message = str(err.get("msg", "invalid input"))
     # Our validators raise InvalidInput (a ValueError); pydantic prefixes "Value error, ".
     return message.removeprefix("Value error, ")
-
-
-class Embedding:
-    """A fragment's embedding as little-endian float32 bytes: compact in the log, exact on replay."""
-
-    __slots__ = ("data", "dimension")
-
-    def __init__(self, data: bytes, dimension: int):
-        if not isinstance(data, (bytes, bytearray)):
-            raise InvalidInput("an embedding must be float32 bytes")
-        if not 0 < dimension <= DIMENSION_MAX:
-            raise InvalidInput(f"embedding dimension {dimension} is out of range")
-        if len(data) != 4 * dimension:
-            raise InvalidInput(
-                f"embedding has {len(data) // 4} dimensions; the store's embedder has {dimension}"
-            )
-        values = array("f")
-        values.frombytes(bytes(data))
-        if not all(math.isfinite(v) for v in values):
-            raise InvalidInput("embedding holds a NaN or an infinity")
-        self.data = bytes(data)
-        self.dimension = dimension

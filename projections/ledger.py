@@ -306,19 +306,21 @@ class HealthLedger:
         return {"by_status": by_status, "namespaces": namespaces}
 
     def health(self) -> dict[str, Any]:
-        """The honest health report (README, "Health"): a fragment with an unrepaired loss
-        counts 0, an exact one 1, an approximate one its fidelity."""
+        """The honest health report (README, "Health, honestly"): a fragment counts 1 when
+        every copy is whole (or exactly repaired), its fidelity when its body is approximate,
+        0 while a loss is unrepaired ("degraded": the body is still read exactly from the log)
+        and 0 when no body is left ("lost")."""
         q = self.db.execute
         live = q("SELECT count(*) FROM fragments WHERE status != 'deleted'").fetchone()[0]
-        lost = q(
+        body_lost = q("SELECT count(*) FROM fragments WHERE status = 'lost'").fetchone()[0]
+        degraded = q(
             "SELECT count(DISTINCT f.uuid) FROM fragments f JOIN faults x ON x.uuid = f.uuid"
-            " WHERE f.status != 'deleted' AND x.fault != 'extra'").fetchone()[0]
+            " WHERE f.status NOT IN ('deleted', 'lost') AND x.fault != 'extra'").fetchone()[0]
         approx = q(
             "SELECT count(*), coalesce(sum(fidelity), 0), avg(fidelity), min(fidelity)"
             " FROM fragments f WHERE status = 'approximate' AND NOT EXISTS"
             " (SELECT 1 FROM faults x WHERE x.uuid = f.uuid AND x.fault != 'extra')").fetchone()
-        body_lost = q("SELECT count(*) FROM fragments WHERE status = 'lost'").fetchone()[0]
-        healthy = live - lost - approx[0]
+        healthy = live - body_lost - degraded - approx[0]
         by_fault = dict(q(
             "SELECT copy || '/' || fault, count(*) FROM faults GROUP BY 1 ORDER BY 1").fetchall())
         by_method = dict(q(
@@ -332,7 +334,8 @@ class HealthLedger:
         return {
             "score": 1.0 if live == 0 else (healthy + approx[1]) / live,
             "live": live,
-            "by_status": {"healthy": healthy, "approximate": approx[0], "lost": lost},
+            "by_status": {"healthy": healthy, "approximate": approx[0], "degraded": degraded,
+                          "lost": body_lost},
             "servable": 1.0 if live == 0 else (live - body_lost) / live,
             "by_fault": by_fault,
             "by_method": by_method,

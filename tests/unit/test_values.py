@@ -8,7 +8,6 @@ from domain import (
     KEY_MAX_CHARS,
     TEXT_MAX_CHARS,
     Draft,
-    Embedding,
     InvalidInput,
     validate_metadata,
 )
@@ -80,14 +79,3 @@ def test_metadata_validation_never_crashes(value):
         assert str(exc)
     else:
         assert checked == {"k": value}
-
-
-def test_embeddings_must_be_finite_and_of_the_right_dimension():
-    good = bytes(4 * 8)
-    assert Embedding(good, 8).data == good
-    with pytest.raises(InvalidInput, match="dimensions"):
-        Embedding(bytes(4 * 7), 8)
-    import struct
-
-    with pytest.raises(InvalidInput, match="NaN"):
-        Embedding(struct.pack("<8f", *([0.0] * 7 + [math.nan])), 8)
