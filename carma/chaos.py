@@ -7,6 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,11 +15,12 @@ import numpy as np
 from domain import CarmaError
 
 
-def damage_store(mem: Any, *, cache_delete: float, cache_corrupt: float, index: str,
+def damage_store(home: Path, *, cache_delete: float, cache_corrupt: float, index: str,
                  seed: int) -> dict[str, int]:
-    """Delete and corrupt cache files and the index file, at the given rates, reproducibly."""
+    """Delete and corrupt cache files and the index file of a closed store, at the given
+    rates, reproducibly (damage to an open store could be saved over on close)."""
     rng = random.Random(seed)
-    files = mem.cache.files()
+    files = sorted((home / "cache").glob("??/*.json"))
     rng.shuffle(files)
     n_delete = round(len(files) * cache_delete)
     n_corrupt = min(round(len(files) * cache_corrupt), len(files) - n_delete)
@@ -32,7 +34,7 @@ def damage_store(mem: Any, *, cache_delete: float, cache_corrupt: float, index: 
             for _ in range(3):  # flipped bytes
                 data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
             path.write_bytes(bytes(data))
-    path = mem.index.path
+    path = home / "index" / "vectors.faiss"
     if index == "drop":
         path.unlink(missing_ok=True)
     elif index == "truncate" and path.exists():
@@ -117,13 +119,14 @@ def run_chaos(open_store: Callable[[], Any], *, cache_delete: float = 0.3,
         say(f"before: {queries} queries from {threads} threads on {len(live)} fragments")
         before = load.run(count=queries, learn=True)
         health_start = mem.health()["score"]
-        say(f"damage: {cache_delete:.0%} of cache files deleted, {cache_corrupt:.0%} corrupted, "
-            f"index file: {index}")
-        damaged = damage_store(mem, cache_delete=cache_delete, cache_corrupt=cache_corrupt,
-                               index=index, seed=seed)
         expected = load.expected
+        home = mem.home
     finally:
         mem.close()
+    say(f"damage: {cache_delete:.0%} of cache files deleted, {cache_corrupt:.0%} corrupted, "
+        f"index file: {index}")
+    damaged = damage_store(home, cache_delete=cache_delete, cache_corrupt=cache_corrupt,
+                           index=index, seed=seed)
     # Restart on the damaged home, as a crashed agent would: the index file cannot be trusted.
     started = time.perf_counter()
     mem = open_store()

@@ -293,36 +293,33 @@ class MemoryLog(Application[UUID]):
         """The position of the last event in the log (0 when empty)."""
         return self.recorder.max_notification_id() or 0
 
-    def stream(self, since: int = 1, until: int | None = None, kinds: Sequence[type] = (),
-               page: int = 500) -> Iterator[tuple[int, Any]]:
-        """Every event from position `since` to `until` (both included), in log order, as
-        (position, event) — or (position, CorruptEvent) for an event that fails its
-        checksum, so that a reader of the whole log is told and goes on."""
+    def _notifications(self, since: int = 1, until: int | None = None,
+                       kinds: Sequence[type] = (), page: int = 500) -> Iterator[Any]:
+        """Stored events from position `since` to `until` (both included), page by page."""
         after = max(since, 1) - 1
+        topics = [get_topic(k) for k in kinds]
         while True:
             notifications = self.recorder.select_notifications(
-                start=after, limit=page, stop=until, inclusive_of_start=False,
-                topics=[get_topic(k) for k in kinds],
-            )
-            for n in notifications:
-                try:
-                    yield n.id, self.mapper.to_domain_event(n)
-                except CorruptEvent as exc:
-                    yield n.id, exc
-            if len(notifications) < page:
-                return
-            after = notifications[-1].id
-
-    def stored(self, page: int = 500) -> Iterator[StoredEvent]:
-        """Every stored event as it is on disk (for `export --events`), in log order."""
-        after = 0
-        while True:
-            notifications = self.recorder.select_notifications(
-                start=after, limit=page, inclusive_of_start=False)
+                start=after, limit=page, stop=until, inclusive_of_start=False, topics=topics)
             yield from notifications
             if len(notifications) < page:
                 return
             after = notifications[-1].id
+
+    def stream(self, since: int = 1, until: int | None = None,
+               kinds: Sequence[type] = ()) -> Iterator[tuple[int, Any]]:
+        """Every event from position `since` to `until` (both included), in log order, as
+        (position, event) — or (position, CorruptEvent) for an event that fails its
+        checksum, so that a reader of the whole log is told and goes on."""
+        for n in self._notifications(since, until, kinds):
+            try:
+                yield n.id, self.mapper.to_domain_event(n)
+            except CorruptEvent as exc:
+                yield n.id, exc
+
+    def stored(self) -> Iterator[StoredEvent]:
+        """Every stored event as it is on disk (for `export --events`), in log order."""
+        return self._notifications()
 
     def append_stored(self, events: Sequence[StoredEvent]) -> tuple[int, int]:
         """Append events exported from a CARMA log (for `import --events`), byte for byte, in

@@ -107,11 +107,8 @@ class Healer:
             if fragment.deleted:
                 plan.cache_removals.append(uuid)
             else:
-                plan.files.append(CachedFragment(
-                    uuid=str(uuid), key=fragment.key, namespace=fragment.namespace,
-                    text=fragment.text, metadata=fragment.metadata,
-                    content_hash=fragment.content_hash, version=fragment.content_version,
-                ))
+                plan.files.append(CachedFragment.of(uuid, fragment.key, fragment.namespace,
+                                                    fragment, fragment.content_version))
         elif copy == "index":
             if fragment.deleted:
                 plan.index_removals.append(faiss_id(uuid))

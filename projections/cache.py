@@ -29,6 +29,14 @@ class CachedFragment:
     content_hash: str
     version: int
 
+    @classmethod
+    def of(cls, uuid: Any, key: str, namespace: str, content: Any, version: int
+           ) -> CachedFragment:
+        """From anything with text, metadata and content_hash: an event or an aggregate."""
+        return cls(uuid=str(uuid), key=key, namespace=namespace, text=content.text,
+                   metadata=content.metadata, content_hash=content.content_hash,
+                   version=version)
+
 
 def _load_syncfs() -> Any:
     try:
@@ -132,11 +140,8 @@ class FragmentCache:
                     # log covers it, and the scrubber will find the gap.
                     continue
                 key, namespace = base.key, base.namespace
-            self.write(CachedFragment(
-                uuid=str(uuid), key=key, namespace=namespace, text=event.text,
-                metadata=event.metadata, content_hash=event.content_hash,
-                version=event.originator_version,
-            ), fsync=False)
+            self.write(CachedFragment.of(uuid, key, namespace, event, event.originator_version),
+                       fsync=False)
         # One flush of the whole batch instead of an fsync per file (4x faster here), before
         # the position that claims it: a crash never records a batch that is not on disk.
         flush_file_system(self.root)
@@ -213,8 +218,5 @@ def file_digest(data: bytes) -> str:
 def _from_written(event: Any) -> CachedFragment | None:
     if event is None:
         return None
-    return CachedFragment(
-        uuid=str(event.originator_id), key=event.key, namespace=event.namespace,
-        text=event.text, metadata=event.metadata, content_hash=event.content_hash,
-        version=event.originator_version,
-    )
+    return CachedFragment.of(event.originator_id, event.key, event.namespace, event,
+                             event.originator_version)

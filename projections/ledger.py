@@ -387,9 +387,8 @@ class HealthLedger:
 
 def _cache_digest(uuid: str, key: str, namespace: str, event: Any) -> str:
     """The digest of the cache file this content must have: a scrub compares file digests."""
-    return file_digest(render(CachedFragment(
-        uuid=uuid, key=key, namespace=namespace, text=event.text, metadata=event.metadata,
-        content_hash=event.content_hash, version=event.originator_version)))
+    return file_digest(render(CachedFragment.of(uuid, key, namespace, event,
+                                                event.originator_version)))
 
 
 def _str(value: Any) -> str | None:
