@@ -23,7 +23,7 @@ from eventsourcing.utils import get_topic
 
 from carma.chain import copy_log, verify_chain
 from carma.embedding import Embedder
-from carma.log import MemoryLog, Write, checksum_holds
+from carma.log import MemoryLog, Write, checksum_holds, verified_payload
 from carma.models import BatchResult, FragmentRecord, HistoryEntry, Hit
 from domain import (
     CarmaError,
@@ -529,7 +529,12 @@ class Memory:
 
     @_guarded("the rebuild stopped")
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
-        """Drop the cache, the index and the ledger and rebuild them from log position zero."""
+        """Drop the cache, the index and the ledger and rebuild them from log position zero.
+
+        The log's checksums are checked first: a corrupt event refuses the rebuild before
+        anything is dropped, so the projections keep answering."""
+        for stored in self.log.stored():
+            verified_payload(stored)  # CorruptEvent, naming the event and its position
         with self._lock:
             count = self.runner.rebuild(progress)
             self.index.save()

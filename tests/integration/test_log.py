@@ -79,3 +79,14 @@ def test_the_log_is_in_wal_mode(mem, home):
     mem.add("Write-ahead logging lets readers and a writer work at once.")
     with sqlite3.connect(home / "events.sqlite") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_corrupt_event_refuses_a_rebuild_before_anything_is_dropped(mem, home):
+    keys = mem.add_many([f"line {i} of the ledger" for i in range(5)]).ids
+    position = stored_rows(home)[3][0]
+    flip(home, position, 120)
+    with pytest.raises(CorruptEvent, match=f"at log position {position}"):
+        mem.rebuild()
+    # Nothing was dropped: the projections still answer for every fragment.
+    assert mem.stats()["live"] == 5 and mem.index.count == 5
+    assert all(mem.get(k).text.startswith("line ") for k in keys)
