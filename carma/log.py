@@ -202,6 +202,26 @@ class MemoryLog(Application[UUID]):
     def fragment_by_uuid(self, uuid: UUID) -> Fragment:
         return self._get(uuid)
 
+    def fragments_by_uuid(self, uuids: Iterable[UUID]) -> dict[UUID, Fragment]:
+        """Several aggregates replayed from one query per 500 (healing works in batches: one
+        query per aggregate cost as much as the repairs themselves)."""
+        wanted = list(dict.fromkeys(uuids))
+        events: dict[UUID, list[Any]] = {u: [] for u in wanted}
+        for start in range(0, len(wanted), 500):
+            chunk = [u.hex for u in wanted[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            with self.recorder.datastore.transaction(commit=False) as c:
+                c.execute(
+                    "SELECT originator_id, originator_version, topic, state FROM stored_events"
+                    f" WHERE originator_id IN ({marks}) ORDER BY originator_id,"
+                    " originator_version", chunk)
+                rows = c.fetchall()
+            for originator_id, version, topic, state in rows:
+                uuid = UUID(originator_id)
+                events[uuid].append(self.mapper.to_domain_event(
+                    StoredEvent(uuid, version, topic, state)))
+        return {u: _project(None, evs) for u, evs in events.items() if evs}
+
     def index_copy(self) -> VectorIndexCopy:
         try:
             return self._get(VECTOR_INDEX_COPY_ID)

@@ -61,8 +61,9 @@ class Dreamer:
     def _record_batch(self, findings: list[Finding], cycle_id: UUID | None) -> int:
         for attempt in range(RECORD_ATTEMPTS):
             touched: dict[str, Any] = {}
+            fragments = self.log.fragments_by_uuid(UUID(f.uuid) for f in findings)
             for f in findings:
-                fragment = touched.get(f.uuid) or self.log.fragment_by_uuid(UUID(f.uuid))
+                fragment = fragments[UUID(f.uuid)]
                 if fragment.mark_lost(f.copy, f.fault, cycle_id):
                     touched[f.uuid] = fragment
             try:

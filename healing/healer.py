@@ -27,6 +27,8 @@ class HealingLog(Protocol):
 
     def fragment_by_uuid(self, uuid: UUID) -> Fragment: ...
 
+    def fragments_by_uuid(self, uuids: Any) -> dict[UUID, Fragment]: ...
+
     def index_copy(self) -> VectorIndexCopy: ...
 
     def record(self, *aggregates: Any) -> None: ...
@@ -62,10 +64,12 @@ class Healer:
             plan = _Plan()
             touched: dict[UUID, Any] = {}
             done_here: Counter[str] = Counter()
+            fragments = self.log.fragments_by_uuid(
+                e.originator_id for _, e in batch if isinstance(e, Fragment.FragmentLost))
             for _, event in batch:
                 aggregate = touched.get(event.originator_id)
                 if isinstance(event, Fragment.FragmentLost):
-                    aggregate = aggregate or self.log.fragment_by_uuid(event.originator_id)
+                    aggregate = aggregate or fragments[event.originator_id]
                     done = self._plan_fragment(plan, aggregate, event.copy, cycle_id)
                 else:
                     aggregate = aggregate or self.log.index_copy()
