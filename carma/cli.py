@@ -327,8 +327,9 @@ def history_cmd(ctx: Context, id: str):
     with ctx.memory() as mem:
         entries = mem.history(id)
     ctx.emit(entries, lambda: "\n".join(
-        f"{e.position:>8}  v{e.version:<3} {e.at:%Y-%m-%d %H:%M:%S}  {e.kind:<8} "
-        + json.dumps(e.detail, ensure_ascii=False) for e in entries))
+        f"{e.position:>8}  v{e.version:<3} {e.at:%Y-%m-%d %H:%M:%S}  {e.kind:<13} "
+        + shorten(", ".join(f"{k}={v}" for k, v in e.detail.items() if v is not None), 90)
+        for e in entries))
 
 
 @command(cli, "log")
