@@ -29,12 +29,15 @@ __version__ = "0.1.0"
 
 
 def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | None = None,
-         dream_every: float | None = None, **settings: Any) -> Memory:
+         dream_every: float | None = None, cipher_key: str | None = None,
+         **settings: Any) -> Memory:
     """Open (creating if needed) the store at `path` (default $CARMA_HOME, else ./.carma).
 
     dream_every: run a scrub-and-heal cycle in a background thread every so many seconds.
+    cipher_key: encrypt the log at rest with AES-GCM (base64 of 16, 24 or 32 bytes; default
+    $CARMA_CIPHER_KEY). A store is always opened with the key it was created with.
     """
-    from carma.bootstrap import bootstrap, resolve_home
+    from carma.bootstrap import bootstrap, cipher_key_from, resolve_home
 
     if settings:
         raise InvalidInput(f"unknown setting(s): {', '.join(sorted(settings))}")
@@ -43,8 +46,9 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
                                     or not dream_every > 0):
         raise InvalidInput("dream_every must be a positive number of seconds")
     home = resolve_home(path)
+    key = cipher_key_from(cipher_key)
     with storage_errors(f"cannot open the store at {home}"):
-        return bootstrap(home, embedder, dream_every)
+        return bootstrap(home, embedder, dream_every, cipher_key=key)
 
 
 __all__ = [

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import threading
 from pathlib import Path
+
+from eventsourcing.persistence import MapperDeserialisationError
 
 from carma.chain import ChainKey
 from carma.embedding import Embedder, SentenceTransformerEmbedder, embedder_for
@@ -35,12 +39,37 @@ def prepare_home(home: Path) -> None:
         raise InvalidInput(f"home {home} is not readable and writable by this user")
 
 
-def open_log(home: Path, chain_key: bytes | None) -> MemoryLog:
+CIPHER_KEY_VARIABLE = "CARMA_CIPHER_KEY"
+
+
+def cipher_key_from(value: str | None) -> str | None:
+    """The key for encryption at rest: base64 of 16, 24 or 32 bytes, or None for none."""
+    if value is None:
+        value = os.environ.get(CIPHER_KEY_VARIABLE) or None
+    if value is None:
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) not in (16, 24, 32):
+        raise InvalidInput(f"{CIPHER_KEY_VARIABLE} must be base64 of 16, 24 or 32 random bytes "
+                           "(e.g. `python -c \"import os,base64;print(base64.b64encode("
+                           "os.urandom(32)).decode())\"`)")
+    return value
+
+
+def open_log(home: Path, chain_key: bytes | None, cipher_key: str | None = None) -> MemoryLog:
     return MemoryLog(env={
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(home / "events.sqlite"),
         "SQLITE_LOCK_TIMEOUT": "30",
         CHAIN_KEY_SETTING: chain_key.hex() if chain_key else "",
+        # The library's own AES-GCM cipher when a key is given; never settings that happen
+        # to be in the process's environment for another application.
+        "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher" if cipher_key else "",
+        "CIPHER_KEY": cipher_key or "",
+        "COMPRESSOR_TOPIC": "",
     })
 
 
@@ -49,17 +78,24 @@ def default_embedder() -> Embedder:
 
 
 def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float | None = None,
-              new_projections: bool = False):
+              new_projections: bool = False, cipher_key: str | None = None):
     """Wire a Memory over the home: log, projections, healing and embedder."""
     from carma.memory import Memory
 
     prepare_home(home)
     # A new store gets a chain key; an existing one must still have one of its two copies.
     chain_key = ChainKey(home).load(create=not (home / "events.sqlite").exists())
-    log = open_log(home, chain_key)
+    log = open_log(home, chain_key, cipher_key)
     try:
+        try:
+            profile = log.profile()  # the first read: it tells a wrong key at once
+        except MapperDeserialisationError:
+            raise InvalidInput(
+                "cannot read this store's log: it is encrypted and "
+                f"{CIPHER_KEY_VARIABLE} is not set" if cipher_key is None else
+                f"cannot read this store's log with this {CIPHER_KEY_VARIABLE}: the key is "
+                "wrong, or the store is not encrypted") from None
         if embedder is None:  # the store's own, where CARMA knows it; else the default
-            profile = log.profile()
             embedder = (profile and embedder_for(profile.model, profile.dimension)) \
                 or default_embedder()
         if not (isinstance(embedder.dimension, int) and 0 < embedder.dimension <= DIMENSION_MAX):
@@ -89,7 +125,8 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
     try:
         memory = Memory(home=home, log=log, embedder=embedder, cache=cache, index=index,
                         ledger=ledger, runner=runner, dreamer=dreamer, lock=lock,
-                        chain_key=chain_key, new_projections=new_projections)
+                        chain_key=chain_key, new_projections=new_projections,
+                        cipher_key=cipher_key)
     except BaseException:
         ledger.close()
         log.close()

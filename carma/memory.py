@@ -90,7 +90,7 @@ class Memory:
     def __init__(self, *, home: Path, log: MemoryLog, embedder: Embedder, cache: FragmentCache,
                  index: VectorIndex, ledger: HealthLedger, runner: ProjectionRunner,
                  dreamer: Dreamer, lock: threading.RLock, chain_key: bytes | None = None,
-                 new_projections: bool = False):
+                 new_projections: bool = False, cipher_key: str | None = None):
         self.home = home
         self.log = log
         self.embedder = embedder
@@ -100,6 +100,7 @@ class Memory:
         self.runner = runner
         self.dreamer = dreamer
         self._chain_key = chain_key
+        self._cipher_key = cipher_key  # a replica is written and read with the same key
         self.scheduler: DreamScheduler | None = None
         self._lock = lock
         self._write_lock = threading.RLock()
@@ -481,7 +482,8 @@ class Memory:
             copy_log(self.home, target, position)
             from carma.bootstrap import bootstrap
 
-            return bootstrap(target, self.embedder, new_projections=True)
+            return bootstrap(target, self.embedder, new_projections=True,
+                             cipher_key=self._cipher_key)
 
     # -- healing -------------------------------------------------------------------------------
 
