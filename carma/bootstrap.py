@@ -12,6 +12,7 @@ from eventsourcing.persistence import MapperDeserialisationError
 
 from carma.chain import ChainKey
 from carma.embedding import Embedder, SentenceTransformerEmbedder, embedder_for
+from carma.keys import FragmentKeys
 from carma.log import CHAIN_KEY_SETTING, MemoryLog
 from domain import DIMENSION_MAX, InvalidInput
 from healing import Dreamer, Healer, Scrubber
@@ -60,7 +61,7 @@ def cipher_key_from(value: str | None) -> str | None:
 
 
 def open_log(home: Path, chain_key: bytes | None, cipher_key: str | None = None) -> MemoryLog:
-    return MemoryLog(env={
+    log = MemoryLog(env={
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(home / "events.sqlite"),
         "SQLITE_LOCK_TIMEOUT": "30",
@@ -71,6 +72,9 @@ def open_log(home: Path, chain_key: bytes | None, cipher_key: str | None = None)
         "CIPHER_KEY": cipher_key or "",
         "COMPRESSOR_TOPIC": "",
     })
+    # Attached before the first read: a sealed body read without its key reads as forgotten.
+    log.mapper.keys = FragmentKeys(home)
+    return log
 
 
 def default_embedder() -> Embedder:
@@ -121,7 +125,8 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
 
     scrubber = Scrubber(cache, index, ledger, lock, log.position, refresh=catch_up)
     healer = Healer(log, cache, index, lock, after_batch=catch_up)
-    dreamer = Dreamer(log, scrubber, healer, lock, catch_up, health)
+    dreamer = Dreamer(log, scrubber, healer, lock, catch_up, health,
+                      restore_keys=log.mapper.keys.restore_copies)
     try:
         memory = Memory(home=home, log=log, embedder=embedder, cache=cache, index=index,
                         ledger=ledger, runner=runner, dreamer=dreamer, lock=lock,

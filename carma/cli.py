@@ -231,15 +231,18 @@ def import_cmd(ctx: Context, source: Any, skip_invalid: bool, events: bool, batc
 @click.option("--namespace", default=None)
 @click.option("--events", "events", is_flag=True,
               help="The whole event log as stored (a backup), instead of the live fragments.")
+@click.option("--without-keys", is_flag=True,
+              help="With --events: leave out the fragments' keys (no body is readable).")
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-")
-def export_cmd(ctx: Context, namespace: str | None, events: bool, output: Any):
+def export_cmd(ctx: Context, namespace: str | None, events: bool, without_keys: bool,
+               output: Any):
     """Write every live fragment as a JSON line (import's shape plus id, version, status,
     fidelity), or with --events every event of the log."""
     n = 0
     with ctx.memory() as mem:
         if events:
             with progress_bar("exporting events", mem.log.position()) as bar:
-                for line in mem.export_events():
+                for line in mem.export_events(with_keys=not without_keys):
                     output.write(json.dumps(line) + "\n")
                     n += 1
                     bar(1)
@@ -318,6 +321,17 @@ def delete_cmd(ctx: Context, id: str, reason: str):
         deleted = mem.delete(id, reason)
     ctx.emit({"id": id, "deleted": deleted},
              f"deleted {id}" if deleted else f"{id} was already deleted")
+
+
+@command(cli, "forget")
+@click.argument("id")
+@click.option("--reason", required=True, help="Why (kept in the history).")
+def forget_cmd(ctx: Context, id: str, reason: str):
+    """Forget a fragment for good: its body and embedding become unreadable everywhere."""
+    with ctx.memory() as mem:
+        forgotten = mem.forget(id, reason)
+    ctx.emit({"id": id, "forgotten": forgotten},
+             f"forgot {id}" if forgotten else f"{id} was already forgotten")
 
 
 @command(cli, "history")

@@ -10,11 +10,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import (
@@ -29,6 +32,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import get_topic
 
 from carma.chain import ChainedSQLiteRecorder
+from carma.keys import FragmentKeys
 from domain import (
     ConflictError,
     CorruptEvent,
@@ -58,6 +62,7 @@ class BytesAsBase64(Transcoding):
         return base64.b64decode(data)
 
 
+SEALED_EVENTS = (Fragment.FragmentWritten, Fragment.FragmentRevised)
 CHAIN_KEY_SETTING = "CARMA_CHAIN_KEY"  # hex, handed over by bootstrap, never logged
 _MAGIC = b"C1"
 _DIGEST_SIZE = 16
@@ -70,16 +75,61 @@ def _digest(originator_id: UUID | str, version: int, topic: str, payload: bytes)
     return h.digest()
 
 
+SEALED_FIELDS = ("text", "metadata", "embedding")
+
+
 class ChecksummedMapper(Mapper[UUID]):
-    """Adds a checksum to every stored event and verifies it before decoding."""
+    """Adds a checksum to every stored event and verifies it before decoding; seals each
+    fragment's body (text, metadata, embedding) under the fragment's own key when it has a
+    key store (crypto-shredding: see carma.keys)."""
+
+    keys: FragmentKeys | None = None
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        if self.keys is not None and isinstance(domain_event, SEALED_EVENTS):
+            domain_event = self._sealed(domain_event)
         stored = super().to_stored_event(domain_event)
         digest = _digest(stored.originator_id, stored.originator_version, stored.topic, stored.state)
         return replace(stored, state=_MAGIC + digest + stored.state)
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
-        return super().to_domain_event(replace(stored_event, state=verified_payload(stored_event)))
+        event = super().to_domain_event(replace(stored_event, state=verified_payload(stored_event)))
+        if "sealed" in vars(event):
+            self._unseal(event)
+        return event
+
+    def _sealed(self, event: Any) -> Any:
+        assert self.keys is not None
+        key = AESGCM(self.keys.key_for(str(event.originator_id), create=True))
+        body = json.dumps({"text": event.text, "metadata": event.metadata}).encode("utf-8")
+        state = {k: v for k, v in vars(event).items() if k not in SEALED_FIELDS}
+        # The embedding is sealed apart, as raw float32 bytes: base64 once, not twice.
+        state["sealed"] = _seal(key, body)
+        state["sealed_embedding"] = _seal(key, event.embedding)
+        sealed = object.__new__(type(event))
+        object.__setattr__(sealed, "__dict__", state)
+        return sealed
+
+    def _unseal(self, event: Any) -> None:
+        state = vars(event)
+        sealed, sealed_embedding = state.pop("sealed"), state.pop("sealed_embedding")
+        raw_key = self.keys.key_for(str(event.originator_id)) if self.keys is not None else None
+        if raw_key is None:  # forgotten: the key is gone, and with it every copy of the body
+            state.update(text=None, metadata=None, embedding=None)
+            return
+        key = AESGCM(raw_key)
+        body = json.loads(_unseal(key, sealed))
+        state.update(text=body["text"], metadata=body["metadata"],
+                     embedding=_unseal(key, sealed_embedding))
+
+
+def _seal(key: AESGCM, plaintext: bytes) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + key.encrypt(nonce, plaintext, None)
+
+
+def _unseal(key: AESGCM, sealed: bytes) -> bytes:
+    return key.decrypt(sealed[:12], sealed[12:], None)
 
 
 def checksum_holds(stored: StoredEvent) -> bool:
@@ -267,11 +317,25 @@ class MemoryLog(Application[UUID]):
                 changed[w.key] = fragment
             outcomes.append(Change(w.key, outcome))
         if changed:
+            if isinstance(self.mapper, ChecksummedMapper) and self.mapper.keys is not None:
+                self.mapper.keys.create_many(
+                    [str(f.id) for key, f in changed.items() if current.get(key) is None])
             # The first write also records the store's profile, in the same transaction.
             first = [] if self.check_profile(model["name"], model["dimension"]) else [
                 StoreProfile(model=model["name"], dimension=model["dimension"])]
             self._save(*first, *changed.values())
         return outcomes
+
+    def forget(self, key: str, reason: str) -> bool:
+        """Record that the fragment is forgotten, then destroy its key: from then on no copy
+        of its body in the log can be read. False if it was forgotten already."""
+        fragment = self.fragment(key)
+        if not fragment.forget(reason):
+            return False
+        self._save(fragment)
+        if isinstance(self.mapper, ChecksummedMapper) and self.mapper.keys is not None:
+            self.mapper.keys.destroy(str(fragment.id))
+        return True
 
     def delete(self, key: str, reason: str = "") -> bool:
         fragment = self.fragment(key)

@@ -167,6 +167,25 @@ class Memory:
         self.catch_up()
         return deleted
 
+    @_guarded("the fragment was not forgotten")
+    def forget(self, id: str, reason: str) -> bool:
+        """Forget a fragment for good (crypto-shredding): its key is destroyed, so no copy of
+        its text, metadata or embedding can be read again, in the log or in any backup of it;
+        its cache file, index entry and ledger metadata go too. Its history keeps that it
+        existed and was forgotten, when and why. False if it was forgotten already."""
+        key = validate_key(id)
+        if not isinstance(reason, str) or not reason.strip() or len(reason) > 1_000:
+            raise InvalidInput("forgetting needs a reason (at most 1000 characters)")
+        with self._write_lock:
+            forgotten = self.log.forget(key, reason)
+        with self._lock:
+            self.catch_up()
+            # No copy may survive in a file: rewrite the index file without the vector, and
+            # leave no old ledger page in the WAL.
+            self.index.save()
+            self.ledger.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return forgotten
+
     @_guarded("the write was not recorded")
     def _write(self, drafts: list[Draft],
                progress: Callable[[int], None] | None = None) -> BatchResult:
@@ -267,7 +286,7 @@ class Memory:
                 if not self.runner.lag()["ledger"]:
                     raise FragmentNotFound(key)
                 return self._record_from_log(key)  # the ledger is behind: ask the log
-            if row["status"] == "deleted":
+            if row["status"] in ("deleted", "forgotten"):
                 raise FragmentGone(key)
             return self._record(row)
 
@@ -332,7 +351,8 @@ class Memory:
             rows = self.ledger.rows_by_faiss_ids([fid for fid, _ in found])
             return [
                 Hit(**self._record(rows[fid]).model_dump(), score=round(score, 6))
-                for fid, score in found if fid in rows and rows[fid]["status"] != "deleted"
+                for fid, score in found
+                if fid in rows and rows[fid]["status"] not in ("deleted", "forgotten")
             ]
 
     @_guarded("cannot read the history")
@@ -398,7 +418,8 @@ class Memory:
                 "model": {"name": profile.model, "dimension": profile.dimension}
                 if profile else None,
                 "log_position": self.log.position(),
-                "live": sum(n for s, n in counts["by_status"].items() if s != "deleted"),
+                "live": sum(n for s, n in counts["by_status"].items()
+                            if s not in ("deleted", "forgotten")),
                 "by_status": counts["by_status"],
                 "namespaces": counts["namespaces"],
                 "index_vectors": self.index.count,
@@ -421,20 +442,37 @@ class Memory:
         return verify_chain(self.home / "events.sqlite", self._chain_key, checksum_holds,
                             progress).as_dict()
 
-    def export_events(self) -> Iterator[dict[str, Any]]:
-        """The whole log as it is stored, one dict per event (for backups and transfers)."""
+    def export_events(self, with_keys: bool = True) -> Iterator[dict[str, Any]]:
+        """The whole log as it is stored, one dict per event (for backups and transfers).
+
+        A fragment's body is sealed under its own key: with_keys adds that key to the
+        fragment's first event, so that the export restores readable fragments (keep such a
+        backup as safe as the store). Without keys, the export holds no readable body."""
+        keys = self.log.mapper.keys
+        given: set[str] = set()
         for n in self.log.stored():
-            yield {"position": n.id, "aggregate": str(n.originator_id),
-                   "version": n.originator_version, "topic": n.topic,
-                   "state": base64.b64encode(n.state).decode("ascii")}
+            line = {"position": n.id, "aggregate": str(n.originator_id),
+                    "version": n.originator_version, "topic": n.topic,
+                    "state": base64.b64encode(n.state).decode("ascii")}
+            uuid = str(n.originator_id)
+            if with_keys and keys is not None and uuid not in given:
+                key = keys.key_for(uuid)
+                if key is not None:
+                    line["key"] = base64.b64encode(key).decode("ascii")
+                    given.add(uuid)
+            yield line
 
     @_guarded("the events were not imported")
     def import_events(self, lines: Iterable[dict[str, Any]]) -> dict[str, int]:
         """Append exported events (see `export_events`) to this log in one transaction; the
         projections then catch up. Importing the same export twice changes nothing."""
         events = []
+        adopted: dict[str, bytes] = {}
         for number, line in enumerate(lines, 1):
             try:
+                if "key" in line:
+                    adopted[str(uuidlib.UUID(line["aggregate"]))] = base64.b64decode(
+                        line["key"], validate=True)
                 events.append(StoredEvent(
                     originator_id=uuidlib.UUID(line["aggregate"]),
                     originator_version=int(line["version"]), topic=str(line["topic"]),
@@ -445,6 +483,8 @@ class Memory:
                 raise InvalidInput(f"event line {number} is not an exported CARMA event") \
                     from None
         with self._lock:
+            for uuid, fragment_key in adopted.items():  # before the events are first read
+                self.log.mapper.keys.adopt(uuid, fragment_key)
             appended, unchanged = self.log.append_stored(events)
             self.catch_up()
         return {"appended": appended, "unchanged": unchanged}
@@ -556,6 +596,8 @@ class Memory:
                 logger.warning("could not save the vector index on close: %s", exc)
             finally:
                 self.ledger.close()
+                if self.log.mapper.keys is not None:
+                    self.log.mapper.keys.close()
                 self.log.close()
 
     def __enter__(self) -> Memory:

@@ -46,6 +46,7 @@ class Fragment(Aggregate):
         self.embedding = embedding
         self.model = model
         self.content_version = 1  # the version of the event that set the current content
+        self.forgotten = False
         self.deleted = False
         self.deleted_reason: str | None = None
         # Copies found lost or damaged and not yet repaired: copy -> fault.
@@ -99,6 +100,24 @@ class Fragment(Aggregate):
         self.deleted_reason = reason
         self.faults = {}  # a deleted fragment's copies are no longer owed a repair
 
+
+    def forget(self, reason: str) -> bool:
+        """Forget for good: the body and embedding become unreadable (their key is destroyed
+        outside the log); that the fragment existed, and when and why it was forgotten, stays."""
+        if self.forgotten:
+            return False
+        self._forgotten(reason=reason)
+        return True
+
+    @event("FragmentForgotten")
+    def _forgotten(self, reason: str) -> None:
+        self.forgotten = True
+        self.deleted = True  # never live again, never healed, never reconstructed
+        self.deleted_reason = reason
+        self.text = None
+        self.metadata = {}
+        self.embedding = None
+        self.faults = {}
 
     # -- healing -----------------------------------------------------------------------------
 

@@ -21,13 +21,15 @@ class Dreamer:
     keep being answered while it works."""
 
     def __init__(self, log: HealingLog, scrubber: Scrubber, healer: Healer, lock: Any,
-                 catch_up: Callable[[], Any], health: Callable[[], dict[str, Any]]):
+                 catch_up: Callable[[], Any], health: Callable[[], dict[str, Any]],
+                 restore_keys: Callable[[], int] = lambda: 0):
         self.log = log
         self.scrubber = scrubber
         self.healer = healer
         self._lock = lock
         self._catch_up = catch_up
         self._health = health
+        self._restore_keys = restore_keys
         self._one_at_a_time = threading.Lock()
 
     def scrub(self, cycle_id: UUID | None = None) -> dict[str, Any]:
@@ -35,9 +37,13 @@ class Dreamer:
         started = time.perf_counter()
         self._catch_up()
         report = self.scrubber.scrub()
+        found = report.counts()
+        keys_restored = self._restore_keys()  # a fragment key missing from one of its copies
+        if keys_restored:
+            found["keys/missing"] = keys_restored
         scanned = time.perf_counter()
         recorded = self.record(report.findings, report.index_file, cycle_id)
-        return {"found": report.counts(), "recorded": recorded, "checked": report.checked,
+        return {"found": found, "recorded": recorded, "checked": report.checked,
                 "seconds": {"scan": round(scanned - started, 4),
                             "record": round(time.perf_counter() - scanned, 4)}}
 

@@ -20,6 +20,7 @@ from projections.ledger import canonical_json
 # An index file may lag the in-memory index by this many log positions before a scrub
 # calls it stale (it is rewritten at every repair and on close).
 STALE_AFTER = 10_000
+GONE = ("deleted", "forgotten")  # statuses of fragments that must have no copies
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class Scrubber:
         if row is None:
             return None
         hex_ = row["uuid"].replace("-", "")
-        deleted = row["status"] == "deleted"
+        deleted = row["status"] in GONE
         if copy == "cache":
             path = f"{self.cache.root}/{hex_[:2]}/{hex_}.json"
             if deleted:
@@ -157,7 +158,7 @@ class Scrubber:
             for name, row in expected.get(shard, {}).items():
                 present = name in names
                 names.discard(name)
-                if row["status"] == "deleted":
+                if row["status"] in GONE:
                     if present:  # a copy of a deleted fragment
                         findings.append(Finding(row["uuid"], row["id"], "cache", "extra"))
                     continue
@@ -194,7 +195,7 @@ class Scrubber:
         known_ids = np.fromiter((r["faiss_id"] for r in known), dtype=np.int64, count=len(known))
         expected = np.fromiter((r["embedding_fingerprint"] for r in known), dtype=np.int64,
                                count=len(known))
-        live = np.fromiter((r["status"] != "deleted" for r in known), dtype=bool,
+        live = np.fromiter((r["status"] not in GONE for r in known), dtype=bool,
                            count=len(known))
         at = np.minimum(np.searchsorted(known_ids, ids), max(len(known) - 1, 0))
         found = (known_ids[at] == ids) if len(known) else np.zeros(len(ids), dtype=bool)

@@ -119,8 +119,9 @@ class FragmentCache:
             if position <= self._position:
                 continue
             if isinstance(event, (Fragment.FragmentWritten, Fragment.FragmentRevised)):
-                last[event.originator_id] = (position, event)
-            elif isinstance(event, Fragment.FragmentDeleted):
+                # text None: a sealed body whose key was destroyed (forgotten): no file
+                last[event.originator_id] = (position, event) if event.text is not None else None
+            elif isinstance(event, (Fragment.FragmentDeleted, Fragment.FragmentForgotten)):
                 last[event.originator_id] = None
         pending_written = {
             e.originator_id: e for _, e in batch if isinstance(e, Fragment.FragmentWritten)

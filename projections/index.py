@@ -127,13 +127,13 @@ class VectorIndex:
         for position, event in batch:
             if position <= self._position:
                 continue
-            if isinstance(event, Fragment.FragmentWritten):
+            if isinstance(event, Fragment.FragmentWritten) and event.embedding is not None:
                 added[faiss_id(event.originator_id)] = event.embedding
-            elif isinstance(event, Fragment.FragmentRevised):
+            elif isinstance(event, Fragment.FragmentRevised) and event.embedding is not None:
                 fid = faiss_id(event.originator_id)
                 removed.add(fid)
                 added[fid] = event.embedding
-            elif isinstance(event, Fragment.FragmentDeleted):
+            elif isinstance(event, (Fragment.FragmentDeleted, Fragment.FragmentForgotten)):
                 fid = faiss_id(event.originator_id)
                 removed.add(fid)
                 added.pop(fid, None)

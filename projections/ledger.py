@@ -25,6 +25,7 @@ KIND_OF = {
     Fragment.FragmentWritten: "written",
     Fragment.FragmentRevised: "revised",
     Fragment.FragmentDeleted: "deleted",
+    Fragment.FragmentForgotten: "forgotten",
     Fragment.FragmentLost: "lost",
     Fragment.FragmentReconstructed: "reconstructed",
     VectorIndexCopy.IndexLost: "index-lost",
@@ -33,6 +34,7 @@ KIND_OF = {
     DreamCycle.DreamCycleCompleted: "cycle-completed",
 }
 SCHEMA = 2  # bump when a table changes: old ledgers are rebuilt from the log
+LIVE = "status NOT IN ('deleted', 'forgotten')"  # SQL: a fragment that is neither
 INDEX_FILE = "index-file"  # the `copy` of findings about the whole index file
 
 
@@ -44,6 +46,7 @@ class HealthLedger:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA secure_delete=ON")  # a forgotten fragment's metadata is zeroed
         self.db = sqlite_utils.Database(conn)
         self._create()
 
@@ -150,15 +153,17 @@ class HealthLedger:
         uuid = str(event.originator_id)
         at = event.timestamp.isoformat()
         detail: dict[str, Any]
+        readable = getattr(event, "text", "") is not None  # None: sealed, its key destroyed
         if kind == "written":
-            digest = _cache_digest(uuid, event.key, event.namespace, event)
+            digest = _cache_digest(uuid, event.key, event.namespace, event) if readable else ""
             conn.execute(
                 "INSERT OR REPLACE INTO fragments(uuid, id, faiss_id, namespace, version, status,"
                 " content_hash, embedding_fingerprint, cache_digest, metadata, fidelity, written_at,"
                 " updated_at) VALUES (?, ?, ?, ?, ?, 'healthy', ?, ?, ?, ?, 1.0, ?, ?)",
                 [uuid, event.key, faiss_id(uuid), event.namespace, event.originator_version,
-                 event.content_hash, embedding_fingerprint(event.embedding), digest,
-                 canonical_json(event.metadata), at, at],
+                 event.content_hash,
+                 embedding_fingerprint(event.embedding) if readable else 0, digest,
+                 canonical_json(event.metadata if readable else {}), at, at],
             )
             detail = {"namespace": event.namespace, "content_hash": event.content_hash}
         elif kind == "revised":
@@ -168,8 +173,9 @@ class HealthLedger:
                 "UPDATE fragments SET version = ?, content_hash = ?, embedding_fingerprint = ?,"
                 " cache_digest = ?, metadata = ?, updated_at = ? WHERE uuid = ?",
                 [event.originator_version, event.content_hash,
-                 embedding_fingerprint(event.embedding), _cache_digest(uuid, key, namespace, event),
-                 canonical_json(event.metadata), at, uuid],
+                 embedding_fingerprint(event.embedding) if readable else 0,
+                 _cache_digest(uuid, key, namespace, event) if readable else "",
+                 canonical_json(event.metadata if readable else {}), at, uuid],
             )
             detail = {"content_hash": event.content_hash}
         elif kind == "deleted":
@@ -177,6 +183,14 @@ class HealthLedger:
                 "UPDATE fragments SET status = 'deleted', updated_at = ? WHERE uuid = ?",
                 [at, uuid],
             )
+            conn.execute("DELETE FROM faults WHERE uuid = ? AND fault != 'extra'", [uuid])
+            detail = {"reason": event.reason}
+        elif kind == "forgotten":
+            # Nothing of the body stays here: metadata goes too (it may name a person).
+            conn.execute(
+                "UPDATE fragments SET status = 'forgotten', metadata = '{}', cache_digest = '',"
+                " embedding_fingerprint = 0,"
+                " updated_at = ? WHERE uuid = ?", [at, uuid])
             conn.execute("DELETE FROM faults WHERE uuid = ? AND fault != 'extra'", [uuid])
             detail = {"reason": event.reason}
         elif kind in ("lost", "index-lost"):
@@ -252,7 +266,7 @@ class HealthLedger:
             marks = ",".join("?" * len(chunk))
             for namespace, digest, key in self.db.execute(
                 f"SELECT namespace, content_hash, id FROM fragments WHERE content_hash IN ({marks})"
-                " AND status != 'deleted' ORDER BY written_at DESC", chunk,
+                " AND " + LIVE + " ORDER BY written_at DESC", chunk,
             ).fetchall():
                 found[(namespace, digest)] = key  # oldest last: it wins
         return found
@@ -269,7 +283,7 @@ class HealthLedger:
 
     def faiss_ids_where(self, namespace: str | None, where: dict[str, Any]) -> list[int]:
         """Ids of live fragments in a namespace whose metadata equals every value in `where`."""
-        clauses, params = ["status != 'deleted'"], []
+        clauses, params = [LIVE], []
         if namespace is not None:
             clauses.append("namespace = ?")
             params.append(namespace)
@@ -301,7 +315,7 @@ class HealthLedger:
         by_status = dict(self.db.execute(
             "SELECT status, count(*) FROM fragments GROUP BY status").fetchall())
         namespaces = dict(self.db.execute(
-            "SELECT namespace, count(*) FROM fragments WHERE status != 'deleted'"
+            f"SELECT namespace, count(*) FROM fragments WHERE {LIVE}"
             " GROUP BY namespace ORDER BY namespace").fetchall())
         return {"by_status": by_status, "namespaces": namespaces}
 
@@ -311,11 +325,12 @@ class HealthLedger:
         0 while a loss is unrepaired ("degraded": the body is still read exactly from the log)
         and 0 when no body is left ("lost")."""
         q = self.db.execute
-        live = q("SELECT count(*) FROM fragments WHERE status != 'deleted'").fetchone()[0]
+        live = q(f"SELECT count(*) FROM fragments WHERE {LIVE}").fetchone()[0]
         body_lost = q("SELECT count(*) FROM fragments WHERE status = 'lost'").fetchone()[0]
         degraded = q(
             "SELECT count(DISTINCT f.uuid) FROM fragments f JOIN faults x ON x.uuid = f.uuid"
-            " WHERE f.status NOT IN ('deleted', 'lost') AND x.fault != 'extra'").fetchone()[0]
+            " WHERE f.status NOT IN ('deleted', 'forgotten', 'lost') AND x.fault != 'extra'"
+        ).fetchone()[0]
         approx = q(
             "SELECT count(*), coalesce(sum(fidelity), 0), avg(fidelity), min(fidelity)"
             " FROM fragments f WHERE status = 'approximate' AND NOT EXISTS"
@@ -368,7 +383,7 @@ class HealthLedger:
         return known
 
     def live_rows(self, namespace: str | None = None) -> Iterator[dict[str, Any]]:
-        where, params = "status != 'deleted'", []
+        where, params = LIVE, []
         if namespace is not None:
             where += " AND namespace = ?"
             params.append(namespace)

@@ -1,0 +1,89 @@
+"""Forgetting that really forgets: crypto-shredding of the body, every other copy destroyed,
+the audit trail intact."""
+
+import pytest
+from click.testing import CliRunner
+
+import carma
+from carma import FragmentGone
+from carma.cli import cli
+from tests.conftest import store_state
+
+SECRET = "Dana Whitfield lives at 14 Larkspur Lane and takes warfarin"
+MARKER = "whitfield-private-note"
+
+
+def every_byte(home):
+    return b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+
+
+def test_a_forgotten_fragment_leaves_no_byte_of_its_body_in_the_home(home, embedder):
+    with carma.open(home, embedder=embedder) as mem:
+        keep = mem.add("an unrelated fragment that stays", id="keep")
+        key = mem.add(SECRET, {"note": MARKER}, id="dana")
+        mem.revise(key, text=SECRET + " twice a day")
+        embedding = mem.log.fragment(key).embedding
+        mem.dream()
+        mem.close()  # the index file and every projection are on disk now
+    assert SECRET.encode() in every_byte(home)  # in its cache file, before it is forgotten
+    assert SECRET.encode() not in b"".join(p.read_bytes() for p in home.glob("events.sqlite*"))
+    with carma.open(home, embedder=embedder) as mem:
+        assert mem.forget(key, reason="GDPR erasure request #42") is True
+        assert mem.forget(key, reason="again") is False
+        with pytest.raises(FragmentGone):
+            mem.get(key)
+        assert key not in [h.id for h in mem.search(SECRET, k=5)]
+        assert mem.get(keep).text == "an unrelated fragment that stays"
+        kinds = [e.kind for e in mem.history(key)]
+        assert kinds[0] == "written" and kinds[-1] == "forgotten"
+        assert mem.history(key)[-1].detail == {"reason": "GDPR erasure request #42"}
+        assert mem.verify()["ok"]
+    raw = every_byte(home)
+    for secret in (SECRET.encode(), b"Larkspur", b"warfarin", MARKER.encode(), embedding):
+        assert secret not in raw
+
+
+def test_a_forgotten_fragment_is_never_healed_and_replays_and_rebuilds_without_it(
+        home, embedder, tmp_path):
+    with carma.open(home, embedder=embedder) as mem:
+        key = mem.add(SECRET, id="dana")
+        mem.add("another fragment", id="other")
+        stale = mem.cache.path_of(mem.ledger.row(key)["uuid"])
+        copy = stale.read_bytes()
+        mem.forget(key, reason="erasure")
+        stale.parent.mkdir(exist_ok=True)
+        stale.write_bytes(copy)  # an old copy reappears (restored from a file backup)
+        report = mem.dream()
+        assert report["found"] == {"cache/extra": 1} and not stale.exists()
+        assert mem.scrub()["found"] == {}
+        assert mem.health()["live"] == 1
+        incremental = store_state(mem)
+        mem.rebuild()
+        assert store_state(mem) == incremental
+        with mem.replay(into=tmp_path / "replica") as replica:
+            with pytest.raises(FragmentGone):
+                replica.get(key)
+            assert replica.get("other").text == "another fragment"
+
+
+def test_losing_one_copy_of_the_fragment_keys_loses_nothing(home, embedder):
+    with carma.open(home, embedder=embedder) as mem:
+        key = mem.add(SECRET, id="dana")
+    (home / "keys" / "fragments.sqlite").unlink()
+    with carma.open(home, embedder=embedder) as mem:
+        assert mem.dream()["found"] == {"keys/missing": 1}
+        mem.rebuild()
+        assert mem.get(key).text == SECRET
+
+
+def test_the_cli_forgets_with_a_reason(tmp_path):
+    home = str(tmp_path / "home")
+    runner = CliRunner()
+    key = runner.invoke(cli, ["add", SECRET, "--home", home, "--embedder", "hashing"]
+                        ).stdout.strip()
+    no_reason = runner.invoke(cli, ["forget", key, "--home", home])
+    assert no_reason.exit_code == 2
+    done = runner.invoke(cli, ["forget", key, "--reason", "asked to", "--home", home, "--json"])
+    assert done.exit_code == 0 and '"forgotten": true' in done.stdout
+    assert runner.invoke(cli, ["get", key, "--home", home]).exit_code == 2
+    assert runner.invoke(cli, ["verify", "--home", home]).exit_code == 0
