@@ -1,5 +1,6 @@
 """A model-based test: a real store (real SQLite, FAISS and files, deterministic embedder) and
-a plain dictionary driven side by side by hypothesis, with damage and dream cycles in between.
+a plain dictionary driven side by side by hypothesis, with forgetting, damage and dream cycles
+in between.
 
 Examples in CI: 40 runs of up to 40 steps (`--hypothesis-profile=long`: 1,000 runs of up to
 80 steps; profiles in tests/conftest.py). Corrupting a stored event is not a rule yet: surviving log damage is the subject of
@@ -43,6 +44,7 @@ class StoreAgainstModel(RuleBasedStateMachine):
         self.mem = carma.open(self.home, embedder=self.embedder)
         self.model: dict[str, tuple[str, dict, str]] = {}
         self.deleted: set[str] = set()
+        self.forgotten: set[str] = set()
         self.vectors_dropped = False
 
     def teardown(self):
@@ -76,7 +78,7 @@ class StoreAgainstModel(RuleBasedStateMachine):
 
     @rule(key=keys, text=texts, meta=metadata)
     def revise(self, key, text, meta):
-        if key in self.deleted:
+        if key in self.deleted:  # deleted or forgotten
             with pytest.raises(FragmentGone):
                 self.mem.revise(key, text=text, metadata=meta)
             return
@@ -88,6 +90,15 @@ class StoreAgainstModel(RuleBasedStateMachine):
     def delete(self, key):
         assert self.mem.delete(key) is (key not in self.deleted)
         self.deleted.add(key)
+
+    @rule(key=consumes(keys))
+    def forget(self, key):
+        forgotten = self.mem.forget(key, reason="erasure")
+        assert forgotten is (key not in self.forgotten)
+        self.deleted.add(key)
+        self.forgotten.add(key)
+        with pytest.raises(FragmentGone):
+            self.mem.get(key)
 
     # -- reads --------------------------------------------------------------------------------
 
