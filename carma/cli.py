@@ -180,8 +180,9 @@ def import_cmd(ctx: Context, source: Any, skip_invalid: bool, events: bool, batc
     if events:
         lines = [_json_object(line, f"line {n}") for n, line in enumerate(source, 1)
                  if line.strip()]
-        with ctx.memory(create=True) as mem:
-            counts = mem.import_events(lines)
+        with ctx.memory(create=True) as mem, progress_bar("importing events", 1) as bar:
+            counts = mem.import_events(lines)  # one transaction: the bar ends when it commits
+            bar(1)
         ctx.emit(counts, lambda: f"appended {counts['appended']}, unchanged "
                                  f"{counts['unchanged']}")
         return
