@@ -125,7 +125,7 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
 
     scrubber = Scrubber(cache, index, ledger, lock, log.position, refresh=catch_up)
     healer = Healer(log, cache, index, lock, after_batch=catch_up)
-    dreamer = Dreamer(log, scrubber, healer, lock, catch_up, health,
+    dreamer = Dreamer(log, scrubber, healer, catch_up, health,
                       restore_keys=log.mapper.keys.restore_copies)
     try:
         memory = Memory(home=home, log=log, embedder=embedder, cache=cache, index=index,

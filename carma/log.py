@@ -249,9 +249,6 @@ class MemoryLog(Application[UUID]):
                 found[key] = None
         return found
 
-    def fragment_by_uuid(self, uuid: UUID) -> Fragment:
-        return self._get(uuid)
-
     def fragments_by_uuid(self, uuids: Iterable[UUID]) -> dict[UUID, Fragment]:
         """Several aggregates replayed from one query per 500 (healing works in batches: one
         query per aggregate cost as much as the repairs themselves)."""
@@ -277,12 +274,6 @@ class MemoryLog(Application[UUID]):
             return self._get(VECTOR_INDEX_COPY_ID)
         except AggregateNotFoundError:
             return VectorIndexCopy()
-
-    def events_of(self, key: str) -> list[Any]:
-        events = list(self.events.get(fragment_uuid(key)))
-        if not events:
-            raise FragmentNotFound(key)
-        return events
 
     # -- use cases -------------------------------------------------------------------------------
 

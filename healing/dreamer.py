@@ -20,13 +20,12 @@ class Dreamer:
     """Runs one scrub-and-heal pass. Holds the store's lock only in short sections, so queries
     keep being answered while it works."""
 
-    def __init__(self, log: HealingLog, scrubber: Scrubber, healer: Healer, lock: Any,
+    def __init__(self, log: HealingLog, scrubber: Scrubber, healer: Healer,
                  catch_up: Callable[[], Any], health: Callable[[], dict[str, Any]],
                  restore_keys: Callable[[], int] = lambda: 0):
         self.log = log
         self.scrubber = scrubber
         self.healer = healer
-        self._lock = lock
         self._catch_up = catch_up
         self._health = health
         self._restore_keys = restore_keys
