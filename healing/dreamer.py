@@ -64,23 +64,40 @@ class Dreamer:
         return recorded
 
     def _record_batch(self, findings: list[Finding], cycle_id: UUID | None) -> int:
-        for attempt in range(RECORD_ATTEMPTS):
-            touched: dict[str, Any] = {}
-            fragments = self.log.fragments_by_uuid(UUID(f.uuid) for f in findings)
-            for f in findings:
-                fragment = fragments[UUID(f.uuid)]
-                if fragment.mark_lost(f.copy, f.fault, cycle_id):
-                    touched[f.uuid] = fragment
-            try:
-                if touched:
-                    self.log.record(*touched.values())
-                return len(touched)
-            except ConflictError:
-                # A read recorded one of these findings (or a writer changed the fragment)
-                # meanwhile: reload and record what is still new.
-                if attempt == RECORD_ATTEMPTS - 1:
-                    raise
-        return 0
+        """Record a batch of findings in one transaction; if a fragment changed meanwhile (a
+        read recorded the same finding, a writer revised it), record them fragment by
+        fragment instead, so that one busy fragment never holds up the others."""
+        try:
+            return self._record(findings, cycle_id)
+        except ConflictError:
+            pass
+        by_fragment: dict[str, list[Finding]] = {}
+        for f in findings:
+            by_fragment.setdefault(f.uuid, []).append(f)
+        recorded = 0
+        for own in by_fragment.values():
+            for attempt in range(RECORD_ATTEMPTS):
+                try:
+                    recorded += self._record(own, cycle_id)
+                    break
+                except ConflictError:
+                    if attempt == RECORD_ATTEMPTS - 1:
+                        raise
+        return recorded
+
+    def _record(self, findings: list[Finding], cycle_id: UUID | None) -> int:
+        """FragmentLost for each finding not already open; returns how many were recorded."""
+        fragments = self.log.fragments_by_uuid(UUID(f.uuid) for f in findings)
+        touched: dict[str, Any] = {}
+        marked = 0
+        for f in findings:
+            fragment = fragments[UUID(f.uuid)]
+            if fragment.mark_lost(f.copy, f.fault, cycle_id):
+                touched[f.uuid] = fragment
+                marked += 1
+        if touched:
+            self.log.record(*touched.values())
+        return marked
 
     def heal(self, cycle_id: UUID | None = None) -> dict[str, int]:
         repaired = dict(self.healer.heal(cycle_id))
