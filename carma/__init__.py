@@ -30,10 +30,12 @@ __version__ = "0.1.0"
 
 def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | None = None,
          dream_every: float | None = None, cipher_key: str | None = None,
-         **settings: Any) -> Memory:
+         refine_budget: float | None = None, **settings: Any) -> Memory:
     """Open (creating if needed) the store at `path` (default $CARMA_HOME, else ./.carma).
 
     dream_every: run a scrub-and-heal cycle in a background thread every so many seconds.
+    refine_budget: seconds each dream cycle may spend improving approximate reconstructions
+    (default 10).
     cipher_key: encrypt the log at rest with AES-GCM (base64 of 16, 24 or 32 bytes; default
     $CARMA_CIPHER_KEY). A store is always opened with the key it was created with.
     """
@@ -45,10 +47,15 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
                                     or not isinstance(dream_every, (int, float))
                                     or not dream_every > 0):
         raise InvalidInput("dream_every must be a positive number of seconds")
+    if refine_budget is not None and (isinstance(refine_budget, bool)
+                                      or not isinstance(refine_budget, (int, float))
+                                      or not 0 <= refine_budget <= 86_400):
+        raise InvalidInput("refine_budget must be a number of seconds from 0 to 86400")
     home = resolve_home(path)
     key = cipher_key_from(cipher_key)
     with storage_errors(f"cannot open the store at {home}"):
-        return bootstrap(home, embedder, dream_every, cipher_key=key)
+        return bootstrap(home, embedder, dream_every, cipher_key=key,
+                         **({} if refine_budget is None else {"refine_budget": refine_budget}))
 
 
 __all__ = [

@@ -15,7 +15,8 @@ from carma.embedding import Embedder, SentenceTransformerEmbedder, embedder_for
 from carma.keys import FragmentKeys
 from carma.log import CHAIN_KEY_SETTING, MemoryLog
 from domain import DIMENSION_MAX, InvalidInput
-from healing import Dreamer, Healer, Scrubber
+from healing import Dreamer, Healer, Reconstructor, Scrubber
+from healing.dreamer import REFINE_BUDGET_S
 from projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
 
 DEFAULT_HOME = ".carma"
@@ -82,7 +83,8 @@ def default_embedder() -> Embedder:
 
 
 def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float | None = None,
-              new_projections: bool = False, cipher_key: str | None = None):
+              new_projections: bool = False, cipher_key: str | None = None,
+              refine_budget: float = REFINE_BUDGET_S):
     """Wire a Memory over the home: log, projections, healing and embedder."""
     from carma.memory import Memory
 
@@ -123,10 +125,13 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
         with lock:
             return ledger.health()
 
-    scrubber = Scrubber(cache, index, ledger, lock, log.position, refresh=catch_up)
-    healer = Healer(log, cache, index, lock, after_batch=catch_up)
+    scrubber = Scrubber(cache, index, ledger, lock, log.position, refresh=catch_up,
+                        unreadable=log.unreadable)
+    healer = Healer(log, cache, index, ledger, lock, Reconstructor(embedder.embed),
+                    after_batch=catch_up)
     dreamer = Dreamer(log, scrubber, healer, catch_up, health,
-                      restore_keys=log.mapper.keys.restore_copies)
+                      restore_keys=log.mapper.keys.restore_copies,
+                      refine_budget_s=refine_budget)
     try:
         memory = Memory(home=home, log=log, embedder=embedder, cache=cache, index=index,
                         ledger=ledger, runner=runner, dreamer=dreamer, lock=lock,

@@ -23,7 +23,7 @@ from eventsourcing.utils import get_topic
 
 from carma.chain import copy_log, verify_chain
 from carma.embedding import Embedder
-from carma.log import MemoryLog, Write, checksum_holds, verified_payload
+from carma.log import MemoryLog, Write, checksum_holds
 from carma.models import BatchResult, FragmentRecord, HistoryEntry, Hit
 from domain import (
     CarmaError,
@@ -38,6 +38,7 @@ from domain import (
     StorageError,
     StoreProfile,
     VectorIndexCopy,
+    content_hash,
     fragment_uuid,
     validate_key,
     validate_metadata,
@@ -148,6 +149,11 @@ class Memory:
             fragment = self.log.fragment(key)
             if fragment.deleted:
                 raise FragmentGone(key)
+            if text is None and (fragment.text is None or fragment.approximate):
+                raise InvalidInput(
+                    f"the text of fragment {key!r} is "
+                    + ("an approximate reconstruction" if fragment.text else "lost")
+                    + ": give the text to revise it (the original's text restores it exactly)")
             draft = Draft.of(
                 fragment.text if text is None else text,
                 fragment.metadata if metadata is None else metadata,
@@ -196,13 +202,20 @@ class Memory:
             with self._lock:
                 self.catch_up()
                 keys, known = self._assign_keys(drafts)
+                damaged = self.ledger.damaged_content(k for k in keys if k in known)
             # A text already live in its namespace, offered without an id, is that fragment:
-            # nothing is recorded, whatever metadata came with it.
-            matched, seen = set(), set()
+            # nothing is recorded, whatever metadata came with it. The text with the recorded
+            # content hash of a fragment whose body is lost or approximate is its exact copy:
+            # it restores the body exactly.
+            matched, seen, exact = set(), set(), {}
             for i, (draft, key) in enumerate(zip(drafts, keys)):
-                if draft.id is None and (key in known or key in seen):
+                if damaged.get(key) == draft.content_hash:
+                    exact.setdefault(key, draft)
+                    matched.add(i)
+                elif draft.id is None and (key in known or key in seen):
                     matched.add(i)
                 seen.add(key)
+            restored = self._restore_exact(exact)
             todo = [(d, k) for i, (d, k) in enumerate(zip(drafts, keys)) if i not in matched]
             existing = self.log.fragments(k for k in dict.fromkeys(k for _, k in todo)
                                           if k in known)
@@ -224,10 +237,28 @@ class Memory:
                                     fresh=key not in known))
             changes = self.log.write_many(writes, model) if writes else []
         self.catch_up()  # a failing projection waits (see ProjectionRunner): the write stands
-        result = BatchResult(ids=keys, unchanged=len(matched))
+        result = BatchResult(ids=keys, unchanged=len(matched) - restored, restored=restored)
         for change in changes:
             setattr(result, change.outcome, getattr(result, change.outcome) + 1)
         return result
+
+    def _restore_exact(self, copies: dict[str, Draft]) -> int:
+        """Restate the bodies of lost or approximate fragments from exact copies of their
+        text (a re-add, an import), under the writers' lock; returns how many."""
+        restored = 0
+        for key, draft in copies.items():
+            fragment = self.log.fragment(key)
+            embedding = fragment.embedding
+            if embedding is None:  # the body's embedding is lost too: the model remakes it
+                embedding = self._embed([draft.text], None)[draft.text]
+            if fragment.restore_body(
+                    method="exact-copy", fidelity=1.0, text=draft.text,
+                    metadata=fragment.metadata if fragment.metadata is not None
+                    else draft.metadata, embedding=embedding, sources=[], cycle_id=None):
+                self.log.record(fragment)
+                self.log.snapshot(fragment)
+                restored += 1
+        return restored
 
     def _assign_keys(self, drafts: list[Draft]) -> tuple[list[str], set[str]]:
         """Caller ids as given; otherwise the id of a live fragment with the same text in the
@@ -294,29 +325,34 @@ class Memory:
         fragment = self.log.fragment(key)
         if fragment.deleted:
             raise FragmentGone(key)
-        return FragmentRecord(
-            id=key, namespace=fragment.namespace, text=fragment.text,
-            metadata=fragment.metadata, version=fragment.content_version,
-            content_hash=fragment.content_hash,
-        )
+        return _record_of(key, fragment.namespace or "", fragment.content_version,
+                          fragment.content_hash or "", fragment)
 
     def _record(self, row: dict[str, Any]) -> FragmentRecord:
         """The fragment behind a ledger row: from its cache file when that is intact and
-        current, else from the log (the source of truth)."""
+        current, else from the log (the source of truth). An approximate body is always
+        read from the log, which labels it; a body lost from the log is served from a cache
+        file whose text has the recorded hash, else it is reported lost, never made up."""
+        if row["status"] == "approximate":
+            fragment = self.log.fragment(row["id"])
+            return _record_of(row["id"], row["namespace"], row["version"],
+                              row["content_hash"], fragment)
         cached, fault = self.cache.inspect(row["uuid"])
         if cached is not None:
             fault = cache_fault(cached, row)
+            if fault and row["status"] == "lost" and cached.key == row["id"] \
+                    and content_hash(cached.text) == row["content_hash"]:
+                fault = None  # the log lost the body; this copy is exact (healing uses it)
         if fault is None:
-            text, metadata = cached.text, cached.metadata
-        else:
-            fragment = self.log.fragment(row["id"])
-            text, metadata = fragment.text, fragment.metadata
+            return FragmentRecord(
+                id=row["id"], namespace=row["namespace"], text=cached.text,
+                metadata=cached.metadata, version=row["version"], status="healthy",
+                fidelity=1.0, content_hash=row["content_hash"])
+        fragment = self.log.fragment(row["id"])
+        if fragment.text is not None:
             self._queue_repair(fragment, fault)
-        return FragmentRecord(
-            id=row["id"], namespace=row["namespace"], text=text, metadata=metadata,
-            version=row["version"], status="healthy", fidelity=row["fidelity"],
-            content_hash=row["content_hash"],
-        )
+        return _record_of(row["id"], row["namespace"], row["version"], row["content_hash"],
+                          fragment)
 
     def _queue_repair(self, fragment: Any, fault: str) -> None:
         """A read met a lost copy: record the finding (the healer's queue is the log itself)
@@ -573,10 +609,12 @@ class Memory:
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         """Drop the cache, the index and the ledger and rebuild them from log position zero.
 
-        The log's checksums are checked first: a corrupt event refuses the rebuild before
-        anything is dropped, so the projections keep answering."""
-        for stored in self.log.stored():
-            verified_payload(stored)  # CorruptEvent, naming the event and its position
+        The log's checksums are checked first: damaged events are recorded and their bodies
+        restated (exactly where a copy survives) while the current projections still know
+        what they held; the rebuild then replays past them."""
+        if next(iter(self.log.unreadable()), None) is not None:
+            self.dreamer.scrub()
+            self.dreamer.heal()
         with self._lock:
             count = self.runner.rebuild(progress)
             self.index.save()
@@ -605,6 +643,22 @@ class Memory:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _record_of(key: str, namespace: str, version: int, digest: str,
+               fragment: Fragment) -> FragmentRecord:
+    """A fragment as the log holds it: exact, approximate (labelled, with its fidelity), or
+    lost (no text at all)."""
+    if fragment.text is None:
+        status, fidelity = "lost", 0.0
+    elif fragment.approximate:
+        status, fidelity = "approximate", fragment.fidelity
+    else:
+        status, fidelity = "healthy", 1.0
+    return FragmentRecord(id=key, namespace=namespace, text=fragment.text,
+                          metadata=fragment.metadata if fragment.metadata is not None else {},
+                          version=version, status=status, fidelity=fidelity,
+                          content_hash=digest)
 
 
 def _size(root: Path) -> int:

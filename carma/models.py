@@ -17,7 +17,7 @@ class FragmentRecord(BaseModel):
 
     id: str
     namespace: str
-    text: str
+    text: str | None  # None: the body is lost and nothing was left to rebuild it from
     metadata: dict[str, Any]
     version: int
     status: Status = "healthy"
@@ -47,3 +47,4 @@ class BatchResult(BaseModel):
     added: int = 0
     revised: int = 0
     unchanged: int = 0
+    restored: int = 0  # exact copies of lost or approximate bodies, which restored them

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import FragmentGone, InvalidInput
+from domain.values import content_hash as hash_of
 
 # Fixed namespace for deriving aggregate ids from caller-chosen ids: the same key always
 # names the same aggregate, in every process and every replay.
@@ -51,6 +53,13 @@ class Fragment(Aggregate):
         self.deleted_reason: str | None = None
         # Copies found lost or damaged and not yet repaired: copy -> fault.
         self.faults: dict[str, str] = {}
+        self.approximate = False  # the body is a reconstruction, not the original
+        self.fidelity = 1.0
+        # Versions of this fragment's events whose bytes fail their checksum, and those of
+        # them a later repair has answered (a restatement of the body, and a snapshot).
+        self.unreadable: list[int] = []
+        self.answered: list[int] = []
+        self.sources: list[str] = []  # ids a reconstruction of the body drew on
 
     def ensure_writable(self, namespace: str) -> None:
         """A write to this fragment's id must keep its namespace and find it not deleted."""
@@ -84,6 +93,7 @@ class Fragment(Aggregate):
         self.metadata = metadata
         self.content_hash = content_hash
         self.embedding = embedding
+        self.approximate, self.fidelity, self.sources = False, 1.0, []  # a new body, whole
         # An event's body runs before the aggregate's version advances to the event's.
         self.content_version = self.version + 1
 
@@ -129,32 +139,135 @@ class Fragment(Aggregate):
             return False  # a deleted fragment has no copies to lose
         if copy in self.faults:
             return False
-        self._lost(copy=copy, fault=fault, cycle_id=cycle_id)
+        self._lost(copy=copy, fault=fault, cycle_id=cycle_id, versions=[], recorded={})
+        return True
+
+    def mark_unreadable(self, versions: list[int], recorded: dict[str, Any],
+                        cycle_id: UUID | None) -> bool:
+        """Record that events of this fragment fail their checksum (the log's own copy of
+        its body is damaged). `recorded` is what an independent record (the health ledger)
+        still knows of the fragment: key, namespace, content_hash, embedding_fingerprint —
+        never its text or metadata, which would outlive a forgetting in the log. Damage
+        already recorded, or answered by a repair, is not recorded again: False."""
+        if self.deleted:
+            return False  # a deleted or forgotten fragment's body is owed no repair
+        fresh = sorted(set(versions) - set(self.answered))
+        if not fresh or "log-body" in self.faults:
+            return False
+        recorded = {k: recorded[k] for k in RECORDED if recorded.get(k) is not None}
+        self._lost(copy="log-body", fault="corrupt", cycle_id=cycle_id, versions=fresh,
+                   recorded=recorded)
         return True
 
     @event("FragmentLost")
-    def _lost(self, copy: str, fault: str, cycle_id: UUID | None) -> None:
+    def _lost(self, copy: str, fault: str, cycle_id: UUID | None, versions: list[int],
+              recorded: dict[str, Any]) -> None:
         self.faults[copy] = fault
+        for name, value in recorded.items():  # fill in what an unreadable event took away
+            if getattr(self, name, None) is None:
+                setattr(self, name, value)
+        self.unreadable = sorted(set(self.unreadable) | set(versions))
+
+    @property
+    def body_known(self) -> bool:
+        """Whether the log still holds the current body (text, metadata and embedding)."""
+        return self.text is not None and self.embedding is not None
+
+    @classmethod
+    def past_unreadable(cls, fragment: Fragment | None, uuid: UUID, version: int,
+                        topic: str) -> Fragment:
+        """The state after an event of this fragment that cannot be read (its bytes fail
+        their checksum), given the event's kind as the stored row names it: whatever body it
+        may have set is unknown; a deletion or a forgetting still counts. Replay goes on
+        past it, so that the rest of the fragment's history stays usable."""
+        if fragment is None:
+            fragment = object.__new__(cls)
+            epoch = datetime.fromtimestamp(0, UTC)
+            fragment.__base_init__(uuid, version, epoch)
+            fragment.__dict__.update(
+                key=None, namespace=None, text=None, metadata=None, content_hash=None,
+                embedding=None, model=None, content_version=version, forgotten=False,
+                deleted=False, deleted_reason=None, faults={}, approximate=False,
+                fidelity=1.0, unreadable=[], answered=[], sources=[])
+        kind = topic.rpartition(".")[2]
+        if kind in ("FragmentWritten", "FragmentRevised"):
+            fragment.text = fragment.metadata = fragment.embedding = None
+            fragment.content_version = version
+            fragment.approximate, fragment.fidelity = False, 1.0
+        # (An unreadable reconstruction leaves the body as the events before it set it.)
+        elif kind == "FragmentDeleted":
+            fragment.deleted = True
+        elif kind == "FragmentForgotten":
+            fragment.deleted = fragment.forgotten = True
+            fragment.text = fragment.metadata = fragment.embedding = None
+        if version not in fragment.unreadable:
+            fragment.unreadable = [*fragment.unreadable, version]
+        fragment.version = version
+        return fragment
 
     def reconstruct(self, copy: str, method: str, fidelity: float, content_hash: str,
                     sources: list[str], cycle_id: UUID | None) -> None:
-        """Record a repair of a copy. Exact methods restore the recorded body, fidelity 1.0."""
-        if copy not in self.faults:
+        """Record a repair of a cache or index copy, exactly from the log."""
+        if copy not in self.faults or copy == "log-body":
             raise ValueError(f"copy {copy!r} of fragment {self.key!r} has no open fault")
+        if method != "exact-log" or fidelity != 1.0 or content_hash != self.content_hash:
+            raise ValueError("an exact repair of a copy has fidelity 1.0 and the recorded hash")
+        self._reconstructed(copy=copy, method=method, fidelity=fidelity,
+                            content_hash=content_hash, sources=sources, cycle_id=cycle_id,
+                            text=None, metadata=None, embedding=None, answers=[],
+                            key=None, namespace=None)
+
+    def restore_body(self, method: str, fidelity: float, text: str, metadata: dict[str, Any],
+                     embedding: bytes, sources: list[str], cycle_id: UUID | None) -> bool:
+        """Restate the fragment's body in the log after its own copy was damaged, or improve
+        an approximate one. Exact methods (`exact-log`: the body is still readable from
+        other events; `exact-copy`: a copy whose text has the recorded content hash) have
+        fidelity 1.0; a reconstruction (`semantic-blend`, ...) is approximate, and is
+        recorded only when it raises the fidelity: fidelity never goes down. Never for a
+        deleted or forgotten fragment. Returns False when nothing is recorded."""
+        if self.deleted:
+            return False
         if not 0.0 <= fidelity <= 1.0:
             raise ValueError(f"fidelity {fidelity} is outside [0, 1]")
-        if method.startswith("exact-") and (fidelity != 1.0 or content_hash != self.content_hash):
+        exact = method.startswith("exact-")
+        if exact and (fidelity != 1.0 or hash_of(text) != self.content_hash):
             raise ValueError("an exact repair has fidelity 1.0 and the recorded content hash")
-        self._reconstructed(copy=copy, method=method, fidelity=fidelity,
-                            content_hash=content_hash, sources=sources, cycle_id=cycle_id)
+        damaged = "log-body" in self.faults
+        if not damaged and not self.approximate:
+            return False  # the body is whole: nothing to restore
+        if not exact and not damaged and fidelity <= self.fidelity:
+            return False  # a refinement that does not improve is not one
+        self._reconstructed(copy="log-body", method=method, fidelity=fidelity,
+                            content_hash=self.content_hash, sources=sources,
+                            cycle_id=cycle_id, text=text, metadata=metadata,
+                            embedding=embedding, answers=list(self.unreadable),
+                            key=self.key, namespace=self.namespace)
+        return True
 
     @event("FragmentReconstructed")
     def _reconstructed(self, copy: str, method: str, fidelity: float, content_hash: str,
-                       sources: list[str], cycle_id: UUID | None) -> None:
-        del self.faults[copy]
+                       sources: list[str], cycle_id: UUID | None, text: str | None,
+                       metadata: dict[str, Any] | None, embedding: bytes | None,
+                       answers: list[int], key: str | None, namespace: str | None) -> None:
+        # A restatement names the fragment too, so that its projections can be rebuilt
+        # from it alone when the event that first named it cannot be read.
+        self.faults.pop(copy, None)
+        if copy == "log-body":
+            # The projections rewrite every copy from this restatement; a copy they cannot
+            # rewrite is found again by the next scrub.
+            self.faults = {}
+            self.text, self.metadata, self.embedding = text, metadata, embedding
+            self.approximate = not method.startswith("exact-")
+            self.fidelity = fidelity
+            self.content_version = self.version + 1
+            self.sources = list(sources)
+            self.answered = sorted(set(self.answered) | set(answers))
+            self.unreadable = [v for v in self.unreadable if v not in answers]
 
 
 COPIES = ("cache", "index", "log-body")
+# What an independent record may tell of a fragment whose own events are unreadable.
+RECORDED = ("key", "namespace", "content_hash")
 FAULTS = ("missing", "unreadable", "corrupt", "stale", "extra")
 
 

@@ -2,6 +2,7 @@
 
 from healing.dreamer import Dreamer, DreamScheduler
 from healing.healer import Healer, HealingLog
+from healing.reconstructor import Reconstruction, Reconstructor
 from healing.scrubber import Finding, Scrubber, ScrubReport
 
-__all__ = ["DreamScheduler", "Dreamer", "Finding", "Healer", "HealingLog", "ScrubReport", "Scrubber"]
+__all__ = ["DreamScheduler", "Dreamer", "Finding", "Healer", "HealingLog", "Reconstruction", "Reconstructor", "ScrubReport", "Scrubber"]

@@ -14,6 +14,8 @@ from healing.scrubber import Finding, Scrubber
 
 RECORD_BATCH = 200  # findings recorded per transaction
 RECORD_ATTEMPTS = 5
+REFINE_BUDGET_S = 10.0  # per cycle, spent improving approximate bodies
+TARGET_FIDELITY = 0.95  # approximate bodies below it are refined, lowest first
 
 
 class Dreamer:
@@ -22,7 +24,11 @@ class Dreamer:
 
     def __init__(self, log: HealingLog, scrubber: Scrubber, healer: Healer,
                  catch_up: Callable[[], Any], health: Callable[[], dict[str, Any]],
-                 restore_keys: Callable[[], int] = lambda: 0):
+                 restore_keys: Callable[[], int] = lambda: 0,
+                 refine_budget_s: float = REFINE_BUDGET_S,
+                 target_fidelity: float = TARGET_FIDELITY):
+        self.refine_budget_s = refine_budget_s
+        self.target_fidelity = target_fidelity
         self.log = log
         self.scrubber = scrubber
         self.healer = healer
@@ -92,7 +98,12 @@ class Dreamer:
         marked = 0
         for f in findings:
             fragment = fragments[UUID(f.uuid)]
-            if fragment.mark_lost(f.copy, f.fault, cycle_id):
+            if f.copy == "log-body":
+                marked_now = fragment.mark_unreadable(list(f.versions), f.recorded or {},
+                                                      cycle_id)
+            else:
+                marked_now = fragment.mark_lost(f.copy, f.fault, cycle_id)
+            if marked_now:
                 touched[f.uuid] = fragment
                 marked += 1
         if touched:
@@ -113,8 +124,15 @@ class Dreamer:
             before = self._health()["score"]  # the store as the scrub found it
             healing = time.perf_counter()
             repaired = self.heal(cycle.id)
+            refining = time.perf_counter()
+            # Progressive healing: a bounded share of every cycle improves approximate bodies.
+            refined = self.healer.refine(self.refine_budget_s, self.target_fidelity, cycle.id)
+            if refined["refined"]:
+                repaired["log-body/refined"] = refined["refined"]
+                self._catch_up()
             after = self._health()["score"]
-            seconds = {**scrub["seconds"], "heal": round(time.perf_counter() - healing, 4),
+            seconds = {**scrub["seconds"], "heal": round(refining - healing, 4),
+                       "refine": round(time.perf_counter() - refining, 4),
                        "total": round(time.perf_counter() - started, 4)}
             cycle.complete(found=scrub["found"], repaired=repaired, seconds=seconds,
                            health_before=before, health_after=after)

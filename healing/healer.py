@@ -7,6 +7,7 @@ unanswered finding, never repairing one twice in the log nor skipping one.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -14,10 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
-from domain import ConflictError, Fragment, VectorIndexCopy
-from projections import CachedFragment, FragmentCache, VectorIndex, faiss_id
+import numpy as np
+
+from domain import ConflictError, Fragment, VectorIndexCopy, content_hash
+from healing.reconstructor import METHOD as SEMANTIC_BLEND
+from healing.reconstructor import Reconstruction, Reconstructor, vocabulary_of
+from projections import CachedFragment, FragmentCache, HealthLedger, VectorIndex, faiss_id
+from projections.index import embedding_fingerprint
+from projections.ledger import canonical_json
 
 EXACT_LOG = "exact-log"
+EXACT_COPY = "exact-copy"
+NEIGHBOURS = 8  # same-namespace neighbours a reconstruction draws on
 
 
 class HealingLog(Protocol):
@@ -33,19 +42,26 @@ class HealingLog(Protocol):
 
     def record_tracked(self, process: str, position: int, *aggregates: Any) -> None: ...
 
+    def snapshot(self, *fragments: Fragment) -> None: ...
+
 
 class Healer:
     name = "healer"
     answers = (Fragment.FragmentLost, VectorIndexCopy.IndexLost)
 
-    def __init__(self, log: HealingLog, cache: FragmentCache, index: VectorIndex, lock: Any,
-                 batch_size: int = 128, after_batch: Callable[[], Any] = lambda: None):
+    def __init__(self, log: HealingLog, cache: FragmentCache, index: VectorIndex,
+                 ledger: HealthLedger, lock: Any, reconstructor: Reconstructor | None = None,
+                 batch_size: int = 128, after_batch: Callable[[], Any] = lambda: None,
+                 reconstruct_budget_s: float = 2.0):
         self.log = log
         self.cache = cache
         self.index = index
+        self.ledger = ledger
         self._lock = lock
+        self.reconstructor = reconstructor  # None: no semantic reconstruction (stays lost)
         self.batch_size = batch_size  # repairs per lock hold
         self._after_batch = after_batch  # e.g. catch the projections up, outside the lock
+        self.reconstruct_budget_s = reconstruct_budget_s  # per fragment, first attempt
 
     def heal(self, cycle_id: UUID | None = None) -> Counter[str]:
         """Answer every finding not answered yet; returns repairs per 'copy/method'.
@@ -64,9 +80,17 @@ class Healer:
             done_here: Counter[str] = Counter()
             fragments = self.log.fragments_by_uuid(
                 e.originator_id for _, e in batch if isinstance(e, Fragment.FragmentLost))
+            restored: dict[UUID, Fragment] = {}
             for _, event in batch:
+                if not isinstance(event, self.answers):
+                    continue  # an unreadable finding: the scrubber reports it as log damage
                 aggregate = touched.get(event.originator_id)
-                if isinstance(event, Fragment.FragmentLost):
+                if isinstance(event, Fragment.FragmentLost) and event.copy == "log-body":
+                    aggregate = aggregate or fragments[event.originator_id]
+                    done = self._restore_body(aggregate, cycle_id)
+                    if done:
+                        restored[aggregate.id] = aggregate
+                elif isinstance(event, Fragment.FragmentLost):
                     aggregate = aggregate or fragments[event.originator_id]
                     done = self._plan_fragment(plan, aggregate, event.copy, cycle_id)
                 else:
@@ -95,6 +119,9 @@ class Healer:
                 # what is still open. A copy rewritten for a fragment deleted meanwhile is an
                 # "extra" copy for the next scrub, and search never shows deleted fragments.
                 continue
+            if restored:
+                # The restated body no longer depends on the events that cannot be read.
+                self.log.snapshot(*restored.values())
             repaired.update(done_here)
 
     def _plan_fragment(self, plan: _Plan, fragment: Fragment, copy: str,
@@ -104,6 +131,8 @@ class Healer:
             return None  # already answered (or superseded by a deletion)
         if fragment.deleted and fault != "extra":
             return None  # never repair a deleted fragment's copies back into existence
+        if not fragment.deleted and not fragment.body_known:
+            return None  # the body itself is lost: its restatement rewrites this copy
         uuid = fragment.id
         if copy == "cache":
             if fragment.deleted:
@@ -122,6 +151,151 @@ class Healer:
                              content_hash=fragment.content_hash, sources=[], cycle_id=cycle_id)
         return f"{copy}/{EXACT_LOG}"
 
+    # -- the log's own copy of a body -----------------------------------------------------------
+
+    def _restore_body(self, fragment: Fragment, cycle_id: UUID | None) -> str | None:
+        """Restate a body whose events cannot be read: exactly from the log's other events or
+        from a copy whose text has the recorded content hash; else rebuilt from the surviving
+        embedding and the nearest exact fragments of its namespace; else nothing (it stays
+        lost, and is reported so)."""
+        if "log-body" not in fragment.faults or fragment.deleted:
+            return None
+        with self._lock:
+            row = self.ledger.row_by_uuid(str(fragment.id))
+        metadata = fragment.metadata
+        if metadata is None and row is not None:
+            metadata = json.loads(row["metadata"])
+        embedding = fragment.embedding or self._surviving_embedding(fragment, row)
+        if fragment.text is not None and content_hash(fragment.text) == fragment.content_hash \
+                and embedding is not None and metadata is not None:
+            method, text, fidelity, sources = EXACT_LOG, fragment.text, 1.0, []
+        elif (copy := self._verified_copy(fragment, row)) is not None:
+            text, metadata = copy.text, copy.metadata
+            if embedding is None and self.reconstructor is not None:
+                embedding = _as_bytes(self.reconstructor.embed_one(text))
+            if embedding is None:
+                return None
+            method, fidelity, sources = EXACT_COPY, 1.0, []
+        elif embedding is not None and self.reconstructor is not None \
+                and fragment.namespace is not None:
+            found = self._reconstruct(fragment, embedding)
+            if found is None:
+                return None
+            text, fidelity, sources = found
+            method = SEMANTIC_BLEND
+        else:
+            return None  # nothing left: no body and no embedding anywhere
+        if not fragment.restore_body(method=method, fidelity=fidelity, text=text,
+                                     metadata=metadata or {}, embedding=embedding,
+                                     sources=sources, cycle_id=cycle_id):
+            return None
+        return f"log-body/{method}"
+
+    def _surviving_embedding(self, fragment: Fragment, row: dict[str, Any] | None
+                             ) -> bytes | None:
+        """The fragment's vector in the index, if it is the one the ledger recorded."""
+        if row is None or not row["embedding_fingerprint"]:
+            return None
+        with self._lock:
+            vector = self.index.vector(faiss_id(fragment.id))
+        if vector is None:
+            return None
+        embedding = _as_bytes(vector)
+        return embedding if embedding_fingerprint(embedding) == row["embedding_fingerprint"] \
+            else None
+
+    def _verified_copy(self, fragment: Fragment, row: dict[str, Any] | None
+                       ) -> CachedFragment | None:
+        """The cache file's body, if its text has the recorded content hash (and its
+        metadata is the ledger's, where the ledger knows it)."""
+        cached, _ = self.cache.inspect(fragment.id)
+        if cached is None or fragment.content_hash is None \
+                or content_hash(cached.text) != fragment.content_hash:
+            return None
+        if row is not None and row["metadata"] and row["status"] != "forgotten" \
+                and canonical_json(cached.metadata) != row["metadata"]:
+            return None
+        return cached
+
+    def _reconstruct(self, fragment: Fragment, embedding: bytes
+                     ) -> tuple[str, float, list[str]] | None:
+        assert self.reconstructor is not None
+        target = np.frombuffer(embedding, dtype="<f4")
+        neighbours = self.neighbours(target, fragment.namespace, exclude=fragment.id)
+        if not neighbours:
+            return None
+        result = self.reconstructor.reconstruct(target, [t for _, t in neighbours],
+                                                self.reconstruct_budget_s)
+        if result is None:
+            return None
+        return result.text, round(result.fidelity, 6), [neighbours[i][0] for i in result.sources]
+
+    def neighbours(self, target: np.ndarray, namespace: str, exclude: UUID,
+                   k: int = NEIGHBOURS) -> list[tuple[str, str]]:
+        """(id, text) of the k nearest live fragments of the namespace whose bodies are exact,
+        never the fragment itself, nor deleted, forgotten, approximate or lost ones."""
+        with self._lock:
+            allowed = np.asarray(self.ledger.exact_faiss_ids(namespace), dtype=np.int64)
+            allowed = allowed[allowed != faiss_id(exclude)]
+            found = self.index.search(target, k, allowed)
+            rows = self.ledger.rows_by_faiss_ids([fid for fid, _ in found])
+        out: list[tuple[str, str]] = []
+        for fid, _ in found:
+            row = rows.get(fid)
+            if row is None:
+                continue
+            cached, _ = self.cache.inspect(row["uuid"])
+            if cached is not None and content_hash(cached.text) == row["content_hash"]:
+                out.append((row["id"], cached.text))
+                continue
+            neighbour = self.log.fragments_by_uuid([UUID(row["uuid"])]).get(UUID(row["uuid"]))
+            if neighbour is not None and neighbour.text is not None and not neighbour.approximate:
+                out.append((row["id"], neighbour.text))
+        return out
+
+    def refine(self, budget_s: float, target_fidelity: float,
+               cycle_id: UUID | None = None) -> dict[str, Any]:
+        """Spend at most `budget_s` improving approximate bodies below `target_fidelity`,
+        lowest fidelity first; a result is recorded only when it raises the fidelity."""
+        if self.reconstructor is None:
+            return {"refined": 0, "tried": 0}
+        deadline = time.perf_counter() + budget_s
+        with self._lock:
+            rows = self.ledger.approximate_rows(target_fidelity)
+        tried = refined = 0
+        gains: list[float] = []
+        for row in rows:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
+            uuid = UUID(row["uuid"])
+            fragment = self.log.fragments_by_uuid([uuid]).get(uuid)
+            if fragment is None or not fragment.approximate or fragment.deleted \
+                    or fragment.embedding is None or fragment.text is None:
+                continue
+            tried += 1
+            target = np.frombuffer(fragment.embedding, dtype="<f4")
+            neighbours = self.neighbours(target, fragment.namespace, exclude=uuid)
+            vocabulary = vocabulary_of([t for _, t in neighbours] + [fragment.text])
+            current = Reconstruction(fragment.text, fragment.fidelity, ())
+            better = self.reconstructor.refine(
+                target, current, vocabulary, min(left, self.reconstruct_budget_s))
+            fidelity = round(better.fidelity, 6)
+            if fidelity <= fragment.fidelity or not fragment.restore_body(
+                    method=SEMANTIC_BLEND, fidelity=fidelity, text=better.text,
+                    metadata=fragment.metadata or {}, embedding=fragment.embedding,
+                    sources=list(fragment.sources), cycle_id=cycle_id):
+                continue
+            try:
+                self.log.record(fragment)
+            except ConflictError:
+                continue  # changed meanwhile (revised, deleted, upgraded): leave it be
+            self.log.snapshot(fragment)
+            refined += 1
+            gains.append(fidelity - row["fidelity"])
+        return {"refined": refined, "tried": tried,
+                "mean_gain": round(sum(gains) / len(gains), 6) if gains else 0.0}
+
     @staticmethod
     def _plan_index_file(plan: _Plan, copy: VectorIndexCopy, cycle_id: UUID | None) -> str | None:
         if copy.fault is None or plan.index_file is not None:
@@ -139,3 +313,7 @@ class _Plan:
     vectors: dict[int, bytes] = field(default_factory=dict)
     index_removals: list[int] = field(default_factory=list)
     index_file: VectorIndexCopy | None = None
+
+
+def _as_bytes(vector: Any) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -27,8 +27,10 @@ GONE = ("deleted", "forgotten")  # statuses of fragments that must have no copie
 class Finding:
     uuid: str
     key: str
-    copy: str  # "cache" | "index"
+    copy: str  # "cache" | "index" | "log-body"
     fault: str  # "missing" | "unreadable" | "corrupt" | "stale" | "extra"
+    versions: tuple[int, ...] = ()  # log-body: the fragment's events that fail their checksum
+    recorded: dict[str, Any] | None = None  # log-body: what the ledger knows of the fragment
 
 
 @dataclass
@@ -39,6 +41,8 @@ class ScrubReport:
     checked: dict[str, int] = field(default_factory=dict)
     stray_files: list[tuple[str | None, str]] = field(default_factory=list)  # (uuid hex, path)
     stray_ids: list[int] = field(default_factory=list)
+    unattributed: list[int] = field(default_factory=list)  # positions of damaged events that
+    # belong to no fragment the ledger knows (a cycle's report, say): reported, not repaired
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -48,6 +52,8 @@ class ScrubReport:
             out[f"index-file/{self.index_file}"] = 1
         if self.strays_removed:
             out["stray"] = self.strays_removed
+        if self.unattributed:
+            out["log/corrupt"] = len(self.unattributed)
         return out
 
 
@@ -56,7 +62,9 @@ class Scrubber:
     which mirrors the log's current state (content hash, version and embedding digest)."""
 
     def __init__(self, cache: FragmentCache, index: VectorIndex, ledger: HealthLedger,
-                 lock: Any, head: Callable[[], int], refresh: Callable[[], Any] = lambda: None):
+                 lock: Any, head: Callable[[], int], refresh: Callable[[], Any] = lambda: None,
+                 unreadable: Callable[[], Iterable[Any]] = tuple):
+        self._unreadable = unreadable  # the log's events that fail their checksum
         self.cache = cache
         self.index = index
         self.ledger = ledger
@@ -75,7 +83,45 @@ class Scrubber:
         self._scrub_index(rows, report)
         self._refresh()
         self._confirm(report)
+        # The log's own damage first: a copy of a body that is lost is rewritten from its
+        # restatement, so the healer should meet the body's finding before the copies'.
+        report.findings[:0] = self._scrub_log(report)
         return report
+
+    def _scrub_log(self, report: ScrubReport) -> list[Finding]:
+        """Every stored event whose checksum fails, as one finding per fragment."""
+        versions: dict[str, list[int]] = {}
+        positions: dict[str, list[int]] = {}
+        for stored in self._unreadable():
+            if isinstance(stored.originator_id, UUID):
+                uuid = str(stored.originator_id)
+                versions.setdefault(uuid, []).append(stored.originator_version)
+                positions.setdefault(uuid, []).append(stored.id)
+            else:  # the id itself is damaged
+                report.unattributed.append(stored.id)
+        report.checked["log_damaged_events"] = sum(map(len, positions.values())) + len(
+            report.unattributed)
+        if not versions:
+            return []
+        with self._lock:
+            rows = {r["uuid"]: r for r in self.ledger.rows_for(versions)}
+            answered = self.ledger.answered_damage(versions)
+        findings = []
+        for uuid, all_damaged in versions.items():
+            # Damage a repair has answered stays in the log (it is append-only), not in
+            # the findings: the fragment's state no longer depends on it.
+            damaged = [v for v in all_damaged if (uuid, v) not in answered]
+            if not damaged:
+                continue
+            row = rows.get(uuid)
+            if row is None:
+                report.unattributed.extend(positions[uuid])
+            elif row["status"] not in GONE:
+                recorded = {"key": row["id"], "namespace": row["namespace"],
+                            "content_hash": row["content_hash"]}
+                findings.append(Finding(uuid, row["id"], "log-body", "corrupt",
+                                        tuple(damaged), recorded))
+        return findings
 
     def _confirm(self, report: ScrubReport) -> None:
         wanted = {f.uuid for f in report.findings}

@@ -121,6 +121,9 @@ class FragmentCache:
             if isinstance(event, (Fragment.FragmentWritten, Fragment.FragmentRevised)):
                 # text None: a sealed body whose key was destroyed (forgotten): no file
                 last[event.originator_id] = (position, event) if event.text is not None else None
+            elif isinstance(event, Fragment.FragmentReconstructed) and event.copy == "log-body":
+                if event.text is not None:  # a body restated after its events were damaged
+                    last[event.originator_id] = (position, event)
             elif isinstance(event, (Fragment.FragmentDeleted, Fragment.FragmentForgotten)):
                 last[event.originator_id] = None
         pending_written = {
@@ -132,7 +135,7 @@ class FragmentCache:
                 path.unlink(missing_ok=True)
                 continue
             _, event = entry
-            if isinstance(event, Fragment.FragmentWritten):
+            if isinstance(event, Fragment.FragmentWritten) or getattr(event, "key", None):
                 key, namespace = event.key, event.namespace
             else:
                 base = self.read(uuid) or _from_written(pending_written.get(uuid))

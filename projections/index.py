@@ -129,7 +129,8 @@ class VectorIndex:
                 continue
             if isinstance(event, Fragment.FragmentWritten) and event.embedding is not None:
                 added[faiss_id(event.originator_id)] = event.embedding
-            elif isinstance(event, Fragment.FragmentRevised) and event.embedding is not None:
+            elif isinstance(event, (Fragment.FragmentRevised, Fragment.FragmentReconstructed)) \
+                    and getattr(event, "embedding", None) is not None:
                 fid = faiss_id(event.originator_id)
                 removed.add(fid)
                 added[fid] = event.embedding

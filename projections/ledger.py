@@ -33,7 +33,7 @@ KIND_OF = {
     DreamCycle.DreamCycleStarted: "cycle-started",
     DreamCycle.DreamCycleCompleted: "cycle-completed",
 }
-SCHEMA = 2  # bump when a table changes: old ledgers are rebuilt from the log
+SCHEMA = 3  # bump when a table changes: old ledgers are rebuilt from the log
 LIVE = "status NOT IN ('deleted', 'forgotten')"  # SQL: a fragment that is neither
 INDEX_FILE = "index-file"  # the `copy` of findings about the whole index file
 
@@ -82,6 +82,10 @@ class HealthLedger:
              "cycle_id": str},
             pk="position", if_not_exists=True,
         )
+        # Events of a fragment whose bytes fail their checksum, as findings recorded them,
+        # and the position of the repair that answered each (NULL while open).
+        db["damage"].create({"uuid": str, "version": int, "answered_at": int},
+                            pk=("uuid", "version"), if_not_exists=True)
         db["cycles"].create(
             {"id": str, "trigger": str, "started_at": str, "completed_at": str,
              "health_before": float, "health_after": float, "found": str, "repaired": str,
@@ -195,6 +199,10 @@ class HealthLedger:
             detail = {"reason": event.reason}
         elif kind in ("lost", "index-lost"):
             copy = event.copy if kind == "lost" else INDEX_FILE
+            if copy == "log-body":
+                self._body_lost(conn, uuid, event, at)
+                conn.executemany("INSERT OR IGNORE INTO damage(uuid, version) VALUES (?, ?)",
+                                 [(uuid, v) for v in event.versions])
             conn.execute(
                 "INSERT OR REPLACE INTO faults(uuid, copy, fault, position, cycle_id)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -212,6 +220,10 @@ class HealthLedger:
                 detail = {"copy": copy, "method": method, "position": event.position,
                           "seconds": event.seconds}
             detail["cycle_id"] = _str(event.cycle_id)
+            if copy == "log-body":
+                self._body_restored(conn, uuid, event, at)
+                conn.executemany("INSERT OR REPLACE INTO damage(uuid, version, answered_at)"
+                                 " VALUES (?, ?, ?)", [(uuid, v, position) for v in event.answers])
             conn.execute("DELETE FROM faults WHERE uuid = ? AND copy = ?", [uuid, copy])
             conn.execute(
                 "INSERT OR REPLACE INTO repairs(position, uuid, copy, method, fidelity, cycle_id)"
@@ -239,6 +251,44 @@ class HealthLedger:
         )
 
     @staticmethod
+    def _body_lost(conn: sqlite3.Connection, uuid: str, event: Any, at: str) -> None:
+        """The log's own copy of the body is unreadable: the fragment counts as lost until a
+        repair restates it. A fragment whose first event was unreadable when this ledger was
+        built gets its row from what the finding recorded."""
+        recorded = event.recorded
+        if conn.execute("SELECT 1 FROM fragments WHERE uuid = ?", [uuid]).fetchone() is None:
+            if "key" not in recorded or "namespace" not in recorded:
+                return
+            conn.execute(
+                "INSERT INTO fragments(uuid, id, faiss_id, namespace, version, status,"
+                " content_hash, embedding_fingerprint, cache_digest, metadata, fidelity,"
+                " written_at, updated_at) VALUES (?, ?, ?, ?, ?, 'lost', ?, 0, '', '{}', 0.0,"
+                " ?, ?)",
+                [uuid, recorded["key"], faiss_id(uuid), recorded["namespace"],
+                 event.originator_version, recorded.get("content_hash", ""), at, at])
+        conn.execute("UPDATE fragments SET status = 'lost', fidelity = 0.0 WHERE uuid = ?"
+                      f" AND {LIVE}", [uuid])
+
+    @staticmethod
+    def _body_restored(conn: sqlite3.Connection, uuid: str, event: Any, at: str) -> None:
+        """A repair restated the body (exactly, or approximately with its fidelity)."""
+        found = conn.execute("SELECT id, namespace FROM fragments WHERE uuid = ?",
+                             [uuid]).fetchone()
+        if found is None or event.text is None:
+            return
+        key, namespace = found
+        exact = event.method.startswith("exact-")
+        conn.execute("DELETE FROM faults WHERE uuid = ? AND fault != 'extra'", [uuid])
+        conn.execute(
+            "UPDATE fragments SET version = ?, status = ?, fidelity = ?, content_hash = ?,"
+            " embedding_fingerprint = ?, cache_digest = ?, metadata = ? WHERE uuid = ?"
+            f" AND {LIVE}",
+            [event.originator_version, "healthy" if exact else "approximate",
+             event.fidelity, event.content_hash, embedding_fingerprint(event.embedding),
+             _cache_digest(uuid, key, namespace, event), canonical_json(event.metadata),
+             uuid])
+
+    @staticmethod
     def _touch(conn: sqlite3.Connection, uuid: str, event: Any, at: str, **columns: str) -> None:
         # `version` stays the content's version: findings and repairs do not change content.
         sets = ", ".join(f"{name} = ?" for name in columns)
@@ -249,13 +299,51 @@ class HealthLedger:
 
     def reset(self) -> None:
         with self._transaction() as conn:
-            for table in ("fragments", "history", "positions", "faults", "repairs", "cycles"):
+            for table in ("fragments", "history", "positions", "faults", "repairs", "cycles",
+                          "damage"):
                 conn.execute(f"DELETE FROM {table}")
 
     # -- plain queries: the read model -----------------------------------------------------------
 
     def row(self, key: str) -> dict[str, Any] | None:
         return next(self.db["fragments"].rows_where("id = ?", [key]), None)
+
+    def row_by_uuid(self, uuid: str) -> dict[str, Any] | None:
+        return next(self.db["fragments"].rows_where("uuid = ?", [uuid]), None)
+
+    def answered_damage(self, uuids: Iterable[str]) -> set[tuple[str, int]]:
+        """(uuid, version) of damaged events a repair has answered already."""
+        found: set[tuple[str, int]] = set()
+        for chunk in _chunks(sorted(set(uuids)), 500):
+            marks = ",".join("?" * len(chunk))
+            found.update(self.db.execute(
+                f"SELECT uuid, version FROM damage WHERE uuid IN ({marks})"
+                " AND answered_at IS NOT NULL", chunk).fetchall())
+        return found
+
+    def damaged_content(self, keys: Iterable[str]) -> dict[str, str]:
+        """For fragments whose body is lost or approximate: id -> recorded content hash."""
+        found: dict[str, str] = {}
+        for chunk in _chunks(sorted(set(keys)), 500):
+            marks = ",".join("?" * len(chunk))
+            found.update(self.db.execute(
+                f"SELECT id, content_hash FROM fragments WHERE id IN ({marks})"
+                " AND status IN ('lost', 'approximate')", chunk).fetchall())
+        return found
+
+    def exact_faiss_ids(self, namespace: str) -> list[int]:
+        """Ids of the live fragments of a namespace whose bodies are exact: the only ones a
+        reconstruction may draw on."""
+        return [r[0] for r in self.db.execute(
+            "SELECT faiss_id FROM fragments f WHERE namespace = ? AND status = 'healthy'"
+            " AND NOT EXISTS (SELECT 1 FROM faults x WHERE x.uuid = f.uuid"
+            " AND x.copy = 'log-body')", [namespace]).fetchall()]
+
+    def approximate_rows(self, below: float) -> list[dict[str, Any]]:
+        """Approximate fragments whose fidelity is below a target, lowest first."""
+        return list(self.db.query(
+            "SELECT uuid, id, fidelity FROM fragments WHERE status = 'approximate'"
+            " AND fidelity < ? ORDER BY fidelity, uuid", [below]))
 
     def live_keys_with_content(self, slots: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """For (namespace, content hash) pairs, the id of the oldest live fragment holding

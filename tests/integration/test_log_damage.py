@@ -1,0 +1,211 @@
+"""Damage to the log itself: real bytes of stored events flipped in the SQLite file.
+
+The store keeps answering, the scrubber records each damaged body once, and the healer
+restates it: exactly from a copy whose text has the recorded hash, else approximately from
+the surviving embedding and same-namespace neighbours, else not at all (it stays lost).
+"""
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+import carma
+from domain import Fragment, fragment_uuid
+
+TOPICS = [
+    "Rivers carry sediment from the mountains down to the sea.",
+    "The river delta is built from sediment carried by the water.",
+    "Mountains erode slowly as rain and rivers carry rock away.",
+    "Sediment settles where the river slows near the sea.",
+    "A glacier carves a valley as it moves down the mountain.",
+]
+
+
+def rows(home, where="1", params=()):
+    with sqlite3.connect(home / "events.sqlite") as conn:
+        return conn.execute(
+            "SELECT rowid, originator_id, originator_version, topic FROM stored_events"
+            f" WHERE {where} ORDER BY rowid", params).fetchall()
+
+
+def flip_event(home, key, version=1, offset=150):
+    """Flip one byte of a fragment's stored event, as bit rot would."""
+    uuid = fragment_uuid(key).hex
+    with sqlite3.connect(home / "events.sqlite") as conn:
+        (state,) = conn.execute(
+            "SELECT state FROM stored_events WHERE originator_id = ? AND originator_version = ?",
+            [uuid, version]).fetchone()
+        damaged = bytearray(state)
+        damaged[offset % len(damaged)] ^= 0x20
+        conn.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND "
+                     "originator_version = ?", [bytes(damaged), uuid, version])
+
+
+def kinds(mem, key):
+    return [(e.kind, e.detail.get("copy"), e.detail.get("method")) for e in mem.history(key)]
+
+
+@pytest.fixture
+def store(mem):
+    keys = mem.add_many([{"text": t, "id": f"k{i}"} for i, t in enumerate(TOPICS)]).ids
+    return mem, keys
+
+
+def test_a_damaged_event_never_stops_reads_queries_or_a_rebuild(store, home):
+    mem, keys = store
+    flip_event(home, "k0")
+    record = mem.get("k0")  # from the cache file, which the ledger vouches for
+    assert record.text == TOPICS[0] and record.status == "healthy"
+    assert [h.id for h in mem.search("sediment carried by rivers", k=5)]
+    fragment = mem.log.fragment("k0")  # the log's replay goes on past the damage
+    assert fragment.text is None and fragment.unreadable == [1]
+    events = list(mem.log_events())
+    assert sum(e["kind"] == "corrupt" for e in events) == 1
+    mem.rebuild()  # records and repairs the damage first, then replays past it
+    assert mem.get("k0").text == TOPICS[0]
+    assert mem.health()["score"] == 1.0 and mem.dream()["found"] == {}
+
+
+def test_damage_is_recorded_once_and_repaired_exactly_from_a_verified_copy(store, home):
+    mem, _ = store
+    flip_event(home, "k1")
+    report = mem.dream()
+    assert report["found"]["log-body/corrupt"] == 1
+    assert report["repaired"] == {"log-body/exact-copy": 1}
+    again = mem.dream()  # the damaged event is still there, but already answered
+    assert again["recorded"] == 0 and again["repaired"] == {}
+    assert kinds(mem, "k1")[-2:] == [("lost", "log-body", None),
+                                     ("reconstructed", "log-body", "exact-copy")]
+    lost = [e for e in mem.history("k1") if e.kind == "lost"][0]
+    assert lost.detail["fault"] == "corrupt"
+    # The log no longer depends on the damaged event: a snapshot holds the restated state.
+    with sqlite3.connect(home / "events.sqlite") as conn:
+        assert conn.execute("SELECT count(*) FROM stored_snapshots WHERE originator_id = ?",
+                            [fragment_uuid("k1").hex]).fetchone()[0] == 1
+    assert mem.log.fragment("k1").text == TOPICS[1]
+    mem.rebuild()
+    assert mem.get("k1").text == TOPICS[1] and mem.get("k1").status == "healthy"
+
+
+def test_a_copy_whose_hash_differs_is_not_used_and_the_body_is_reconstructed(store, home):
+    mem, _ = store
+    flip_event(home, "k2")
+    path = mem.cache.path_of(fragment_uuid("k2"))
+    path.write_text(path.read_text().replace("erode slowly", "erode quickly"))
+    report = mem.dream()
+    assert report["repaired"].get("log-body/semantic-blend") == 1
+    record = mem.get("k2")
+    assert record.status == "approximate" and 0 < record.fidelity < 1
+    # fidelity is the cosine of the reconstruction's embedding to the surviving one
+    vectors = mem.embedder.embed([record.text])[0]
+    surviving = np.frombuffer(mem.log.fragment("k2").embedding, dtype="<f4")
+    assert record.fidelity == pytest.approx(float(vectors @ surviving), abs=1e-4)
+    assert mem.health()["by_status"]["approximate"] == 1
+    assert mem.health()["score"] == pytest.approx((4 + record.fidelity) / 5, abs=1e-6)
+
+
+def test_reconstruction_draws_only_on_live_exact_fragments_of_the_same_namespace(mem, home):
+    mem.add_many([{"text": t, "id": f"k{i}"} for i, t in enumerate(TOPICS)])
+    # The nearest possible neighbours, but in another namespace, deleted or forgotten.
+    mem.add(TOPICS[3], id="other", namespace="elsewhere")
+    mem.add(TOPICS[3] + " Again.", id="gone")
+    mem.add(TOPICS[3] + " Once more.", id="forgotten")
+    mem.delete("gone")
+    mem.forget("forgotten", "test")
+    flip_event(home, "k3")
+    mem.cache.path_of(fragment_uuid("k3")).unlink()
+    mem.dream()
+    record = mem.get("k3")
+    assert record.status == "approximate"
+    reconstructed = [e for e in mem.history("k3") if e.kind == "reconstructed"][-1]
+    sources = set(reconstructed.detail["sources"])
+    assert sources and sources <= {"k0", "k1", "k2", "k4"}
+
+
+def test_deleted_and_forgotten_fragments_are_never_repaired(store, home):
+    mem, _ = store
+    mem.delete("k0")
+    mem.forget("k1", "a person asked")
+    flip_event(home, "k0")
+    flip_event(home, "k1")
+    report = mem.dream()
+    assert "log-body/corrupt" not in report["found"]
+    assert not any(k.startswith("log-body") for k in report["repaired"])
+    assert ("reconstructed", "log-body", None) not in [
+        (k, c, None) for k, c, _ in kinds(mem, "k0") + kinds(mem, "k1")]
+
+
+def test_nothing_left_stays_lost_reported_and_counts_zero(store, home):
+    mem, _ = store
+    flip_event(home, "k4")
+    mem.cache.path_of(fragment_uuid("k4")).unlink()
+    mem.index.remove([mem.ledger.row("k4")["faiss_id"]])  # the embedding is gone too
+    report = mem.dream()
+    assert report["found"]["log-body/corrupt"] == 1
+    assert not any(k.startswith("log-body") for k in report["repaired"])
+    record = mem.get("k4")
+    assert record.status == "lost" and record.text is None and record.fidelity == 0
+    health = mem.health()
+    assert health["by_status"]["lost"] == 1 and health["score"] == pytest.approx(4 / 5)
+    assert mem.dream()["recorded"] == 0  # reported once, not again and again
+
+
+def test_an_exact_copy_upgrades_an_approximate_body(store, home):
+    mem, _ = store
+    flip_event(home, "k2")
+    mem.cache.path_of(fragment_uuid("k2")).unlink()
+    mem.dream()
+    assert mem.get("k2").status == "approximate"
+    result = mem.add_many([TOPICS[2]])  # the original text, offered again without an id
+    assert result.ids == ["k2"] and result.restored == 1 and result.added == 0
+    record = mem.get("k2")
+    assert record.status == "healthy" and record.text == TOPICS[2] and record.fidelity == 1.0
+    assert kinds(mem, "k2")[-1] == ("reconstructed", "log-body", "exact-copy")
+    assert mem.health()["score"] == 1.0
+    assert mem.add(TOPICS[2]) == "k2"  # and now it is simply there: nothing recorded
+
+
+def test_fidelity_never_goes_down_from_cycle_to_cycle(store, home):
+    mem, _ = store
+    flip_event(home, "k1")
+    mem.cache.path_of(fragment_uuid("k1")).unlink()
+    mem.dream()
+    fidelities = [mem.get("k1").fidelity]
+    for _ in range(3):
+        mem.dream()
+        fidelities.append(mem.get("k1").fidelity)
+    assert fidelities == sorted(fidelities)
+    reconstructions = [e.detail["fidelity"] for e in mem.history("k1")
+                       if e.kind == "reconstructed"]
+    assert reconstructions == sorted(reconstructions) and len(set(reconstructions)) == len(
+        reconstructions)
+
+
+def test_damage_to_a_cycle_report_is_reported_and_harms_nothing(store, home):
+    mem, _ = store
+    mem.dream()
+    (rowid, *_), = rows(home, "topic LIKE '%DreamCycleCompleted'")
+    with sqlite3.connect(home / "events.sqlite") as conn:
+        (state,) = conn.execute("SELECT state FROM stored_events WHERE rowid = ?",
+                                [rowid]).fetchone()
+        conn.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
+                     [state[:40] + b"\0" + state[41:], rowid])
+    report = mem.dream()
+    assert report["found"].get("log/corrupt") == 1
+    assert mem.health()["score"] == 1.0
+    mem.rebuild()
+    assert [mem.get(f"k{i}").text for i in range(5)] == TOPICS
+
+
+def test_a_store_opened_behind_damage_catches_up_past_it(store, home, embedder):
+    mem, _ = store
+    flip_event(home, "k0")
+    mem.dream()  # repaired: a snapshot and a restatement
+    mem.close()
+    (home / "ledger.sqlite").unlink()  # the ledger is replayed from zero on open
+    with carma.open(home, embedder=embedder) as reopened:
+        assert reopened.get("k0").text == TOPICS[0]
+        assert reopened.health()["score"] == 1.0
+        assert reopened.log.fragment("k0").answered == [1]
+        assert isinstance(reopened.log.fragment("k0"), Fragment)
