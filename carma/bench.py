@@ -602,3 +602,7 @@ BENCHMARKS["heal"] = bench_heal
 from carma.bench_audit import bench_audit  # noqa: E402
 
 BENCHMARKS["audit"] = bench_audit
+
+from carma.bench_reconstruct import bench_reconstruct  # noqa: E402
+
+BENCHMARKS["reconstruct"] = bench_reconstruct

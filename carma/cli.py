@@ -601,7 +601,8 @@ def demo_cmd(ctx: Context, count: int):
 
 
 @cli.command("bench")
-@click.argument("name", type=click.Choice(["ingest", "query", "overhead", "heal", "audit"]))
+@click.argument("name", type=click.Choice(["ingest", "query", "overhead", "heal", "audit",
+                                                 "reconstruct"]))
 @click.option("-n", "n", type=click.IntRange(1, 10_000_000), default=None,
               help="Size (default: the benchmark's own).")
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,

@@ -62,6 +62,7 @@ class Healer:
         self.batch_size = batch_size  # repairs per lock hold
         self._after_batch = after_batch  # e.g. catch the projections up, outside the lock
         self.reconstruct_budget_s = reconstruct_budget_s  # per fragment, first attempt
+        self.refine_step_s = reconstruct_budget_s  # per fragment and refinement
 
     def heal(self, cycle_id: UUID | None = None) -> Counter[str]:
         """Answer every finding not answered yet; returns repairs per 'copy/method'.
@@ -279,7 +280,7 @@ class Healer:
             vocabulary = vocabulary_of([t for _, t in neighbours] + [fragment.text])
             current = Reconstruction(fragment.text, fragment.fidelity, ())
             better = self.reconstructor.refine(
-                target, current, vocabulary, min(left, self.reconstruct_budget_s))
+                target, current, vocabulary, min(left, self.refine_step_s))
             fidelity = round(better.fidelity, 6)
             if fidelity <= fragment.fidelity or not fragment.restore_body(
                     method=SEMANTIC_BLEND, fidelity=fidelity, text=better.text,
