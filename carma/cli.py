@@ -127,7 +127,23 @@ def _json_object(value: str | None, what: str) -> Any:
 def _fragment_text(f: Any) -> str:
     meta = json.dumps(f.metadata, ensure_ascii=False) if f.metadata else "{}"
     return (f"id:        {f.id}\nnamespace: {f.namespace}\nversion:   {f.version}\n"
-            f"status:    {f.status}\nmetadata:  {meta}\n\n{f.text}")
+            f"status:    {_status(f)}\nmetadata:  {meta}\n\n{_body(f)}")
+
+
+def _status(f: Any) -> str:
+    if f.status == "approximate":
+        recall = "" if f.expected_recall is None else \
+            f" · ~{f.expected_recall:.0%} of words expected"
+        return f"≈ approximate · fidelity {f.fidelity:.2f}{recall} (a reconstruction, not the original)"
+    if f.status == "lost":
+        return "lost · nothing is left to rebuild its text from"
+    return f.status
+
+
+def _body(f: Any) -> str:
+    if f.text is None:
+        return "(text lost)"
+    return f"≈ {f.text}" if f.status == "approximate" else f.text
 
 
 @command(cli, "add")
@@ -191,7 +207,7 @@ def import_cmd(ctx: Context, source: Any, skip_invalid: bool, events: bool, batc
         if not line.strip():
             continue
         try:
-            drafts.append(Draft.from_mapping(_json_object(line, f"line {number}")))
+            drafts.append(Draft.from_mapping(_import_line(_json_object(line, f"line {number}"))))
         except InvalidInput as exc:
             problems.append(f"line {number}: {exc}")
     if problems and not skip_invalid:
@@ -200,7 +216,8 @@ def import_cmd(ctx: Context, source: Any, skip_invalid: bool, events: bool, batc
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
         raise InvalidInput(f"{len(problems)} invalid line(s){more}; nothing was imported "
                            "(--skip-invalid imports the rest)")
-    counts = {"added": 0, "unchanged": 0, "revised": 0, "rejected": len(problems)}
+    counts = {"added": 0, "unchanged": 0, "revised": 0, "restored": 0,
+              "rejected": len(problems)}
     with ctx.memory(create=True) as mem, progress_bar("importing", len(drafts)) as bar:
         if not skip_invalid:
             # All or nothing: one transaction, so a refusal by the log changes nothing.
@@ -221,11 +238,26 @@ def import_cmd(ctx: Context, source: Any, skip_invalid: bool, events: bool, batc
                             counts["rejected"] += 1
                 bar(len(chunk))
         for r in results:
-            for k in ("added", "unchanged", "revised"):
+            for k in ("added", "unchanged", "revised", "restored"):
                 counts[k] += getattr(r, k)
     ctx.emit(counts, lambda: ", ".join(f"{k} {v}" for k, v in counts.items()))
     if counts["rejected"]:
         sys.exit(1)
+
+
+EXPORT_ONLY = ("version", "status", "fidelity", "expected_recall", "content_hash")
+
+
+def _import_line(line: Any) -> Any:
+    """An import line, or a line of `carma export` (its added fields are dropped). An
+    exported reconstruction is not an original text: importing it as one would launder an
+    approximation into an exact fragment, so it is refused."""
+    if not isinstance(line, dict) or "status" not in line:
+        return line
+    if line["status"] != "healthy":
+        raise InvalidInput(f"the fragment was exported {line['status']!r}: only exact texts "
+                           "can be imported")
+    return {k: v for k, v in line.items() if k not in EXPORT_ONLY}
 
 
 @command(cli, "export")
@@ -255,7 +287,8 @@ def export_cmd(ctx: Context, namespace: str | None, events: bool, without_keys: 
             for record in mem.export(namespace):
                 line = {"id": record.id, "text": record.text, "metadata": record.metadata,
                         "namespace": record.namespace, "version": record.version,
-                        "status": record.status, "fidelity": record.fidelity}
+                        "status": record.status, "fidelity": record.fidelity,
+                        "expected_recall": record.expected_recall}
                 output.write(json.dumps(line, ensure_ascii=False) + "\n")
                 n += 1
                 bar(1)
@@ -290,7 +323,7 @@ def _hits_table(hits: list[Any]) -> str:
     width = max(20, min(100, _terminal_width() - 40))
     lines = [f"{'score':>6}  {'id':<12}  {'namespace':<10}  text"]
     for h in hits:
-        text = shorten(h.text, width)
+        text = shorten(_body(h), width)
         lines.append(f"{h.score:6.3f}  {h.id[:12]:<12}  {h.namespace[:10]:<10}  {text}")
     return "\n".join(lines)
 

@@ -466,21 +466,34 @@ class MemoryLog(Application[UUID]):
         """Every stored event as it is on disk (for `export --events`), in log order."""
         return self._notifications()
 
-    def append_stored(self, events: Sequence[StoredEvent]) -> tuple[int, int]:
+    def _stored_at(self, originator_id: UUID, version: int) -> list[StoredEvent]:
+        """The stored event at a version, as stored (its checksum unchecked)."""
+        with self.recorder.datastore.transaction(commit=False) as c:
+            c.execute("SELECT topic, state FROM stored_events WHERE originator_id = ? AND"
+                      " originator_version = ?", [originator_id.hex, version])
+            return [StoredEvent(originator_id, version, topic, state)
+                    for topic, state in c.fetchall()]
+
+    def append_stored(self, events: Sequence[StoredEvent],
+                      copies: list[StoredEvent] | None = None) -> tuple[int, int]:
         """Append events exported from a CARMA log (for `import --events`), byte for byte, in
         one transaction, chained under this log's key. An event already here with the same
         bytes is skipped (importing twice changes nothing); one whose checksum fails, or that
         differs from the event already at its place, or that skips a version, refuses the
-        whole batch. Returns (appended, unchanged)."""
+        whole batch. An event that is damaged here, and intact in the import, is added to
+        `copies` (the log stays append-only: a repair restates its body). Returns
+        (appended, unchanged)."""
+        copies = [] if copies is None else copies
         fresh: list[StoredEvent] = []
         latest: dict[Any, int] = {}
         for event in events:
             verified_payload(event)  # CorruptEvent: nothing is appended
-            here = self.recorder.select_events(event.originator_id,
-                                               gt=event.originator_version - 1,
-                                               lte=event.originator_version)
+            here = self._stored_at(event.originator_id, event.originator_version)
             if here:
-                if here[0].state != event.state or here[0].topic != event.topic:
+                if here[0].topic == event.topic and not checksum_holds(here[0]):
+                    # An intact copy of an event damaged here: the caller restores from it.
+                    copies.append(event)
+                elif here[0].state != event.state or here[0].topic != event.topic:
                     raise ConflictError(
                         f"event {event.originator_id} v{event.originator_version} differs from "
                         "the one already in this log; nothing was imported")

@@ -242,13 +242,14 @@ class Memory:
             setattr(result, change.outcome, getattr(result, change.outcome) + 1)
         return result
 
-    def _restore_exact(self, copies: dict[str, Draft]) -> int:
+    def _restore_exact(self, copies: dict[str, Draft],
+                       embeddings: dict[str, bytes] | None = None) -> int:
         """Restate the bodies of lost or approximate fragments from exact copies of their
         text (a re-add, an import), under the writers' lock; returns how many."""
         restored = 0
         for key, draft in copies.items():
             fragment = self.log.fragment(key)
-            embedding = fragment.embedding
+            embedding = (embeddings or {}).get(key) or fragment.embedding
             if embedding is None:  # the body's embedding is lost too: the model remakes it
                 embedding = self._embed([draft.text], None)[draft.text]
             if fragment.restore_body(
@@ -518,12 +519,40 @@ class Memory:
             except (KeyError, TypeError, ValueError, OverflowError, binascii.Error):
                 raise InvalidInput(f"event line {number} is not an exported CARMA event") \
                     from None
+        copies: list[StoredEvent] = []
         with self._lock:
             for uuid, fragment_key in adopted.items():  # before the events are first read
                 self.log.mapper.keys.adopt(uuid, fragment_key)
-            appended, unchanged = self.log.append_stored(events)
+            appended, unchanged = self.log.append_stored(events, copies)
             self.catch_up()
-        return {"appended": appended, "unchanged": unchanged}
+        restored = self._restore_from_events(copies) if copies else 0
+        return {"appended": appended, "unchanged": unchanged - len(copies),
+                "restored": restored}
+
+    def _restore_from_events(self, copies: list[StoredEvent]) -> int:
+        """Intact copies (from a backup) of events damaged in this log: record the damage,
+        then restate each body whose current content such a copy holds, exactly."""
+        self.dreamer.scrub()
+        exact: dict[str, Draft] = {}
+        embeddings: dict[str, bytes] = {}
+        with self._write_lock:
+            for stored in copies:
+                event = self.log.mapper.to_domain_event(stored)
+                if not isinstance(event, (Fragment.FragmentWritten, Fragment.FragmentRevised,
+                                          Fragment.FragmentReconstructed)) \
+                        or getattr(event, "text", None) is None:
+                    continue
+                fragment = self.log.fragments_by_uuid([stored.originator_id]).get(
+                    stored.originator_id)
+                if fragment is None or fragment.key is None or fragment.deleted \
+                        or content_hash(event.text) != fragment.content_hash:
+                    continue  # not the fragment's current body: an older version
+                exact[fragment.key] = Draft.of(event.text, event.metadata,
+                                               fragment.namespace, fragment.key)
+                embeddings[fragment.key] = event.embedding
+            restored = self._restore_exact(exact, embeddings)
+        self.catch_up()
+        return restored
 
     def position_at(self, moment: datetime) -> int:
         """The last log position recorded at or before `moment` (naive times are UTC)."""

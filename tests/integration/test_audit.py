@@ -199,9 +199,9 @@ def test_the_event_log_round_trips_through_export_and_import(tmp_path):
     backup.write_text(exported.stdout)
     first = run(b, "import", "--events", str(backup), "--json")
     assert first.exit_code == 0, first.output
-    assert json.loads(first.stdout) == {"appended": 7, "unchanged": 0}
+    assert json.loads(first.stdout) == {"appended": 7, "unchanged": 0, "restored": 0}
     again = run(b, "import", "--events", str(backup), "--json")
-    assert json.loads(again.stdout) == {"appended": 0, "unchanged": 7}  # idempotent
+    assert json.loads(again.stdout) == {"appended": 0, "unchanged": 7, "restored": 0}
     assert run(b, "export", "--events").stdout == exported.stdout  # identical round trip
     assert run(b, "export").stdout == run(a, "export").stdout
     assert run(b, "verify").exit_code == 0  # chained anew under b's own key

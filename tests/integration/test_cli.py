@@ -91,7 +91,7 @@ def test_import_export_round_trip_is_identical_and_import_is_idempotent(run, hom
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert ok_json(run("import", str(source), "--json")) == {
-        "added": 3, "unchanged": 0, "revised": 0, "rejected": 0}
+        "added": 3, "unchanged": 0, "revised": 0, "restored": 0, "rejected": 0}
     length = log_length(home)
     assert ok_json(run("import", str(source), "--json"))["unchanged"] == 3
     assert log_length(home) == length
@@ -126,7 +126,7 @@ def test_an_import_with_a_bad_line_changes_nothing_unless_told_to_skip(run, home
     skipped = run("import", str(source), "--skip-invalid", "--json")
     assert skipped.exit_code == 1
     assert json.loads(skipped.stdout) == {"added": 1, "unchanged": 0, "revised": 0,
-                                          "rejected": 3}
+                                          "restored": 0, "rejected": 3}
 
 
 def test_rebuild_and_stats(run):

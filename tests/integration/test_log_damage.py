@@ -5,6 +5,7 @@ restates it: exactly from a copy whose text has the recorded hash, else approxim
 the surviving embedding and same-namespace neighbours, else not at all (it stays lost).
 """
 
+import json
 import sqlite3
 
 import numpy as np
@@ -209,3 +210,62 @@ def test_a_store_opened_behind_damage_catches_up_past_it(store, home, embedder):
         assert reopened.health()["score"] == 1.0
         assert reopened.log.fragment("k0").answered == [1]
         assert isinstance(reopened.log.fragment("k0"), Fragment)
+
+
+def test_the_cli_marks_a_reconstruction_and_an_original_text_restores_it(home, tmp_path):
+    from click.testing import CliRunner
+
+    from carma.cli import cli
+
+    def run(*args):
+        return CliRunner().invoke(cli, [*args, "--home", str(home), "--embedder", "hashing"],
+                                  catch_exceptions=False)
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t, "id": f"k{i}"}) + "\n"
+                              for i, t in enumerate(TOPICS)))
+    assert run("import", str(source)).exit_code == 0
+    flip_event(home, "k3")
+    (path,) = home.glob(f"cache/*/{fragment_uuid('k3').hex}.json")
+    path.unlink()
+    assert json.loads(run("dream", "--json").stdout)["repaired"]["log-body/semantic-blend"] == 1
+    shown = run("get", "k3").stdout
+    assert "≈ approximate · fidelity" in shown and "not the original" in shown
+    record = json.loads(run("get", "k3", "--json").stdout)
+    assert record["status"] == "approximate" and 0 < record["fidelity"] < 1
+    # An export carries the label; importing it elsewhere refuses the reconstruction.
+    exported = tmp_path / "export.jsonl"
+    exported.write_text(run("export").stdout)
+    other = tmp_path / "other"
+    refused = CliRunner().invoke(cli, ["import", str(exported), "--skip-invalid", "--json",
+                                       "--home", str(other), "--embedder", "hashing"])
+    assert refused.exit_code == 1
+    assert json.loads(refused.stdout)["added"] == 4 and json.loads(refused.stdout)["rejected"] == 1
+    # Importing the original file again restores the text exactly.
+    counts = json.loads(run("import", str(source), "--json").stdout)
+    assert counts["restored"] == 1 and counts["added"] == 0
+    assert json.loads(run("get", "k3", "--json").stdout)["text"] == TOPICS[3]
+
+
+def test_an_event_backup_is_the_exact_source_that_upgrades_a_reconstruction(store, home):
+    mem, _ = store
+    backup = list(mem.export_events())  # taken while the log was whole
+    flip_event(home, "k2")
+    mem.cache.path_of(fragment_uuid("k2")).unlink()
+    mem.dream()
+    assert mem.get("k2").status == "approximate"
+    counts = mem.import_events(backup)
+    assert counts == {"appended": 0, "unchanged": len(backup) - 1, "restored": 1}
+    record = mem.get("k2")
+    assert record.status == "healthy" and record.text == TOPICS[2]
+    assert kinds(mem, "k2")[-1] == ("reconstructed", "log-body", "exact-copy")
+    assert mem.import_events(backup)["restored"] == 0  # twice changes nothing more
+
+
+def test_an_event_backup_restores_damage_not_yet_found(store, home):
+    mem, _ = store
+    backup = list(mem.export_events())
+    flip_event(home, "k4")
+    assert mem.import_events(backup)["restored"] == 1
+    assert mem.log.fragment("k4").text == TOPICS[4]
+    assert mem.dream()["found"] == {}
