@@ -126,7 +126,7 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
             return ledger.health()
 
     scrubber = Scrubber(cache, index, ledger, lock, log.position, refresh=catch_up,
-                        unreadable=log.unreadable)
+                        unreadable=log.unreadable, answered=log.answered_damage)
     healer = Healer(log, cache, index, ledger, lock, Reconstructor(embedder.embed),
                     after_batch=catch_up)
     dreamer = Dreamer(log, scrubber, healer, catch_up, health,

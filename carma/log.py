@@ -64,7 +64,7 @@ class BytesAsBase64(Transcoding):
 
 
 SEALED_EVENTS = (Fragment.FragmentWritten, Fragment.FragmentRevised,
-                 Fragment.FragmentReconstructed, Snapshot)
+                 Fragment.FragmentReconstructed, Fragment.EmbeddingKept, Snapshot)
 FRAGMENT_TOPIC = "domain.fragment:Fragment"  # stored topics of a fragment's events start so
 CHAIN_KEY_SETTING = "CARMA_CHAIN_KEY"  # hex, handed over by bootstrap, never logged
 _MAGIC = b"C1"
@@ -92,7 +92,7 @@ class ChecksummedMapper(Mapper[UUID]):
         if self.keys is not None and isinstance(domain_event, SEALED_EVENTS):
             if isinstance(domain_event, Snapshot):
                 domain_event = self._sealed_snapshot(domain_event)
-            elif getattr(domain_event, "text", None) is not None:
+            elif getattr(domain_event, "embedding", None) is not None:
                 domain_event = self._sealed(domain_event)
         stored = super().to_stored_event(domain_event)
         digest = _digest(stored.originator_id, stored.originator_version, stored.topic, stored.state)
@@ -108,7 +108,7 @@ class ChecksummedMapper(Mapper[UUID]):
 
     def _sealed_snapshot(self, snapshot: Any) -> Any:
         """A fragment's snapshot holds its body: seal it like the events that set it."""
-        if snapshot.state.get("text") is None:
+        if snapshot.state.get("text") is None and snapshot.state.get("embedding") is None:
             return snapshot
         carrier = type("Body", (), {})()
         vars(carrier).update(originator_id=snapshot.originator_id,
@@ -129,7 +129,7 @@ class ChecksummedMapper(Mapper[UUID]):
     def _sealed(self, event: Any) -> Any:
         assert self.keys is not None
         key = AESGCM(self.keys.key_for(str(event.originator_id), create=True))
-        body = json.dumps({"text": event.text, "metadata": event.metadata}).encode("utf-8")
+        body = json.dumps({k: vars(event)[k] for k in _body_fields(event)}).encode("utf-8")
         state = {k: v for k, v in vars(event).items() if k not in SEALED_FIELDS}
         # The embedding is sealed apart, as raw float32 bytes: base64 once, not twice.
         state["sealed"] = _seal(key, body)
@@ -143,12 +143,15 @@ class ChecksummedMapper(Mapper[UUID]):
         sealed, sealed_embedding = state.pop("sealed"), state.pop("sealed_embedding")
         raw_key = self.keys.key_for(str(event.originator_id)) if self.keys is not None else None
         if raw_key is None:  # forgotten: the key is gone, and with it every copy of the body
-            state.update(text=None, metadata=None, embedding=None)
+            state.update(dict.fromkeys(_body_fields(event)), embedding=None)
             return
         key = AESGCM(raw_key)
-        body = json.loads(_unseal(key, sealed))
-        state.update(text=body["text"], metadata=body["metadata"],
-                     embedding=_unseal(key, sealed_embedding))
+        state.update(json.loads(_unseal(key, sealed)), embedding=_unseal(key, sealed_embedding))
+
+
+def _body_fields(event: Any) -> tuple[str, ...]:
+    """The sealed fields besides the embedding (a kept embedding has no text)."""
+    return () if isinstance(event, Fragment.EmbeddingKept) else ("text", "metadata")
 
 
 def _seal(key: AESGCM, plaintext: bytes) -> bytes:
@@ -337,11 +340,19 @@ class MemoryLog(Application[UUID]):
             aggregate = domain_event.mutate(aggregate)
         return aggregate
 
+    def answered_damage(self, uuids: list[UUID]) -> set[tuple[str, int]]:
+        """(uuid, version) of unreadable events that a later event of the same fragment
+        stands in for (a restated body, a new revision): not a loss any more."""
+        return {(str(uuid), version)
+                for uuid, fragment in self._aggregates(uuids).items()
+                if isinstance(fragment, Fragment) for version in fragment.answered}
+
     def snapshot(self, *fragments: Fragment) -> None:
         """Snapshot repaired fragments, so that their state no longer depends on the events
         that cannot be read (replay starts from the latest readable snapshot)."""
         assert self.snapshots is not None
-        self.snapshots.put([Snapshot.take(f) for f in fragments])
+        if fragments:
+            self.snapshots.put([Snapshot.take(f) for f in fragments])
 
     def index_copy(self) -> VectorIndexCopy:
         try:
@@ -356,6 +367,7 @@ class MemoryLog(Application[UUID]):
         current = self.fragments(dict.fromkeys(w.key for w in writes if not w.fresh))
         changed: dict[str, Fragment] = {}
         outcomes: list[Change] = []
+        damaged: set[str] = set()  # revised after their log copy was found unreadable
         for w in writes:
             fragment = changed.get(w.key) or current.get(w.key)
             d = w.draft
@@ -369,6 +381,8 @@ class MemoryLog(Application[UUID]):
                 outcome = "added"
             else:
                 fragment.ensure_writable(d.namespace)
+                if fragment.unreadable:
+                    damaged.add(w.key)
                 embedding = w.embedding
                 if embedding is None:
                     if fragment.text != d.text:
@@ -389,6 +403,8 @@ class MemoryLog(Application[UUID]):
             first = [] if self.check_profile(model["name"], model["dimension"]) else [
                 StoreProfile(model=model["name"], dimension=model["dimension"])]
             self._save(*first, *changed.values())
+            # A new body no longer depends on the unreadable events: snapshot it.
+            self.snapshot(*(changed[k] for k in damaged if k in changed))
         return outcomes
 
     def forget(self, key: str, reason: str) -> bool:

@@ -46,13 +46,15 @@ from domain import (
     validate_text,
 )
 from healing import Dreamer, DreamScheduler
-from healing.scrubber import cache_fault
+from healing.scrubber import cache_fault, is_exact_copy, recorded_identity
 from projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
+from projections.ledger import canonical_json
 
 K_MAX = 1_000
 EVENT_KINDS = {cls.__name__: cls for cls in (
     Fragment.FragmentWritten, Fragment.FragmentRevised, Fragment.FragmentDeleted,
-    Fragment.FragmentLost, Fragment.FragmentReconstructed, StoreProfile.StoreCreated,
+    Fragment.FragmentLost, Fragment.FragmentReconstructed, Fragment.EmbeddingKept,
+    Fragment.FragmentForgotten, StoreProfile.StoreCreated,
     VectorIndexCopy.IndexCopyTracked, VectorIndexCopy.IndexLost, VectorIndexCopy.IndexRebuilt,
     DreamCycle.DreamCycleStarted, DreamCycle.DreamCycleCompleted)}
 # Only these topics may enter the log by import: decoding a topic imports its module.
@@ -146,7 +148,7 @@ class Memory:
         if text is None and metadata is None:
             raise InvalidInput("revise needs a new text, new metadata, or both")
         with self._write_lock:
-            fragment = self.log.fragment(key)
+            fragment = self._identified(self.log.fragment(key))
             if fragment.deleted:
                 raise FragmentGone(key)
             if text is None and (fragment.text is None or fragment.approximate):
@@ -209,7 +211,9 @@ class Memory:
             # it restores the body exactly.
             matched, seen, exact = set(), set(), {}
             for i, (draft, key) in enumerate(zip(drafts, keys)):
-                if damaged.get(key) == draft.content_hash:
+                digest, recorded_metadata = damaged.get(key, (None, None))
+                if digest == draft.content_hash and (
+                        draft.id is None or canonical_json(draft.metadata) == recorded_metadata):
                     exact.setdefault(key, draft)
                     matched.add(i)
                 elif draft.id is None and (key in known or key in seen):
@@ -219,6 +223,8 @@ class Memory:
             todo = [(d, k) for i, (d, k) in enumerate(zip(drafts, keys)) if i not in matched]
             existing = self.log.fragments(k for k in dict.fromkeys(k for _, k in todo)
                                           if k in known)
+            existing.update({k: self._identified(f) for k, f in existing.items()
+                             if f is not None and f.namespace is None})
             # Check every item against the log before the model runs: a batch is all or nothing.
             new_texts: dict[str, None] = {}  # ordered set: each new text is embedded once
             for draft, key in todo:
@@ -241,6 +247,19 @@ class Memory:
         for change in changes:
             setattr(result, change.outcome, getattr(result, change.outcome) + 1)
         return result
+
+    def _identified(self, fragment: Fragment) -> Fragment:
+        """A fragment whose first event is unreadable, and not yet found so by a scrub,
+        knows neither its id nor its namespace: record the damage now, with what the ledger
+        knows of it, so that a write to it keeps its namespace (see Fragment.mark_unreadable)."""
+        if fragment.namespace is not None or fragment.deleted:
+            return fragment
+        with self._lock:
+            row = self.ledger.row_by_uuid(str(fragment.id))
+        if row is not None and fragment.mark_unreadable(fragment.unreadable,
+                                                        recorded_identity(row), None):
+            self.log.record(fragment)
+        return fragment
 
     def _restore_exact(self, copies: dict[str, Draft],
                        embeddings: dict[str, bytes] | None = None) -> int:
@@ -341,15 +360,15 @@ class Memory:
         cached, fault = self.cache.inspect(row["uuid"])
         if cached is not None:
             fault = cache_fault(cached, row)
-            if fault and row["status"] == "lost" and cached.key == row["id"] \
-                    and content_hash(cached.text) == row["content_hash"]:
-                fault = None  # the log lost the body; this copy is exact (healing uses it)
-        if fault is None:
+        fragment = None if fault is None else self.log.fragment(row["id"])
+        if fragment is not None and fragment.text is None and cached is not None \
+                and is_exact_copy(cached, row):
+            fragment = None  # the log lost the body; this copy is exact (healing uses it)
+        if fragment is None:
             return FragmentRecord(
                 id=row["id"], namespace=row["namespace"], text=cached.text,
                 metadata=cached.metadata, version=row["version"], status="healthy",
                 fidelity=1.0, content_hash=row["content_hash"])
-        fragment = self.log.fragment(row["id"])
         if fragment.text is not None:
             self._queue_repair(fragment, fault)
         return _record_of(row["id"], row["namespace"], row["version"], row["content_hash"],

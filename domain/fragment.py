@@ -94,6 +94,10 @@ class Fragment(Aggregate):
         self.content_hash = content_hash
         self.embedding = embedding
         self.approximate, self.fidelity, self.sources = False, 1.0, []  # a new body, whole
+        # ...which answers any damage to the log's copy of the old one.
+        self.faults.pop("log-body", None)
+        self.answered = sorted(set(self.answered) | set(self.unreadable))
+        self.unreadable = []
         # An event's body runs before the aggregate's version advances to the event's.
         self.content_version = self.version + 1
 
@@ -146,7 +150,7 @@ class Fragment(Aggregate):
                         cycle_id: UUID | None) -> bool:
         """Record that events of this fragment fail their checksum (the log's own copy of
         its body is damaged). `recorded` is what an independent record (the health ledger)
-        still knows of the fragment: key, namespace, content_hash, embedding_fingerprint —
+        still knows of the fragment: key, namespace, content_hash, when it was written —
         never its text or metadata, which would outlive a forgetting in the log. Damage
         already recorded, or answered by a repair, is not recorded again: False."""
         if self.deleted:
@@ -167,6 +171,19 @@ class Fragment(Aggregate):
             if getattr(self, name, None) is None:
                 setattr(self, name, value)
         self.unreadable = sorted(set(self.unreadable) | set(versions))
+
+    def keep_embedding(self, embedding: bytes, cycle_id: UUID | None) -> bool:
+        """Keep in the log the embedding of a body that cannot be rebuilt yet, found in
+        another copy (the vector index): no later rebuild of the projections loses it, and a
+        later cycle can rebuild the text from it once the namespace has neighbours."""
+        if self.deleted or self.embedding is not None or "log-body" not in self.faults:
+            return False
+        self._embedding_kept(embedding=embedding, cycle_id=cycle_id)
+        return True
+
+    @event("EmbeddingKept")
+    def _embedding_kept(self, embedding: bytes, cycle_id: UUID | None) -> None:
+        self.embedding = embedding
 
     @property
     def body_known(self) -> bool:
@@ -192,6 +209,7 @@ class Fragment(Aggregate):
         kind = topic.rpartition(".")[2]
         if kind in ("FragmentWritten", "FragmentRevised"):
             fragment.text = fragment.metadata = fragment.embedding = None
+            fragment.content_hash = None  # which text it was is for a record elsewhere to say
             fragment.content_version = version
             fragment.approximate, fragment.fidelity = False, 1.0
         # (An unreadable reconstruction leaves the body as the events before it set it.)
@@ -240,7 +258,10 @@ class Fragment(Aggregate):
         self._reconstructed(copy="log-body", method=method, fidelity=fidelity,
                             content_hash=self.content_hash, sources=sources,
                             cycle_id=cycle_id, text=text, metadata=metadata,
-                            embedding=embedding, answers=list(self.unreadable),
+                            # every damaged version it stands in for, earlier ones too:
+                            # a later reader may not be able to read the earlier repairs
+                            embedding=embedding,
+                            answers=sorted(set(self.answered) | set(self.unreadable)),
                             key=self.key, namespace=self.namespace)
         return True
 
@@ -267,7 +288,7 @@ class Fragment(Aggregate):
 
 COPIES = ("cache", "index", "log-body")
 # What an independent record may tell of a fragment whose own events are unreadable.
-RECORDED = ("key", "namespace", "content_hash")
+RECORDED = ("key", "namespace", "content_hash", "written_at")
 FAULTS = ("missing", "unreadable", "corrupt", "stale", "extra")
 
 

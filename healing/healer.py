@@ -20,12 +20,13 @@ import numpy as np
 from domain import ConflictError, Fragment, VectorIndexCopy, content_hash
 from healing.reconstructor import METHOD as SEMANTIC_BLEND
 from healing.reconstructor import Reconstruction, Reconstructor, vocabulary_of
+from healing.scrubber import is_exact_copy
 from projections import CachedFragment, FragmentCache, HealthLedger, VectorIndex, faiss_id
 from projections.index import embedding_fingerprint
-from projections.ledger import canonical_json
 
 EXACT_LOG = "exact-log"
 EXACT_COPY = "exact-copy"
+EXACT_REBUILT = "exact-rebuilt"  # a reconstruction whose content hash proves it exact
 NEIGHBOURS = 8  # same-namespace neighbours a reconstruction draws on
 
 
@@ -133,7 +134,15 @@ class Healer:
         if fragment.deleted and fault != "extra":
             return None  # never repair a deleted fragment's copies back into existence
         if not fragment.deleted and not fragment.body_known:
-            return None  # the body itself is lost: its restatement rewrites this copy
+            # The body itself is lost: its restatement will rewrite this copy. A damaged
+            # file that is no exact copy of it is of no use to anyone meanwhile.
+            if copy == "cache":
+                cached, _ = self.cache.inspect(fragment.id)
+                with self._lock:
+                    row = self.ledger.row_by_uuid(str(fragment.id))
+                if cached is None or not is_exact_copy(cached, row, fragment.content_hash):
+                    plan.cache_removals.append(fragment.id)
+            return None
         uuid = fragment.id
         if copy == "cache":
             if fragment.deleted:
@@ -180,11 +189,17 @@ class Healer:
         elif embedding is not None and self.reconstructor is not None \
                 and fragment.namespace is not None:
             found = self._reconstruct(fragment, embedding)
-            if found is None:
-                return None
+            if found is None:  # no neighbour to draw on yet: keep what survives
+                return "log-body/embedding-kept" \
+                    if fragment.keep_embedding(embedding, cycle_id) else None
             text, fidelity, sources = found
             method = SEMANTIC_BLEND
+            if content_hash(text) == fragment.content_hash:
+                # The rebuilt text has the recorded hash: it is the original, proven so.
+                method, fidelity = EXACT_REBUILT, 1.0
         else:
+            if embedding is not None and fragment.keep_embedding(embedding, cycle_id):
+                return "log-body/embedding-kept"  # no text yet: kept for a later cycle
             return None  # nothing left: no body and no embedding anywhere
         if not fragment.restore_body(method=method, fidelity=fidelity, text=text,
                                      metadata=metadata or {}, embedding=embedding,
@@ -211,10 +226,7 @@ class Healer:
         metadata is the ledger's, where the ledger knows it)."""
         cached, _ = self.cache.inspect(fragment.id)
         if cached is None or fragment.content_hash is None \
-                or content_hash(cached.text) != fragment.content_hash:
-            return None
-        if row is not None and row["metadata"] and row["status"] != "forgotten" \
-                and canonical_json(cached.metadata) != row["metadata"]:
+                or not is_exact_copy(cached, row, fragment.content_hash):
             return None
         return cached
 
@@ -263,8 +275,25 @@ class Healer:
         deadline = time.perf_counter() + budget_s
         with self._lock:
             rows = self.ledger.approximate_rows(target_fidelity)
+            waiting = self.ledger.lost_rows_with_embedding()
         tried = refined = 0
         gains: list[float] = []
+        for row in waiting:  # lost bodies whose namespace may have neighbours by now
+            if time.perf_counter() >= deadline:
+                break
+            uuid = UUID(row["uuid"])
+            fragment = self.log.fragments_by_uuid([uuid]).get(uuid)
+            if fragment is None or fragment.embedding is None or fragment.text is not None:
+                continue
+            tried += 1
+            done = self._restore_body(fragment, cycle_id)
+            if done and done != "log-body/embedding-kept":
+                try:
+                    self.log.record(fragment)
+                except ConflictError:
+                    continue
+                self.log.snapshot(fragment)
+                refined += 1
         for row in rows:
             left = deadline - time.perf_counter()
             if left <= 0:
@@ -281,9 +310,11 @@ class Healer:
             current = Reconstruction(fragment.text, fragment.fidelity, ())
             better = self.reconstructor.refine(
                 target, current, vocabulary, min(left, self.refine_step_s))
-            fidelity = round(better.fidelity, 6)
+            fidelity, method = round(better.fidelity, 6), SEMANTIC_BLEND
+            if content_hash(better.text) == fragment.content_hash:
+                fidelity, method = 1.0, EXACT_REBUILT
             if fidelity <= fragment.fidelity or not fragment.restore_body(
-                    method=SEMANTIC_BLEND, fidelity=fidelity, text=better.text,
+                    method=method, fidelity=fidelity, text=better.text,
                     metadata=fragment.metadata or {}, embedding=fragment.embedding,
                     sources=list(fragment.sources), cycle_id=cycle_id):
                 continue

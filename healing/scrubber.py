@@ -41,8 +41,10 @@ class ScrubReport:
     checked: dict[str, int] = field(default_factory=dict)
     stray_files: list[tuple[str | None, str]] = field(default_factory=list)  # (uuid hex, path)
     stray_ids: list[int] = field(default_factory=list)
-    unattributed: list[int] = field(default_factory=list)  # positions of damaged events that
-    # belong to no fragment the ledger knows (a cycle's report, say): reported, not repaired
+    # Positions of damaged events that hold no live fragment's body (a cycle's report, a
+    # deleted fragment's history): counted in `checked`, not findings, since no copy of
+    # anything live is lost; `verify` names them too.
+    unattributed: list[int] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -52,8 +54,6 @@ class ScrubReport:
             out[f"index-file/{self.index_file}"] = 1
         if self.strays_removed:
             out["stray"] = self.strays_removed
-        if self.unattributed:
-            out["log/corrupt"] = len(self.unattributed)
         return out
 
 
@@ -63,8 +63,10 @@ class Scrubber:
 
     def __init__(self, cache: FragmentCache, index: VectorIndex, ledger: HealthLedger,
                  lock: Any, head: Callable[[], int], refresh: Callable[[], Any] = lambda: None,
-                 unreadable: Callable[[], Iterable[Any]] = tuple):
+                 unreadable: Callable[[], Iterable[Any]] = tuple,
+                 answered: Callable[[list[UUID]], set[tuple[str, int]]] = lambda _: set()):
         self._unreadable = unreadable  # the log's events that fail their checksum
+        self._answered = answered  # of those, (uuid, version) a later event stands in for
         self.cache = cache
         self.index = index
         self.ledger = ledger
@@ -102,10 +104,11 @@ class Scrubber:
         report.checked["log_damaged_events"] = sum(map(len, positions.values())) + len(
             report.unattributed)
         if not versions:
+            report.checked["log_damaged_not_live"] = len(report.unattributed)
             return []
         with self._lock:
             rows = {r["uuid"]: r for r in self.ledger.rows_for(versions)}
-            answered = self.ledger.answered_damage(versions)
+        answered = self._answered([UUID(u) for u in versions])
         findings = []
         for uuid, all_damaged in versions.items():
             # Damage a repair has answered stays in the log (it is append-only), not in
@@ -114,13 +117,12 @@ class Scrubber:
             if not damaged:
                 continue
             row = rows.get(uuid)
-            if row is None:
+            if row is None or row["status"] in GONE:
                 report.unattributed.extend(positions[uuid])
-            elif row["status"] not in GONE:
-                recorded = {"key": row["id"], "namespace": row["namespace"],
-                            "content_hash": row["content_hash"]}
+            else:
                 findings.append(Finding(uuid, row["id"], "log-body", "corrupt",
-                                        tuple(damaged), recorded))
+                                        tuple(damaged), recorded_identity(row)))
+        report.checked["log_damaged_not_live"] = len(report.unattributed)
         return findings
 
     def _confirm(self, report: ScrubReport) -> None:
@@ -272,6 +274,26 @@ def _abandoned(path: str) -> bool:
 
 def _dashed(hex_: str) -> str:
     return str(UUID(hex_))
+
+
+def recorded_identity(row: dict[str, Any]) -> dict[str, Any]:
+    """What the ledger knows of a fragment whose own events are unreadable (never its text
+    or metadata: see Fragment.mark_unreadable)."""
+    return {"key": row["id"], "namespace": row["namespace"],
+            "content_hash": row["content_hash"], "written_at": row["written_at"]}
+
+
+def is_exact_copy(cached: Any, row: dict[str, Any] | None, digest: str | None = None) -> bool:
+    """Whether a readable cache file holds the fragment's body exactly: its text has the
+    recorded content hash, and its id, namespace and metadata are the ledger's (where the
+    ledger knows them). Its version may lag: the body is what counts."""
+    recorded = digest or (row["content_hash"] if row else None)
+    if recorded is None or content_hash(cached.text) != recorded:
+        return False
+    if row is None:
+        return True
+    return (cached.key == row["id"] and cached.namespace == row["namespace"]
+            and (not row["metadata"] or canonical_json(cached.metadata) == row["metadata"]))
 
 
 def cache_fault(cached: Any, row: dict[str, Any]) -> str | None:

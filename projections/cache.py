@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from domain import Fragment
-from projections.runner import Batch
+from projections.runner import Batch, unreadable_body
 
 FORMAT = 1
 
@@ -126,19 +126,23 @@ class FragmentCache:
                     last[event.originator_id] = (position, event)
             elif isinstance(event, (Fragment.FragmentDeleted, Fragment.FragmentForgotten)):
                 last[event.originator_id] = None
-        pending_written = {
-            e.originator_id: e for _, e in batch if isinstance(e, Fragment.FragmentWritten)
-        }
+            elif (uuid := unreadable_body(event)) is not None:
+                last[uuid] = None  # its body is unknown until a repair restates it
+        # Who each fragment is (id, namespace), from the events of the batch that name it:
+        # its first event, or a restatement after that event became unreadable.
+        named = {e.originator_id: (e.key, e.namespace) for _, e in batch
+                 if isinstance(e, (Fragment.FragmentWritten, Fragment.FragmentReconstructed))
+                 and getattr(e, "key", None)}
         for uuid, entry in last.items():
             path = self.path_of(uuid)
             if entry is None:
                 path.unlink(missing_ok=True)
                 continue
             _, event = entry
-            if isinstance(event, Fragment.FragmentWritten) or getattr(event, "key", None):
-                key, namespace = event.key, event.namespace
+            if uuid in named:
+                key, namespace = named[uuid]
             else:
-                base = self.read(uuid) or _from_written(pending_written.get(uuid))
+                base = self.read(uuid)
                 if base is None:
                     # The fragment's first version is not at hand: read-time fallback to the
                     # log covers it, and the scrubber will find the gap.
@@ -217,10 +221,3 @@ def render(fragment: CachedFragment) -> bytes:
 
 def file_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _from_written(event: Any) -> CachedFragment | None:
-    if event is None:
-        return None
-    return CachedFragment.of(event.originator_id, event.key, event.namespace, event,
-                             event.originator_version)

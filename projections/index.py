@@ -12,7 +12,7 @@ import numpy as np
 
 from domain import DIMENSION_MAX, Fragment
 from projections.cache import atomic_write
-from projections.runner import Batch
+from projections.runner import Batch, unreadable_body
 
 FORMAT = 1
 
@@ -129,12 +129,15 @@ class VectorIndex:
                 continue
             if isinstance(event, Fragment.FragmentWritten) and event.embedding is not None:
                 added[faiss_id(event.originator_id)] = event.embedding
-            elif isinstance(event, (Fragment.FragmentRevised, Fragment.FragmentReconstructed)) \
+            elif isinstance(event, (Fragment.FragmentRevised, Fragment.FragmentReconstructed,
+                                    Fragment.EmbeddingKept)) \
                     and getattr(event, "embedding", None) is not None:
                 fid = faiss_id(event.originator_id)
                 removed.add(fid)
                 added[fid] = event.embedding
-            elif isinstance(event, (Fragment.FragmentDeleted, Fragment.FragmentForgotten)):
+            elif isinstance(event, (Fragment.FragmentDeleted, Fragment.FragmentForgotten)) \
+                    or unreadable_body(event) is not None:
+                # (an unreadable body's vector is unknown until a repair restates it)
                 fid = faiss_id(event.originator_id)
                 removed.add(fid)
                 added.pop(fid, None)

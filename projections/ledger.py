@@ -19,7 +19,7 @@ from domain import DreamCycle, Fragment, VectorIndexCopy
 from domain.healing import VECTOR_INDEX_COPY_ID
 from projections.cache import CachedFragment, file_digest, render
 from projections.index import embedding_fingerprint, faiss_id
-from projections.runner import Batch
+from projections.runner import Batch, unreadable_body
 
 KIND_OF = {
     Fragment.FragmentWritten: "written",
@@ -28,6 +28,7 @@ KIND_OF = {
     Fragment.FragmentForgotten: "forgotten",
     Fragment.FragmentLost: "lost",
     Fragment.FragmentReconstructed: "reconstructed",
+    Fragment.EmbeddingKept: "embedding-kept",
     VectorIndexCopy.IndexLost: "index-lost",
     VectorIndexCopy.IndexRebuilt: "index-rebuilt",
     DreamCycle.DreamCycleStarted: "cycle-started",
@@ -82,10 +83,6 @@ class HealthLedger:
              "cycle_id": str},
             pk="position", if_not_exists=True,
         )
-        # Events of a fragment whose bytes fail their checksum, as findings recorded them,
-        # and the position of the repair that answered each (NULL while open).
-        db["damage"].create({"uuid": str, "version": int, "answered_at": int},
-                            pk=("uuid", "version"), if_not_exists=True)
         db["cycles"].create(
             {"id": str, "trigger": str, "started_at": str, "completed_at": str,
              "health_before": float, "health_after": float, "found": str, "repaired": str,
@@ -153,6 +150,12 @@ class HealthLedger:
     def _apply_one(self, conn: sqlite3.Connection, position: int, event: Any) -> None:
         kind = KIND_OF.get(type(event))
         if kind is None:
+            if (uuid := unreadable_body(event)) is not None:
+                # The body this event set is unknown: never show an older one as current.
+                conn.execute(
+                    "UPDATE fragments SET status = 'lost', fidelity = 0.0, version = ?,"
+                    " cache_digest = '', embedding_fingerprint = 0, metadata = '{}'"
+                    f" WHERE uuid = ? AND {LIVE}", [event.version, str(uuid)])
             return
         uuid = str(event.originator_id)
         at = event.timestamp.isoformat()
@@ -173,9 +176,12 @@ class HealthLedger:
         elif kind == "revised":
             key, namespace = conn.execute(
                 "SELECT id, namespace FROM fragments WHERE uuid = ?", [uuid]).fetchone()
+            # A new body is whole, and answers any damage to the log's copy of the old one.
+            conn.execute("DELETE FROM faults WHERE uuid = ? AND copy = 'log-body'", [uuid])
             conn.execute(
                 "UPDATE fragments SET version = ?, content_hash = ?, embedding_fingerprint = ?,"
-                " cache_digest = ?, metadata = ?, updated_at = ? WHERE uuid = ?",
+                " cache_digest = ?, metadata = ?, updated_at = ?, status = 'healthy',"
+                " fidelity = 1.0 WHERE uuid = ?",
                 [event.originator_version, event.content_hash,
                  embedding_fingerprint(event.embedding) if readable else 0,
                  _cache_digest(uuid, key, namespace, event) if readable else "",
@@ -201,8 +207,6 @@ class HealthLedger:
             copy = event.copy if kind == "lost" else INDEX_FILE
             if copy == "log-body":
                 self._body_lost(conn, uuid, event, at)
-                conn.executemany("INSERT OR IGNORE INTO damage(uuid, version) VALUES (?, ?)",
-                                 [(uuid, v) for v in event.versions])
             conn.execute(
                 "INSERT OR REPLACE INTO faults(uuid, copy, fault, position, cycle_id)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -222,8 +226,6 @@ class HealthLedger:
             detail["cycle_id"] = _str(event.cycle_id)
             if copy == "log-body":
                 self._body_restored(conn, uuid, event, at)
-                conn.executemany("INSERT OR REPLACE INTO damage(uuid, version, answered_at)"
-                                 " VALUES (?, ?, ?)", [(uuid, v, position) for v in event.answers])
             conn.execute("DELETE FROM faults WHERE uuid = ? AND copy = ?", [uuid, copy])
             conn.execute(
                 "INSERT OR REPLACE INTO repairs(position, uuid, copy, method, fidelity, cycle_id)"
@@ -231,6 +233,12 @@ class HealthLedger:
                 [position, uuid, copy, method, fidelity, _str(event.cycle_id)],
             )
             self._touch(conn, uuid, event, at, last_method=method)
+        elif kind == "embedding-kept":
+            conn.execute("UPDATE fragments SET embedding_fingerprint = ?, updated_at = ?"
+                         " WHERE uuid = ?",
+                         [embedding_fingerprint(event.embedding) if event.embedding else 0,
+                          at, uuid])
+            detail = {"copy": "log-body", "cycle_id": _str(event.cycle_id)}
         elif kind == "cycle-started":
             conn.execute("INSERT OR REPLACE INTO cycles(id, trigger, started_at) VALUES (?, ?, ?)",
                          [uuid, event.trigger, at])
@@ -265,9 +273,11 @@ class HealthLedger:
                 " written_at, updated_at) VALUES (?, ?, ?, ?, ?, 'lost', ?, 0, '', '{}', 0.0,"
                 " ?, ?)",
                 [uuid, recorded["key"], faiss_id(uuid), recorded["namespace"],
-                 event.originator_version, recorded.get("content_hash", ""), at, at])
-        conn.execute("UPDATE fragments SET status = 'lost', fidelity = 0.0 WHERE uuid = ?"
-                      f" AND {LIVE}", [uuid])
+                 event.originator_version, recorded.get("content_hash", ""),
+                 recorded.get("written_at", at), at])
+        conn.execute("UPDATE fragments SET status = 'lost', fidelity = 0.0,"
+                     " content_hash = coalesce(?, content_hash) WHERE uuid = ?"
+                     f" AND {LIVE}", [recorded.get("content_hash"), uuid])
 
     @staticmethod
     def _body_restored(conn: sqlite3.Connection, uuid: str, event: Any, at: str) -> None:
@@ -299,8 +309,7 @@ class HealthLedger:
 
     def reset(self) -> None:
         with self._transaction() as conn:
-            for table in ("fragments", "history", "positions", "faults", "repairs", "cycles",
-                          "damage"):
+            for table in ("fragments", "history", "positions", "faults", "repairs", "cycles"):
                 conn.execute(f"DELETE FROM {table}")
 
     # -- plain queries: the read model -----------------------------------------------------------
@@ -311,24 +320,16 @@ class HealthLedger:
     def row_by_uuid(self, uuid: str) -> dict[str, Any] | None:
         return next(self.db["fragments"].rows_where("uuid = ?", [uuid]), None)
 
-    def answered_damage(self, uuids: Iterable[str]) -> set[tuple[str, int]]:
-        """(uuid, version) of damaged events a repair has answered already."""
-        found: set[tuple[str, int]] = set()
-        for chunk in _chunks(sorted(set(uuids)), 500):
-            marks = ",".join("?" * len(chunk))
-            found.update(self.db.execute(
-                f"SELECT uuid, version FROM damage WHERE uuid IN ({marks})"
-                " AND answered_at IS NOT NULL", chunk).fetchall())
-        return found
-
-    def damaged_content(self, keys: Iterable[str]) -> dict[str, str]:
-        """For fragments whose body is lost or approximate: id -> recorded content hash."""
-        found: dict[str, str] = {}
+    def damaged_content(self, keys: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """For fragments whose body is lost or approximate: id -> (recorded content hash,
+        recorded metadata as canonical JSON)."""
+        found: dict[str, tuple[str, str]] = {}
         for chunk in _chunks(sorted(set(keys)), 500):
             marks = ",".join("?" * len(chunk))
-            found.update(self.db.execute(
-                f"SELECT id, content_hash FROM fragments WHERE id IN ({marks})"
-                " AND status IN ('lost', 'approximate')", chunk).fetchall())
+            for key, digest, metadata in self.db.execute(
+                    f"SELECT id, content_hash, metadata FROM fragments WHERE id IN ({marks})"
+                    " AND status IN ('lost', 'approximate')", chunk).fetchall():
+                found[key] = (digest, metadata)
         return found
 
     def exact_faiss_ids(self, namespace: str) -> list[int]:
@@ -338,6 +339,12 @@ class HealthLedger:
             "SELECT faiss_id FROM fragments f WHERE namespace = ? AND status = 'healthy'"
             " AND NOT EXISTS (SELECT 1 FROM faults x WHERE x.uuid = f.uuid"
             " AND x.copy = 'log-body')", [namespace]).fetchall()]
+
+    def lost_rows_with_embedding(self) -> list[dict[str, Any]]:
+        """Fragments whose body is lost but whose embedding the log kept."""
+        return list(self.db.query(
+            "SELECT uuid, id FROM fragments WHERE status = 'lost'"
+            " AND embedding_fingerprint != 0 ORDER BY uuid"))
 
     def approximate_rows(self, below: float) -> list[dict[str, Any]]:
         """Approximate fragments whose fidelity is below a target, lowest first."""
@@ -447,7 +454,8 @@ class HealthLedger:
         }
 
     _SCRUB_COLUMNS = ("uuid", "id", "faiss_id", "namespace", "version", "status",
-                      "content_hash", "embedding_fingerprint", "cache_digest", "metadata")
+                      "content_hash", "embedding_fingerprint", "cache_digest", "metadata",
+                      "written_at")
 
     def all_rows(self) -> list[dict[str, Any]]:
         rows = self.db.execute(f"SELECT {', '.join(self._SCRUB_COLUMNS)} FROM fragments")

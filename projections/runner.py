@@ -5,8 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any, Protocol
+from uuid import UUID
+
+from domain import CorruptEvent
 
 Batch = Sequence[tuple[int, Any]]
+BODY_EVENTS = (".FragmentWritten", ".FragmentRevised")
+
+
+def unreadable_body(event: Any) -> UUID | None:
+    """The fragment whose body an unreadable event (a CorruptEvent in a batch) may have
+    set: from there on its projections must not show an older body as the current one."""
+    if isinstance(event, CorruptEvent) and isinstance(event.originator_id, UUID) \
+            and event.topic.endswith(BODY_EVENTS):
+        return event.originator_id
+    return None
 Reader = Callable[[int, int], Batch]
 
 

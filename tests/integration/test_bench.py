@@ -27,8 +27,8 @@ def _check_common(report: dict, name: str, n: int) -> None:
     assert rss["peak_after_mib"] >= rss["peak_before_mib"]
 
 
-def test_the_benchmarks_are_the_five_the_cli_offers():
-    assert set(BENCHMARKS) == {"ingest", "query", "overhead", "heal", "audit"}
+def test_the_benchmarks_are_the_six_the_cli_offers():
+    assert set(BENCHMARKS) == {"ingest", "query", "overhead", "heal", "audit", "reconstruct"}
     assert all(callable(fn) for fn in BENCHMARKS.values())
 
 

@@ -193,7 +193,8 @@ def test_damage_to_a_cycle_report_is_reported_and_harms_nothing(store, home):
         conn.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
                      [state[:40] + b"\0" + state[41:], rowid])
     report = mem.dream()
-    assert report["found"].get("log/corrupt") == 1
+    assert report["found"] == {}  # no copy of anything live is lost
+    assert mem.scrub()["checked"]["log_damaged_not_live"] == 1
     assert mem.health()["score"] == 1.0
     mem.rebuild()
     assert [mem.get(f"k{i}").text for i in range(5)] == TOPICS
@@ -269,3 +270,20 @@ def test_an_event_backup_restores_damage_not_yet_found(store, home):
     assert mem.import_events(backup)["restored"] == 1
     assert mem.log.fragment("k4").text == TOPICS[4]
     assert mem.dream()["found"] == {}
+
+
+def test_a_body_without_neighbours_keeps_its_embedding_until_it_can_be_rebuilt(mem, home):
+    mem.add(TOPICS[0], id="alone", namespace="solo")
+    mem.add_many([{"text": t, "id": f"k{i}"} for i, t in enumerate(TOPICS[1:])])
+    flip_event(home, "alone")
+    mem.cache.path_of(fragment_uuid("alone")).unlink()
+    report = mem.dream()
+    assert report["repaired"] == {"log-body/embedding-kept": 1}
+    assert mem.get("alone").status == "lost"
+    mem.rebuild()  # the kept embedding is in the log: the rebuilt index still has it
+    assert mem.index.vector(mem.ledger.row("alone")["faiss_id"]) is not None
+    mem.add_many([{"text": t, "namespace": "solo"} for t in TOPICS[1:]])
+    report = mem.dream()  # neighbours now exist in its namespace: the text is rebuilt
+    assert report["repaired"].get("log-body/refined") == 1
+    record = mem.get("alone")
+    assert record.status == "approximate" and record.fidelity > 0
