@@ -87,3 +87,32 @@ def test_the_cli_forgets_with_a_reason(tmp_path):
     assert done.exit_code == 0 and '"forgotten": true' in done.stdout
     assert runner.invoke(cli, ["get", key, "--home", home]).exit_code == 2
     assert runner.invoke(cli, ["verify", "--home", home]).exit_code == 0
+
+
+def test_a_repaired_fragment_forgotten_leaves_no_byte_in_its_snapshots_either(home, embedder):
+    """A repair of a damaged log body restates the body in a new event and a snapshot: both
+    are sealed under the fragment's key, so forgetting shreds them too."""
+    import sqlite3
+
+    from domain import fragment_uuid
+
+    with carma.open(home, embedder=embedder) as mem:
+        mem.add("an unrelated fragment that stays", id="keep")
+        key = mem.add(SECRET, {"note": MARKER}, id="dana")
+        embedding = mem.log.fragment(key).embedding
+        with sqlite3.connect(home / "events.sqlite") as conn:
+            (state,) = conn.execute(
+                "SELECT state FROM stored_events WHERE originator_id = ? AND "
+                "originator_version = 1", [fragment_uuid(key).hex]).fetchone()
+            conn.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND "
+                         "originator_version = 1",
+                         [state[:100] + bytes([state[100] ^ 1]) + state[101:],
+                          fragment_uuid(key).hex])
+        assert mem.dream()["repaired"] == {"log-body/exact-copy": 1}
+        with sqlite3.connect(home / "events.sqlite") as conn:
+            assert conn.execute("SELECT count(*) FROM stored_snapshots").fetchone()[0] == 1
+        assert mem.forget(key, reason="erasure")
+        assert [e.kind for e in mem.history(key)][-1] == "forgotten"
+    raw = every_byte(home)
+    for secret in (SECRET.encode(), b"Larkspur", MARKER.encode(), embedding):
+        assert secret not in raw
