@@ -100,6 +100,29 @@ class QueryLoad:
                 "first_failure": failures[0] if failures else None}
 
 
+def destroy_bodies(mem: Any, keys: list[str]) -> None:
+    """Bit rot where it hurts most: flip a byte of the stored event holding each fragment's
+    current body (in the SQLite file, under the store) and delete its cache file, so that no
+    exact copy of the text is left; the embedding survives in the vector index."""
+    import sqlite3
+
+    for key in keys:
+        row = mem.ledger.row(key)
+        with sqlite3.connect(mem.home / "events.sqlite") as conn:
+            found = conn.execute(
+                "SELECT rowid, state FROM stored_events WHERE originator_id = ? AND "
+                "originator_version = ?", [row["uuid"].replace("-", ""), row["version"]]
+            ).fetchone()
+            if found is None:
+                continue
+            rowid, state = found
+            damaged = bytearray(state)
+            damaged[len(damaged) // 2] ^= 0x20
+            conn.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
+                         [bytes(damaged), rowid])
+        mem.cache.path_of(row["uuid"]).unlink(missing_ok=True)
+
+
 def run_chaos(open_store: Callable[[], Any], *, cache_delete: float = 0.3,
               cache_corrupt: float = 0.05, index: str = "drop", seed: int = 0,
               threads: int = 4, queries: int = 200,
