@@ -82,13 +82,17 @@ class Fragment(Aggregate):
             raise FragmentGone(self.key)
         if self.has_content(text, metadata):
             return False
-        self._revised(text=text, metadata=metadata, content_hash=content_hash, embedding=embedding)
+        self._revised(text=text, metadata=metadata, content_hash=content_hash, embedding=embedding,
+                      key=self.key, namespace=self.namespace)
         return True
 
     @event("FragmentRevised")
     def _revised(
-        self, text: str, metadata: dict[str, Any], content_hash: str, embedding: bytes
+        self, text: str, metadata: dict[str, Any], content_hash: str, embedding: bytes,
+        key: str, namespace: str,
     ) -> None:
+        # A revision names its fragment too: its projections never depend on reading the
+        # first event (which may be unreadable, or not at hand in a later batch).
         self.text = text
         self.metadata = metadata
         self.content_hash = content_hash

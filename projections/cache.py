@@ -128,28 +128,17 @@ class FragmentCache:
                 last[event.originator_id] = None
             elif (uuid := unreadable_body(event)) is not None:
                 last[uuid] = None  # its body is unknown until a repair restates it
-        # Who each fragment is (id, namespace), from the events of the batch that name it:
-        # its first event, or a restatement after that event became unreadable.
-        named = {e.originator_id: (e.key, e.namespace) for _, e in batch
-                 if isinstance(e, (Fragment.FragmentWritten, Fragment.FragmentReconstructed))
-                 and getattr(e, "key", None)}
         for uuid, entry in last.items():
             path = self.path_of(uuid)
             if entry is None:
                 path.unlink(missing_ok=True)
                 continue
             _, event = entry
-            if uuid in named:
-                key, namespace = named[uuid]
-            else:
-                base = self.read(uuid)
-                if base is None:
-                    # The fragment's first version is not at hand: read-time fallback to the
-                    # log covers it, and the scrubber will find the gap.
-                    continue
-                key, namespace = base.key, base.namespace
-            self.write(CachedFragment.of(uuid, key, namespace, event, event.originator_version),
-                       fsync=False)
+            if event.key is None:
+                continue  # a restatement of a fragment no record could name: nothing to file
+            # Every event that sets a body also names its fragment (id, namespace).
+            self.write(CachedFragment.of(uuid, event.key, event.namespace, event,
+                                         event.originator_version), fsync=False)
         # One flush of the whole batch instead of an fsync per file (4x faster here), before
         # the position that claims it: a crash never records a batch that is not on disk.
         flush_file_system(self.root)

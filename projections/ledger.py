@@ -161,7 +161,10 @@ class HealthLedger:
         at = event.timestamp.isoformat()
         detail: dict[str, Any]
         readable = getattr(event, "text", "") is not None  # None: sealed, its key destroyed
-        if kind == "written":
+        # A revision of a fragment whose first event is unreadable is the first to name it.
+        names_it = kind == "written" or (kind == "revised" and conn.execute(
+            "SELECT 1 FROM fragments WHERE uuid = ?", [uuid]).fetchone() is None)
+        if names_it:
             digest = _cache_digest(uuid, event.key, event.namespace, event) if readable else ""
             conn.execute(
                 "INSERT OR REPLACE INTO fragments(uuid, id, faiss_id, namespace, version, status,"
@@ -174,8 +177,6 @@ class HealthLedger:
             )
             detail = {"namespace": event.namespace, "content_hash": event.content_hash}
         elif kind == "revised":
-            key, namespace = conn.execute(
-                "SELECT id, namespace FROM fragments WHERE uuid = ?", [uuid]).fetchone()
             # A new body is whole, and answers any damage to the log's copy of the old one.
             conn.execute("DELETE FROM faults WHERE uuid = ? AND copy = 'log-body'", [uuid])
             conn.execute(
@@ -184,7 +185,7 @@ class HealthLedger:
                 " fidelity = 1.0 WHERE uuid = ?",
                 [event.originator_version, event.content_hash,
                  embedding_fingerprint(event.embedding) if readable else 0,
-                 _cache_digest(uuid, key, namespace, event) if readable else "",
+                 _cache_digest(uuid, event.key, event.namespace, event) if readable else "",
                  canonical_json(event.metadata if readable else {}), at, uuid],
             )
             detail = {"content_hash": event.content_hash}

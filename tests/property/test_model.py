@@ -260,6 +260,8 @@ class StoreAgainstModel(RuleBasedStateMachine):
     def reopen(self):
         self.mem.close()
         self.mem = carma.open(self.home, embedder=self.embedder)
+        if self.log_damaged:  # an index rebuilt on open cannot read a damaged body's vector
+            self.vectors_dropped = True
 
     @rule()
     def rebuild_equals_incremental(self):
