@@ -116,3 +116,17 @@ def test_a_repaired_fragment_forgotten_leaves_no_byte_in_its_snapshots_either(ho
     raw = every_byte(home)
     for secret in (SECRET.encode(), b"Larkspur", MARKER.encode(), embedding):
         assert secret not in raw
+
+
+def test_an_event_export_with_a_forgetting_imports_into_a_new_home(tmp_path, embedder):
+    with carma.open(tmp_path / "a", embedder=embedder) as a:
+        a.add("an unrelated fragment that stays", id="keep")
+        a.add(SECRET, id="dana")
+        a.forget("dana", "erasure")
+        lines = list(a.export_events())
+    with carma.open(tmp_path / "b", embedder=embedder) as b:
+        assert b.import_events(lines) == {"appended": len(lines), "unchanged": 0,
+                                          "restored": 0}
+        assert [e.kind for e in b.history("dana")] == ["written", "forgotten"]
+        assert [e["kind"] for e in b.log_events(kinds=["FragmentForgotten"])] == [
+            "FragmentForgotten"]
