@@ -314,10 +314,15 @@ class MemoryLog(Application[UUID]):
                 uuid = UUID(originator_id)
                 if uuid not in snapshots:
                     try:  # a damaged snapshot is passed over: the events are the truth
-                        snapshots[uuid] = self.mapper.to_domain_event(
+                        snapshot = self.mapper.to_domain_event(
                             StoredEvent(uuid, version, topic, state))
                     except CorruptEvent:
                         continue
+                    # A snapshot stands in for unreadable events only once a repair has
+                    # answered them: while damage is open, the events may become readable
+                    # again (a restored file), and replay must see it.
+                    if not snapshot.state.get("unreadable"):
+                        snapshots[uuid] = snapshot
             events: dict[UUID, list[StoredEvent]] = {}
             for originator_id, version, topic, state in event_rows:
                 uuid = UUID(originator_id)

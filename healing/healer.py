@@ -275,15 +275,15 @@ class Healer:
         deadline = time.perf_counter() + budget_s
         with self._lock:
             rows = self.ledger.approximate_rows(target_fidelity)
-            waiting = self.ledger.lost_rows_with_embedding()
+            waiting = self.ledger.lost_rows()
         tried = refined = 0
         gains: list[float] = []
-        for row in waiting:  # lost bodies whose namespace may have neighbours by now
-            if time.perf_counter() >= deadline:
+        for row in waiting:  # lost bodies: a source may have appeared since (neighbours in
+            if time.perf_counter() >= deadline:  # the namespace, a readable log restored)
                 break
             uuid = UUID(row["uuid"])
             fragment = self.log.fragments_by_uuid([uuid]).get(uuid)
-            if fragment is None or fragment.embedding is None or fragment.text is not None:
+            if fragment is None or "log-body" not in fragment.faults:
                 continue
             tried += 1
             done = self._restore_body(fragment, cycle_id)

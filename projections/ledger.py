@@ -341,11 +341,10 @@ class HealthLedger:
             " AND NOT EXISTS (SELECT 1 FROM faults x WHERE x.uuid = f.uuid"
             " AND x.copy = 'log-body')", [namespace]).fetchall()]
 
-    def lost_rows_with_embedding(self) -> list[dict[str, Any]]:
-        """Fragments whose body is lost but whose embedding the log kept."""
+    def lost_rows(self) -> list[dict[str, Any]]:
+        """Live fragments whose body is lost."""
         return list(self.db.query(
-            "SELECT uuid, id FROM fragments WHERE status = 'lost'"
-            " AND embedding_fingerprint != 0 ORDER BY uuid"))
+            "SELECT uuid, id FROM fragments WHERE status = 'lost' ORDER BY uuid"))
 
     def approximate_rows(self, below: float) -> list[dict[str, Any]]:
         """Approximate fragments whose fidelity is below a target, lowest first."""
