@@ -133,7 +133,8 @@ class Healer:
             return None  # already answered (or superseded by a deletion)
         if fragment.deleted and fault != "extra":
             return None  # never repair a deleted fragment's copies back into existence
-        if not fragment.deleted and not fragment.body_known:
+        needs = fragment.embedding is None if copy == "index" else not fragment.body_known
+        if not fragment.deleted and needs:
             # The body itself is lost: its restatement will rewrite this copy. A damaged
             # file that is no exact copy of it is of no use to anyone meanwhile.
             if copy == "cache":
