@@ -267,7 +267,9 @@ class Memory:
         text (a re-add, an import), under the writers' lock; returns how many."""
         restored = 0
         for key, draft in copies.items():
-            fragment = self.log.fragment(key)
+            fragment = self._identified(self.log.fragment(key))
+            if fragment.content_hash != draft.content_hash:
+                continue  # the log records another text for it: no exact copy after all
             embedding = (embeddings or {}).get(key) or fragment.embedding
             if embedding is None:  # the body's embedding is lost too: the model remakes it
                 embedding = self._embed([draft.text], None)[draft.text]

@@ -205,7 +205,10 @@ class StoreAgainstModel(RuleBasedStateMachine):
                 return
             rowid, state = found
             damaged = bytearray(state)
-            damaged[pick % len(damaged)] ^= 0x10
+            # Damage accumulates: adding (rather than flipping a bit) never undoes an earlier
+            # corruption of the same byte. (A log made whole again, as by restoring a backup
+            # of the file, is another scenario: see the README's known gaps.)
+            damaged[pick % len(damaged)] = (damaged[pick % len(damaged)] + 1) % 256
             conn.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
                          [bytes(damaged), rowid])
         self.log_damaged.add(key)
