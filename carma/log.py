@@ -171,26 +171,28 @@ def checksum_holds(stored: StoredEvent) -> bool:
     return True
 
 
+_HEAD = len(_MAGIC) + _DIGEST_SIZE
+
+
+def _digest_holds(originator_id: UUID | str, version: int, topic: str, state: Any) -> bool:
+    """Whether a stored event's bytes are framed and match their digest."""
+    return (isinstance(state, bytes) and len(state) >= _HEAD
+            and state[: len(_MAGIC)] == _MAGIC
+            and hmac.compare_digest(state[len(_MAGIC) : _HEAD],
+                                    _digest(originator_id, version, topic, state[_HEAD:])))
+
+
 def verified_payload(stored: StoredEvent) -> bytes:
     """The payload of a stored event whose checksum holds; CorruptEvent otherwise."""
-    state = stored.state
-    head = len(_MAGIC) + _DIGEST_SIZE
-    if (
-        not isinstance(state, bytes)
-        or len(state) < head
-        or state[: len(_MAGIC)] != _MAGIC
-        or not hmac.compare_digest(
-            state[len(_MAGIC) : head],
-            _digest(stored.originator_id, stored.originator_version, stored.topic, state[head:]),
-        )
-    ):
+    if not _digest_holds(stored.originator_id, stored.originator_version, stored.topic,
+                         stored.state):
         raise CorruptEvent(
             originator_id=stored.originator_id,
             version=stored.originator_version,
             topic=stored.topic,
             position=getattr(stored, "id", None),
         )
-    return state[head:]
+    return stored.state[_HEAD:]
 
 
 def _dashed(hex_: str) -> str:
@@ -571,13 +573,10 @@ class MemoryLog(Application[UUID]):
                     "SELECT rowid, originator_id, originator_version, topic, state"
                     " FROM stored_events WHERE rowid > ? ORDER BY rowid LIMIT ?", [after, page])
                 rows = c.fetchall()
-            head = len(_MAGIC) + _DIGEST_SIZE
             for position, originator_id, version, topic, state in rows:
-                # The checksum inline (no objects per event): this pass reads the whole log.
-                if isinstance(state, bytes) and state[: len(_MAGIC)] == _MAGIC \
-                        and len(originator_id) == 32 and hmac.compare_digest(
-                            state[len(_MAGIC) : head],
-                            _digest(_dashed(originator_id), version, topic, state[head:])):
+                # No objects per event: this pass reads the whole log.
+                if len(originator_id) == 32 and _digest_holds(_dashed(originator_id), version,
+                                                              topic, state):
                     continue
                 yield Notification(originator_id=_uuid_or_str(originator_id),
                                    originator_version=version, topic=topic, state=state,
