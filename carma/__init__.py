@@ -30,12 +30,15 @@ __version__ = "0.1.0"
 
 def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | None = None,
          dream_every: float | None = None, cipher_key: str | None = None,
-         refine_budget: float | None = None, **settings: Any) -> Memory:
+         refine_budget: float | None = None, calibrate_budget: float | None = None,
+         **settings: Any) -> Memory:
     """Open (creating if needed) the store at `path` (default $CARMA_HOME, else ./.carma).
 
     dream_every: run a scrub-and-heal cycle in a background thread every so many seconds.
     refine_budget: seconds each dream cycle may spend improving approximate reconstructions
     (default 10).
+    calibrate_budget: seconds each dream cycle may spend calibrating the reconstructor in
+    namespaces that hold approximate bodies (default 20; see `Memory.calibrate`).
     cipher_key: encrypt the log at rest with AES-GCM (base64 of 16, 24 or 32 bytes; default
     $CARMA_CIPHER_KEY). A store is always opened with the key it was created with.
     """
@@ -47,15 +50,16 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
                                     or not isinstance(dream_every, (int, float))
                                     or not dream_every > 0):
         raise InvalidInput("dream_every must be a positive number of seconds")
-    if refine_budget is not None and (isinstance(refine_budget, bool)
-                                      or not isinstance(refine_budget, (int, float))
-                                      or not 0 <= refine_budget <= 86_400):
-        raise InvalidInput("refine_budget must be a number of seconds from 0 to 86400")
+    budgets = {"refine_budget": refine_budget, "calibrate_budget": calibrate_budget}
+    for name, value in budgets.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 <= value <= 86_400):
+            raise InvalidInput(f"{name} must be a number of seconds from 0 to 86400")
     home = resolve_home(path)
     key = cipher_key_from(cipher_key)
     with storage_errors(f"cannot open the store at {home}"):
         return bootstrap(home, embedder, dream_every, cipher_key=key,
-                         **({} if refine_budget is None else {"refine_budget": refine_budget}))
+                         **{k: v for k, v in budgets.items() if v is not None})
 
 
 __all__ = [

@@ -15,12 +15,18 @@ prototype's 0.0), the nearest neighbour's text copied verbatim, and the top-k te
 concatenated. Targets: after three cycles, mean fidelity >= 0.85 and >= 0.15 above the
 nearest-neighbour baseline; token recall not below that baseline; mean fidelity rising from
 cycle to cycle, and no fragment's fidelity ever going down.
+
+Calibration: the first cycle also calibrates each namespace (a sample of its exact
+fragments hidden and rebuilt as a repair would be; the victims are never in it), and every
+approximate fragment carries the expected recall read off it. The benchmark compares the
+mean expected recall of the victims with their mean measured recall, overall and per
+namespace with at least 20 victims (target: within 0.05), and reports the spread: the 10th
+to 90th percentile of measured recall in each bin of expected recall.
 """
 
 from __future__ import annotations
 
 import random
-import re
 import sqlite3
 import statistics
 import time
@@ -34,6 +40,7 @@ from carma.bench import Progress, _environment, _peak_rss_mib, _rss, _say
 from carma.corpus import corpus
 from carma.embedding import SentenceTransformerEmbedder
 from domain import fragment_uuid
+from healing.calibrator import content_recall, token_recall
 
 N = 3_000
 VICTIM_SHARE = 0.1
@@ -43,20 +50,48 @@ RECONSTRUCT_S = 1.5  # per fragment, the first attempt
 REFINE_S = 1.0  # per fragment and cycle
 FIDELITY_TARGET = 0.85
 ABOVE_NN_TARGET = 0.15
-_TOKEN = re.compile(r"\w+")
-
-
-def token_recall(original: str, text: str | None) -> float:
-    words = set(_TOKEN.findall(original.lower()))
-    if not words or not text:
-        return 0.0
-    return len(words & set(_TOKEN.findall(text.lower()))) / len(words)
+CALIBRATION_ERROR_TARGET = 0.05
+MIN_VICTIMS_PER_NAMESPACE = 20
 
 
 def _summary(values: list[float]) -> dict[str, float]:
     return {"mean": round(statistics.fmean(values), 4),
             "median": round(statistics.median(values), 4),
             "p10": round(float(np.percentile(values, 10)), 4)}
+
+
+def _calibration_check(victims: list[str], namespaces: dict[str, str], finals: dict[str, Any],
+                       measured: dict[str, float], content: dict[str, float]
+                       ) -> dict[str, Any]:
+    """Expected recall (what each approximate fragment says) against measured recall (what
+    the benchmark alone can know, from the originals)."""
+    def compare(keys: list[str]) -> dict[str, Any]:
+        said = [k for k in keys if finals[k].status == "approximate"
+                and finals[k].expected_recall is not None]
+        expected = statistics.fmean(finals[k].expected_recall for k in said) if said else None
+        actual = statistics.fmean(measured[k] for k in said) if said else None
+        return {"victims": len(keys), "with_expected_recall": len(said),
+                "expected": None if expected is None else round(expected, 4),
+                "measured": None if actual is None else round(actual, 4),
+                "error": None if expected is None else round(abs(expected - actual), 4)}
+
+    per_namespace = {}
+    for ns in sorted(set(namespaces.values())):
+        keys = [k for k in victims if namespaces[k] == ns]
+        per_namespace[ns] = {**compare(keys),
+                             "checked": len(keys) >= MIN_VICTIMS_PER_NAMESPACE}
+    bins: dict[str, list[float]] = {}
+    for k in victims:
+        if finals[k].expected_recall is not None:
+            low = min(int(finals[k].expected_recall * 10), 9) / 10
+            bins.setdefault(f"{low:.1f}-{low + 0.1:.1f}", []).append(measured[k])
+    spread = {b: {"victims": len(v), "measured_p10": round(float(np.percentile(v, 10)), 4),
+                  "measured_median": round(float(np.median(v)), 4),
+                  "measured_p90": round(float(np.percentile(v, 90)), 4)}
+              for b, v in sorted(bins.items())}
+    return {"overall": compare(victims), "per_namespace": per_namespace,
+            "spread_by_expected_recall": spread,
+            "content_word_recall": _summary([content[k] for k in victims])}
 
 
 def _damage(home: Path, keys: list[str]) -> None:
@@ -101,6 +136,7 @@ def bench_reconstruct(*, n: int | None = None, workdir: Path,
         healer = mem.dreamer.healer
         healer.reconstruct_budget_s = RECONSTRUCT_S
         healer.refine_step_s = REFINE_S
+        mem.dreamer.calibrate_budget_s = 86_400.0  # the first cycle calibrates to the end
 
         cycles: list[dict[str, Any]] = []
         per_victim: dict[str, list[float]] = {k: [] for k in victims}
@@ -116,6 +152,8 @@ def bench_reconstruct(*, n: int | None = None, workdir: Path,
                                        else (1.0 if record.status == "healthy" else 0.0))
             fidelities = [per_victim[k][-1] for k in victims]
             cycles.append({"cycle": cycle, "seconds": round(seconds, 2),
+                           "seconds_calibrating": report["seconds"]["calibrate"],
+                           "calibration": report["calibration"],
                            "found": report["found"], "repaired": report["repaired"],
                            "fidelity": _summary(fidelities),
                            "token_recall": _summary([token_recall(originals[k]["text"],
@@ -141,7 +179,13 @@ def bench_reconstruct(*, n: int | None = None, workdir: Path,
             nn.append((float(scores[0]), token_recall(original, candidates[0])))
             topk.append((float(scores[1]), token_recall(original, candidates[1])))
         final = [per_victim[k][-1] for k in victims]
-        final_recall = [token_recall(originals[k]["text"], mem.get(k).text) for k in victims]
+        finals = {k: mem.get(k) for k in victims}
+        final_recall = [token_recall(originals[k]["text"], finals[k].text) for k in victims]
+        calibration = _calibration_check(
+            victims, {k: originals[k]["namespace"] for k in victims}, finals,
+            {k: r for k, r in zip(victims, final_recall)},
+            {k: content_recall(originals[k]["text"], finals[k].text) for k in victims})
+        calibrate_s = sum(c["seconds_calibrating"] for c in cycles)
         first_cycle_s = cycles[0]["seconds"]
         methods = {
             "empty stub (prototype)": {"fidelity": _summary([f for f, _ in stub]),
@@ -152,8 +196,12 @@ def bench_reconstruct(*, n: int | None = None, workdir: Path,
                                    "token_recall": _summary([r for _, r in topk])},
             "semantic-blend (3 cycles)": {
                 "fidelity": _summary(final), "token_recall": _summary(final_recall),
+                "content_word_recall": calibration["content_word_recall"],
+                "expected_recall": calibration["overall"]["expected"],
+                "measured_recall": calibration["overall"]["measured"],
                 "seconds_per_fragment": round(
-                    sum(c["seconds"] for c in cycles) / len(victims), 3)},
+                    sum(c["seconds"] for c in cycles) / len(victims), 3),
+                "seconds_per_fragment_calibrating": round(calibrate_s / len(victims), 3)},
         }
         nn_fidelity = methods["nearest neighbour copied"]["fidelity"]["mean"]
         nn_recall = methods["nearest neighbour copied"]["token_recall"]["mean"]
@@ -168,6 +216,12 @@ def bench_reconstruct(*, n: int | None = None, workdir: Path,
                 statistics.fmean(final_recall) >= nn_recall,
             "fidelity_rising_over_cycles": means == sorted(means) and means[-1] > means[0],
             "no_fragment_ever_lost_fidelity": never_down,
+            "calibration_error_within_0_05_overall":
+                calibration["overall"]["error"] is not None
+                and calibration["overall"]["error"] <= CALIBRATION_ERROR_TARGET,
+            "calibration_error_within_0_05_per_namespace": all(
+                ns["error"] is not None and ns["error"] <= CALIBRATION_ERROR_TARGET
+                for ns in calibration["per_namespace"].values() if ns["checked"]),
         }
         return {
             "benchmark": "reconstruct",
@@ -177,10 +231,13 @@ def bench_reconstruct(*, n: int | None = None, workdir: Path,
             "budgets_s": {"reconstruct": RECONSTRUCT_S, "refine_per_cycle": REFINE_S},
             "methods": methods,
             "cycles": cycles,
+            "calibration": calibration,
             "first_cycle_seconds_per_fragment": round(first_cycle_s / len(victims), 3),
             "target": {"description": "after 3 cycles: mean fidelity >= 0.85 and >= 0.15 "
                                       "above the nearest neighbour's; token recall not below "
-                                      "it; fidelity rising cycle by cycle, never down",
+                                      "it; fidelity rising cycle by cycle, never down; "
+                                      "|mean expected - mean measured recall| <= 0.05 overall "
+                                      "and in each namespace with >= 20 victims",
                        **met, "met": all(met.values())},
             "rss": _rss(before),
             "environment": _environment(),

@@ -15,7 +15,8 @@ from carma.embedding import Embedder, SentenceTransformerEmbedder, embedder_for
 from carma.keys import FragmentKeys
 from carma.log import CHAIN_KEY_SETTING, MemoryLog
 from domain import DIMENSION_MAX, InvalidInput
-from healing import Dreamer, Healer, Reconstructor, Scrubber
+from healing import Calibrator, Dreamer, Healer, Reconstructor, Scrubber
+from healing.calibrator import CALIBRATE_BUDGET_S
 from healing.dreamer import REFINE_BUDGET_S
 from projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
 
@@ -84,7 +85,8 @@ def default_embedder() -> Embedder:
 
 def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float | None = None,
               new_projections: bool = False, cipher_key: str | None = None,
-              refine_budget: float = REFINE_BUDGET_S):
+              refine_budget: float = REFINE_BUDGET_S,
+              calibrate_budget: float = CALIBRATE_BUDGET_S):
     """Wire a Memory over the home: log, projections, healing and embedder."""
     from carma.memory import Memory
 
@@ -131,7 +133,9 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
                     after_batch=catch_up)
     dreamer = Dreamer(log, scrubber, healer, catch_up, health,
                       restore_keys=log.mapper.keys.restore_copies,
-                      refine_budget_s=refine_budget)
+                      refine_budget_s=refine_budget,
+                      calibrator=Calibrator(log, healer, ledger, lock),
+                      calibrate_budget_s=calibrate_budget)
     try:
         memory = Memory(home=home, log=log, embedder=embedder, cache=cache, index=index,
                         ledger=ledger, runner=runner, dreamer=dreamer, lock=lock,

@@ -132,8 +132,8 @@ def _fragment_text(f: Any) -> str:
 
 def _status(f: Any) -> str:
     if f.status == "approximate":
-        recall = "" if f.expected_recall is None else \
-            f" · ~{f.expected_recall:.0%} of words expected"
+        recall = " · share of words unknown (namespace not calibrated)" \
+            if f.expected_recall is None else f" · ~{f.expected_recall:.0%} of words expected"
         return f"≈ approximate · fidelity {f.fidelity:.2f}{recall} (a reconstruction, not the original)"
     if f.status == "lost":
         return "lost · nothing is left to rebuild its text from"
@@ -532,12 +532,64 @@ def _health_table(h: dict[str, Any]) -> str:
              ("repairs", _inline(h["by_method"]) or "none")]
     if h["fidelity"]["mean"] is not None:
         rows.append(("fidelity", f"mean {h['fidelity']['mean']:.3f}, min {h['fidelity']['min']:.3f}"))
+        expected = h["expected_recall"]
+        rows.append(("expected recall",
+                     ("unknown" if expected["mean"] is None else
+                      f"mean ~{expected['mean']:.0%} of the original's words")
+                     + (f" ({expected['not_calibrated']} not calibrated)"
+                        if expected["not_calibrated"] else "")))
+    for namespace, methods in h["calibration"].items():
+        for method, c in methods.items():
+            rows.append((f"  {namespace}", f"{method}: {_calibration_text(c)}"))
     rows.append(("lag", _inline(h["lag"])))
     cycle = h["last_cycle"]
     rows.append(("last cycle", "never" if not cycle else
                  f"{cycle['completed_at'][:19]} {cycle['trigger']}: "
                  f"{cycle['health_before']:.1%} -> {cycle['health_after']:.1%}"))
     return "\n".join(f"{k:<14} {v}" for k, v in rows)
+
+
+@command(cli, "calibrate")
+@click.option("--namespace", default=None, help="Only this namespace (default: all).")
+@click.option("--force", is_flag=True, help="Calibrate again even where it is current.")
+def calibrate_cmd(ctx: Context, namespace: str | None, force: bool):
+    """Measure how much of its text the reconstructor recovers, per namespace.
+
+    A sample of up to 50 exact fragments is hidden and rebuilt as a repair would rebuild it;
+    the share of words recovered at each fidelity is recorded in the log, and approximate
+    fragments report the expected share at theirs. Dream cycles do this on their own where
+    approximate bodies are; this command does it now, to the end."""
+    with ctx.memory() as mem:
+        report = mem.calibrate(namespace, force, progress=_calibration_progress())
+    ctx.emit(report, lambda: "\n".join(f"{ns}: {_calibration_text(c)}"
+                                       for ns, c in report.items()) or "no namespace")
+
+
+def _calibration_text(c: dict[str, Any]) -> str:
+    status = c["status"]
+    if status in ("calibrated", "current") and "mean_recall" in c:
+        return (f"{status} on {c['fragments']} of {c['exact_fragments']} exact fragments: "
+                f"mean fidelity {c['mean_fidelity']:.2f}, ~{c['mean_recall']:.0%} of words "
+                f"({c['mean_content_recall']:.0%} of content words) recovered")
+    if status in ("too-small", "declined"):
+        small = c.get("too_small", c)
+        return (f"too small to calibrate ({small['exact_fragments']} exact fragments; "
+                f"{small['needed']} needed)")
+    if status == "calibrating":
+        progress = c.get("progress", c)
+        return f"calibrating ({progress.get('measured', 0)} of {progress.get('of', '?')})"
+    return status
+
+
+def _calibration_progress() -> Callable[[str, int, int], None]:
+    """One line on stderr per namespace, rewritten in place (only on a terminal)."""
+    if not sys.stderr.isatty():
+        return lambda *_: None
+
+    def show(namespace: str, measured: int, of: int) -> None:
+        click.echo(f"\rcalibrating {namespace}: {measured}/{of}", file=sys.stderr,
+                   nl=measured >= of)
+    return show
 
 
 def _inline(counts: dict[str, Any]) -> str:

@@ -42,8 +42,10 @@ from domain import (
     Fragment,
     FragmentNotFound,
     InvalidInput,
+    ReconstructionCalibration,
     StoreProfile,
     VectorIndexCopy,
+    calibration_id,
     fragment_uuid,
 )
 from domain.fragment import STORE_PROFILE_ID
@@ -365,6 +367,13 @@ class MemoryLog(Application[UUID]):
         assert self.snapshots is not None
         if fragments:
             self.snapshots.put([Snapshot.take(f) for f in fragments])
+
+    def calibration(self, namespace: str, method: str) -> ReconstructionCalibration:
+        """The calibration of a reconstruction method in a namespace (a new one if none)."""
+        try:
+            return self._get(calibration_id(namespace, method))
+        except AggregateNotFoundError:
+            return ReconstructionCalibration(namespace=namespace, method=method)
 
     def index_copy(self) -> VectorIndexCopy:
         try:

@@ -35,6 +35,7 @@ from domain import (
     FragmentGone,
     FragmentNotFound,
     InvalidInput,
+    ReconstructionCalibration,
     StorageError,
     StoreProfile,
     VectorIndexCopy,
@@ -56,7 +57,11 @@ EVENT_KINDS = {cls.__name__: cls for cls in (
     Fragment.FragmentLost, Fragment.FragmentReconstructed, Fragment.EmbeddingKept,
     Fragment.FragmentForgotten, StoreProfile.StoreCreated,
     VectorIndexCopy.IndexCopyTracked, VectorIndexCopy.IndexLost, VectorIndexCopy.IndexRebuilt,
-    DreamCycle.DreamCycleStarted, DreamCycle.DreamCycleCompleted)}
+    DreamCycle.DreamCycleStarted, DreamCycle.DreamCycleCompleted,
+    ReconstructionCalibration.CalibrationOpened, ReconstructionCalibration.CalibrationStarted,
+    ReconstructionCalibration.CalibrationSampled,
+    ReconstructionCalibration.ReconstructionCalibrated,
+    ReconstructionCalibration.CalibrationDeclined)}
 # Only these topics may enter the log by import: decoding a topic imports its module.
 EVENT_TOPICS = {get_topic(cls) for cls in EVENT_KINDS.values()}
 logger = logging.getLogger("carma")
@@ -348,7 +353,17 @@ class Memory:
         if fragment.deleted:
             raise FragmentGone(key)
         return _record_of(key, fragment.namespace or "", fragment.content_version,
-                          fragment.content_hash or "", fragment)
+                          fragment.content_hash or "", fragment, self._expected_recall(fragment))
+
+    def _expected_recall(self, fragment: Fragment) -> float | None:
+        """An approximate body's expected share of the original's words, read off the
+        latest calibration of its namespace (which may be newer than its repair)."""
+        if not fragment.approximate or fragment.namespace is None \
+                or fragment.reconstructed_by is None:
+            return None
+        with self._lock:
+            return self.ledger.expected_recall(fragment.namespace, fragment.reconstructed_by,
+                                               fragment.fidelity)
 
     def _record(self, row: dict[str, Any]) -> FragmentRecord:
         """The fragment behind a ledger row: from its cache file when that is intact and
@@ -358,7 +373,7 @@ class Memory:
         if row["status"] == "approximate":
             fragment = self.log.fragment(row["id"])
             return _record_of(row["id"], row["namespace"], row["version"],
-                              row["content_hash"], fragment)
+                              row["content_hash"], fragment, self._expected_recall(fragment))
         cached, fault = self.cache.inspect(row["uuid"])
         if cached is not None:
             fault = cache_fault(cached, row)
@@ -628,6 +643,30 @@ class Memory:
         """One scrub-and-heal cycle, recorded in the log as a DreamCycle; returns its report."""
         return self.dreamer.dream("manual")
 
+    @_guarded("the calibration stopped")
+    def calibrate(self, namespace: str | None = None, force: bool = False,
+                  progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+        """Measure what the reconstructor achieves in each namespace (or one): a sample of its
+        exact fragments is hidden and rebuilt as a repair would rebuild it, and the recall of
+        each attempt is recorded with its fidelity (ReconstructionCalibrated). Runs until done;
+        dream cycles do the same within their budget where approximate bodies are. A
+        namespace that is current is left alone unless `force`; one with fewer than 20 exact
+        fragments is too small, and says so. Returns each namespace's outcome."""
+        if namespace is not None:
+            namespace = validate_namespace(namespace)
+        with self._lock:
+            self.catch_up()
+            namespaces = list(self.ledger.counts()["namespaces"])
+        if namespace is not None:
+            if namespace not in namespaces:
+                raise InvalidInput(f"no live fragment in namespace {namespace!r}")
+            namespaces = [namespace]
+        calibrator = self.dreamer.calibrator
+        assert calibrator is not None
+        report = calibrator.calibrate(namespaces, None, force=force, progress=progress)
+        self.catch_up()
+        return report
+
     @_guarded("cannot read the health")
     def health(self) -> dict[str, Any]:
         """Honest health: see the README's "Health" section for every field."""
@@ -696,7 +735,7 @@ class Memory:
 
 
 def _record_of(key: str, namespace: str, version: int, digest: str,
-               fragment: Fragment) -> FragmentRecord:
+               fragment: Fragment, expected_recall: float | None = None) -> FragmentRecord:
     """A fragment as the log holds it: exact, approximate (labelled, with its fidelity), or
     lost (no text at all)."""
     if fragment.text is None:
@@ -708,6 +747,7 @@ def _record_of(key: str, namespace: str, version: int, digest: str,
     return FragmentRecord(id=key, namespace=namespace, text=fragment.text,
                           metadata=fragment.metadata if fragment.metadata is not None else {},
                           version=version, status=status, fidelity=fidelity,
+                          expected_recall=expected_recall if status == "approximate" else None,
                           content_hash=digest)
 
 

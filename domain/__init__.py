@@ -3,6 +3,7 @@
 This package knows no infrastructure: no database, no vector index, no model.
 """
 
+from domain.calibration import ReconstructionCalibration, calibration_id
 from domain.errors import (
     CarmaError,
     ConflictError,
@@ -34,6 +35,8 @@ __all__ = [
     "COPIES",
     "FAULTS",
     "DreamCycle",
+    "ReconstructionCalibration",
+    "calibration_id",
     "VectorIndexCopy",
     "DIMENSION_MAX",
     "KEY_MAX_CHARS",

@@ -25,6 +25,9 @@ def fragment_uuid(key: str) -> UUID:
 class Fragment(Aggregate):
     """A fragment's whole life: written, revised, deleted; its copies lost and reconstructed."""
 
+    # The method that rebuilt an approximate body (a class default: older snapshots lack it).
+    reconstructed_by: str | None = None
+
     @staticmethod
     def create_id(key: str, **_: Any) -> UUID:
         return fragment_uuid(key)
@@ -98,6 +101,7 @@ class Fragment(Aggregate):
         self.content_hash = content_hash
         self.embedding = embedding
         self.approximate, self.fidelity, self.sources = False, 1.0, []  # a new body, whole
+        self.reconstructed_by = None
         # ...which answers any damage to the log's copy of the old one.
         self.faults.pop("log-body", None)
         self.answered = sorted(set(self.answered) | set(self.unreadable))
@@ -240,18 +244,26 @@ class Fragment(Aggregate):
                             key=None, namespace=None)
 
     def restore_body(self, method: str, fidelity: float, text: str, metadata: dict[str, Any],
-                     embedding: bytes, sources: list[str], cycle_id: UUID | None) -> bool:
+                     embedding: bytes, sources: list[str], cycle_id: UUID | None,
+                     expected_recall: float | None = None) -> bool:
         """Restate the fragment's body in the log after its own copy was damaged, or improve
         an approximate one. Exact methods (`exact-log`: the body is still readable from
         other events; `exact-copy`: a copy whose text has the recorded content hash) have
         fidelity 1.0; a reconstruction (`semantic-blend`, ...) is approximate, and is
         recorded only when it raises the fidelity: fidelity never goes down. Never for a
-        deleted or forgotten fragment. Returns False when nothing is recorded."""
+        deleted or forgotten fragment. Returns False when nothing is recorded.
+
+        `expected_recall`: for a reconstruction, the share of the original's words it is
+        expected to hold, read off its namespace's calibration (None: not calibrated)."""
         if self.deleted:
             return False
         if not 0.0 <= fidelity <= 1.0:
             raise ValueError(f"fidelity {fidelity} is outside [0, 1]")
         exact = method.startswith("exact-")
+        if exact:
+            expected_recall = None  # it is the original: nothing to expect
+        elif expected_recall is not None and not 0.0 <= expected_recall <= 1.0:
+            raise ValueError(f"expected recall {expected_recall} is outside [0, 1]")
         if exact and (fidelity != 1.0 or hash_of(text) != self.content_hash):
             raise ValueError("an exact repair has fidelity 1.0 and the recorded content hash")
         damaged = "log-body" in self.faults
@@ -266,14 +278,17 @@ class Fragment(Aggregate):
                             # a later reader may not be able to read the earlier repairs
                             embedding=embedding,
                             answers=sorted(set(self.answered) | set(self.unreadable)),
-                            key=self.key, namespace=self.namespace)
+                            key=self.key, namespace=self.namespace,
+                            expected_recall=expected_recall)
         return True
 
     @event("FragmentReconstructed")
     def _reconstructed(self, copy: str, method: str, fidelity: float, content_hash: str,
                        sources: list[str], cycle_id: UUID | None, text: str | None,
                        metadata: dict[str, Any] | None, embedding: bytes | None,
-                       answers: list[int], key: str | None, namespace: str | None) -> None:
+                       answers: list[int], key: str | None, namespace: str | None,
+                       expected_recall: float | None = None) -> None:
+        # (expected_recall defaults: events recorded before calibration existed lack it)
         # A restatement names the fragment too, so that its projections can be rebuilt
         # from it alone when the event that first named it cannot be read.
         self.faults.pop(copy, None)
@@ -284,6 +299,7 @@ class Fragment(Aggregate):
             self.text, self.metadata, self.embedding = text, metadata, embedding
             self.approximate = not method.startswith("exact-")
             self.fidelity = fidelity
+            self.reconstructed_by = None if not self.approximate else method
             self.content_version = self.version + 1
             self.sources = list(sources)
             self.answered = sorted(set(self.answered) | set(answers))

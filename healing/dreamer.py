@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from domain import ConflictError, DreamCycle
+from healing.calibrator import CALIBRATE_BUDGET_S, Calibrator
 from healing.healer import Healer, HealingLog
 from healing.scrubber import Finding, Scrubber
 
@@ -26,8 +27,12 @@ class Dreamer:
                  catch_up: Callable[[], Any], health: Callable[[], dict[str, Any]],
                  restore_keys: Callable[[], int] = lambda: 0,
                  refine_budget_s: float = REFINE_BUDGET_S,
-                 target_fidelity: float = TARGET_FIDELITY):
+                 target_fidelity: float = TARGET_FIDELITY,
+                 calibrator: Calibrator | None = None,
+                 calibrate_budget_s: float = CALIBRATE_BUDGET_S):
         self.refine_budget_s = refine_budget_s
+        self.calibrator = calibrator
+        self.calibrate_budget_s = calibrate_budget_s
         self.target_fidelity = target_fidelity
         self.log = log
         self.scrubber = scrubber
@@ -124,6 +129,15 @@ class Dreamer:
             before = self._health()["score"]  # the store as the scrub found it
             healing = time.perf_counter()
             repaired = self.heal(cycle.id)
+            calibrating = time.perf_counter()
+            # Where approximate bodies are, measure what their reconstructor achieves there,
+            # so that each can say how much of it is likely to be real.
+            calibration = {} if self.calibrator is None else {
+                ns: done for ns, done in self.calibrator.calibrate(
+                    self.calibrator.wanted(), self.calibrate_budget_s, cycle.id).items()
+                if done["status"] != "current"}
+            if calibration:
+                self._catch_up()
             refining = time.perf_counter()
             # Progressive healing: a bounded share of every cycle improves approximate bodies.
             refined = self.healer.refine(self.refine_budget_s, self.target_fidelity, cycle.id)
@@ -131,7 +145,8 @@ class Dreamer:
                 repaired["log-body/refined"] = refined["refined"]
                 self._catch_up()
             after = self._health()["score"]
-            seconds = {**scrub["seconds"], "heal": round(refining - healing, 4),
+            seconds = {**scrub["seconds"], "heal": round(calibrating - healing, 4),
+                       "calibrate": round(refining - calibrating, 4),
                        "refine": round(time.perf_counter() - refining, 4),
                        "total": round(time.perf_counter() - started, 4)}
             cycle.complete(found=scrub["found"], repaired=repaired, seconds=seconds,
@@ -139,7 +154,8 @@ class Dreamer:
             self.log.record(cycle)
             self._catch_up()
             return {"id": str(cycle.id), "trigger": trigger, "found": scrub["found"],
-                    "recorded": scrub["recorded"], "repaired": repaired, "seconds": seconds,
+                    "recorded": scrub["recorded"], "repaired": repaired,
+                    "calibration": calibration, "seconds": seconds,
                     "health_before": before, "health_after": after}
 
 

@@ -18,7 +18,6 @@ from uuid import UUID
 import numpy as np
 
 from domain import ConflictError, Fragment, VectorIndexCopy, content_hash
-from healing.reconstructor import METHOD as SEMANTIC_BLEND
 from healing.reconstructor import Reconstruction, Reconstructor, vocabulary_of
 from healing.scrubber import is_exact_copy
 from projections import CachedFragment, FragmentCache, HealthLedger, VectorIndex, faiss_id
@@ -194,7 +193,7 @@ class Healer:
                 return "log-body/embedding-kept" \
                     if fragment.keep_embedding(embedding, cycle_id) else None
             text, fidelity, sources = found
-            method = SEMANTIC_BLEND
+            method = self.reconstructor.method
             if content_hash(text) == fragment.content_hash:
                 # The rebuilt text has the recorded hash: it is the original, proven so.
                 method, fidelity = EXACT_REBUILT, 1.0
@@ -204,9 +203,18 @@ class Healer:
             return None  # nothing left: no body and no embedding anywhere
         if not fragment.restore_body(method=method, fidelity=fidelity, text=text,
                                      metadata=metadata or {}, embedding=embedding,
-                                     sources=sources, cycle_id=cycle_id):
+                                     sources=sources, cycle_id=cycle_id,
+                                     expected_recall=self.expected_recall(fragment, method,
+                                                                          fidelity)):
             return None
         return f"log-body/{method}"
+
+    def expected_recall(self, fragment: Fragment, method: str, fidelity: float) -> float | None:
+        """What the namespace's calibration expects of a reconstruction of this fidelity."""
+        if method.startswith("exact-") or fragment.namespace is None:
+            return None
+        with self._lock:
+            return self.ledger.expected_recall(fragment.namespace, method, fidelity)
 
     def _surviving_embedding(self, fragment: Fragment, row: dict[str, Any] | None
                              ) -> bytes | None:
@@ -311,13 +319,15 @@ class Healer:
             current = Reconstruction(fragment.text, fragment.fidelity, ())
             better = self.reconstructor.refine(
                 target, current, vocabulary, min(left, self.refine_step_s))
-            fidelity, method = round(better.fidelity, 6), SEMANTIC_BLEND
+            fidelity = round(better.fidelity, 6)
+            method = self.reconstructor.method  # what made this text, now
             if content_hash(better.text) == fragment.content_hash:
                 fidelity, method = 1.0, EXACT_REBUILT
             if fidelity <= fragment.fidelity or not fragment.restore_body(
                     method=method, fidelity=fidelity, text=better.text,
                     metadata=fragment.metadata or {}, embedding=fragment.embedding,
-                    sources=list(fragment.sources), cycle_id=cycle_id):
+                    sources=list(fragment.sources), cycle_id=cycle_id,
+                    expected_recall=self.expected_recall(fragment, method, fidelity)):
                 continue
             try:
                 self.log.record(fragment)

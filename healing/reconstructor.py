@@ -41,6 +41,8 @@ class Reconstructor:
        fidelity only ever rises.
     """
 
+    method = METHOD
+
     def __init__(self, embed: Callable[[Sequence[str]], np.ndarray], *, max_words: int = 80,
                  batch: int = 48, blend_rounds: int = 4):
         self._embed = embed

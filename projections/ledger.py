@@ -15,7 +15,8 @@ from typing import Any
 
 import sqlite_utils
 
-from domain import DreamCycle, Fragment, VectorIndexCopy
+from domain import DreamCycle, Fragment, ReconstructionCalibration, VectorIndexCopy
+from domain.calibration import read_off
 from domain.healing import VECTOR_INDEX_COPY_ID
 from projections.cache import CachedFragment, file_digest, render
 from projections.index import embedding_fingerprint, faiss_id
@@ -33,8 +34,13 @@ KIND_OF = {
     VectorIndexCopy.IndexRebuilt: "index-rebuilt",
     DreamCycle.DreamCycleStarted: "cycle-started",
     DreamCycle.DreamCycleCompleted: "cycle-completed",
+    ReconstructionCalibration.CalibrationOpened: "calibration-opened",
+    ReconstructionCalibration.CalibrationStarted: "calibration-started",
+    ReconstructionCalibration.CalibrationSampled: "calibration-sampled",
+    ReconstructionCalibration.ReconstructionCalibrated: "calibration-completed",
+    ReconstructionCalibration.CalibrationDeclined: "calibration-declined",
 }
-SCHEMA = 3  # bump when a table changes: old ledgers are rebuilt from the log
+SCHEMA = 4  # bump when a table changes: old ledgers are rebuilt from the log
 LIVE = "status NOT IN ('deleted', 'forgotten')"  # SQL: a fragment that is neither
 INDEX_FILE = "index-file"  # the `copy` of findings about the whole index file
 
@@ -62,7 +68,7 @@ class HealthLedger:
             {
                 "uuid": str, "id": str, "faiss_id": int, "namespace": str, "version": int,
                 "status": str, "content_hash": str, "embedding_fingerprint": int, "cache_digest": str, "metadata": str,
-                "fidelity": float,
+                "fidelity": float, "expected_recall": float, "reconstructed_by": str,
                 "last_fault": str, "last_method": str, "written_at": str, "updated_at": str,
             },
             pk="uuid", if_not_exists=True,
@@ -88,6 +94,13 @@ class HealthLedger:
              "health_before": float, "health_after": float, "found": str, "repaired": str,
              "seconds": str},
             pk="id", if_not_exists=True,
+        )
+        # Per namespace and reconstruction method: the latest calibration (domain/calibration).
+        db["calibrations"].create(
+            {"uuid": str, "namespace": str, "method": str, "status": str, "sampled": int,
+             "sample": int,
+             "curve": str, "summary": str, "declined": str, "position": int, "at": str},
+            pk="uuid", if_not_exists=True,
         )
         db["fragments"].create_index(["id"], unique=True, if_not_exists=True)
         db["fragments"].create_index(["faiss_id"], if_not_exists=True)
@@ -154,7 +167,8 @@ class HealthLedger:
                 # The body this event set is unknown: never show an older one as current.
                 conn.execute(
                     "UPDATE fragments SET status = 'lost', fidelity = 0.0, version = ?,"
-                    " cache_digest = '', embedding_fingerprint = 0, metadata = '{}'"
+                    " cache_digest = '', embedding_fingerprint = 0, metadata = '{}',"
+                    " expected_recall = NULL, reconstructed_by = NULL"
                     f" WHERE uuid = ? AND {LIVE}", [event.version, str(uuid)])
             return
         uuid = str(event.originator_id)
@@ -182,7 +196,7 @@ class HealthLedger:
             conn.execute(
                 "UPDATE fragments SET version = ?, content_hash = ?, embedding_fingerprint = ?,"
                 " cache_digest = ?, metadata = ?, updated_at = ?, status = 'healthy',"
-                " fidelity = 1.0 WHERE uuid = ?",
+                " fidelity = 1.0, expected_recall = NULL, reconstructed_by = NULL WHERE uuid = ?",
                 [event.originator_version, event.content_hash,
                  embedding_fingerprint(event.embedding) if readable else 0,
                  _cache_digest(uuid, event.key, event.namespace, event) if readable else "",
@@ -240,6 +254,9 @@ class HealthLedger:
                          [embedding_fingerprint(event.embedding) if event.embedding else 0,
                           at, uuid])
             detail = {"copy": "log-body", "cycle_id": _str(event.cycle_id)}
+        elif kind.startswith("calibration"):
+            self._calibration(conn, position, kind, event, at)
+            return  # not a fragment's story: the calibration's own events tell it
         elif kind == "cycle-started":
             conn.execute("INSERT OR REPLACE INTO cycles(id, trigger, started_at) VALUES (?, ?, ?)",
                          [uuid, event.trigger, at])
@@ -277,6 +294,7 @@ class HealthLedger:
                  event.originator_version, recorded.get("content_hash", ""),
                  recorded.get("written_at", at), at])
         conn.execute("UPDATE fragments SET status = 'lost', fidelity = 0.0,"
+                     " expected_recall = NULL, reconstructed_by = NULL,"
                      " content_hash = coalesce(?, content_hash) WHERE uuid = ?"
                      f" AND {LIVE}", [recorded.get("content_hash"), uuid])
 
@@ -289,15 +307,69 @@ class HealthLedger:
             return
         key, namespace = found
         exact = event.method.startswith("exact-")
+        expected = None
+        if not exact:  # what the repair said; else the namespace's calibration at this point
+            expected = getattr(event, "expected_recall", None)
+            if expected is None:
+                expected = HealthLedger._read_off(conn, namespace, event.method, event.fidelity)
         conn.execute("DELETE FROM faults WHERE uuid = ? AND fault != 'extra'", [uuid])
         conn.execute(
             "UPDATE fragments SET version = ?, status = ?, fidelity = ?, content_hash = ?,"
-            " embedding_fingerprint = ?, cache_digest = ?, metadata = ? WHERE uuid = ?"
-            f" AND {LIVE}",
+            " embedding_fingerprint = ?, cache_digest = ?, metadata = ?, expected_recall = ?,"
+            f" reconstructed_by = ? WHERE uuid = ? AND {LIVE}",
             [event.originator_version, "healthy" if exact else "approximate",
              event.fidelity, event.content_hash, embedding_fingerprint(event.embedding),
              _cache_digest(uuid, key, namespace, event), canonical_json(event.metadata),
-             uuid])
+             expected, None if exact else event.method, uuid])
+
+    @staticmethod
+    def _read_off(conn: sqlite3.Connection, namespace: str, method: str,
+                  fidelity: float) -> float | None:
+        row = conn.execute("SELECT curve FROM calibrations WHERE namespace = ? AND method = ?"
+                           " AND curve IS NOT NULL", [namespace, method]).fetchone()
+        return None if row is None else read_off(json.loads(row[0]), fidelity)
+
+    @staticmethod
+    def _calibration(conn: sqlite3.Connection, position: int, kind: str, event: Any,
+                     at: str) -> None:
+        """A calibration's progress; a completed one re-reads the expected recall of every
+        approximate fragment its method rebuilt in its namespace."""
+        if kind == "calibration-opened":
+            conn.execute("INSERT OR IGNORE INTO calibrations(uuid, namespace, method, status,"
+                         " sampled, sample, position, at) VALUES (?, ?, ?, 'new', 0, 0, ?, ?)",
+                         [str(event.originator_id), event.namespace, event.method, position,
+                          at])
+            return
+        where, uuid = "WHERE uuid = ?", str(event.originator_id)
+        found = conn.execute(f"SELECT namespace, method FROM calibrations {where}",
+                             [uuid]).fetchone()
+        if found is None:
+            return  # its opening event cannot be read: nothing to attach it to
+        namespace, method = found
+        if kind == "calibration-started":
+            conn.execute(f"UPDATE calibrations SET status = 'calibrating', sampled = 0,"
+                         f" sample = ?, position = ?, at = ? {where}",
+                         [len(event.sample), position, at, uuid])
+        elif kind == "calibration-sampled":
+            conn.execute(f"UPDATE calibrations SET sampled = sampled + ?, position = ?, at = ?"
+                         f" {where}", [len(event.fragments), position, at, uuid])
+        elif kind == "calibration-declined":
+            conn.execute(f"UPDATE calibrations SET status = CASE WHEN curve IS NULL THEN"
+                         f" 'declined' ELSE 'calibrated' END, declined = ?, position = ?,"
+                         f" at = ? {where}",
+                         [canonical_json({"exact_fragments": event.exact_fragments,
+                                          "needed": event.needed}), position, at, uuid])
+        else:  # calibration-completed
+            conn.execute(f"UPDATE calibrations SET status = 'calibrated', curve = ?,"
+                         f" summary = ?, declined = NULL, position = ?, at = ? {where}",
+                         [canonical_json(event.curve), canonical_json(event.summary), position,
+                          at, uuid])
+            rows = conn.execute(
+                "SELECT uuid, fidelity FROM fragments WHERE status = 'approximate'"
+                " AND namespace = ? AND reconstructed_by = ?", [namespace, method]).fetchall()
+            conn.executemany("UPDATE fragments SET expected_recall = ? WHERE uuid = ?",
+                             [(read_off(event.curve, fidelity), fragment)
+                              for fragment, fidelity in rows])
 
     @staticmethod
     def _touch(conn: sqlite3.Connection, uuid: str, event: Any, at: str, **columns: str) -> None:
@@ -310,7 +382,8 @@ class HealthLedger:
 
     def reset(self) -> None:
         with self._transaction() as conn:
-            for table in ("fragments", "history", "positions", "faults", "repairs", "cycles"):
+            for table in ("fragments", "history", "positions", "faults", "repairs", "cycles",
+                          "calibrations"):
                 conn.execute(f"DELETE FROM {table}")
 
     # -- plain queries: the read model -----------------------------------------------------------
@@ -340,6 +413,43 @@ class HealthLedger:
             "SELECT faiss_id FROM fragments f WHERE namespace = ? AND status = 'healthy'"
             " AND NOT EXISTS (SELECT 1 FROM faults x WHERE x.uuid = f.uuid"
             " AND x.copy = 'log-body')", [namespace]).fetchall()]
+
+    def exact_uuids(self, namespace: str) -> list[str]:
+        """Uuids of the live fragments of a namespace whose bodies are exact, in order."""
+        return [r[0] for r in self.db.execute(
+            "SELECT uuid FROM fragments f WHERE namespace = ? AND status = 'healthy'"
+            " AND NOT EXISTS (SELECT 1 FROM faults x WHERE x.uuid = f.uuid"
+            " AND x.copy = 'log-body') ORDER BY uuid", [namespace]).fetchall()]
+
+    def reconstructed_namespaces(self) -> list[tuple[str, str]]:
+        """(namespace, method) of every approximate body: where a calibration is wanted."""
+        return [tuple(r) for r in self.db.execute(
+            "SELECT DISTINCT namespace, reconstructed_by FROM fragments"
+            " WHERE status = 'approximate' AND reconstructed_by IS NOT NULL"
+            " ORDER BY 1, 2").fetchall()]
+
+    def expected_recall(self, namespace: str, method: str, fidelity: float) -> float | None:
+        """The share of words a reconstruction of this fidelity is expected to hold, read off
+        the namespace's calibration for the method; None where there is none."""
+        return self._read_off(self.db.conn, namespace, method, fidelity)
+
+    def calibrations(self) -> dict[str, dict[str, Any]]:
+        """The latest calibration of each namespace, by method: status ('calibrated',
+        'calibrating', 'declined': too small), progress, and what it measured."""
+        found: dict[str, dict[str, Any]] = {}
+        for row in self.db.query("SELECT * FROM calibrations ORDER BY namespace, method"):
+            summary = json.loads(row["summary"]) if row["summary"] else None
+            entry: dict[str, Any] = {"status": row["status"], "method": row["method"]}
+            if row["status"] == "calibrating":
+                entry["progress"] = {"measured": row["sampled"], "of": row["sample"]}
+            if row["declined"]:
+                entry["too_small"] = json.loads(row["declined"])
+            if summary:
+                entry.update({k: summary[k] for k in (
+                    "fragments", "exact_fragments", "mean_fidelity", "mean_recall",
+                    "mean_content_recall")})
+            found.setdefault(row["namespace"], {})[row["method"]] = entry
+        return found
 
     def lost_rows(self) -> list[dict[str, Any]]:
         """Live fragments whose body is lost."""
@@ -427,7 +537,8 @@ class HealthLedger:
             " WHERE f.status NOT IN ('deleted', 'forgotten', 'lost') AND x.fault != 'extra'"
         ).fetchone()[0]
         approx = q(
-            "SELECT count(*), coalesce(sum(fidelity), 0), avg(fidelity), min(fidelity)"
+            "SELECT count(*), coalesce(sum(fidelity), 0), avg(fidelity), min(fidelity),"
+            " avg(expected_recall), count(expected_recall)"
             " FROM fragments f WHERE status = 'approximate' AND NOT EXISTS"
             " (SELECT 1 FROM faults x WHERE x.uuid = f.uuid AND x.fault != 'extra')").fetchone()
         healthy = live - body_lost - degraded - approx[0]
@@ -450,6 +561,10 @@ class HealthLedger:
             "by_fault": by_fault,
             "by_method": by_method,
             "fidelity": {"mean": approx[2], "min": approx[3]},
+            # The calibrated share of the original's words the approximate bodies hold.
+            "expected_recall": {"mean": None if approx[4] is None else round(approx[4], 4),
+                                "calibrated": approx[5], "not_calibrated": approx[0] - approx[5]},
+            "calibration": self.calibrations(),
             "last_cycle": cycle,
         }
 

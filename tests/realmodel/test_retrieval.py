@@ -158,5 +158,42 @@ def test_reconstruction_on_real_text_beats_the_nearest_neighbour(tmp_path):
     nearest = report["methods"]["nearest neighbour copied"]["fidelity"]
     assert blend["mean"] >= nearest["mean"] and blend["p10"] > 0
     assert report["target"]["no_fragment_ever_lost_fidelity"] is True
+    # 20 fragments a namespace, two of them victims: too small to calibrate, and said so.
+    assert {c["status"] for c in report["cycles"][0]["calibration"].values()} == {"too-small"}
+    assert report["calibration"]["overall"]["with_expected_recall"] == 0
     means = [c["fidelity"]["mean"] for c in report["cycles"]]
     assert means == sorted(means)
+
+
+def test_a_real_model_calibration_states_what_a_reconstruction_holds(tmp_path, minilm):
+    """The calibration with the real model, on real text: bodies destroyed in the log are
+    rebuilt, the namespace's own fragments are hidden and rebuilt to measure the recall
+    reached at each fidelity, and each approximate fragment states its expected recall."""
+    from domain import fragment_uuid
+    from domain.calibration import MIN_SAMPLE
+    from tests.integration.test_log_damage import flip_event
+
+    home = tmp_path / "store"
+    texts = corpus(30)
+    with carma.open(home, embedder=minilm) as mem:
+        mem.add_many([{"text": t, "id": f"r{i}", "namespace": "docs"}
+                      for i, t in enumerate(texts)])
+    for key in ("r3", "r17"):
+        flip_event(home, key)
+    with carma.open(home, embedder=minilm) as mem:
+        for key in ("r3", "r17"):
+            mem.cache.path_of(fragment_uuid(key)).unlink()
+        mem.dreamer.healer.reconstruct_budget_s = 0.4  # small: the bench measures real ones
+        mem.dreamer.healer.refine_step_s = 0.2
+        mem.dreamer.calibrator.refinements = 1
+        mem.dreamer.calibrator.sample_size = MIN_SAMPLE
+        mem.dreamer.calibrate_budget_s = 600  # to the end in this one cycle
+        report = mem.dream()
+        calibrated = report["calibration"]["docs"]
+        assert calibrated["status"] == "calibrated" and calibrated["fragments"] == MIN_SAMPLE
+        assert 0 < calibrated["mean_recall"] < 1 and 0 < calibrated["mean_fidelity"] < 1
+        for key in ("r3", "r17"):
+            record = mem.get(key)
+            assert record.status == "approximate" and record.text != texts[int(key[1:])]
+            assert 0 <= record.expected_recall <= 1
+        assert mem.health()["expected_recall"]["calibrated"] == 2

@@ -1,0 +1,173 @@
+"""How much of a reconstruction is real: a reconstructor calibrated on its own namespace.
+
+Fidelity (the cosine of a rebuilt text's embedding to the surviving one) says how near the
+meaning is, not how many of the original's words came back: a high cosine can be bought with
+keywords in junk. So the reconstructor is tried on fragments whose bodies are known — each
+hidden and rebuilt exactly as a real repair would be — and what it achieved is recorded. An
+approximate fragment's expected recall is read off that record at its fidelity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.fragment import CARMA_UUID_NAMESPACE
+
+SAMPLE_SIZE = 50  # fragments tried per calibration
+MIN_SAMPLE = 20  # fewer exact fragments than this: too small to calibrate, and said so
+REFRESH_GROWTH = 1.5  # recalibrate once the namespace has grown by half
+
+
+def calibration_id(namespace: str, method: str) -> UUID:
+    return uuid5(CARMA_UUID_NAMESPACE, f"calibration:{method}:{namespace}")
+
+
+class ReconstructionCalibration(Aggregate):
+    """What one reconstruction method achieves in one namespace, measured on a sample of its
+    exact fragments. A calibration runs over several dream cycles: each records the sample
+    points it measured (so that progress survives a restart), the last records the fit."""
+
+    @staticmethod
+    def create_id(namespace: str, method: str, **_: Any) -> UUID:
+        return calibration_id(namespace, method)
+
+    @event("CalibrationOpened")
+    def __init__(self, namespace: str, method: str) -> None:
+        self.namespace = namespace
+        self.method = method
+        self.sample: list[str] = []  # fragment uuids of the calibration under way
+        self.measured: list[str] = []  # those of them measured (or passed over) so far
+        self.points: list[list[float]] = []  # [fidelity, recall, content-word recall]
+        self.curve: list[list[float]] | None = None  # [fidelity, expected recall], rising
+        self.summary: dict[str, Any] | None = None
+        self.calibrated_size = 0  # exact fragments in the namespace when last calibrated
+        self.declined: dict[str, int] | None = None
+
+    @property
+    def in_progress(self) -> bool:
+        return bool(self.sample)
+
+    def pending(self) -> list[str]:
+        done = set(self.measured)
+        return [u for u in self.sample if u not in done]
+
+    def due(self, exact_fragments: int) -> bool:
+        """A namespace is calibrated once, and again when it has grown by half."""
+        if self.in_progress:
+            return True
+        if exact_fragments < MIN_SAMPLE:
+            return False
+        return self.curve is None or exact_fragments >= REFRESH_GROWTH * self.calibrated_size
+
+    def decline(self, exact_fragments: int, cycle_id: UUID | None) -> bool:
+        """Say, once, that the namespace is too small to calibrate; it is not guessed."""
+        if self.declined is not None or self.curve is not None or self.in_progress:
+            return False
+        self._declined(exact_fragments=exact_fragments, needed=MIN_SAMPLE, cycle_id=cycle_id)
+        return True
+
+    @event("CalibrationDeclined")
+    def _declined(self, exact_fragments: int, needed: int, cycle_id: UUID | None) -> None:
+        self.declined = {"exact_fragments": exact_fragments, "needed": needed}
+        self.sample = []
+
+    def start(self, sample: list[str], exact_fragments: int, reconstructor: dict[str, Any],
+              cycle_id: UUID | None) -> None:
+        if len(sample) < MIN_SAMPLE:
+            raise ValueError(f"a calibration needs at least {MIN_SAMPLE} fragments")
+        self._started(sample=sample, exact_fragments=exact_fragments,
+                      reconstructor=reconstructor, cycle_id=cycle_id)
+
+    @event("CalibrationStarted")
+    def _started(self, sample: list[str], exact_fragments: int, reconstructor: dict[str, Any],
+                 cycle_id: UUID | None) -> None:
+        self.sample, self.measured, self.points = list(sample), [], []
+        self.started_size = exact_fragments
+        self.reconstructor = reconstructor
+
+    def measure(self, fragments: list[str], points: list[list[float]],
+                cycle_id: UUID | None) -> None:
+        """Record sample fragments measured (a fragment deleted meanwhile adds no point):
+        each point is [fidelity, token recall, content-word recall] of one attempt."""
+        for point in points:
+            if len(point) != 3 or not all(0.0 <= p <= 1.0 for p in point):
+                raise ValueError(f"a calibration point is 3 numbers in [0, 1], not {point}")
+        self._measured(fragments=fragments, points=points, cycle_id=cycle_id)
+
+    @event("CalibrationSampled")
+    def _measured(self, fragments: list[str], points: list[list[float]],
+                  cycle_id: UUID | None) -> None:
+        self.measured += fragments
+        self.points += points
+
+    def complete(self, cycle_id: UUID | None) -> bool:
+        """Fit expected recall to fidelity once every sample fragment is measured. Too few
+        points (the sample shrank by deletions) is a declined calibration, not a guess."""
+        if not self.in_progress or self.pending():
+            return False
+        if len({round(p[0], 6) for p in self.points}) < 2 or \
+                len(self.measured) < MIN_SAMPLE:
+            self._declined(exact_fragments=len(self.measured), needed=MIN_SAMPLE,
+                           cycle_id=cycle_id)
+            return True
+        n = len(self.points)
+        summary = {
+            "fragments": len(self.sample), "points": n,
+            "exact_fragments": self.started_size,
+            "mean_fidelity": round(sum(p[0] for p in self.points) / n, 4),
+            "mean_recall": round(sum(p[1] for p in self.points) / n, 4),
+            "mean_content_recall": round(sum(p[2] for p in self.points) / n, 4),
+            "reconstructor": self.reconstructor,
+        }
+        self._calibrated(curve=monotone_fit([(p[0], p[1]) for p in self.points]),
+                         summary=summary, cycle_id=cycle_id)
+        return True
+
+    @event("ReconstructionCalibrated")
+    def _calibrated(self, curve: list[list[float]], summary: dict[str, Any],
+                    cycle_id: UUID | None) -> None:
+        self.curve, self.summary = curve, summary
+        self.calibrated_size = summary["exact_fragments"]
+        self.sample, self.declined = [], None
+
+    def expected_recall(self, fidelity: float) -> float | None:
+        return None if self.curve is None else read_off(self.curve, fidelity)
+
+
+def monotone_fit(points: list[tuple[float, float]], min_block: int = 5) -> list[list[float]]:
+    """Expected recall as a non-decreasing function of fidelity (pool-adjacent-violators,
+    weighted): the breakpoints [mean fidelity, mean recall] of its blocks. Blocks pool at least
+    `min_block` points, so that no single sample sets a level. As a step function its mean
+    over the sample is the sample's mean recall; read_off interpolates between the steps."""
+    ordered = sorted(points)
+    # Initial blocks of min_block points each (the last may take the remainder).
+    blocks: list[list[float]] = []  # [weight, sum fidelity, sum recall]
+    for start in range(0, len(ordered), min_block):
+        chunk = ordered[start : start + min_block]
+        if blocks and len(chunk) < min_block:
+            blocks[-1] = [blocks[-1][0] + len(chunk), blocks[-1][1] + sum(f for f, _ in chunk),
+                          blocks[-1][2] + sum(r for _, r in chunk)]
+            continue
+        blocks.append([len(chunk), sum(f for f, _ in chunk), sum(r for _, r in chunk)])
+    merged: list[list[float]] = []
+    for block in blocks:
+        merged.append(block)
+        while len(merged) > 1 and merged[-2][2] / merged[-2][0] >= merged[-1][2] / merged[-1][0]:
+            w, f, r = merged.pop()
+            merged[-1] = [merged[-1][0] + w, merged[-1][1] + f, merged[-1][2] + r]
+    return [[round(f / w, 6), round(r / w, 6)] for w, f, r in merged]
+
+
+def read_off(curve: list[list[float]], fidelity: float) -> float:
+    """The curve at a fidelity: linear between breakpoints, flat beyond the ends."""
+    if fidelity <= curve[0][0]:
+        return round(curve[0][1], 4)
+    for (f0, r0), (f1, r1) in zip(curve, curve[1:]):
+        if fidelity <= f1:
+            if f1 <= f0:
+                return round(r1, 4)
+            return round(r0 + (r1 - r0) * (fidelity - f0) / (f1 - f0), 4)
+    return round(curve[-1][1], 4)
