@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | None = None,
          dream_every: float | None = None, cipher_key: str | None = None,
          refine_budget: float | None = None, calibrate_budget: float | None = None,
-         **settings: Any) -> Memory:
+         reconstructor: str | None = None, **settings: Any) -> Memory:
     """Open (creating if needed) the store at `path` (default $CARMA_HOME, else ./.carma).
 
     dream_every: run a scrub-and-heal cycle in a background thread every so many seconds.
@@ -39,10 +39,21 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
     (default 10).
     calibrate_budget: seconds each dream cycle may spend calibrating the reconstructor in
     namespaces that hold approximate bodies (default 20; see `Memory.calibrate`).
+    reconstructor: how a body with no exact copy left is rebuilt from its embedding:
+    "semantic-blend" (default; neighbours' sentences, refined by word edits: readable) or
+    "gradient-swap" (token edits proposed by the model's gradient; default
+    $CARMA_RECONSTRUCTOR). Each is calibrated on its own.
     cipher_key: encrypt the log at rest with AES-GCM (base64 of 16, 24 or 32 bytes; default
     $CARMA_CIPHER_KEY). A store is always opened with the key it was created with.
     """
-    from carma.bootstrap import bootstrap, cipher_key_from, resolve_home
+    from carma.bootstrap import (
+        RECONSTRUCTOR_VARIABLE,
+        RECONSTRUCTORS,
+        bootstrap,
+        cipher_key_from,
+        reconstructor_for,
+        resolve_home,
+    )
 
     if settings:
         raise InvalidInput(f"unknown setting(s): {', '.join(sorted(settings))}")
@@ -55,10 +66,16 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not 0 <= value <= 86_400):
             raise InvalidInput(f"{name} must be a number of seconds from 0 to 86400")
+    chosen = reconstructor or os.environ.get(RECONSTRUCTOR_VARIABLE) or None
+    if chosen is not None and chosen not in RECONSTRUCTORS:
+        raise InvalidInput(f"unknown reconstructor {chosen!r}; known: {', '.join(RECONSTRUCTORS)}")
+    if chosen is not None and embedder is not None:
+        reconstructor_for(chosen, embedder)  # a wrong pairing is refused before any change
     home = resolve_home(path)
     key = cipher_key_from(cipher_key)
     with storage_errors(f"cannot open the store at {home}"):
         return bootstrap(home, embedder, dream_every, cipher_key=key,
+                         reconstructor=reconstructor,
                          **{k: v for k, v in budgets.items() if v is not None})
 
 

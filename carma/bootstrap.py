@@ -18,6 +18,9 @@ from domain import DIMENSION_MAX, InvalidInput
 from healing import Calibrator, Dreamer, Healer, Reconstructor, Scrubber
 from healing.calibrator import CALIBRATE_BUDGET_S
 from healing.dreamer import REFINE_BUDGET_S
+from healing.gradient import METHOD as GRADIENT
+from healing.gradient import GradientReconstructor
+from healing.reconstructor import METHOD as BLEND
 from projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
 
 DEFAULT_HOME = ".carma"
@@ -43,6 +46,23 @@ def prepare_home(home: Path) -> None:
 
 
 CIPHER_KEY_VARIABLE = "CARMA_CIPHER_KEY"
+RECONSTRUCTOR_VARIABLE = "CARMA_RECONSTRUCTOR"
+RECONSTRUCTORS = (BLEND, GRADIENT)
+
+
+def reconstructor_for(name: str | None, embedder: Embedder) -> Reconstructor:
+    """The semantic reconstructor by name (default $CARMA_RECONSTRUCTOR, else the readable
+    neighbour blend); the gradient-guided search needs a transformer to differentiate."""
+    name = name or os.environ.get(RECONSTRUCTOR_VARIABLE) or BLEND
+    if name == BLEND:
+        return Reconstructor(embedder.embed)
+    if name == GRADIENT:
+        token_model = getattr(embedder, "token_model", None)
+        if token_model is None:
+            raise InvalidInput(f"the {GRADIENT} reconstructor needs a transformer model "
+                               f"embedder (the default one); {embedder.name} has no gradient")
+        return GradientReconstructor(embedder.embed, token_model)
+    raise InvalidInput(f"unknown reconstructor {name!r}; known: {', '.join(RECONSTRUCTORS)}")
 
 
 def cipher_key_from(value: str | None) -> str | None:
@@ -86,7 +106,7 @@ def default_embedder() -> Embedder:
 def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float | None = None,
               new_projections: bool = False, cipher_key: str | None = None,
               refine_budget: float = REFINE_BUDGET_S,
-              calibrate_budget: float = CALIBRATE_BUDGET_S):
+              calibrate_budget: float = CALIBRATE_BUDGET_S, reconstructor: str | None = None):
     """Wire a Memory over the home: log, projections, healing and embedder."""
     from carma.memory import Memory
 
@@ -129,8 +149,13 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
 
     scrubber = Scrubber(cache, index, ledger, lock, log.position, refresh=catch_up,
                         unreadable=log.unreadable, answered=log.answered_damage)
-    healer = Healer(log, cache, index, ledger, lock, Reconstructor(embedder.embed),
-                    after_batch=catch_up)
+    try:
+        rebuilds = reconstructor_for(reconstructor, embedder)
+    except BaseException:
+        ledger.close()
+        log.close()
+        raise
+    healer = Healer(log, cache, index, ledger, lock, rebuilds, after_batch=catch_up)
     dreamer = Dreamer(log, scrubber, healer, catch_up, health,
                       restore_keys=log.mapper.keys.restore_copies,
                       refine_budget_s=refine_budget,

@@ -78,6 +78,60 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+    def token_model(self) -> TransformerTokenModel:
+        """The model token by token, for the gradient-guided reconstructor."""
+        return TransformerTokenModel(self.model)
+
+
+class TransformerTokenModel:
+    """A sentence-transformers model (a BERT encoder, mean pooling) seen token by token: ids,
+    text, and the gradient of the cosine to a target with respect to a one-hot choice of
+    tokens, computed through the model's own word embeddings (healing/gradient.py)."""
+
+    def __init__(self, model: Any):
+        import torch
+
+        self._torch = torch
+        module = model[0]
+        self.encoder = module.auto_model.eval()
+        for parameter in self.encoder.parameters():
+            parameter.requires_grad_(False)  # only the one-hot input needs a gradient
+        self.tokenizer = module.tokenizer
+        self.max_tokens = int(model.max_seq_length) - 2  # [CLS] ... [SEP]
+        self._weights = self.encoder.get_input_embeddings().weight.detach()
+        vocabulary = self.tokenizer.get_vocab()
+        allowed = np.ones(self._weights.shape[0], dtype=bool)
+        special = set(self.tokenizer.all_special_ids)
+        for token, i in vocabulary.items():
+            if i in special or token.startswith("[unused") or i >= allowed.size:
+                allowed[i] = False
+        self.allowed = allowed
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False, truncation=True,
+                                   max_length=self.max_tokens)["input_ids"])
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True,
+                                     clean_up_tokenization_spaces=True)
+
+    def gradient(self, ids: Sequence[int], target: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        full = [self.tokenizer.cls_token_id, *ids, self.tokenizer.sep_token_id]
+        with torch.enable_grad():
+            one_hot = torch.zeros(len(full), self._weights.shape[0])
+            one_hot[torch.arange(len(full)), torch.tensor(full)] = 1.0
+            one_hot.requires_grad_(True)
+            hidden = self.encoder(inputs_embeds=(one_hot @ self._weights)[None],
+                                  attention_mask=torch.ones(1, len(full))).last_hidden_state
+            pooled = hidden[0].mean(dim=0)  # the model's mean pooling over every token
+            goal = torch.tensor(np.asarray(target, dtype=np.float32))  # a copy (log bytes are read-only)
+            cosine = pooled @ goal / (pooled.norm() * goal.norm()).clamp_min(1e-12)
+            cosine.backward()
+        assert one_hot.grad is not None
+        return one_hot.grad[1:-1].numpy()
+
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 

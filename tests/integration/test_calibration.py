@@ -221,3 +221,20 @@ def test_the_audit_log_shows_the_calibration(damaged, home):
     assert summary["fragments"] == MIN_SAMPLE
     assert summary["reconstructor"]["method"] == "semantic-blend"
     assert set(summary) >= {"mean_fidelity", "mean_recall", "mean_content_recall"}
+
+
+def test_a_reconstructor_is_chosen_by_name_and_a_wrong_choice_changes_nothing(
+        tmp_path, embedder, monkeypatch):
+    home = tmp_path / "fresh"
+    with pytest.raises(InvalidInput, match="unknown reconstructor 'magic'"):
+        carma.open(home, embedder=embedder, reconstructor="magic")
+    monkeypatch.setenv("CARMA_RECONSTRUCTOR", "magic")
+    with pytest.raises(InvalidInput, match="unknown reconstructor"):
+        carma.open(home, embedder=embedder)
+    assert not home.exists()
+    monkeypatch.delenv("CARMA_RECONSTRUCTOR")
+    with pytest.raises(InvalidInput, match="needs a transformer"):
+        carma.open(home, embedder=embedder, reconstructor="gradient-swap")
+    assert not home.exists()
+    with carma.open(home, embedder=embedder) as mem:
+        assert mem.dreamer.healer.reconstructor.method == "semantic-blend"
