@@ -308,10 +308,12 @@ class HealthLedger:
         key, namespace = found
         exact = event.method.startswith("exact-")
         expected = None
-        if not exact:  # what the repair said; else the namespace's calibration at this point
-            expected = getattr(event, "expected_recall", None)
+        if not exact:
+            # The namespace's calibration as of this point in the log, as `get` reads it (the
+            # repair's own figure may predate a calibration it had not seen yet).
+            expected = HealthLedger._read_off(conn, namespace, event.method, event.fidelity)
             if expected is None:
-                expected = HealthLedger._read_off(conn, namespace, event.method, event.fidelity)
+                expected = getattr(event, "expected_recall", None)
         conn.execute("DELETE FROM faults WHERE uuid = ? AND fault != 'extra'", [uuid])
         conn.execute(
             "UPDATE fragments SET version = ?, status = ?, fidelity = ?, content_hash = ?,"
