@@ -16,7 +16,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.fragment import CARMA_UUID_NAMESPACE
 
-SAMPLE_SIZE = 50  # fragments tried per calibration
+SAMPLE_SIZE = 80  # fragments tried per calibration
 MIN_SAMPLE = 20  # fewer exact fragments than this: too small to calibrate, and said so
 REFRESH_GROWTH = 1.5  # recalibrate once the namespace has grown by half
 
@@ -137,7 +137,7 @@ class ReconstructionCalibration(Aggregate):
         return None if self.curve is None else read_off(self.curve, fidelity)
 
 
-def monotone_fit(points: list[tuple[float, float]], min_block: int = 5) -> list[list[float]]:
+def monotone_fit(points: list[tuple[float, float]], min_block: int = 10) -> list[list[float]]:
     """Expected recall as a non-decreasing function of fidelity (pool-adjacent-violators,
     weighted): the breakpoints [mean fidelity, mean recall] of its blocks. Blocks pool at least
     `min_block` points, so that no single sample sets a level. As a step function its mean
