@@ -503,9 +503,11 @@ def dream_cmd(ctx: Context):
 
 
 def _cycle_text(report: dict[str, Any]) -> str:
+    calibration = "".join(f"calibration {ns}: {_calibration_text(c)}\n"
+                          for ns, c in report.get("calibration", {}).items())
     return (f"dream cycle {report['id']} ({report['trigger']})\n"
             + _counts_line("found", report["found"]) + "\n"
-            + _counts_line("repaired", report["repaired"]) + "\n"
+            + _counts_line("repaired", report["repaired"]) + "\n" + calibration
             + f"health {report['health_before']:.1%} -> {report['health_after']:.1%} "
             f"in {report['seconds']['total']:.2f} s")
 

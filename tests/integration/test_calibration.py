@@ -201,6 +201,7 @@ def test_the_cli_shows_both_numbers_and_a_namespace_too_small(damaged, home):
                               "needed": MIN_SAMPLE}}
     assert "too small to calibrate (5 exact fragments; 20 needed)" in run(
         "calibrate", "--namespace", "tiny")
+    assert "calibration tiny: too small to calibrate" in run("dream")
     table = run("health")
     assert "expected recall" in table and "too small to calibrate" in table
     lines = [json.loads(line) for line in run("export").splitlines()]
