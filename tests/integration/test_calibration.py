@@ -201,13 +201,13 @@ def test_the_cli_shows_both_numbers_and_a_namespace_too_small(damaged, home):
                               "needed": MIN_SAMPLE}}
     assert "too small to calibrate (5 exact fragments; 20 needed)" in run(
         "calibrate", "--namespace", "tiny")
-    assert "calibration tiny: too small to calibrate" in run("dream")
     table = run("health")
     assert "expected recall" in table and "too small to calibrate" in table
     lines = [json.loads(line) for line in run("export").splitlines()]
     assert {r["id"]: r["expected_recall"] for r in lines}["b1"] == got["expected_recall"]
     missing = runner.invoke(cli, ["calibrate", "--namespace", "nowhere", "--home", str(home)])
     assert missing.exit_code == 2 and "nowhere" in missing.output
+    assert "calibration tiny: too small to calibrate" in run("dream")
 
 
 def test_the_audit_log_shows_the_calibration(damaged, home):
