@@ -141,6 +141,9 @@ def _reconstruct(mem: Any, say: Callable[[str], None]) -> dict[str, Any]:
             else f"~{record.expected_recall:.0%}"
         say(f"     {record.status}, fidelity {record.fidelity:.3f}, words expected {expected} "
             f"(this demo knows the original: {measured:.0%})")
+    say("\n   (expected recall is the namespace's average at that fidelity, measured on its own\n"
+        "   fragments: one text can fall far from it, above all below the fidelities the\n"
+        "   calibration saw; `carma bench reconstruct` reports the spread)")
     restored = mem.add_many([{"text": victims[0].text, "namespace": "stdlib"}]).restored
     say(f"\n   the original text of the first one, added again, restores it exactly: "
         f"{mem.get(victims[0].id).status} (restored {restored})")
