@@ -363,7 +363,7 @@ class Memory:
             return None
         with self._lock:
             return self.ledger.expected_recall(fragment.namespace, fragment.reconstructed_by,
-                                               fragment.fidelity)
+                                               fragment.fidelity, fragment.refinements)
 
     def _record(self, row: dict[str, Any]) -> FragmentRecord:
         """The fragment behind a ledger row: from its cache file when that is intact and

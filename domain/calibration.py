@@ -3,8 +3,12 @@
 Fidelity (the cosine of a rebuilt text's embedding to the surviving one) says how near the
 meaning is, not how many of the original's words came back: a high cosine can be bought with
 keywords in junk. So the reconstructor is tried on fragments whose bodies are known — each
-hidden and rebuilt exactly as a real repair would be — and what it achieved is recorded. An
-approximate fragment's expected recall is read off that record at its fidelity.
+hidden and rebuilt exactly as a real repair would be, then refined as later dream cycles
+would refine it — and what it achieved is recorded. An approximate fragment's expected recall
+is read off that record at its fidelity, on the curve of its refinement stage: refinement
+buys fidelity faster than words, so a fragment refined up to a fidelity holds fewer of its
+words than one rebuilt at that fidelity at the first attempt, and one curve for both would
+promise the refined fragment too much.
 """
 
 from __future__ import annotations
@@ -40,8 +44,10 @@ class ReconstructionCalibration(Aggregate):
         self.method = method
         self.sample: list[str] = []  # fragment uuids of the calibration under way
         self.measured: list[str] = []  # those of them measured (or passed over) so far
-        self.points: list[list[float]] = []  # [fidelity, recall, content-word recall]
+        # [fidelity, recall, content-word recall, refinement stage] of each attempt
+        self.points: list[list[float]] = []
         self.curve: list[list[float]] | None = None  # [fidelity, expected recall], rising
+        self.curves: list[list[list[float]]] | None = None  # the same, one per stage
         self.summary: dict[str, Any] | None = None
         self.calibrated_size = 0  # exact fragments in the namespace when last calibrated
         self.declined: dict[str, int] | None = None
@@ -91,10 +97,13 @@ class ReconstructionCalibration(Aggregate):
     def measure(self, fragments: list[str], points: list[list[float]],
                 cycle_id: UUID | None) -> None:
         """Record sample fragments measured (a fragment deleted meanwhile adds no point):
-        each point is [fidelity, token recall, content-word recall] of one attempt."""
+        each point is [fidelity, token recall, content-word recall, stage] of one attempt,
+        stage 0 for the first reconstruction, k for its k-th refinement."""
         for point in points:
-            if len(point) != 3 or not all(0.0 <= p <= 1.0 for p in point):
-                raise ValueError(f"a calibration point is 3 numbers in [0, 1], not {point}")
+            if len(point) != 4 or not all(0.0 <= p <= 1.0 for p in point[:3]) \
+                    or point[3] != int(point[3]) or point[3] < 0:
+                raise ValueError("a calibration point is 3 numbers in [0, 1] and a stage"
+                                 f" (0, 1, ...), not {point}")
         self._measured(fragments=fragments, points=points, cycle_id=cycle_id)
 
     @event("CalibrationSampled")
@@ -122,19 +131,41 @@ class ReconstructionCalibration(Aggregate):
             "mean_content_recall": round(sum(p[2] for p in self.points) / n, 4),
             "reconstructor": self.reconstructor,
         }
+        stages = [[(p[0], p[1]) for p in self.points if _stage(p) == k]
+                  for k in range(max(_stage(p) for p in self.points) + 1)]
+        summary["points_per_stage"] = [len(points) for points in stages]
         self._calibrated(curve=monotone_fit([(p[0], p[1]) for p in self.points]),
+                         curves=[monotone_fit(points) for points in stages if points],
                          summary=summary, cycle_id=cycle_id)
         return True
 
     @event("ReconstructionCalibrated")
     def _calibrated(self, curve: list[list[float]], summary: dict[str, Any],
-                    cycle_id: UUID | None) -> None:
-        self.curve, self.summary = curve, summary
+                    cycle_id: UUID | None,
+                    curves: list[list[list[float]]] | None = None) -> None:
+        # (curves defaults: calibrations recorded before stages were told apart lack them)
+        self.curve, self.curves, self.summary = curve, curves, summary
         self.calibrated_size = summary["exact_fragments"]
         self.sample, self.declined = [], None
 
-    def expected_recall(self, fidelity: float) -> float | None:
-        return None if self.curve is None else read_off(self.curve, fidelity)
+    def expected_recall(self, fidelity: float, refinements: int = 0) -> float | None:
+        if self.curve is None:
+            return None
+        return read_off(curve_for(self.curve, self.curves, refinements), fidelity)
+
+
+def _stage(point: list[float]) -> int:
+    # (points recorded before stages were told apart have none: count them as first attempts)
+    return int(point[3]) if len(point) > 3 else 0
+
+
+def curve_for(curve: list[list[float]], curves: list[list[list[float]]] | None,
+              refinements: int) -> list[list[float]]:
+    """The curve of a fragment refined `refinements` times: its stage's, or the last stage's
+    beyond those the calibration reached; the pooled curve of a calibration without stages."""
+    if not curves:
+        return curve
+    return curves[min(max(refinements, 0), len(curves) - 1)]
 
 
 def monotone_fit(points: list[tuple[float, float]], min_block: int = 10) -> list[list[float]]:
@@ -162,9 +193,13 @@ def monotone_fit(points: list[tuple[float, float]], min_block: int = 10) -> list
 
 
 def read_off(curve: list[list[float]], fidelity: float) -> float:
-    """The curve at a fidelity: linear between breakpoints, flat beyond the ends."""
+    """The curve at a fidelity: linear between breakpoints, flat above the top one. Below the
+    lowest, the curve's overall slope carries on down to 0: a reconstruction worse than any
+    the sample produced is not promised the sample's worst recall."""
     if fidelity <= curve[0][0]:
-        return round(curve[0][1], 4)
+        (f0, r0), (f1, r1) = curve[0], curve[-1]
+        slope = (r1 - r0) / (f1 - f0) if f1 > f0 else 0.0
+        return round(max(r0 - slope * (curve[0][0] - fidelity), 0.0), 4)
     for (f0, r0), (f1, r1) in zip(curve, curve[1:]):
         if fidelity <= f1:
             if f1 <= f0:

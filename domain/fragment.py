@@ -27,6 +27,9 @@ class Fragment(Aggregate):
 
     # The method that rebuilt an approximate body (a class default: older snapshots lack it).
     reconstructed_by: str | None = None
+    # How many times that body has been refined since it was first rebuilt (its calibration
+    # curve is that stage's); derived from the events, so a class default serves old snapshots.
+    refinements: int = 0
 
     @staticmethod
     def create_id(key: str, **_: Any) -> UUID:
@@ -101,7 +104,7 @@ class Fragment(Aggregate):
         self.content_hash = content_hash
         self.embedding = embedding
         self.approximate, self.fidelity, self.sources = False, 1.0, []  # a new body, whole
-        self.reconstructed_by = None
+        self.reconstructed_by, self.refinements = None, 0
         # ...which answers any damage to the log's copy of the old one.
         self.faults.pop("log-body", None)
         self.answered = sorted(set(self.answered) | set(self.unreadable))
@@ -254,7 +257,8 @@ class Fragment(Aggregate):
         deleted or forgotten fragment. Returns False when nothing is recorded.
 
         `expected_recall`: for a reconstruction, the share of the original's words it is
-        expected to hold, read off its namespace's calibration (None: not calibrated)."""
+        expected to hold, read off its namespace's calibration at this fidelity and at the
+        `next_refinement` stage (None: not calibrated)."""
         if self.deleted:
             return False
         if not 0.0 <= fidelity <= 1.0:
@@ -279,16 +283,27 @@ class Fragment(Aggregate):
                             embedding=embedding,
                             answers=sorted(set(self.answered) | set(self.unreadable)),
                             key=self.key, namespace=self.namespace,
-                            expected_recall=expected_recall)
+                            expected_recall=expected_recall,
+                            refinement=None if exact else self.next_refinement)
         return True
+
+    @property
+    def next_refinement(self) -> int:
+        """The stage an approximate body restored now would be at: 0 for a first rebuild (of
+        a damaged body), one more than the current body's for a refinement of it."""
+        if "log-body" in self.faults or not self.approximate:
+            return 0
+        return self.refinements + 1
 
     @event("FragmentReconstructed")
     def _reconstructed(self, copy: str, method: str, fidelity: float, content_hash: str,
                        sources: list[str], cycle_id: UUID | None, text: str | None,
                        metadata: dict[str, Any] | None, embedding: bytes | None,
                        answers: list[int], key: str | None, namespace: str | None,
-                       expected_recall: float | None = None) -> None:
-        # (expected_recall defaults: events recorded before calibration existed lack it)
+                       expected_recall: float | None = None,
+                       refinement: int | None = None) -> None:
+        # (expected_recall and refinement default: events recorded before calibration, or
+        # before its stages, lack them)
         # A restatement names the fragment too, so that its projections can be rebuilt
         # from it alone when the event that first named it cannot be read.
         self.faults.pop(copy, None)
@@ -300,6 +315,7 @@ class Fragment(Aggregate):
             self.approximate = not method.startswith("exact-")
             self.fidelity = fidelity
             self.reconstructed_by = None if not self.approximate else method
+            self.refinements = refinement or 0
             self.content_version = self.version + 1
             self.sources = list(sources)
             self.answered = sorted(set(self.answered) | set(answers))

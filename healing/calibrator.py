@@ -3,9 +3,10 @@
 Each fragment of a sample is hidden and rebuilt exactly as a real repair would rebuild it:
 from its embedding and its nearest exact neighbours of the same namespace (never itself),
 with the healer's own budgets, then refined as later dream cycles would refine it. Each
-attempt gives a point (fidelity, token recall, content-word recall) against the known
-original; the ReconstructionCalibration aggregate records the points and their monotone fit,
-from which an approximate fragment's expected recall is read at its fidelity.
+attempt gives a point (fidelity, token recall, content-word recall, refinement stage) against
+the known original; the ReconstructionCalibration aggregate records the points and their
+monotone fit per stage, from which an approximate fragment's expected recall is read at its
+fidelity and stage.
 
 A calibration costs a real repair's time per sample fragment, so it runs where it is wanted
 (a namespace with approximate bodies, or on request), within each dream cycle's budget, and
@@ -80,7 +81,8 @@ class Calibrator:
 
     def describe(self) -> dict[str, Any]:
         """The reconstructor as calibrated: a change of any of these is a new calibration."""
-        return {"method": self.method, "neighbours": NEIGHBOURS,
+        return {"method": self.method, "fit": "isotonic per refinement stage",
+                "neighbours": NEIGHBOURS,
                 "reconstruct_s": self.healer.reconstruct_budget_s,
                 "refine_s": self.healer.refine_step_s, "refinements": self.refinements}
 
@@ -164,7 +166,7 @@ class Calibrator:
 
     def measure(self, fragment: Fragment) -> list[list[float]]:
         """Hide the fragment's body and rebuild it as a repair would, then refine it as later
-        cycles would: one point per attempt that the healer would record."""
+        cycles would: one point per attempt that the healer would record, with its stage."""
         reconstructor = self.healer.reconstructor
         assert reconstructor is not None and fragment.text is not None
         target = np.frombuffer(fragment.embedding, dtype="<f4")
@@ -175,21 +177,21 @@ class Calibrator:
         result = reconstructor.reconstruct(target, texts, self.healer.reconstruct_budget_s)
         if result is None:
             return []
-        points = [self._point(fragment.text, result)]
-        for _ in range(self.refinements):
+        points = [self._point(fragment.text, result, 0)]
+        for stage in range(1, self.refinements + 1):
             better = reconstructor.refine(target, result, vocabulary_of(texts + [result.text]),
                                           self.healer.refine_step_s)
             if round(better.fidelity, 6) <= round(result.fidelity, 6):
                 break  # the healer records a refinement only when it raises the fidelity
             result = better
-            points.append(self._point(fragment.text, result))
+            points.append(self._point(fragment.text, result, stage))
         return points
 
     @staticmethod
-    def _point(original: str, result: Reconstruction) -> list[float]:
+    def _point(original: str, result: Reconstruction, stage: int) -> list[float]:
         return [round(min(max(result.fidelity, 0.0), 1.0), 6),
                 round(token_recall(original, result.text), 6),
-                round(content_recall(original, result.text), 6)]
+                round(content_recall(original, result.text), 6), stage]
 
     def _record(self, calibration: ReconstructionCalibration) -> bool:
         try:

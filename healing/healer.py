@@ -210,11 +210,13 @@ class Healer:
         return f"log-body/{method}"
 
     def expected_recall(self, fragment: Fragment, method: str, fidelity: float) -> float | None:
-        """What the namespace's calibration expects of a reconstruction of this fidelity."""
+        """What the namespace's calibration expects of a reconstruction of this fidelity, at
+        the refinement stage restoring it now would put it at."""
         if method.startswith("exact-") or fragment.namespace is None:
             return None
         with self._lock:
-            return self.ledger.expected_recall(fragment.namespace, method, fidelity)
+            return self.ledger.expected_recall(fragment.namespace, method, fidelity,
+                                               fragment.next_refinement)
 
     def _surviving_embedding(self, fragment: Fragment, row: dict[str, Any] | None
                              ) -> bytes | None:

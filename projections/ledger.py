@@ -16,7 +16,7 @@ from typing import Any
 import sqlite_utils
 
 from domain import DreamCycle, Fragment, ReconstructionCalibration, VectorIndexCopy
-from domain.calibration import read_off
+from domain.calibration import curve_for, read_off
 from domain.healing import VECTOR_INDEX_COPY_ID
 from projections.cache import CachedFragment, file_digest, render
 from projections.index import embedding_fingerprint, faiss_id
@@ -40,7 +40,7 @@ KIND_OF = {
     ReconstructionCalibration.ReconstructionCalibrated: "calibration-completed",
     ReconstructionCalibration.CalibrationDeclined: "calibration-declined",
 }
-SCHEMA = 4  # bump when a table changes: old ledgers are rebuilt from the log
+SCHEMA = 5  # bump when a table changes: old ledgers are rebuilt from the log
 LIVE = "status NOT IN ('deleted', 'forgotten')"  # SQL: a fragment that is neither
 INDEX_FILE = "index-file"  # the `copy` of findings about the whole index file
 
@@ -69,6 +69,7 @@ class HealthLedger:
                 "uuid": str, "id": str, "faiss_id": int, "namespace": str, "version": int,
                 "status": str, "content_hash": str, "embedding_fingerprint": int, "cache_digest": str, "metadata": str,
                 "fidelity": float, "expected_recall": float, "reconstructed_by": str,
+                "refinements": int,
                 "last_fault": str, "last_method": str, "written_at": str, "updated_at": str,
             },
             pk="uuid", if_not_exists=True,
@@ -99,7 +100,8 @@ class HealthLedger:
         db["calibrations"].create(
             {"uuid": str, "namespace": str, "method": str, "status": str, "sampled": int,
              "sample": int,
-             "curve": str, "summary": str, "declined": str, "position": int, "at": str},
+             "curve": str, "curves": str, "summary": str, "declined": str, "position": int,
+             "at": str},
             pk="uuid", if_not_exists=True,
         )
         db["fragments"].create_index(["id"], unique=True, if_not_exists=True)
@@ -307,29 +309,35 @@ class HealthLedger:
             return
         key, namespace = found
         exact = event.method.startswith("exact-")
-        expected = None
+        expected, refinements = None, 0
         if not exact:
             # The namespace's calibration as of this point in the log, as `get` reads it (the
             # repair's own figure may predate a calibration it had not seen yet).
-            expected = HealthLedger._read_off(conn, namespace, event.method, event.fidelity)
+            refinements = getattr(event, "refinement", None) or 0
+            expected = HealthLedger._read_off(conn, namespace, event.method, event.fidelity,
+                                              refinements)
             if expected is None:
                 expected = getattr(event, "expected_recall", None)
         conn.execute("DELETE FROM faults WHERE uuid = ? AND fault != 'extra'", [uuid])
         conn.execute(
             "UPDATE fragments SET version = ?, status = ?, fidelity = ?, content_hash = ?,"
             " embedding_fingerprint = ?, cache_digest = ?, metadata = ?, expected_recall = ?,"
-            f" reconstructed_by = ? WHERE uuid = ? AND {LIVE}",
+            f" reconstructed_by = ?, refinements = ? WHERE uuid = ? AND {LIVE}",
             [event.originator_version, "healthy" if exact else "approximate",
              event.fidelity, event.content_hash, embedding_fingerprint(event.embedding),
              _cache_digest(uuid, key, namespace, event), canonical_json(event.metadata),
-             expected, None if exact else event.method, uuid])
+             expected, None if exact else event.method, refinements, uuid])
 
     @staticmethod
-    def _read_off(conn: sqlite3.Connection, namespace: str, method: str,
-                  fidelity: float) -> float | None:
-        row = conn.execute("SELECT curve FROM calibrations WHERE namespace = ? AND method = ?"
-                           " AND curve IS NOT NULL", [namespace, method]).fetchone()
-        return None if row is None else read_off(json.loads(row[0]), fidelity)
+    def _read_off(conn: sqlite3.Connection, namespace: str, method: str, fidelity: float,
+                  refinements: int) -> float | None:
+        row = conn.execute("SELECT curve, curves FROM calibrations WHERE namespace = ?"
+                           " AND method = ? AND curve IS NOT NULL",
+                           [namespace, method]).fetchone()
+        if row is None:
+            return None
+        curve = curve_for(json.loads(row[0]), json.loads(row[1] or "null"), refinements)
+        return read_off(curve, fidelity)
 
     @staticmethod
     def _calibration(conn: sqlite3.Connection, position: int, kind: str, event: Any,
@@ -362,16 +370,18 @@ class HealthLedger:
                          [canonical_json({"exact_fragments": event.exact_fragments,
                                           "needed": event.needed}), position, at, uuid])
         else:  # calibration-completed
+            curves = getattr(event, "curves", None)
             conn.execute(f"UPDATE calibrations SET status = 'calibrated', curve = ?,"
-                         f" summary = ?, declined = NULL, position = ?, at = ? {where}",
-                         [canonical_json(event.curve), canonical_json(event.summary), position,
-                          at, uuid])
+                         f" curves = ?, summary = ?, declined = NULL, position = ?, at = ?"
+                         f" {where}", [canonical_json(event.curve), canonical_json(curves),
+                                       canonical_json(event.summary), position, at, uuid])
             rows = conn.execute(
-                "SELECT uuid, fidelity FROM fragments WHERE status = 'approximate'"
+                "SELECT uuid, fidelity, refinements FROM fragments WHERE status = 'approximate'"
                 " AND namespace = ? AND reconstructed_by = ?", [namespace, method]).fetchall()
-            conn.executemany("UPDATE fragments SET expected_recall = ? WHERE uuid = ?",
-                             [(read_off(event.curve, fidelity), fragment)
-                              for fragment, fidelity in rows])
+            conn.executemany(
+                "UPDATE fragments SET expected_recall = ? WHERE uuid = ?",
+                [(read_off(curve_for(event.curve, curves, refinements or 0), fidelity), fragment)
+                 for fragment, fidelity, refinements in rows])
 
     @staticmethod
     def _touch(conn: sqlite3.Connection, uuid: str, event: Any, at: str, **columns: str) -> None:
@@ -430,10 +440,12 @@ class HealthLedger:
             " WHERE status = 'approximate' AND reconstructed_by IS NOT NULL"
             " ORDER BY 1, 2").fetchall()]
 
-    def expected_recall(self, namespace: str, method: str, fidelity: float) -> float | None:
-        """The share of words a reconstruction of this fidelity is expected to hold, read off
-        the namespace's calibration for the method; None where there is none."""
-        return self._read_off(self.db.conn, namespace, method, fidelity)
+    def expected_recall(self, namespace: str, method: str, fidelity: float,
+                        refinements: int = 0) -> float | None:
+        """The share of words a reconstruction of this fidelity, refined `refinements` times,
+        is expected to hold, read off the namespace's calibration for the method; None where
+        there is none."""
+        return self._read_off(self.db.conn, namespace, method, fidelity, refinements)
 
     def calibrations(self) -> dict[str, dict[str, Any]]:
         """The latest calibration of each namespace, by method: status ('calibrated',

@@ -14,7 +14,7 @@ import carma
 from carma.cli import cli
 from carma.corpus import corpus
 from domain import InvalidInput, fragment_uuid
-from domain.calibration import MIN_SAMPLE, read_off
+from domain.calibration import MIN_SAMPLE, curve_for, read_off
 from tests.integration.test_log_damage import flip_event
 
 BIG, TINY = 42, 6
@@ -62,6 +62,13 @@ def events(mem, kind):
     return [e for e in mem.log_events(kinds=[kind])]
 
 
+def expected(mem, calibrated, key):
+    """A fragment's expected recall as its calibration event says: read at its fidelity on
+    the curve of its refinement stage."""
+    fragment = mem.log.fragment(key)
+    curve = curve_for(calibrated["curve"], calibrated["curves"], fragment.refinements)
+    return read_off(curve, fragment.fidelity)
+
 def test_a_dream_calibrates_where_reconstructions_are_and_each_says_what_to_expect(damaged,
                                                                                     texts):
     mem = damaged
@@ -84,7 +91,9 @@ def test_a_dream_calibrates_where_reconstructions_are_and_each_says_what_to_expe
     points = [p for e in sampled for p in e["data"]["points"]]
     assert len(points) >= MIN_SAMPLE
     # The hidden fragment is never its own neighbour: no attempt gets its text back whole.
-    assert all(fidelity < 0.9999 for fidelity, _, _ in points)
+    assert all(fidelity < 0.9999 for fidelity, *_ in points)
+    # Each point says which attempt it was: the first rebuild (0) or a refinement of it.
+    assert {stage for *_, stage in points} <= set(range(4)) and points[0][3] == 0
     # Numbers only: no text of any fragment is in a calibration's events.
     logged = json.dumps([e["data"] for e in sampled + [calibrated]])
     assert not any(t[:30] in logged for t in texts[:BIG])
@@ -92,7 +101,7 @@ def test_a_dream_calibrates_where_reconstructions_are_and_each_says_what_to_expe
     for key in VICTIMS:
         record = mem.get(key)
         assert record.status == "approximate"
-        assert record.expected_recall == read_off(curve, record.fidelity)
+        assert record.expected_recall == expected(mem, calibrated["data"], key)
         assert 0.0 <= record.expected_recall <= 1.0
     tiny = mem.get("t2")
     assert tiny.status == "approximate" and tiny.expected_recall is None
@@ -155,9 +164,9 @@ def test_a_namespace_grown_by_half_is_recalibrated_and_a_rebuild_agrees(damaged,
     report = mem.dream()  # 39 exact fragments grew to 69: at least half again
     assert report["calibration"]["big"]["status"] == "calibrated"
     assert report["calibration"]["big"]["exact_fragments"] == 69
-    latest = events(mem, "ReconstructionCalibrated")[-1]["data"]["curve"]
+    latest = events(mem, "ReconstructionCalibrated")[-1]["data"]
     after = {k: mem.get(k).expected_recall for k in VICTIMS}
-    assert after == {k: read_off(latest, mem.get(k).fidelity) for k in VICTIMS}
+    assert after == {k: expected(mem, latest, k) for k in VICTIMS}
     assert set(before) == set(after)
     rows = {k: mem.ledger.row(k)["expected_recall"] for k in VICTIMS}
     mem.rebuild()  # the ledger is a projection of the log: the same numbers again

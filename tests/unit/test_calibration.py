@@ -28,10 +28,13 @@ def test_the_fit_never_falls_and_reads_within_the_measured_recalls(points):
     assert min(recalls) - 1e-6 <= levels[0] and levels[-1] <= max(recalls) + 1e-6
     read = [read_off(curve, f) for f, _ in sorted(points)]
     assert read == sorted(read)
-    assert min(read) >= levels[0] - 1e-4 and max(read) <= levels[-1] + 1e-4
+    assert max(read) <= levels[-1] + 1e-4
+    # Within the fitted range the reading is among the levels; below it, it falls toward 0.
+    assert all(levels[0] - 1e-4 <= read_off(curve, f) for f, _ in points if f >= curve[0][0])
+    assert min(read) >= 0.0
 
 
-def test_the_fit_pools_blocks_and_reads_flat_beyond_its_ends():
+def test_the_fit_pools_blocks_reads_flat_above_and_carries_its_slope_below():
     rng = random.Random(0)
     points = [(f, min(1.0, max(0.0, 0.8 * f - 0.2 + rng.uniform(-0.1, 0.1))))
               for f in (rng.uniform(0.5, 1.0) for _ in range(100))]
@@ -40,8 +43,13 @@ def test_the_fit_pools_blocks_and_reads_flat_beyond_its_ends():
     mean = sum(r for _, r in points) / len(points)
     fitted = sum(read_off(curve, f) for f, _ in points) / len(points)
     assert abs(fitted - mean) < 0.02
-    assert read_off(curve, 0.0) == round(curve[0][1], 4)
     assert read_off(curve, 1.0) == round(curve[-1][1], 4)
+    # Below the sample's worst, the overall slope (about 0.8 here) carries on, down to 0.
+    slope = (curve[-1][1] - curve[0][1]) / (curve[-1][0] - curve[0][0])
+    below = curve[0][0] - 0.1
+    assert read_off(curve, below) == pytest.approx(curve[0][1] - 0.1 * slope, abs=1e-3)
+    assert read_off(curve, below) < read_off(curve, curve[0][0])
+    assert read_off(curve, 0.0) == 0.0
     assert read_off(curve, 0.95) > read_off(curve, 0.6)
 
 
@@ -52,12 +60,12 @@ def test_a_calibration_records_its_sample_its_points_and_then_its_fit():
     c.start(sample, exact_fragments=30, reconstructor={"method": "semantic-blend"},
             cycle_id=None)
     assert c.in_progress and c.pending() == sample
-    c.measure(sample[:10], [[0.8, 0.4, 0.3]] * 10, None)
+    c.measure(sample[:10], [[0.8, 0.4, 0.3, 0]] * 10, None)
     assert not c.complete(None)  # ten fragments are still to be measured
-    c.measure(sample[10:], [[0.9, 0.6, 0.5]] * 10, None)
+    c.measure(sample[10:], [[0.9, 0.6, 0.5, 0]] * 10, None)
     assert c.complete(None) and not c.in_progress
     assert c.summary["mean_recall"] == 0.5 and c.calibrated_size == 30
-    assert c.expected_recall(0.95) == 0.6 and c.expected_recall(0.7) == 0.4
+    assert c.expected_recall(0.95) == 0.6 and c.expected_recall(0.8) == 0.4
     assert kinds(c) == ["CalibrationOpened", "CalibrationStarted", "CalibrationSampled",
                         "CalibrationSampled", "ReconstructionCalibrated"]
 
@@ -72,7 +80,7 @@ def test_a_namespace_too_small_is_declined_once_and_recalibrated_when_grown_by_h
         c.start(["a"] * (MIN_SAMPLE - 1), 19, {}, None)
     sample = [str(i) for i in range(MIN_SAMPLE)]
     c.start(sample, 40, {}, None)
-    c.measure(sample, [[0.5 + i / 100, 0.3, 0.2] for i in range(MIN_SAMPLE)], None)
+    c.measure(sample, [[0.5 + i / 100, 0.3, 0.2, 0] for i in range(MIN_SAMPLE)], None)
     assert c.complete(None) and c.declined is None
     assert not c.due(59) and c.due(60)  # 40 * 1.5
 
@@ -82,10 +90,29 @@ def test_bad_points_are_refused_and_a_shrunken_sample_is_declined_not_guessed():
     sample = [str(i) for i in range(MIN_SAMPLE)]
     c.start(sample, 25, {}, None)
     with pytest.raises(ValueError):
-        c.measure(sample[:1], [[1.2, 0.5, 0.5]], None)
+        c.measure(sample[:1], [[1.2, 0.5, 0.5, 0]], None)
     with pytest.raises(ValueError):
-        c.measure(sample[:1], [[0.5, 0.5]], None)
+        c.measure(sample[:1], [[0.5, 0.5, 0.5]], None)  # no stage
+    with pytest.raises(ValueError):
+        c.measure(sample[:1], [[0.5, 0.5, 0.5, 0.5]], None)  # a stage is a whole number
     # Every sampled fragment was deleted meanwhile: no points, no fit.
     c.measure(sample, [], None)
     assert c.complete(None) and c.curve is None and c.declined is not None
     assert not c.in_progress
+
+
+def test_a_refined_fragment_reads_its_own_stage_curve():
+    """Refinement buys fidelity faster than words: a body refined up to a fidelity holds
+    fewer of them than one that reached it at the first attempt, so each stage has a curve."""
+    c = opened()
+    sample = [str(i) for i in range(MIN_SAMPLE)]
+    c.start(sample, 30, {}, None)
+    hard = [[0.80, 0.3, 0.2, 0]] * 10 + [[0.95, 0.35, 0.25, 1]] * 10  # refined up to 0.95
+    easy = [[0.94, 0.8, 0.7, 0]] * 10  # good from the first attempt
+    c.measure(sample, hard + easy, None)
+    assert c.complete(None)
+    assert c.summary["points_per_stage"] == [20, 10]
+    pooled = read_off(c.curve, 0.95)  # first attempts and refinements in one curve
+    assert c.expected_recall(0.95, refinements=1) == 0.35 < pooled
+    assert c.expected_recall(0.94, refinements=0) == 0.8
+    assert c.expected_recall(0.95, refinements=4) == 0.35  # beyond the stages measured

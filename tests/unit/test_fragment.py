@@ -93,13 +93,17 @@ def test_restoring_a_body_is_honest_and_fidelity_never_goes_down():
                             "content_hash": content_hash(original)}, None)
     with pytest.raises(ValueError, match="exact repair"):
         f.restore_body("exact-copy", 1.0, "another text", {}, b"\0" * 8, [], None)
+    assert f.next_refinement == 0  # a first rebuild
     assert f.restore_body("semantic-blend", 0.6, "a guess", {}, b"\0" * 8, ["n1"], None)
     assert (f.approximate, f.fidelity, f.faults, f.answered) == (True, 0.6, {}, [1])
+    assert (f.refinements, f.next_refinement) == (0, 1)
     assert f.restore_body("semantic-blend", 0.5, "a worse guess", {}, b"\0" * 8, [], None) \
         is False
+    assert f.refinements == 0  # a refinement that does not improve is not one
     assert f.restore_body("semantic-blend", 0.7, "a better guess", {}, b"\0" * 8, [], None)
+    assert f.refinements == 1  # what its expected recall is read at: see domain/calibration
     assert f.restore_body("exact-copy", 1.0, original, {}, b"\0" * 8, [], None)
-    assert (f.text, f.approximate, f.fidelity) == (original, False, 1.0)
+    assert (f.text, f.approximate, f.fidelity, f.refinements) == (original, False, 1.0, 0)
     assert f.restore_body("exact-copy", 1.0, original, {}, b"\0" * 8, [], None) is False
 
 
