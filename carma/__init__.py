@@ -31,7 +31,8 @@ __version__ = "0.1.0"
 def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | None = None,
          dream_every: float | None = None, cipher_key: str | None = None,
          refine_budget: float | None = None, calibrate_budget: float | None = None,
-         reconstructor: str | None = None, **settings: Any) -> Memory:
+         reconstructor: str | None = None, database_url: str | None = None,
+         **settings: Any) -> Memory:
     """Open (creating if needed) the store at `path` (default $CARMA_HOME, else ./.carma).
 
     dream_every: run a scrub-and-heal cycle in a background thread every so many seconds.
@@ -45,12 +46,17 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
     $CARMA_RECONSTRUCTOR). Each is calibrated on its own.
     cipher_key: encrypt the log at rest with AES-GCM (base64 of 16, 24 or 32 bytes; default
     $CARMA_CIPHER_KEY). A store is always opened with the key it was created with.
+    database_url: keep the log in PostgreSQL, shared with every process opened on the same
+    URL (postgresql://user:password@host:5432/dbname[?schema=name]; default
+    $CARMA_DATABASE_URL). The home then holds this process's projections of that log; a
+    home whose log is its own SQLite file keeps it.
     """
     from carma.bootstrap import (
         RECONSTRUCTOR_VARIABLE,
         RECONSTRUCTORS,
         bootstrap,
         cipher_key_from,
+        database_for,
         reconstructor_for,
         resolve_home,
     )
@@ -73,9 +79,10 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
         reconstructor_for(chosen, embedder)  # a wrong pairing is refused before any change
     home = resolve_home(path)
     key = cipher_key_from(cipher_key)
+    database = database_for(home, database_url)
     with storage_errors(f"cannot open the store at {home}"):
         return bootstrap(home, embedder, dream_every, cipher_key=key,
-                         reconstructor=reconstructor,
+                         reconstructor=reconstructor, database=database,
                          **{k: v for k, v in budgets.items() if v is not None})
 
 

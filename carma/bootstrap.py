@@ -11,6 +11,7 @@ from pathlib import Path
 from eventsourcing.persistence import MapperDeserialisationError
 
 from carma.chain import ChainKey
+from carma.database import DATABASE_URL_VARIABLE, PostgresKeys, PostgresURL, bind_home
 from carma.embedding import Embedder, SentenceTransformerEmbedder, embedder_for
 from carma.keys import FragmentKeys
 from carma.log import CHAIN_KEY_SETTING, MemoryLog
@@ -82,11 +83,33 @@ def cipher_key_from(value: str | None) -> str | None:
     return value
 
 
-def open_log(home: Path, chain_key: bytes | None, cipher_key: str | None = None) -> MemoryLog:
+def database_for(home: Path, url: str | None) -> PostgresURL | None:
+    """The PostgreSQL log asked for (the argument, else $CARMA_DATABASE_URL), or None for
+    the home's own SQLite file. The environment's URL is a default for new stores: a home
+    that holds a SQLite log keeps it (a URL given outright for it is refused)."""
+    if url is None:
+        url = os.environ.get(DATABASE_URL_VARIABLE) or None
+        if url is not None and (home / "events.sqlite").exists():
+            return None
+    return None if url is None else PostgresURL.parse(url)
+
+
+def open_log(home: Path, cipher_key: str | None = None,
+             database: PostgresURL | None = None) -> tuple[MemoryLog, bytes | None]:
+    """The log, with its chain key: a SQLite file in the home, or the PostgreSQL database
+    every process of the store shares (then its keys are shared there too)."""
+    if database is None:
+        # A new store gets a chain key; an existing one must still have one of its copies.
+        chain_key = ChainKey(home).load(create=not (home / "events.sqlite").exists())
+        persistence = {"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                       "SQLITE_DBNAME": str(home / "events.sqlite"),
+                       "SQLITE_LOCK_TIMEOUT": "30"}
+    else:
+        database.create_schema()  # reached here first: an unreachable server says so plainly
+        chain_key = None  # kept in the database: read once its tables exist
+        persistence = database.settings()
     log = MemoryLog(env={
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-        "SQLITE_DBNAME": str(home / "events.sqlite"),
-        "SQLITE_LOCK_TIMEOUT": "30",
+        **persistence,
         CHAIN_KEY_SETTING: chain_key.hex() if chain_key else "",
         # The library's own AES-GCM cipher when a key is given; never settings that happen
         # to be in the process's environment for another application.
@@ -95,8 +118,15 @@ def open_log(home: Path, chain_key: bytes | None, cipher_key: str | None = None)
         "COMPRESSOR_TOPIC": "",
     })
     # Attached before the first read: a sealed body read without its key reads as forgotten.
-    log.mapper.keys = FragmentKeys(home)
-    return log
+    if database is None:
+        log.mapper.keys = FragmentKeys(home)
+    else:
+        keys = PostgresKeys(log.recorder.datastore)  # type: ignore[attr-defined]
+        log.mapper.keys = keys  # type: ignore[assignment]
+        # The first process makes the key; a log with events and no key has lost it.
+        chain_key = keys.chain_key(create=log.position() == 0)
+        log.recorder.key = chain_key or b""  # type: ignore[attr-defined]
+    return log, chain_key
 
 
 def default_embedder() -> Embedder:
@@ -106,14 +136,16 @@ def default_embedder() -> Embedder:
 def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float | None = None,
               new_projections: bool = False, cipher_key: str | None = None,
               refine_budget: float = REFINE_BUDGET_S,
-              calibrate_budget: float = CALIBRATE_BUDGET_S, reconstructor: str | None = None):
-    """Wire a Memory over the home: log, projections, healing and embedder."""
+              calibrate_budget: float = CALIBRATE_BUDGET_S, reconstructor: str | None = None,
+              database: PostgresURL | None = None):
+    """Wire a Memory over the home: log, projections, healing and embedder. `database`: a
+    PostgreSQL log shared with other processes (the home then holds this process's
+    projections of it); None: the home's own SQLite log."""
     from carma.memory import Memory
 
     prepare_home(home)
-    # A new store gets a chain key; an existing one must still have one of its two copies.
-    chain_key = ChainKey(home).load(create=not (home / "events.sqlite").exists())
-    log = open_log(home, chain_key, cipher_key)
+    bind_home(home, database)
+    log, chain_key = open_log(home, cipher_key, database)
     try:
         try:
             profile = log.profile()  # the first read: it tells a wrong key at once
@@ -165,7 +197,7 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
         memory = Memory(home=home, log=log, embedder=embedder, cache=cache, index=index,
                         ledger=ledger, runner=runner, dreamer=dreamer, lock=lock,
                         chain_key=chain_key, new_projections=new_projections,
-                        cipher_key=cipher_key)
+                        cipher_key=cipher_key, database=database)
     except BaseException:
         ledger.close()
         log.close()

@@ -3,9 +3,12 @@
 The chain value of the event at position n is
     mac_n = HMAC-SHA256(key, mac_{n-1} || n || aggregate id || version || topic || stored bytes)
 and is written in the same transaction as the event (table `event_chain`), by the recorder,
-under SQLite's write lock: the chain follows commit order exactly. The key lives outside the
-log (`<home>/keys/chain.key`, mirrored in `<home>/keys.mirror/`), so whoever can write the
-database file cannot recompute the chain. `verify` replays it: an edited, deleted, reordered,
+under the write lock (SQLite's, or the table lock the library takes on PostgreSQL): the chain
+follows commit order exactly. On SQLite the key lives outside the log (`<home>/keys/chain.key`,
+mirrored in `<home>/keys.mirror/`), so whoever can write the database file cannot recompute
+the chain. On PostgreSQL every process needs it, so it is kept in the database: the chain
+then proves integrity and order against faults and against anyone who cannot read that
+table, and the head anchored elsewhere proves it against the rest. `verify` replays it: an edited, deleted, reordered,
 renumbered or inserted event breaks it at the first bad position. Cutting events off the end
 cannot be told from the file alone: anchor the head (`verify --json`) elsewhere.
 """
@@ -23,6 +26,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
 from domain import StorageError
@@ -97,6 +101,49 @@ class ChainedSQLiteRecorder(SQLiteProcessRecorder):
         return positions
 
 
+class ChainedPostgresRecorder(PostgresProcessRecorder):
+    """The library's PostgreSQL process recorder, which also chains each event it inserts.
+    The chain is extended once the inserted events' positions are known, in the same
+    transaction and under the table lock the library takes to keep positions in commit order:
+    many processes writing at once extend one chain, in that order."""
+
+    key: bytes = b""
+
+    def __init__(self, datastore: Any, *, events_table_name: str, tracking_table_name: str,
+                 chain_table_name: str):
+        super().__init__(datastore, events_table_name=events_table_name,
+                         tracking_table_name=tracking_table_name)
+        from psycopg import sql
+
+        self.chain_table = sql.Identifier(datastore.schema, chain_table_name)
+        self.sql_create_statements.append(sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, mac bytea NOT NULL)"
+        ).format(self.chain_table))
+
+    def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[StoredEvent],
+                                       **kwargs: Any) -> Sequence[int] | None:
+        from psycopg import sql
+
+        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        if not stored_events:
+            return positions
+        if not self.key:
+            raise StorageError("the log's chain key is lost: it is kept in the database's "
+                               "carma_chain_key table; restore it from a backup")
+        curs.execute(sql.SQL("SELECT mac FROM {} ORDER BY position DESC LIMIT 1").format(
+            self.chain_table))
+        row = curs.fetchone()
+        previous = bytes(row["mac"]) if row else GENESIS
+        macs = []
+        for position, s in zip(positions or [], stored_events):
+            previous = chain_mac(self.key, previous, position, _id(s.originator_id),
+                                 s.originator_version, s.topic, s.state)
+            macs.append((position, previous))
+        curs.executemany(sql.SQL("INSERT INTO {} (position, mac) VALUES (%s, %s)").format(
+            self.chain_table), macs)
+        return positions
+
+
 def _id(originator_id: UUID | str) -> str:
     return originator_id.hex if isinstance(originator_id, UUID) else originator_id
 
@@ -115,51 +162,40 @@ class Verification:
         return dict(self.__dict__)
 
 
-def verify_chain(db_path: Path, key: bytes, verify_checksum: Any,
+def verify_chain(tables: Any, key: bytes, verify_checksum: Any,
                  progress: Any = None) -> Verification:
-    """Replay the chain over the whole log, reading the database file directly."""
-    import sqlite3
-
+    """Replay the chain over the whole log, reading its tables directly (carma.database)."""
     started = time.perf_counter()
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        chained = {p for (p,) in conn.execute("SELECT position FROM event_chain")}
-        rows = conn.execute(
-            # CAST: an edited payload may have been stored back as text, not as a blob.
-            "SELECT e.rowid, e.originator_id, e.originator_version, e.topic,"
-            " CAST(e.state AS BLOB), CAST(c.mac AS BLOB) "
-            "FROM stored_events e LEFT JOIN event_chain c ON c.position = e.rowid "
-            "ORDER BY e.rowid")
-        previous, expected, count = GENESIS, 1, 0
-        first_bad: int | None = None
-        reason: str | None = None
-        for position, originator_id, version, topic, state, mac in rows:
-            count += 1
-            chained.discard(position)
-            if first_bad is None:
-                if position != expected:
-                    first_bad, reason = expected, "an event is missing (a gap in the log)"
-                elif mac is None:
-                    first_bad, reason = position, "an event that was never chained"
+    chained, rows = tables.chained()
+    previous, expected, count = GENESIS, 1, 0
+    first_bad: int | None = None
+    reason: str | None = None
+    for position, originator_id, version, topic, state, mac in rows:
+        count += 1
+        chained.discard(position)
+        if first_bad is None:
+            if mac is None:
+                first_bad, reason = position, "an event that was never chained"
+            else:
+                computed = chain_mac(key, previous, position, originator_id, version,
+                                     topic, state)
+                if not hmac.compare_digest(computed, mac):
+                    # A gap alone is no evidence (on PostgreSQL a rolled-back transaction
+                    # leaves one in the sequence); a gap where the chain breaks is.
+                    first_bad, reason = (expected, "an event is missing (a gap in the log)") \
+                        if position != expected else \
+                        (position, "the chain breaks here (edited, reordered or inserted)")
+                elif not verify_checksum(StoredEvent(UUID(originator_id), version, topic,
+                                                     state)):
+                    first_bad, reason = position, "the event fails its checksum"
                 else:
-                    computed = chain_mac(key, previous, position, originator_id, version,
-                                         topic, state)
-                    if not hmac.compare_digest(computed, mac):
-                        first_bad, reason = position, "the chain breaks here (edited, " \
-                            "reordered or inserted)"
-                    elif not verify_checksum(StoredEvent(UUID(originator_id), version, topic,
-                                                         state)):
-                        first_bad, reason = position, "the event fails its checksum"
-                    else:
-                        previous = computed  # the head of the verified prefix
-            expected = position + 1
-            if progress and count % 5000 == 0:
-                progress(5000)
-        if first_bad is None and chained:
-            first_bad, reason = min(chained), "an event is missing (its chain entry remains)"
-        head_position = first_bad - 1 if first_bad is not None else expected - 1
-    finally:
-        conn.close()
+                    previous = computed  # the head of the verified prefix
+        expected = position + 1
+        if progress and count % 5000 == 0:
+            progress(5000)
+    if first_bad is None and chained:
+        first_bad, reason = min(chained), "an event is missing (its chain entry remains)"
+    head_position = first_bad - 1 if first_bad is not None else expected - 1
     return Verification(ok=first_bad is None, events=count, first_bad=first_bad, reason=reason,
                         head=previous.hex(), head_position=head_position,
                         seconds=round(time.perf_counter() - started, 4))
@@ -192,5 +228,48 @@ def copy_log(source: Path, target: Path, until: int) -> None:
             conn.execute("INSERT INTO event_chain SELECT position, mac FROM source.event_chain"
                          " WHERE position <= ?", (until,))
         conn.execute("DETACH DATABASE source")
+    finally:
+        conn.close()
+
+
+def copy_shared_log(tables: Any, keys: Any, chain_key: bytes, target: Path,
+                    until: int) -> None:
+    """Copy a PostgreSQL log's events and chain up to position `until`, byte for byte and at
+    the same positions, with the keys it needs, into a new home with a SQLite log of its
+    own (a replay is a copy to read, taken away from the shared log)."""
+    import sqlite3
+
+    from carma.keys import FragmentKeys
+
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in ChainKey(target).paths:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(chain_key)
+    copied = FragmentKeys(target)
+    try:
+        for uuid, key in keys.all().items():
+            copied.adopt(uuid, key)
+    finally:
+        copied.close()
+    conn = sqlite3.connect(target / "events.sqlite")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS stored_events (originator_id TEXT, originator_version "
+            "INTEGER, topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))")
+        conn.execute("CREATE TABLE IF NOT EXISTS event_chain "
+                     "(position INTEGER PRIMARY KEY, mac BLOB NOT NULL)")
+        _, rows = tables.chained()
+        with conn:
+            for position, originator_id, version, topic, state, mac in rows:
+                if position > until:
+                    break
+                conn.execute("INSERT INTO stored_events(rowid, originator_id,"
+                             " originator_version, topic, state) VALUES (?, ?, ?, ?, ?)",
+                             (position, originator_id, version, topic, state))
+                if mac is not None:
+                    conn.execute("INSERT INTO event_chain VALUES (?, ?)", (position, mac))
     finally:
         conn.close()

@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -36,7 +37,8 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
-from carma.chain import ChainedSQLiteRecorder
+from carma.chain import ChainedPostgresRecorder, ChainedSQLiteRecorder
+from carma.database import CHAIN, EVENTS, TRACKING, PostgresTables, SQLiteTables
 from carma.keys import FragmentKeys
 from domain import (
     ConflictError,
@@ -247,7 +249,16 @@ class MemoryLog(Application[UUID]):
         # A process recorder keeps the healer's tracking in the same database as the events,
         # so a repair's events and the position it answers commit in one transaction; ours
         # also chains every event it inserts (carma.chain).
-        recorder = ChainedSQLiteRecorder(datastore=self.factory.datastore)
+        datastore = self.factory.datastore  # type: ignore[attr-defined]
+        recorder: ChainedSQLiteRecorder | ChainedPostgresRecorder
+        if self.env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
+            recorder = ChainedPostgresRecorder(datastore, events_table_name=EVENTS,
+                                               tracking_table_name=TRACKING,
+                                               chain_table_name=CHAIN)
+            self.tables: SQLiteTables | PostgresTables = PostgresTables(datastore)
+        else:
+            recorder = ChainedSQLiteRecorder(datastore=datastore)
+            self.tables = SQLiteTables(datastore, Path(datastore.pool.db_name))
         recorder.key = bytes.fromhex(self.env.get(CHAIN_KEY_SETTING) or "")
         recorder.create_table()
         return recorder
@@ -304,19 +315,8 @@ class MemoryLog(Application[UUID]):
         wanted = list(dict.fromkeys(uuids))
         found: dict[UUID, Any] = {}
         for start in range(0, len(wanted), 500):
-            chunk = [u.hex for u in wanted[start : start + 500]]
-            marks = ",".join("?" * len(chunk))
-            with self.recorder.datastore.transaction(commit=False) as c:
-                c.execute(
-                    "SELECT originator_id, originator_version, topic, state FROM stored_snapshots"
-                    f" WHERE originator_id IN ({marks}) ORDER BY originator_id,"
-                    " originator_version DESC", chunk)
-                snapshot_rows = c.fetchall()
-                c.execute(
-                    "SELECT originator_id, originator_version, topic, state FROM stored_events"
-                    f" WHERE originator_id IN ({marks}) ORDER BY originator_id,"
-                    " originator_version", chunk)
-                event_rows = c.fetchall()
+            snapshot_rows, event_rows = self.tables.snapshots_and_events(
+                wanted[start : start + 500])
             snapshots: dict[UUID, Any] = {}
             for originator_id, version, topic, state in snapshot_rows:
                 uuid = UUID(originator_id)
@@ -509,11 +509,8 @@ class MemoryLog(Application[UUID]):
 
     def _stored_at(self, originator_id: UUID, version: int) -> list[StoredEvent]:
         """The stored event at a version, as stored (its checksum unchecked)."""
-        with self.recorder.datastore.transaction(commit=False) as c:
-            c.execute("SELECT topic, state FROM stored_events WHERE originator_id = ? AND"
-                      " originator_version = ?", [originator_id.hex, version])
-            return [StoredEvent(originator_id, version, topic, state)
-                    for topic, state in c.fetchall()]
+        return [StoredEvent(originator_id, version, topic, state)
+                for topic, state in self.tables.stored_at(originator_id, version)]
 
     def append_stored(self, events: Sequence[StoredEvent],
                       copies: list[StoredEvent] | None = None) -> tuple[int, int]:
@@ -581,11 +578,7 @@ class MemoryLog(Application[UUID]):
         check of the log itself: checksums only, nothing is decoded)."""
         after = 0
         while True:
-            with self.recorder.datastore.transaction(commit=False) as c:
-                c.execute(
-                    "SELECT rowid, originator_id, originator_version, topic, state"
-                    " FROM stored_events WHERE rowid > ? ORDER BY rowid LIMIT ?", [after, page])
-                rows = c.fetchall()
+            rows = self.tables.scan(after, page)
             for position, originator_id, version, topic, state in rows:
                 # No objects per event: this pass reads the whole log.
                 if len(originator_id) == 32 and _digest_holds(_dashed(originator_id), version,

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 from eventsourcing.persistence import PersistenceError, StoredEvent
 from eventsourcing.utils import get_topic
 
-from carma.chain import copy_log, verify_chain
+from carma.chain import copy_log, copy_shared_log, verify_chain
+from carma.database import PostgresURL
 from carma.embedding import Embedder
 from carma.log import MemoryLog, Write, checksum_holds
 from carma.models import BatchResult, FragmentRecord, HistoryEntry, Hit
@@ -74,7 +76,7 @@ def storage_errors(doing: str) -> Iterator[None]:
         yield
     except CarmaError:
         raise
-    except (OSError, sqlite3.Error, PersistenceError) as exc:
+    except (OSError, sqlite3.Error, PersistenceError, psycopg.Error) as exc:
         reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0] or type(exc).__name__
         raise StorageError(f"{doing}: {reason}") from exc
 
@@ -98,7 +100,8 @@ class Memory:
     def __init__(self, *, home: Path, log: MemoryLog, embedder: Embedder, cache: FragmentCache,
                  index: VectorIndex, ledger: HealthLedger, runner: ProjectionRunner,
                  dreamer: Dreamer, lock: threading.RLock, chain_key: bytes | None = None,
-                 new_projections: bool = False, cipher_key: str | None = None):
+                 new_projections: bool = False, cipher_key: str | None = None,
+                 database: PostgresURL | None = None):
         self.home = home
         self.log = log
         self.embedder = embedder
@@ -108,6 +111,7 @@ class Memory:
         self.runner = runner
         self.dreamer = dreamer
         self._chain_key = chain_key
+        self.database = database  # None: the log is the home's own SQLite file
         self._cipher_key = cipher_key  # a replica is written and read with the same key
         self.scheduler: DreamScheduler | None = None
         self._lock = lock
@@ -510,9 +514,12 @@ class Memory:
         "head_position", "seconds"}. Anchor `head` elsewhere to prove later that no one
         rewrote history up to `head_position`."""
         if not self._chain_key:
-            raise StorageError("cannot verify: the chain key is lost from both copies "
-                               "(keys/ and keys.mirror/); restore them from a backup")
-        return verify_chain(self.home / "events.sqlite", self._chain_key, checksum_holds,
+            raise StorageError(
+                "cannot verify: the chain key is lost from both copies (keys/ and "
+                "keys.mirror/); restore them from a backup" if self.database is None else
+                "cannot verify: the chain key is lost from the database's carma_chain_key "
+                "table; restore it from a backup")
+        return verify_chain(self.log.tables, self._chain_key, checksum_holds,
                             progress).as_dict()
 
     def export_events(self, with_keys: bool = True) -> Iterator[dict[str, Any]]:
@@ -620,7 +627,12 @@ class Memory:
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise InvalidInput(f"{target} exists and is not an empty folder")
         with storage_errors(f"cannot replay into {target}"):
-            copy_log(self.home, target, position)
+            if self.database is None:
+                copy_log(self.home, target, position)
+            else:  # a copy of the shared log, taken away to read: a SQLite log of its own
+                assert self._chain_key is not None
+                copy_shared_log(self.log.tables, self.log.mapper.keys, self._chain_key,
+                                target, position)
             from carma.bootstrap import bootstrap
 
             return bootstrap(target, self.embedder, new_projections=True,

@@ -1,0 +1,381 @@
+"""Where the log lives: a SQLite file in the home (the default), or a PostgreSQL database that
+many CARMA processes, on many hosts, share (`CARMA_DATABASE_URL` / `carma.open(database_url=)`).
+
+Either way the log is the `eventsourcing` library's own persistence (`eventsourcing.sqlite`,
+`eventsourcing.postgres`); this module holds what CARMA reads and writes beside it: the URL
+(whose password never appears in a message), the raw reads that replay and audit need
+(`LogTables`), and, on PostgreSQL, the keys every process must share (`PostgresKeys`).
+
+A home keeps the projections of one log. On PostgreSQL each process has a home of its own
+(cache, vector index, health ledger), all following the one log in the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+from uuid import UUID
+
+from domain import InvalidInput, StorageError
+
+DATABASE_URL_VARIABLE = "CARMA_DATABASE_URL"
+BINDING = "database.json"  # in a home that follows a PostgreSQL log: which one (no secret)
+# The library names its tables after the application ("carma"): carma_events,
+# carma_snapshots, carma_tracking; CARMA's own sit beside them.
+EVENTS, SNAPSHOTS, TRACKING = "carma_events", "carma_snapshots", "carma_tracking"
+CHAIN, FRAGMENT_KEYS, CHAIN_KEY = "carma_event_chain", "carma_fragment_keys", "carma_chain_key"
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_SETTINGS = ("schema", "pool_size", "connect_timeout")
+
+
+@dataclass(frozen=True)
+class PostgresURL:
+    """A parsed `postgresql://user:password@host:port/dbname?schema=name` URL."""
+
+    user: str
+    password: str
+    host: str
+    port: int
+    dbname: str
+    schema: str = "public"
+    pool_size: int = 4
+    connect_timeout: int = 10
+
+    @classmethod
+    def parse(cls, url: str) -> PostgresURL:
+        if not isinstance(url, str) or not url.strip():
+            raise InvalidInput(f"{DATABASE_URL_VARIABLE} is empty")
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port or 5432
+        except ValueError:
+            raise InvalidInput(f"not a database URL: {redact(url)}") from None
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise InvalidInput(f"a database URL starts with postgresql://, not "
+                               f"{parts.scheme or 'nothing'}:// ({redact(url)})")
+        dbname = unquote(parts.path.lstrip("/"))
+        if not parts.hostname or not dbname or not parts.username:
+            raise InvalidInput("a database URL names a user, a host and a database: "
+                               f"postgresql://user:password@host:5432/dbname ({redact(url)})")
+        query = parse_qs(parts.query, keep_blank_values=True)
+        unknown = sorted(set(query) - set(_SETTINGS))
+        if unknown:
+            raise InvalidInput(f"unknown database URL setting(s): {', '.join(unknown)} "
+                               f"(known: {', '.join(_SETTINGS)})")
+        settings: dict[str, Any] = {}
+        for name, values in query.items():
+            value = values[-1]
+            if name == "schema":
+                if not _SCHEMA.fullmatch(value):
+                    raise InvalidInput(f"schema {value!r}: lower-case letters, digits and _")
+                settings[name] = value
+            else:
+                if not value.isdigit() or not 1 <= int(value) <= 1000:
+                    raise InvalidInput(f"{name} is a whole number from 1 to 1000")
+                settings[name] = int(value)
+        return cls(user=unquote(parts.username), password=unquote(parts.password or ""),
+                   host=parts.hostname, port=port, dbname=dbname, **settings)
+
+    @property
+    def redacted(self) -> str:
+        """The URL as it may be shown: never the password."""
+        secret = ":***" if self.password else ""
+        return f"postgresql://{self.user}{secret}@{self.host}:{self.port}/{self.dbname}" + \
+            ("" if self.schema == "public" else f"?schema={self.schema}")
+
+    @property
+    def place(self) -> dict[str, Any]:
+        """Which log this is, as a home records it: no secret."""
+        return {"host": self.host, "port": self.port, "dbname": self.dbname,
+                "schema": self.schema, "user": self.user}
+
+    def settings(self) -> dict[str, str]:
+        """The `eventsourcing.postgres` settings of the log's application."""
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": self.dbname, "POSTGRES_HOST": self.host,
+            "POSTGRES_PORT": str(self.port), "POSTGRES_USER": self.user,
+            "POSTGRES_PASSWORD": self.password, "POSTGRES_SCHEMA": self.schema,
+            "POSTGRES_POOL_SIZE": str(self.pool_size), "POSTGRES_MAX_OVERFLOW": "4",
+            "POSTGRES_CONNECT_TIMEOUT": str(self.connect_timeout),
+            # Writers queue for the table lock that keeps positions in commit order.
+            "POSTGRES_LOCK_TIMEOUT": "30",
+            "POSTGRES_PRE_PING": "yes",  # a restarted server is reconnected to, not an error
+            # CARMA chains each event in the inserting transaction: no database functions.
+            "POSTGRES_ENABLE_DB_FUNCTIONS": "no",
+        }
+
+    def connect(self) -> Any:
+        """A connection of its own, for what the library does not do (the schema)."""
+        import psycopg
+
+        try:
+            return psycopg.connect(dbname=self.dbname, host=self.host, port=self.port,
+                                   user=self.user, password=self.password,
+                                   connect_timeout=self.connect_timeout, autocommit=True)
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot reach the database at {self.redacted}: "
+                               f"{_reason(exc, self.password)}") from None
+
+    def create_schema(self) -> None:
+        from psycopg import sql
+
+        with self.connect() as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                sql.Identifier(self.schema)))
+
+
+def redact(url: str) -> str:
+    """A URL with any password replaced, for messages about a URL that did not parse."""
+    return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", str(url))
+
+
+def _reason(exc: BaseException, password: str) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text.replace(password, "***") if password else text
+
+
+def database_url_from(url: str | None) -> str | None:
+    """The database URL asked for: the argument, else $CARMA_DATABASE_URL, else None."""
+    return url if url is not None else (os.environ.get(DATABASE_URL_VARIABLE) or None)
+
+
+def bind_home(home: Path, url: PostgresURL | None) -> None:
+    """A home follows one log for its whole life: a home with a SQLite log cannot be pointed
+    at PostgreSQL, nor one that follows a PostgreSQL log at another database."""
+    binding = home / BINDING
+    if url is None:
+        if binding.is_file():
+            place = json.loads(binding.read_text())
+            raise InvalidInput(
+                f"the store at {home} keeps its log in PostgreSQL "
+                f"({place['user']}@{place['host']}:{place['port']}/{place['dbname']}, schema "
+                f"{place['schema']}): give its URL in {DATABASE_URL_VARIABLE}")
+        return
+    if (home / "events.sqlite").exists():
+        raise InvalidInput(f"the store at {home} keeps its log in its own SQLite file; a "
+                           f"database URL cannot move it (export it, then import it into a "
+                           f"store on PostgreSQL)")
+    if binding.is_file():
+        place = json.loads(binding.read_text())
+        if place != url.place:
+            raise InvalidInput(
+                f"the store at {home} follows another log ({place['host']}:{place['port']}/"
+                f"{place['dbname']}, schema {place['schema']}), not {url.redacted}: give each "
+                "log its own home")
+        return
+    binding.write_text(json.dumps(url.place, indent=2) + "\n")
+
+
+# -- raw reads beside the library's ------------------------------------------------------------
+
+
+class SQLiteTables:
+    """Raw reads of the SQLite log (the library's `stored_events` and `stored_snapshots`,
+    CARMA's `event_chain`). Originator ids come back as 32-digit hex, as SQLite stores them."""
+
+    def __init__(self, datastore: Any, path: Path):
+        self.datastore = datastore
+        self.path = path
+
+    def _rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql, params)
+            return [tuple(r) for r in c.fetchall()]
+
+    def snapshots_and_events(self, uuids: list[UUID]) -> tuple[list[tuple], list[tuple]]:
+        chunk = [u.hex for u in uuids]
+        marks = ",".join("?" * len(chunk))
+        return (self._rows("SELECT originator_id, originator_version, topic, state FROM"
+                           f" stored_snapshots WHERE originator_id IN ({marks})"
+                           " ORDER BY originator_id, originator_version DESC", chunk),
+                self._rows("SELECT originator_id, originator_version, topic, state FROM"
+                           f" stored_events WHERE originator_id IN ({marks})"
+                           " ORDER BY originator_id, originator_version", chunk))
+
+    def stored_at(self, uuid: UUID, version: int) -> list[tuple[str, bytes]]:
+        return self._rows("SELECT topic, state FROM stored_events WHERE originator_id = ?"
+                          " AND originator_version = ?", [uuid.hex, version])
+
+    def scan(self, after: int, limit: int) -> list[tuple]:
+        """(position, originator id, version, topic, state) after a position, in log order."""
+        return self._rows("SELECT rowid, originator_id, originator_version, topic, state"
+                          " FROM stored_events WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                          [after, limit])
+
+    def chained(self) -> tuple[set[int], Iterator[tuple]]:
+        """The chain's positions, and (position, originator id, version, topic, state, mac)
+        of every event in log order, read straight from the file."""
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        positions = {p for (p,) in conn.execute("SELECT position FROM event_chain")}
+
+        def rows() -> Iterator[tuple]:
+            try:
+                yield from conn.execute(
+                    # CAST: an edited payload may have been stored back as text.
+                    "SELECT e.rowid, e.originator_id, e.originator_version, e.topic,"
+                    " CAST(e.state AS BLOB), CAST(c.mac AS BLOB) FROM stored_events e"
+                    " LEFT JOIN event_chain c ON c.position = e.rowid ORDER BY e.rowid")
+            finally:
+                conn.close()
+
+        return positions, rows()
+
+    def overwrite(self, uuid: UUID, version: int, state: bytes) -> None:
+        """Put other bytes in a stored event's place (chaos and benchmarks damage the log
+        with this; nothing in CARMA's own paths ever rewrites an event)."""
+        with sqlite3.connect(self.path) as conn:
+            conn.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND"
+                         " originator_version = ?", [state, uuid.hex, version])
+
+
+class PostgresTables:
+    """The same reads of the PostgreSQL log (positions are notification ids: a sequence,
+    which a rolled-back transaction leaves gaps in)."""
+
+    def __init__(self, datastore: Any):
+        self.datastore = datastore
+        self.schema = datastore.schema
+
+    def _rows(self, query: Any, params: list[Any]) -> list[tuple]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(query, params)
+            return [tuple(_hex(v) for v in r.values()) for r in c.fetchall()]
+
+    def _sql(self, text: str, *tables: str) -> Any:
+        from psycopg import sql
+
+        return sql.SQL(text).format(*(sql.Identifier(self.schema, t) for t in tables))
+
+    def snapshots_and_events(self, uuids: list[UUID]) -> tuple[list[tuple], list[tuple]]:
+        columns = "originator_id, originator_version, topic, state"
+        return (self._rows(self._sql(f"SELECT {columns} FROM {{}} WHERE originator_id ="
+                                     " ANY(%s) ORDER BY originator_id, originator_version DESC",
+                                     SNAPSHOTS), [uuids]),
+                self._rows(self._sql(f"SELECT {columns} FROM {{}} WHERE originator_id ="
+                                     " ANY(%s) ORDER BY originator_id, originator_version",
+                                     EVENTS), [uuids]))
+
+    def stored_at(self, uuid: UUID, version: int) -> list[tuple[str, bytes]]:
+        return self._rows(self._sql("SELECT topic, state FROM {} WHERE originator_id = %s"
+                                    " AND originator_version = %s", EVENTS), [uuid, version])
+
+    def scan(self, after: int, limit: int) -> list[tuple]:
+        return self._rows(self._sql(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {}"
+            " WHERE notification_id > %s ORDER BY notification_id LIMIT %s", EVENTS),
+            [after, limit])
+
+    def chained(self) -> tuple[set[int], Iterator[tuple]]:
+        positions = {r[0] for r in self._rows(self._sql("SELECT position FROM {}", CHAIN), [])}
+
+        def rows() -> Iterator[tuple]:
+            after = 0
+            while True:
+                page = self._rows(self._sql(
+                    "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic,"
+                    " e.state, c.mac FROM {} e LEFT JOIN {} c ON c.position = e.notification_id"
+                    " WHERE e.notification_id > %s ORDER BY e.notification_id LIMIT 5000",
+                    EVENTS, CHAIN), [after])
+                yield from page
+                if len(page) < 5000:
+                    return
+                after = page[-1][0]
+
+        return positions, rows()
+
+    def overwrite(self, uuid: UUID, version: int, state: bytes) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(self._sql("UPDATE {} SET state = %s WHERE originator_id = %s AND"
+                                " originator_version = %s", EVENTS), [state, uuid, version])
+
+
+def _hex(value: Any) -> Any:
+    return value.hex if isinstance(value, UUID) else value
+
+
+# -- keys every process must share ---------------------------------------------------------------
+
+
+class PostgresKeys:
+    """On PostgreSQL, the per-fragment keys (crypto-shredding: see carma.keys) and the chain
+    key live in the database, since every process that reads a fragment needs its key.
+    PostgreSQL's own durability and replication keep them; a destroyed key is deleted in the
+    same database as the events it sealed (VACUUM then reclaims its bytes)."""
+
+    def __init__(self, datastore: Any):
+        self.datastore = datastore
+        self.schema = datastore.schema
+        self._lock = threading.Lock()
+        with datastore.transaction(commit=True) as c:
+            c.execute(self._sql("CREATE TABLE IF NOT EXISTS {} (uuid text PRIMARY KEY,"
+                                " key bytea NOT NULL)", FRAGMENT_KEYS))
+            c.execute(self._sql("CREATE TABLE IF NOT EXISTS {} (id int PRIMARY KEY"
+                                " CHECK (id = 1), key bytea NOT NULL)", CHAIN_KEY))
+
+    def _sql(self, text: str, *tables: str) -> Any:
+        from psycopg import sql
+
+        return sql.SQL(text).format(*(sql.Identifier(self.schema, t) for t in tables))
+
+    # The chain's key: made by the first process, read by every other.
+    def chain_key(self, create: bool) -> bytes | None:
+        with self.datastore.transaction(commit=True) as c:
+            if create:
+                c.execute(self._sql("INSERT INTO {} (id, key) VALUES (1, %s)"
+                                    " ON CONFLICT (id) DO NOTHING", CHAIN_KEY),
+                          [os.urandom(32)])
+            c.execute(self._sql("SELECT key FROM {} WHERE id = 1", CHAIN_KEY))
+            row = c.fetchone()
+        return bytes(row["key"]) if row else None
+
+    # The FragmentKeys interface (carma.keys), on one shared table.
+    def key_for(self, uuid: str, create: bool = False) -> bytes | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._sql("SELECT key FROM {} WHERE uuid = %s", FRAGMENT_KEYS), [uuid])
+            row = c.fetchone()
+        if row:
+            return bytes(row["key"])
+        if not create:
+            return None
+        self.create_many([uuid])
+        return self.key_for(uuid)
+
+    def create_many(self, uuids: list[str]) -> None:
+        if uuids:
+            self._insert([(u, os.urandom(32)) for u in uuids])
+
+    def adopt(self, uuid: str, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("a fragment key has 32 bytes")
+        self._insert([(uuid, key)])
+
+    def _insert(self, rows: list[tuple[str, bytes]]) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.executemany(self._sql("INSERT INTO {} (uuid, key) VALUES (%s, %s)"
+                                    " ON CONFLICT (uuid) DO NOTHING", FRAGMENT_KEYS), rows)
+
+    def destroy(self, uuid: str) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(self._sql("DELETE FROM {} WHERE uuid = %s", FRAGMENT_KEYS), [uuid])
+        if self.key_for(uuid) is not None:
+            raise StorageError("a fragment key could not be destroyed")
+
+    def all(self) -> dict[str, bytes]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._sql("SELECT uuid, key FROM {}", FRAGMENT_KEYS))
+            return {r["uuid"]: bytes(r["key"]) for r in c.fetchall()}
+
+    def restore_copies(self) -> int:
+        return 0  # one copy, kept by the database (its replicas are its own business)
+
+    def close(self) -> None:
+        pass  # the log's connection pool is closed with the log
