@@ -144,7 +144,7 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
     from carma.memory import Memory
 
     prepare_home(home)
-    bind_home(home, database)
+    replica = bind_home(home, database)
     log, chain_key = open_log(home, cipher_key, database)
     try:
         try:
@@ -164,7 +164,7 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
         log.check_profile(embedder.name, embedder.dimension)
         cache = FragmentCache(home / "cache")
         index = VectorIndex(home / "index", embedder.dimension)
-        ledger = HealthLedger(home / "ledger.sqlite")
+        ledger = HealthLedger(home / "ledger.sqlite", replica)
     except BaseException:
         log.close()
         raise
@@ -187,7 +187,8 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
         ledger.close()
         log.close()
         raise
-    healer = Healer(log, cache, index, ledger, lock, rebuilds, after_batch=catch_up)
+    healer = Healer(log, cache, index, ledger, lock, rebuilds, after_batch=catch_up,
+                    replica=replica)
     dreamer = Dreamer(log, scrubber, healer, catch_up, health,
                       restore_keys=log.mapper.keys.restore_copies,
                       refine_budget_s=refine_budget,

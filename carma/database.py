@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
-from domain import InvalidInput, StorageError
+from domain import SOLE_REPLICA, InvalidInput, Replica, StorageError
 
 DATABASE_URL_VARIABLE = "CARMA_DATABASE_URL"
 BINDING = "database.json"  # in a home that follows a PostgreSQL log: which one (no secret)
@@ -148,9 +150,11 @@ def database_url_from(url: str | None) -> str | None:
     return url if url is not None else (os.environ.get(DATABASE_URL_VARIABLE) or None)
 
 
-def bind_home(home: Path, url: PostgresURL | None) -> None:
+def bind_home(home: Path, url: PostgresURL | None) -> Replica:
     """A home follows one log for its whole life: a home with a SQLite log cannot be pointed
-    at PostgreSQL, nor one that follows a PostgreSQL log at another database."""
+    at PostgreSQL, nor one that follows a PostgreSQL log at another database. Returns the
+    home's replica: the unnamed one of a SQLite store, or on a shared log a name of its own
+    (made once, kept in the binding), under which its copies' findings are recorded."""
     binding = home / BINDING
     if url is None:
         if binding.is_file():
@@ -159,20 +163,26 @@ def bind_home(home: Path, url: PostgresURL | None) -> None:
                 f"the store at {home} keeps its log in PostgreSQL "
                 f"({place['user']}@{place['host']}:{place['port']}/{place['dbname']}, schema "
                 f"{place['schema']}): give its URL in {DATABASE_URL_VARIABLE}")
-        return
+        return SOLE_REPLICA
     if (home / "events.sqlite").exists():
         raise InvalidInput(f"the store at {home} keeps its log in its own SQLite file; a "
                            f"database URL cannot move it (export it, then import it into a "
                            f"store on PostgreSQL)")
     if binding.is_file():
         place = json.loads(binding.read_text())
+        replica = place.pop("replica", "")
         if place != url.place:
             raise InvalidInput(
                 f"the store at {home} follows another log ({place['host']}:{place['port']}/"
                 f"{place['dbname']}, schema {place['schema']}), not {url.redacted}: give each "
                 "log its own home")
-        return
-    binding.write_text(json.dumps(url.place, indent=2) + "\n")
+        return Replica(replica)
+    host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-")[:24]
+    replica = Replica(f"{host or 'host'}-{secrets.token_hex(4)}")
+    temporary = binding.with_suffix(".tmp")
+    temporary.write_text(json.dumps({**url.place, "replica": replica.name}, indent=2) + "\n")
+    os.replace(temporary, binding)
+    return replica
 
 
 # -- raw reads beside the library's ------------------------------------------------------------

@@ -41,6 +41,7 @@ from carma.chain import ChainedPostgresRecorder, ChainedSQLiteRecorder
 from carma.database import CHAIN, EVENTS, TRACKING, PostgresTables, SQLiteTables
 from carma.keys import FragmentKeys
 from domain import (
+    SOLE_REPLICA,
     ConflictError,
     CorruptEvent,
     Draft,
@@ -49,13 +50,14 @@ from domain import (
     FragmentNotFound,
     InvalidInput,
     ReconstructionCalibration,
+    Replica,
     StoreProfile,
     VectorIndexCopy,
     calibration_id,
     fragment_uuid,
+    index_copy_id,
 )
 from domain.fragment import STORE_PROFILE_ID
-from domain.healing import VECTOR_INDEX_COPY_ID
 
 
 class BytesAsBase64(Transcoding):
@@ -379,11 +381,12 @@ class MemoryLog(Application[UUID]):
         except AggregateNotFoundError:
             return ReconstructionCalibration(namespace=namespace, method=method)
 
-    def index_copy(self) -> VectorIndexCopy:
+    def index_copy(self, replica: Replica = SOLE_REPLICA) -> VectorIndexCopy:
+        """The record of a replica's index file (each replica's is a copy of its own)."""
         try:
-            return self._get(VECTOR_INDEX_COPY_ID)
+            return self._get(index_copy_id(replica))
         except AggregateNotFoundError:
-            return VectorIndexCopy()
+            return VectorIndexCopy(replica=replica.name)
 
     # -- use cases -------------------------------------------------------------------------------
 

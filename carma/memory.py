@@ -398,7 +398,7 @@ class Memory:
     def _queue_repair(self, fragment: Any, fault: str) -> None:
         """A read met a lost copy: record the finding (the healer's queue is the log itself)
         and wake the background healer if one runs."""
-        if fragment.mark_lost("cache", fault, None):
+        if fragment.mark_lost(self.dreamer.healer.replica.copy("cache"), fault, None):
             try:
                 self.log.record(fragment)
             except ConflictError:

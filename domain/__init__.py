@@ -14,8 +14,17 @@ from domain.errors import (
     InvalidInput,
     StorageError,
 )
-from domain.fragment import COPIES, FAULTS, Fragment, StoreProfile, fragment_uuid
-from domain.healing import DreamCycle, VectorIndexCopy
+from domain.fragment import (
+    COPIES,
+    FAULTS,
+    SOLE_REPLICA,
+    Fragment,
+    Replica,
+    StoreProfile,
+    copy_kind,
+    fragment_uuid,
+)
+from domain.healing import DreamCycle, VectorIndexCopy, index_copy_id
 from domain.values import (
     DIMENSION_MAX,
     KEY_MAX_CHARS,
@@ -35,6 +44,10 @@ __all__ = [
     "COPIES",
     "FAULTS",
     "DreamCycle",
+    "Replica",
+    "SOLE_REPLICA",
+    "copy_kind",
+    "index_copy_id",
     "ReconstructionCalibration",
     "calibration_id",
     "VectorIndexCopy",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid5
@@ -148,7 +150,8 @@ class Fragment(Aggregate):
 
     def mark_lost(self, copy: str, fault: str, cycle_id: UUID | None) -> bool:
         """Record that a copy is lost or damaged. An open finding is recorded once: False."""
-        if copy not in COPIES or fault not in FAULTS:
+        if copy_kind(copy) not in COPIES or fault not in FAULTS or \
+                (copy_kind(copy) == "log-body" and copy != "log-body"):
             raise ValueError(f"unknown copy/fault {copy}/{fault}")
         if self.deleted and fault != "extra":
             return False  # a deleted fragment has no copies to lose
@@ -323,6 +326,42 @@ class Fragment(Aggregate):
 
 
 COPIES = ("cache", "index", "log-body")
+_REPLICA = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+
+
+def copy_kind(copy: str) -> str:
+    """What kind of copy a copy's name names: "cache@r1" is a cache file of replica r1."""
+    return copy.partition("@")[0]
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One home's copies of the log's fragments (cache files, the vector index). A store on
+    its own SQLite file has one, unnamed, whose copies are plainly "cache" and "index".
+    Processes that share one log (on PostgreSQL) each keep copies of their own, named after
+    their replica ("cache@r1"): a copy one of them lost is that one's to find and repair.
+    The log's own copy of a body ("log-body") is every replica's."""
+
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.name and not _REPLICA.fullmatch(self.name):
+            raise ValueError(f"a replica's name is 1-40 of a-z, 0-9 and -, not {self.name!r}")
+
+    def copy(self, kind: str) -> str:
+        """This replica's name for a kind of copy."""
+        return kind if not self.name or kind == "log-body" else f"{kind}@{self.name}"
+
+    def owns(self, copy: str) -> bool:
+        """Whether a copy is this replica's to check and repair."""
+        return copy == "log-body" or copy.partition("@")[2] == self.name
+
+    def process(self, name: str) -> str:
+        """A process's name in this replica (each replica's healer tracks its own position)."""
+        return f"{name}@{self.name}" if self.name else name
+
+
+SOLE_REPLICA = Replica()  # a store on its own SQLite file
 # What an independent record may tell of a fragment whose own events are unreadable.
 RECORDED = ("key", "namespace", "content_hash", "written_at")
 FAULTS = ("missing", "unreadable", "corrupt", "stale", "extra")

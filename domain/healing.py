@@ -7,9 +7,16 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.fragment import CARMA_UUID_NAMESPACE
+from domain.fragment import CARMA_UUID_NAMESPACE, Replica
 
 VECTOR_INDEX_COPY_ID = uuid5(CARMA_UUID_NAMESPACE, "vector-index-copy")
+
+
+def index_copy_id(replica: Replica) -> UUID:
+    """Each replica's index file is a copy of its own (the unnamed one's keeps the old id)."""
+    if not replica.name:
+        return VECTOR_INDEX_COPY_ID
+    return uuid5(CARMA_UUID_NAMESPACE, f"vector-index-copy@{replica.name}")
 INDEX_FAULTS = ("missing", "unreadable", "corrupt", "stale")
 
 
@@ -17,12 +24,14 @@ class VectorIndexCopy(Aggregate):
     """The persisted index file: a damaged file is one finding, not one per fragment."""
 
     @staticmethod
-    def create_id(**_: Any) -> UUID:
-        return VECTOR_INDEX_COPY_ID
+    def create_id(replica: str = "", **_: Any) -> UUID:
+        return index_copy_id(Replica(replica))
 
     @event("IndexCopyTracked")
-    def __init__(self) -> None:
+    def __init__(self, replica: str = "") -> None:
+        # (replica defaults: copies tracked before replicas had names are the unnamed one's)
         self.fault: str | None = None
+        self.replica = replica
 
     def mark_lost(self, fault: str, cycle_id: UUID | None) -> bool:
         """Record a finding once; the same open finding again is no event."""
@@ -49,8 +58,10 @@ class DreamCycle(Aggregate):
     """One scrub-and-heal pass: what it found, what it repaired, how long, health before/after."""
 
     @event("DreamCycleStarted")
-    def __init__(self, trigger: str) -> None:
+    def __init__(self, trigger: str, replica: str = "") -> None:
+        # replica: whose copies the cycle scrubbed and healed (the log's body is everyone's)
         self.trigger = trigger
+        self.replica = replica
         self.report: dict[str, Any] | None = None
 
     def complete(self, found: dict[str, int], repaired: dict[str, int],

@@ -67,7 +67,7 @@ class Dreamer:
             recorded += self._record_batch(findings[start : start + RECORD_BATCH], cycle_id)
             self._catch_up()
         if index_file:
-            copy = self.log.index_copy()
+            copy = self.log.index_copy(self.healer.replica)
             if copy.mark_lost(index_file, cycle_id):
                 self.log.record(copy)
                 recorded += 1
@@ -107,7 +107,8 @@ class Dreamer:
                 marked_now = fragment.mark_unreadable(list(f.versions), f.recorded or {},
                                                       cycle_id)
             else:
-                marked_now = fragment.mark_lost(f.copy, f.fault, cycle_id)
+                marked_now = fragment.mark_lost(self.healer.replica.copy(f.copy), f.fault,
+                                                cycle_id)
             if marked_now:
                 touched[f.uuid] = fragment
                 marked += 1
@@ -123,7 +124,7 @@ class Dreamer:
     def dream(self, trigger: str = "manual") -> dict[str, Any]:
         with self._one_at_a_time:
             started = time.perf_counter()
-            cycle = DreamCycle(trigger=trigger)
+            cycle = DreamCycle(trigger=trigger, replica=self.healer.replica.name)
             self.log.record(cycle)
             scrub = self.scrub(cycle.id)
             before = self._health()["score"]  # the store as the scrub found it

@@ -17,7 +17,16 @@ from uuid import UUID
 
 import numpy as np
 
-from domain import ConflictError, Fragment, VectorIndexCopy, content_hash
+from domain import (
+    SOLE_REPLICA,
+    ConflictError,
+    Fragment,
+    Replica,
+    VectorIndexCopy,
+    content_hash,
+    copy_kind,
+    index_copy_id,
+)
 from healing.reconstructor import Reconstruction, Reconstructor, vocabulary_of
 from healing.scrubber import is_exact_copy
 from projections import CachedFragment, FragmentCache, HealthLedger, VectorIndex, faiss_id
@@ -36,7 +45,7 @@ class HealingLog(Protocol):
 
     def fragments_by_uuid(self, uuids: Any) -> dict[UUID, Fragment]: ...
 
-    def index_copy(self) -> VectorIndexCopy: ...
+    def index_copy(self, replica: Replica = ...) -> VectorIndexCopy: ...
 
     def record(self, *aggregates: Any) -> None: ...
 
@@ -46,14 +55,18 @@ class HealingLog(Protocol):
 
 
 class Healer:
-    name = "healer"
     answers = (Fragment.FragmentLost, VectorIndexCopy.IndexLost)
 
     def __init__(self, log: HealingLog, cache: FragmentCache, index: VectorIndex,
                  ledger: HealthLedger, lock: Any, reconstructor: Reconstructor | None = None,
                  batch_size: int = 128, after_batch: Callable[[], Any] = lambda: None,
-                 reconstruct_budget_s: float = 2.0):
+                 reconstruct_budget_s: float = 2.0, replica: Replica = SOLE_REPLICA):
         self.log = log
+        # Whose copies it repairs (and the log's body, which is everyone's): on a shared
+        # log each replica's healer answers its own findings, from its own position.
+        self.replica = replica
+        self.name = replica.process("healer")
+        self._index_copy = index_copy_id(replica)
         self.cache = cache
         self.index = index
         self.ledger = ledger
@@ -85,6 +98,8 @@ class Healer:
             for _, event in batch:
                 if not isinstance(event, self.answers):
                     continue  # an unreadable finding: the scrubber reports it as log damage
+                if not self._ours(event):
+                    continue  # another replica's copy: that replica's healer answers it
                 aggregate = touched.get(event.originator_id)
                 if isinstance(event, Fragment.FragmentLost) and event.copy == "log-body":
                     aggregate = aggregate or fragments[event.originator_id]
@@ -95,7 +110,7 @@ class Healer:
                     aggregate = aggregate or fragments[event.originator_id]
                     done = self._plan_fragment(plan, aggregate, event.copy, cycle_id)
                 else:
-                    aggregate = aggregate or self.log.index_copy()
+                    aggregate = aggregate or self.log.index_copy(self.replica)
                     done = self._plan_index_file(plan, aggregate, cycle_id)
                 if done:
                     touched[event.originator_id] = aggregate
@@ -125,18 +140,24 @@ class Healer:
                 self.log.snapshot(*restored.values())
             repaired.update(done_here)
 
+    def _ours(self, event: Any) -> bool:
+        if isinstance(event, Fragment.FragmentLost):
+            return self.replica.owns(event.copy)
+        return event.originator_id == self._index_copy
+
     def _plan_fragment(self, plan: _Plan, fragment: Fragment, copy: str,
                        cycle_id: UUID | None) -> str | None:
+        kind = copy_kind(copy)  # "cache" or "index": this replica's own
         fault = fragment.faults.get(copy)
         if fault is None:
             return None  # already answered (or superseded by a deletion)
         if fragment.deleted and fault != "extra":
             return None  # never repair a deleted fragment's copies back into existence
-        needs = fragment.embedding is None if copy == "index" else not fragment.body_known
+        needs = fragment.embedding is None if kind == "index" else not fragment.body_known
         if not fragment.deleted and needs:
             # The body itself is lost: its restatement will rewrite this copy. A damaged
             # file that is no exact copy of it is of no use to anyone meanwhile.
-            if copy == "cache":
+            if kind == "cache":
                 cached, _ = self.cache.inspect(fragment.id)
                 with self._lock:
                     row = self.ledger.row_by_uuid(str(fragment.id))
@@ -144,13 +165,13 @@ class Healer:
                     plan.cache_removals.append(fragment.id)
             return None
         uuid = fragment.id
-        if copy == "cache":
+        if kind == "cache":
             if fragment.deleted:
                 plan.cache_removals.append(uuid)
             else:
                 plan.files.append(CachedFragment.of(uuid, fragment.key, fragment.namespace,
                                                     fragment, fragment.content_version))
-        elif copy == "index":
+        elif kind == "index":
             if fragment.deleted:
                 plan.index_removals.append(faiss_id(uuid))
             else:
@@ -159,7 +180,7 @@ class Healer:
             return None  # the log's own body: repaired by reconstruction, not from the log
         fragment.reconstruct(copy=copy, method=EXACT_LOG, fidelity=1.0,
                              content_hash=fragment.content_hash, sources=[], cycle_id=cycle_id)
-        return f"{copy}/{EXACT_LOG}"
+        return f"{kind}/{EXACT_LOG}"
 
     # -- the log's own copy of a body -----------------------------------------------------------
 

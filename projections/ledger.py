@@ -17,7 +17,8 @@ import sqlite_utils
 
 from domain import DreamCycle, Fragment, ReconstructionCalibration, VectorIndexCopy
 from domain.calibration import curve_for, read_off
-from domain.healing import VECTOR_INDEX_COPY_ID
+from domain.fragment import SOLE_REPLICA, Replica, copy_kind
+from domain.healing import index_copy_id
 from projections.cache import CachedFragment, file_digest, render
 from projections.index import embedding_fingerprint, faiss_id
 from projections.runner import Batch, unreadable_body
@@ -48,8 +49,12 @@ INDEX_FILE = "index-file"  # the `copy` of findings about the whole index file
 class HealthLedger:
     name = "ledger"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, replica: Replica = SOLE_REPLICA):
         self.path = Path(path)
+        # Whose copies this ledger reports on: on a shared log, other replicas' findings
+        # about their own files are theirs (the log's body is everyone's).
+        self.replica = replica
+        self._index_copy = str(index_copy_id(replica))
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -174,6 +179,8 @@ class HealthLedger:
                     f" WHERE uuid = ? AND {LIVE}", [event.version, str(uuid)])
             return
         uuid = str(event.originator_id)
+        if not self._ours(kind, uuid, event):
+            return  # another replica's copy: its finding, its repair, its cycle
         at = event.timestamp.isoformat()
         detail: dict[str, Any]
         readable = getattr(event, "text", "") is not None  # None: sealed, its key destroyed
@@ -221,7 +228,7 @@ class HealthLedger:
             conn.execute("DELETE FROM faults WHERE uuid = ? AND fault != 'extra'", [uuid])
             detail = {"reason": event.reason}
         elif kind in ("lost", "index-lost"):
-            copy = event.copy if kind == "lost" else INDEX_FILE
+            copy = copy_kind(event.copy) if kind == "lost" else INDEX_FILE
             if copy == "log-body":
                 self._body_lost(conn, uuid, event, at)
             conn.execute(
@@ -233,7 +240,7 @@ class HealthLedger:
             detail = {"copy": copy, "fault": event.fault, "cycle_id": _str(event.cycle_id)}
         elif kind in ("reconstructed", "index-rebuilt"):
             if kind == "reconstructed":
-                copy, method, fidelity = event.copy, event.method, event.fidelity
+                copy, method, fidelity = copy_kind(event.copy), event.method, event.fidelity
                 detail = {"copy": copy, "method": method, "fidelity": fidelity,
                           "sources": event.sources}
             else:
@@ -270,13 +277,22 @@ class HealthLedger:
                 [at, event.health_before, event.health_after, canonical_json(event.found), canonical_json(event.repaired),
                  canonical_json(event.seconds), uuid])
             detail = {"found": event.found, "repaired": event.repaired}
-        if uuid == str(VECTOR_INDEX_COPY_ID) or kind.startswith("cycle"):
+        if uuid == self._index_copy or kind.startswith("cycle"):
             return  # the history table is each fragment's own story
         conn.execute(
             "INSERT OR REPLACE INTO history(position, uuid, version, kind, at, detail)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             [position, uuid, event.originator_version, kind, at, canonical_json(detail)],
         )
+
+    def _ours(self, kind: str, uuid: str, event: Any) -> bool:
+        if kind in ("lost", "reconstructed"):
+            return self.replica.owns(event.copy)
+        if kind in ("index-lost", "index-rebuilt"):
+            return uuid == self._index_copy
+        if kind == "cycle-started":
+            return getattr(event, "replica", "") == self.replica.name
+        return True
 
     @staticmethod
     def _body_lost(conn: sqlite3.Connection, uuid: str, event: Any, at: str) -> None:
