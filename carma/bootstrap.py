@@ -105,7 +105,6 @@ def open_log(home: Path, cipher_key: str | None = None,
                        "SQLITE_DBNAME": str(home / "events.sqlite"),
                        "SQLITE_LOCK_TIMEOUT": "30"}
     else:
-        database.create_schema()  # reached here first: an unreachable server says so plainly
         chain_key = None  # kept in the database: read once its tables exist
         persistence = database.settings()
     log = MemoryLog(env={
@@ -143,6 +142,8 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
     projections of it); None: the home's own SQLite log."""
     from carma.memory import Memory
 
+    if database is not None:
+        database.create_schema()  # an unreachable server says so before anything changes
     prepare_home(home)
     replica = bind_home(home, database)
     log, chain_key = open_log(home, cipher_key, database)

@@ -430,7 +430,14 @@ class MemoryLog(Application[UUID]):
             # The first write also records the store's profile, in the same transaction.
             first = [] if self.check_profile(model["name"], model["dimension"]) else [
                 StoreProfile(model=model["name"], dimension=model["dimension"])]
-            self._save(*first, *changed.values())
+            try:
+                self._save(*first, *changed.values())
+            except ConflictError:
+                if not first or self.profile() is None:
+                    raise
+                # Another process's first write made the profile meanwhile (on a shared log
+                # several begin at once): write again against it, checked like any other.
+                return self.write_many(writes, model)
             # A new body no longer depends on the unreadable events: snapshot it.
             self.snapshot(*(changed[k] for k in damaged if k in changed))
         return outcomes
