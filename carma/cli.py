@@ -35,21 +35,24 @@ def _embedder(name: str | None):
 
 
 class Context:
-    def __init__(self, home: str | None, as_json: bool, embedder: str | None):
+    def __init__(self, home: str | None, as_json: bool, embedder: str | None,
+                 database_url: str | None = None):
         self.home = home
         self.as_json = as_json
         self.embedder_name = embedder
+        self.database_url = database_url
 
     def open_store(self) -> Any:
         import carma
 
-        return carma.open(self.home, embedder=_embedder(self.embedder_name))
+        return carma.open(self.home, embedder=_embedder(self.embedder_name),
+                          database_url=self.database_url)
 
     @contextmanager
     def memory(self, create: bool = False) -> Iterator[Any]:
         """The store at --home; only commands that write create one where there is none."""
         if not create:
-            self.home = str(resolve_existing_home(self.home))
+            self.home = str(resolve_existing_home(self.home, self.database_url))
         with self.open_store() as mem:
             yield mem
 
@@ -82,10 +85,15 @@ def command(group: click.Group, name: str, **kwargs: Any):
                       envvar="CARMA_EMBEDDER",
                       help="minilm: all-MiniLM-L6-v2 (semantic). hashing: lexical, no model. "
                            "Default: the store's own; minilm for a new store.")
+        @click.option("--database-url", default=None, metavar="URL",
+                      help="Keep the log in PostgreSQL, shared with other processes "
+                           "(postgresql://user:password@host:5432/dbname[?schema=name]; "
+                           "default $CARMA_DATABASE_URL for a new home). The home then holds "
+                           "this process's projections of it.")
         @functools.wraps(fn)
         def wrapper(home: str | None, as_json: bool, embedder: str | None,
-                    **params: Any) -> None:
-            ctx = Context(home, as_json, embedder)
+                    database_url: str | None, **params: Any) -> None:
+            ctx = Context(home, as_json, embedder, database_url)
             try:
                 fn(ctx, **params)
             except CarmaError as exc:
@@ -640,7 +648,8 @@ def chaos_cmd(ctx: Context, cache_delete: float, cache_corrupt: float, index_dam
     heals it, and report. Exit 1 if any query failed or answered differently."""
     from carma.chaos import run_chaos
 
-    ctx.home = str(resolve_existing_home(ctx.home))  # chaos damages an existing store only
+    # chaos damages an existing store only
+    ctx.home = str(resolve_existing_home(ctx.home, ctx.database_url))
     report = run_chaos(
         ctx.open_store,
         cache_delete=cache_delete, cache_corrupt=cache_corrupt, index=index_damage, seed=seed,
@@ -651,11 +660,16 @@ def chaos_cmd(ctx: Context, cache_delete: float, cache_corrupt: float, index_dam
         sys.exit(1)
 
 
-def resolve_existing_home(home: str | None) -> Path:
-    from carma.bootstrap import resolve_home
+def resolve_existing_home(home: str | None, database_url: str | None = None) -> Path:
+    """The home of an existing store: its own SQLite log, or a shared log in PostgreSQL
+    (which a new home joins: its projections are built from the log)."""
+    from carma.bootstrap import database_for, resolve_home
+    from carma.database import BINDING
 
     path = resolve_home(home)
-    if not (path / "events.sqlite").is_file():
+    if (path / "events.sqlite").is_file() or (path / BINDING).is_file():
+        return path
+    if database_for(path, database_url) is None:
         raise InvalidInput(f"no store at {path}")
     return path
 
@@ -695,15 +709,38 @@ def demo_cmd(ctx: Context, count: int):
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write the JSON report here (default bench-results/NAME-TIME.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
-def bench_cmd(name: str, n: int | None, out: str | None, as_json: bool):
+@click.option("--database-url", default=None, metavar="URL",
+              help="ingest only: PostgreSQL against SQLite in the same run (throughput, a "
+                   "follower's lag under two writers, a new process joining a 100k-event "
+                   "log), in a schema of its own that is dropped afterwards.")
+def bench_cmd(name: str, n: int | None, out: str | None, as_json: bool,
+              database_url: str | None):
     """Measure CARMA against a bare baseline in the same run; figures are ratios."""
     import tempfile
 
     from carma.bench import BENCHMARKS
 
+    if database_url is not None and name != "ingest":
+        raise click.UsageError("--database-url goes with `bench ingest` only")
+    progress = lambda msg: click.echo(msg, err=True)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix=f"carma-bench-{name}-") as workdir:
-        report = BENCHMARKS[name](n=n, workdir=Path(workdir),
-                                  progress=lambda msg: click.echo(msg, err=True))
+        if database_url is not None:
+            from carma.bench_shared import bench_shared
+            from carma.database import PostgresURL
+
+            try:
+                PostgresURL.parse(database_url)
+            except InvalidInput as exc:
+                raise click.UsageError(str(exc)) from None
+            try:
+                report = bench_shared(database_url=database_url, n=n, workdir=Path(workdir),
+                                      progress=progress)
+            except CarmaError as exc:
+                click.echo(f"error: {exc}", err=True)
+                sys.exit(exc.exit_code)
+            name = "ingest-shared"
+        else:
+            report = BENCHMARKS[name](n=n, workdir=Path(workdir), progress=progress)
     text = json.dumps(report, indent=2)
     path = Path(out) if out else Path("bench-results") / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

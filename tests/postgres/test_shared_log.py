@@ -146,3 +146,24 @@ def test_a_home_stays_with_its_log_and_no_secret_reaches_a_message(shared_url, t
             open_on(url, tmp_path / "new")
         assert secret not in str(raised.value)
         assert not (tmp_path / "new" / "database.json").exists()
+
+
+def test_the_shared_log_benchmark_reports_its_ratios_and_leaves_no_schema(shared_url,
+                                                                            tmp_path):
+    import psycopg
+
+    from carma.bench_shared import bench_shared
+
+    report = bench_shared(database_url=shared_url, n=128, workdir=tmp_path, join_events=1_200,
+                          lag_seconds=1.5)
+    ratios = report["ratios"]
+    assert all(isinstance(v, float) and v > 0 for v in ratios.values())
+    assert report["throughput"]["hashing_384d"]["texts"] == 128
+    lag = report["lag"]
+    assert lag["batches_acknowledged"] >= 2 and lag["lag_ms"]["p50"] is not None
+    assert lag["fragments_written"] == lag["batches_acknowledged"] * lag["batch"]
+    assert report["join"]["events"] >= 1_200 and report["join"]["live"] == 1_199
+    with psycopg.connect(shared_url.split("?")[0]) as conn:
+        left = conn.execute("SELECT count(*) FROM information_schema.schemata"
+                            " WHERE schema_name LIKE 'carma_bench_%'").fetchone()[0]
+    assert left == 0
