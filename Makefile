@@ -18,7 +18,10 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/carma demo
 
+# The shared-log suites need a PostgreSQL server: $CARMA_TEST_DATABASE_URL, else a throwaway
+# one on loopback (.ci/postgres); without either they are skipped, and say so.
 test: install
+	@[ -n "$$CARMA_TEST_DATABASE_URL" ] || eval "$$(.ci/postgres start 2>/dev/null)"; \
 	$(BIN)/python -m pytest
 
 clean:

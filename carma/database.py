@@ -48,7 +48,7 @@ class PostgresURL:
     port: int
     dbname: str
     schema: str = "public"
-    pool_size: int = 4
+    pool_size: int = 2
     connect_timeout: int = 10
 
     @classmethod
@@ -106,7 +106,7 @@ class PostgresURL:
             "POSTGRES_DBNAME": self.dbname, "POSTGRES_HOST": self.host,
             "POSTGRES_PORT": str(self.port), "POSTGRES_USER": self.user,
             "POSTGRES_PASSWORD": self.password, "POSTGRES_SCHEMA": self.schema,
-            "POSTGRES_POOL_SIZE": str(self.pool_size), "POSTGRES_MAX_OVERFLOW": "4",
+            "POSTGRES_POOL_SIZE": str(self.pool_size), "POSTGRES_MAX_OVERFLOW": "6",
             "POSTGRES_CONNECT_TIMEOUT": str(self.connect_timeout),
             # Writers queue for the table lock that keeps positions in commit order.
             "POSTGRES_LOCK_TIMEOUT": "30",
