@@ -49,7 +49,8 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
     database_url: keep the log in PostgreSQL, shared with every process opened on the same
     URL (postgresql://user:password@host:5432/dbname[?schema=name]; default
     $CARMA_DATABASE_URL). The home then holds this process's projections of that log; a
-    home whose log is its own SQLite file keeps it.
+    home whose log is its own SQLite file keeps it. "": the home's own SQLite file, whatever
+    the environment says.
     """
     from carma.bootstrap import (
         RECONSTRUCTOR_VARIABLE,

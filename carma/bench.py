@@ -188,7 +188,7 @@ def bench_ingest(*, n: int | None = None, workdir: Path, progress: Progress = No
     model, warm_s = _warm_model(embedder, warmup, progress)
 
     start = time.perf_counter()
-    mem = carma.open(workdir / "carma", embedder=embedder)
+    mem = carma.open(workdir / "carma", embedder=embedder, database_url="")
     open_s = time.perf_counter() - start
 
     carma_times: list[float] = []
@@ -303,7 +303,7 @@ def bench_query(*, n: int | None = None, workdir: Path, progress: Progress = Non
     embedder = SentenceTransformerEmbedder()
     model, warm_s = _warm_model(embedder, corpus(INGEST_BATCH), progress)
 
-    mem = carma.open(workdir / "carma", embedder=embedder)
+    mem = carma.open(workdir / "carma", embedder=embedder, database_url="")
     try:
         _say(progress, f"query: building a store of {n} fragments with the real model")
         start = time.perf_counter()
@@ -452,7 +452,7 @@ def bench_overhead(*, n: int | None = None, workdir: Path, progress: Progress = 
     events_db = home / "events.sqlite"
     raw_db = workdir / "raw.sqlite"
 
-    mem = carma.open(home, embedder=embedder)
+    mem = carma.open(home, embedder=embedder, database_url="")
     # The baseline's table, and a reader of CARMA's log to copy its rows from.
     raw = sqlite3.connect(raw_db, isolation_level=None)
     raw.execute("PRAGMA journal_mode=WAL")

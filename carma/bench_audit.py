@@ -41,7 +41,7 @@ def bench_audit(*, n: int | None = None, workdir: Path, progress: Progress = Non
     n = n or AUDIT_N
     before = _peak_rss_mib()
     home = workdir / "store"
-    with carma.open(home, embedder=HashingEmbedder()) as mem:
+    with carma.open(home, embedder=HashingEmbedder(), database_url="") as mem:
         texts = corpus(n)
         for start in range(0, n, 2_000):
             mem.add_many(texts[start : start + 2_000])

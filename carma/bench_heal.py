@@ -55,7 +55,7 @@ def _raw_write(files: list[tuple[Path, bytes]]) -> float:
 
 def _one_size(n: int, workdir: Path, progress: Progress) -> dict[str, Any]:
     home = workdir / f"store-{n}"
-    mem = carma.open(home, embedder=HashingEmbedder())
+    mem = carma.open(home, embedder=HashingEmbedder(), database_url="")
     try:
         texts = corpus(n)
         started = time.perf_counter()

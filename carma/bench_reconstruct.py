@@ -3,7 +3,7 @@
 A store of n sentences from the standard library's docstrings (n=3000 by default; three
 namespaces of contiguous sentences, so that each holds related modules) is built with the
 real model. For a random 10% (seeded), the log's event holding the body is damaged (one byte
-flipped in the SQLite file) and the cache file deleted: no exact copy of the text is left,
+flipped in the log's database) and the cache file deleted: no exact copy of the text is left,
 but the embedding survives in the vector index. Dream cycles then find and rebuild them
 through the store's own healing path; cycles 2 and 3 only refine. Each reconstruction
 method (the readable neighbour blend, the default, and the gradient-guided token search)
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import sqlite3
 import statistics
 import time
 from pathlib import Path
@@ -98,18 +97,14 @@ def _calibration_check(victims: list[str], namespaces: dict[str, str], finals: d
             "content_word_recall": _summary([content[k] for k in victims])}
 
 
-def _damage(home: Path, keys: list[str]) -> None:
+def _damage(mem: Any, keys: list[str]) -> None:
     """Flip one byte in the body of each victim's first event, as bit rot would."""
-    with sqlite3.connect(home / "events.sqlite") as conn:
-        for key in keys:
-            uuid = fragment_uuid(key).hex
-            (state,) = conn.execute(
-                "SELECT state FROM stored_events WHERE originator_id = ? AND "
-                "originator_version = 1", [uuid]).fetchone()
-            damaged = bytearray(state)
-            damaged[len(damaged) // 2] ^= 0x20
-            conn.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND "
-                         "originator_version = 1", [bytes(damaged), uuid])
+    for key in keys:
+        uuid = fragment_uuid(key)
+        ((_, state),) = mem.log.tables.stored_at(uuid, 1)
+        damaged = bytearray(state)
+        damaged[len(damaged) // 2] ^= 0x20
+        mem.log.tables.overwrite(uuid, 1, bytes(damaged))
 
 
 def bench_reconstruct(*, n: int | None = None, workdir: Path, progress: Progress = None,
@@ -123,7 +118,7 @@ def bench_reconstruct(*, n: int | None = None, workdir: Path, progress: Progress
              for i, t in enumerate(texts)]
     originals = {item["id"]: item for item in items}
     damaged = workdir / "damaged"
-    with carma.open(damaged, embedder=embedder, refine_budget=0) as mem:
+    with carma.open(damaged, embedder=embedder, refine_budget=0, database_url="") as mem:
         started = time.perf_counter()
         for start in range(0, len(items), 500):
             mem.add_many(items[start : start + 500])
@@ -133,7 +128,7 @@ def bench_reconstruct(*, n: int | None = None, workdir: Path, progress: Progress
                          key=lambda k: int(k[1:]))
         for key in victims:
             mem.cache.path_of(fragment_uuid(key)).unlink()
-    _damage(damaged, victims)
+        _damage(mem, victims)
 
     runs = {}
     for method in methods:  # each on its own copy of the same damage
@@ -192,7 +187,8 @@ def bench_reconstruct(*, n: int | None = None, workdir: Path, progress: Progress
 def _run(home: Path, method: str, embedder: Any, victims: list[str],
          originals: dict[str, dict[str, Any]], progress: Progress) -> dict[str, Any]:
     """Three dream cycles of one reconstruction method over the damaged store."""
-    mem = carma.open(home, embedder=embedder, refine_budget=0, reconstructor=method)
+    mem = carma.open(home, embedder=embedder, refine_budget=0, reconstructor=method,
+                     database_url="")
     try:
         healer = mem.dreamer.healer
         healer.reconstruct_budget_s = RECONSTRUCT_S

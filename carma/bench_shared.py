@@ -72,6 +72,7 @@ def bench_shared(*, database_url: str, n: int | None = None, workdir: Path,
         "benchmark": "ingest-shared",
         "method": __doc__,
         "database": base.redacted,
+        "schemas": [schema, schema + "_h", schema + "_l", schema + "_j"],  # all dropped
         "n": n,
         "throughput": {"real_model": model, "hashing_384d": storage},
         "lag": lag,
@@ -102,7 +103,7 @@ def _drop(base: PostgresURL, schemas: list[str]) -> None:
 def _throughput(texts: list[str], workdir: Path, url: str, embedder: Any,
                 progress: Progress, label: str) -> dict[str, Any]:
     embedder.embed(texts[:BATCH])  # loaded and warm before either side is timed
-    lite = carma.open(workdir / "sqlite", embedder=embedder)
+    lite = carma.open(workdir / "sqlite", embedder=embedder, database_url="")
     shared = carma.open(workdir / "postgres", embedder=embedder, database_url=url)
     times: dict[str, list[float]] = {"sqlite": [], "postgres": []}
     try:
@@ -175,7 +176,7 @@ def _join(url: str, workdir: Path, events: int, progress: Progress) -> dict[str,
     embedder = HashingEmbedder(dimension=DIMENSION)
     texts = corpus(min(events, 20_000))
     written = {}
-    for side, kwargs in (("sqlite", {}), ("postgres", {"database_url": url})):
+    for side, kwargs in (("sqlite", {"database_url": ""}), ("postgres", {"database_url": url})):
         with carma.open(workdir / f"{side}-writer", embedder=embedder, **kwargs) as mem:
             for start in range(0, events - 1, JOIN_BATCH):  # one more: the store's profile
                 count = min(JOIN_BATCH, events - 1 - start)
@@ -183,7 +184,7 @@ def _join(url: str, workdir: Path, events: int, progress: Progress) -> dict[str,
                                "id": f"j{start + j}"} for j in range(count)])
             written[side] = mem.log.position()
         _say(progress, f"ingest-shared: join: {side} log of {written[side]} events written")
-    with carma.open(workdir / "sqlite-writer", embedder=embedder) as mem:
+    with carma.open(workdir / "sqlite-writer", embedder=embedder, database_url="") as mem:
         started = time.perf_counter()
         mem.rebuild()
         rebuild_s = time.perf_counter() - started

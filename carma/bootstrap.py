@@ -86,7 +86,10 @@ def cipher_key_from(value: str | None) -> str | None:
 def database_for(home: Path, url: str | None) -> PostgresURL | None:
     """The PostgreSQL log asked for (the argument, else $CARMA_DATABASE_URL), or None for
     the home's own SQLite file. The environment's URL is a default for new stores: a home
-    that holds a SQLite log keeps it (a URL given outright for it is refused)."""
+    that holds a SQLite log keeps it (a URL given outright for it is refused). An empty
+    URL asks for the home's own SQLite file whatever the environment says."""
+    if url == "":
+        return None
     if url is None:
         url = os.environ.get(DATABASE_URL_VARIABLE) or None
         if url is not None and (home / "events.sqlite").exists():

@@ -233,15 +233,18 @@ def copy_log(source: Path, target: Path, until: int) -> None:
 
 
 def copy_shared_log(tables: Any, keys: Any, chain_key: bytes, target: Path,
-                    until: int) -> None:
+                    until: int, replica: str) -> None:
     """Copy a PostgreSQL log's events and chain up to position `until`, byte for byte and at
     the same positions, with the keys it needs, into a new home with a SQLite log of its
-    own (a replay is a copy to read, taken away from the shared log)."""
+    own (a replay is a copy to read, taken away from the shared log), which reads the log
+    as the replica it was taken from (its copies' findings are that replica's)."""
     import sqlite3
 
+    from carma.database import REPLICA
     from carma.keys import FragmentKeys
 
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (target / REPLICA).write_text(replica + "\n")
     for path in ChainKey(target).paths:
         path.parent.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -102,24 +102,22 @@ class QueryLoad:
 
 def destroy_bodies(mem: Any, keys: list[str]) -> None:
     """Bit rot where it hurts most: flip a byte of the stored event holding each fragment's
-    current body (in the SQLite file, under the store) and delete its cache file, so that no
-    exact copy of the text is left; the embedding survives in the vector index."""
-    import sqlite3
+    current body (in the log's database, under the store: its SQLite file or its PostgreSQL
+    table) and delete its cache file, so that no exact copy of the text is left; the embedding
+    survives in the vector index."""
+    from uuid import UUID
 
+    tables = mem.log.tables
     for key in keys:
         row = mem.ledger.row(key)
-        with sqlite3.connect(mem.home / "events.sqlite") as conn:
-            found = conn.execute(
-                "SELECT rowid, state FROM stored_events WHERE originator_id = ? AND "
-                "originator_version = ?", [row["uuid"].replace("-", ""), row["version"]]
-            ).fetchone()
-            if found is None:
-                continue
-            rowid, state = found
-            damaged = bytearray(state)
-            damaged[len(damaged) // 2] ^= 0x20
-            conn.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
-                         [bytes(damaged), rowid])
+        uuid, version = UUID(row["uuid"]), row["version"]
+        found = tables.stored_at(uuid, version)
+        if not found:
+            continue
+        ((_, state),) = found
+        damaged = bytearray(state)
+        damaged[len(damaged) // 2] ^= 0x20
+        tables.overwrite(uuid, version, bytes(damaged))
         mem.cache.path_of(row["uuid"]).unlink(missing_ok=True)
 
 

@@ -669,8 +669,10 @@ def resolve_existing_home(home: str | None, database_url: str | None = None) -> 
     path = resolve_home(home)
     if (path / "events.sqlite").is_file() or (path / BINDING).is_file():
         return path
-    if database_for(path, database_url) is None:
-        raise InvalidInput(f"no store at {path}")
+    database = database_for(path, database_url)
+    if database is None or not database.has_log():
+        raise InvalidInput(f"no store at {path}" + ("" if database is None else
+                                                    f" nor in {database.redacted}"))
     return path
 
 

@@ -30,6 +30,7 @@ from domain import SOLE_REPLICA, InvalidInput, Replica, StorageError
 
 DATABASE_URL_VARIABLE = "CARMA_DATABASE_URL"
 BINDING = "database.json"  # in a home that follows a PostgreSQL log: which one (no secret)
+REPLICA = "replica"  # in a SQLite home copied from a replica of a shared log: its name
 # The library names its tables after the application ("carma"): carma_events,
 # carma_snapshots, carma_tracking; CARMA's own sit beside them.
 EVENTS, SNAPSHOTS, TRACKING = "carma_events", "carma_snapshots", "carma_tracking"
@@ -127,6 +128,17 @@ class PostgresURL:
             raise StorageError(f"cannot reach the database at {self.redacted}: "
                                f"{_reason(exc, self.password)}") from None
 
+    def has_log(self) -> bool:
+        """Whether the schema holds a CARMA log with events (a new home may join it)."""
+        from psycopg import sql
+
+        with self.connect() as conn:
+            found = conn.execute("SELECT to_regclass(%s)",
+                                 [f"{self.schema}.{EVENTS}"]).fetchone()[0]
+            return found is not None and conn.execute(sql.SQL(
+                "SELECT EXISTS (SELECT 1 FROM {})").format(
+                sql.Identifier(self.schema, EVENTS))).fetchone()[0]
+
     def create_schema(self) -> None:
         from psycopg import sql
 
@@ -163,7 +175,8 @@ def bind_home(home: Path, url: PostgresURL | None) -> Replica:
                 f"the store at {home} keeps its log in PostgreSQL "
                 f"({place['user']}@{place['host']}:{place['port']}/{place['dbname']}, schema "
                 f"{place['schema']}): give its URL in {DATABASE_URL_VARIABLE}")
-        return SOLE_REPLICA
+        named = home / REPLICA  # a replay of a shared log reads it as its replica did
+        return Replica(named.read_text().strip()) if named.is_file() else SOLE_REPLICA
     if (home / "events.sqlite").exists():
         raise InvalidInput(f"the store at {home} keeps its log in its own SQLite file; a "
                            f"database URL cannot move it (export it, then import it into a "

@@ -632,7 +632,7 @@ class Memory:
             else:  # a copy of the shared log, taken away to read: a SQLite log of its own
                 assert self._chain_key is not None
                 copy_shared_log(self.log.tables, self.log.mapper.keys, self._chain_key,
-                                target, position)
+                                target, position, self.dreamer.healer.replica.name)
             from carma.bootstrap import bootstrap
 
             return bootstrap(target, self.embedder, new_projections=True,

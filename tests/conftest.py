@@ -1,6 +1,13 @@
+import hashlib
+import json
 import os
-import sqlite3
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from uuid import UUID
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -8,6 +15,7 @@ from hypothesis import HealthCheck, settings
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.pop("CARMA_HOME", None)
 os.environ.pop("CARMA_EMBEDDER", None)
+os.environ.pop("CARMA_DATABASE_URL", None)  # each test says which log it wants (see below)
 
 # CI runs the default profile; `pytest --hypothesis-profile=long` runs 25x more examples.
 _RELAXED = [HealthCheck.too_slow, HealthCheck.filter_too_much,
@@ -22,7 +30,170 @@ settings.register_profile("ci", parent=settings.get_profile("default"), derandom
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 import carma  # noqa: E402
+import carma.bootstrap  # noqa: E402
 from carma.embedding import HashingEmbedder  # noqa: E402
+
+# -- the backend: every test of these suites runs on a SQLite log and on a PostgreSQL one --------
+#
+# On PostgreSQL each home a test opens without a database URL gets a fresh schema of its own
+# (t_<hash of the home's path>), so two homes are two stores, as two SQLite homes are, and the
+# same home opened twice is the same store. Schemas are dropped when the test ends.
+
+BACKEND_SUITES = ("integration", "property", "reliability")
+TEST_DATABASE_VARIABLE = "CARMA_TEST_DATABASE_URL"
+REQUIRE_VARIABLE = "CARMA_REQUIRE_POSTGRES"
+_SALT = secrets.token_hex(4)  # a schema name is never reused from an earlier session
+_schemas: set[str] = set()  # created (or about to be) by this session, not yet dropped
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): the test is about the SQLite file itself; it does not "
+        "run on PostgreSQL")
+    config.addinivalue_line(
+        "markers", "postgres_xfail(reason): a known CARMA bug on PostgreSQL; the postgres run "
+        "is xfail(strict=True)")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" not in metafunc.fixturenames:
+        return
+    suite = Path(str(metafunc.definition.path)).relative_to(Path(__file__).parent).parts[0]
+    if suite not in BACKEND_SUITES:
+        return
+    postgres: Any = "postgres"
+    # The real model's tests stay on SQLite, as tests/realmodel does: the model is what they test.
+    if metafunc.definition.get_closest_marker("sqlite_only") or \
+            metafunc.definition.get_closest_marker("realmodel"):
+        backends = ["sqlite"]
+    else:
+        xfail = metafunc.definition.get_closest_marker("postgres_xfail")
+        if xfail:
+            postgres = pytest.param("postgres", marks=pytest.mark.xfail(
+                strict=True, reason=xfail.kwargs.get("reason") or xfail.args[0]))
+        backends = ["sqlite", postgres]
+    metafunc.parametrize("backend", backends, indirect=True, scope="module")
+
+
+def _schema_for(home: Path) -> str:
+    return "t_" + hashlib.sha1(f"{_SALT}:{home}".encode()).hexdigest()[:16]
+
+
+def _resolved(home: str | os.PathLike[str]) -> Path:
+    return Path(home).expanduser().resolve()
+
+
+class Backend:
+    """Which log the test's stores keep: "sqlite" (the home's own file) or "postgres"."""
+
+    missing: str | None = None  # why a required PostgreSQL server is not there
+
+    def __init__(self, name: str, url: str | None = None):
+        self.name = name
+        parts = urlsplit(url or "")
+        self.base_url = urlunsplit(parts._replace(query="")) if url else None  # for psycopg
+        # CARMA's own settings in the URL (pool_size, ...) go with every store's URL.
+        self.settings = {k: v for k, v in parse_qsl(parts.query) if k != "schema"}
+
+    def __repr__(self) -> str:
+        return self.name
+
+    @property
+    def postgres(self) -> bool:
+        return self.name == "postgres"
+
+    def url_for(self, home: str | os.PathLike[str]) -> str | None:
+        """The database URL of a home's log (None: its SQLite file). On PostgreSQL a home
+        bound to a schema keeps it (a copied home follows the same log)."""
+        if not self.postgres:
+            return None
+        home = _resolved(home)
+        binding = home / "database.json"
+        if binding.is_file():
+            schema = json.loads(binding.read_text())["schema"]
+        else:
+            schema = _schema_for(home)
+        _schemas.add(schema)
+        return f"{self.base_url}?{urlencode({**self.settings, 'schema': schema})}"
+
+    def env(self, home: str | os.PathLike[str]) -> dict[str, str]:
+        """The environment for a child process that opens `home` (tests/reliability)."""
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        url = self.url_for(home)
+        if url is not None:
+            env["CARMA_DATABASE_URL"] = url
+        return env
+
+    def database_for(self, original: Any) -> Any:
+        def database_for(home: Path, url: str | None):
+            if url is None and not (home / "events.sqlite").exists():
+                schema = _schema_for(home)
+                if schema in _schemas and not (home / "database.json").is_file():
+                    _drop([schema], self.base_url)  # a new store where a removed one was
+                url = self.url_for(home)
+            return original(home, url)
+
+        return database_for
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """A PostgreSQL run that is required (CARMA_REQUIRE_POSTGRES=1) and has no server fails,
+    as a test, instead of being skipped."""
+    chosen = pyfuncitem.funcargs.get("backend")
+    if isinstance(chosen, Backend) and chosen.missing:
+        pytest.fail(chosen.missing, pytrace=False)
+
+
+def _drop(schemas, base_url: str | None) -> None:
+    if not schemas or base_url is None:
+        return
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '20s'")
+        for schema in sorted(schemas):
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                sql.Identifier(schema)))
+            _schemas.discard(schema)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def backend(request) -> Iterator[Backend]:
+    name = getattr(request, "param", "sqlite")
+    if name == "sqlite":
+        yield Backend("sqlite")
+        return
+    url = os.environ.get(TEST_DATABASE_VARIABLE)
+    if not url:
+        message = (f"{TEST_DATABASE_VARIABLE} is not set: start a throwaway server with "
+                   f"`eval \"$(.ci/postgres start)\"`")
+        if os.environ.get(REQUIRE_VARIABLE) != "1":
+            pytest.skip(message)
+        unavailable = Backend("postgres")
+        unavailable.missing = f"{REQUIRE_VARIABLE}=1 but {message}"
+        yield unavailable  # each test fails, in pytest_pyfunc_call
+        return
+    chosen = Backend("postgres", url)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(carma.bootstrap, "database_for",
+                      chosen.database_for(carma.bootstrap.database_for))
+        yield chosen
+        _drop(set(_schemas), chosen.base_url)
+
+
+@pytest.fixture(autouse=True)
+def _schemas_of_the_test(backend: Backend) -> Iterator[None]:
+    """Every schema a test created is dropped when it ends (its stores are closed by then);
+    a module's own store keeps its schema until the module ends."""
+    before = set(_schemas)
+    yield
+    if backend.postgres:
+        _drop(_schemas - before, backend.base_url)
+
+
+# -- fixtures -------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -41,13 +212,106 @@ def mem(home: Path, embedder: HashingEmbedder):
         yield m
 
 
-def log_length(home: Path) -> int:
-    """How many events the store's log holds, read with plain sqlite3."""
-    path = home / "events.sqlite"
-    if not path.exists():
-        return 0
-    with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT count(*) FROM stored_events").fetchone()[0]
+# -- the stored log, on either backend ----------------------------------------------------------
+
+
+@contextmanager
+def raw_log(target: Any) -> Iterator[Any]:
+    """The log of an open store (a Memory), or of the store at a home path, opened for raw
+    reads and writes only: `.tables` (carma.database) and `.position()`. None: no store."""
+    if hasattr(target, "log"):
+        yield target.log
+        return
+    home = _resolved(target)
+    if not (home / "events.sqlite").exists() and not (home / "database.json").is_file():
+        yield None
+        return
+    from carma.log import CHAIN_KEY_SETTING, MemoryLog
+
+    database = carma.bootstrap.database_for(home, None)
+    persistence = database.settings() if database is not None else {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(home / "events.sqlite"), "SQLITE_LOCK_TIMEOUT": "30"}
+    # No keys, no cipher: nothing is decoded, only stored rows are read and written.
+    log = MemoryLog(env={**persistence, CHAIN_KEY_SETTING: "", "CIPHER_TOPIC": "",
+                         "CIPHER_KEY": "", "COMPRESSOR_TOPIC": ""})
+    try:
+        yield log
+    finally:
+        log.close()
+
+
+def stored_rows(target: Any) -> list[tuple]:
+    """Every stored event in log order: (position, originator id hex, version, topic, state)."""
+    with raw_log(target) as log:
+        if log is None:
+            return []
+        rows: list[tuple] = []
+        while True:
+            page = log.tables.scan(rows[-1][0] if rows else 0, 5000)
+            rows.extend((p, o, v, t, bytes(s)) for p, o, v, t, s in page)
+            if len(page) < 5000:
+                return rows
+
+
+def log_length(target: Any) -> int:
+    """How many events the store's log holds (a Memory, or a home path; 0 without a store).
+    A count, not the last position: positions on PostgreSQL may have gaps."""
+    return len(stored_rows(target))
+
+
+def damage_event(target: Any, uuid: UUID | str, version: int, damage) -> bool:
+    """Replace the stored bytes of one event with damage(its bytes), as bit rot or an
+    attacker would; False if there is no such event."""
+    uuid = uuid if isinstance(uuid, UUID) else UUID(str(uuid))
+    with raw_log(target) as log:
+        found = log.tables.stored_at(uuid, version)
+        if not found:
+            return False
+        ((_, state),) = found
+        log.tables.overwrite(uuid, version, bytes(damage(bytes(state))))
+        return True
+
+
+def snapshot_count(target: Any, uuid: UUID | str | None = None) -> int:
+    """How many snapshots the log holds (of one aggregate, or in all)."""
+    with raw_log(target) as log:
+        tables = log.tables
+        if uuid is not None:
+            uuid = uuid if isinstance(uuid, UUID) else UUID(str(uuid))
+            return len(tables.snapshots_and_events([uuid])[0])
+        if hasattr(tables, "schema"):  # PostgreSQL
+            from carma.database import SNAPSHOTS
+
+            (row,) = tables._rows(tables._sql("SELECT count(*) FROM {}", SNAPSHOTS), [])
+            return row[0]
+        (row,) = tables._rows("SELECT count(*) FROM stored_snapshots", [])
+        return row[0]
+
+
+def stored_bytes(target: Any) -> bytes:
+    """Every byte the log's database holds for the store: its SQLite files, or every value of
+    every table in its PostgreSQL schema (for checks that a secret is nowhere in it)."""
+    with raw_log(target) as log:
+        if log is None:
+            return b""
+        tables = log.tables
+        if not hasattr(tables, "schema"):
+            return b"".join(p.read_bytes() for p in tables.path.parent.glob("events.sqlite*"))
+        from psycopg import sql
+
+        with tables.datastore.transaction(commit=False) as c:
+            c.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                      [tables.schema])
+            names = [r["table_name"] for r in c.fetchall()]
+            chunks = []
+            for name in names:
+                c.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(tables.schema, name)))
+                for row in c.fetchall():
+                    for value in row.values():
+                        chunks.append(bytes(value) if isinstance(value, (bytes, memoryview))
+                                      else str(value).encode())
+        return b"".join(chunks)
 
 
 def store_state(mem) -> dict:

@@ -40,6 +40,7 @@ def test_queries_are_deterministic_and_distinct_from_the_stored_texts():
     assert not set(queries) & set(texts)
 
 
+@pytest.mark.sqlite_only  # the benchmark keeps stores of its own on SQLite (it reads the file)
 def test_overhead_reports_ingest_rebuild_and_rss(tmp_path):
     messages: list[str] = []
     report = BENCHMARKS["overhead"](n=2000, workdir=tmp_path, progress=messages.append)
@@ -109,6 +110,7 @@ def test_heal_reports_scrub_and_heal_ratios_with_exact_repairs(tmp_path):
     assert size["five_files"]["health_after"] == 1.0
 
 
+@pytest.mark.sqlite_only  # the benchmark keeps stores of its own on SQLite (it reads the file)
 def test_audit_reports_verify_and_replay_ratios(tmp_path):
     report = BENCHMARKS["audit"](n=300, workdir=tmp_path)
     assert json.loads(json.dumps(report)) == report

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 import carma
 from carma.cli import cli
-from tests.conftest import log_length
+from tests.conftest import log_length, stored_bytes
 
 SECRET = "the secret recipe calls for cardamom and smoked salt"
 
@@ -22,7 +22,7 @@ def test_an_encrypted_log_holds_no_plaintext_and_reads_back_with_its_key(home, e
     with carma.open(home, embedder=embedder, cipher_key=key) as mem:
         fragment = mem.add(SECRET, {"owner": "chef"})
         mem.revise(fragment, text=SECRET + ", and a pinch of sumac")
-    raw = b"".join(p.read_bytes() for p in home.glob("events.sqlite*"))
+    raw = stored_bytes(home)
     assert b"cardamom" not in raw and b"chef" not in raw
     with carma.open(home, embedder=embedder, cipher_key=key) as mem:
         assert mem.get(fragment).text.endswith("a pinch of sumac")

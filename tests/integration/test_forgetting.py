@@ -7,14 +7,15 @@ from click.testing import CliRunner
 import carma
 from carma import FragmentGone
 from carma.cli import cli
-from tests.conftest import store_state
+from tests.conftest import damage_event, snapshot_count, store_state, stored_bytes
 
 SECRET = "Dana Whitfield lives at 14 Larkspur Lane and takes warfarin"
 MARKER = "whitfield-private-note"
 
 
 def every_byte(home):
-    return b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+    """Every byte the store holds: the home's files, and its log wherever that is."""
+    return b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file()) + stored_bytes(home)
 
 
 def test_a_forgotten_fragment_leaves_no_byte_of_its_body_in_the_home(home, embedder):
@@ -26,7 +27,7 @@ def test_a_forgotten_fragment_leaves_no_byte_of_its_body_in_the_home(home, embed
         mem.dream()
         mem.close()  # the index file and every projection are on disk now
     assert SECRET.encode() in every_byte(home)  # in its cache file, before it is forgotten
-    assert SECRET.encode() not in b"".join(p.read_bytes() for p in home.glob("events.sqlite*"))
+    assert SECRET.encode() not in stored_bytes(home)
     with carma.open(home, embedder=embedder) as mem:
         assert mem.forget(key, reason="GDPR erasure request #42") is True
         assert mem.forget(key, reason="again") is False
@@ -66,6 +67,7 @@ def test_a_forgotten_fragment_is_never_healed_and_replays_and_rebuilds_without_i
             assert replica.get("other").text == "another fragment"
 
 
+@pytest.mark.sqlite_only  # a SQLite home keeps fragment keys in files; PostgreSQL, in a table
 def test_losing_one_copy_of_the_fragment_keys_loses_nothing(home, embedder):
     with carma.open(home, embedder=embedder) as mem:
         key = mem.add(SECRET, id="dana")
@@ -92,25 +94,16 @@ def test_the_cli_forgets_with_a_reason(tmp_path):
 def test_a_repaired_fragment_forgotten_leaves_no_byte_in_its_snapshots_either(home, embedder):
     """A repair of a damaged log body restates the body in a new event and a snapshot: both
     are sealed under the fragment's key, so forgetting shreds them too."""
-    import sqlite3
-
     from domain import fragment_uuid
 
     with carma.open(home, embedder=embedder) as mem:
         mem.add("an unrelated fragment that stays", id="keep")
         key = mem.add(SECRET, {"note": MARKER}, id="dana")
         embedding = mem.log.fragment(key).embedding
-        with sqlite3.connect(home / "events.sqlite") as conn:
-            (state,) = conn.execute(
-                "SELECT state FROM stored_events WHERE originator_id = ? AND "
-                "originator_version = 1", [fragment_uuid(key).hex]).fetchone()
-            conn.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND "
-                         "originator_version = 1",
-                         [state[:100] + bytes([state[100] ^ 1]) + state[101:],
-                          fragment_uuid(key).hex])
+        assert damage_event(mem, fragment_uuid(key), 1,
+                            lambda state: state[:100] + bytes([state[100] ^ 1]) + state[101:])
         assert mem.dream()["repaired"] == {"log-body/exact-copy": 1}
-        with sqlite3.connect(home / "events.sqlite") as conn:
-            assert conn.execute("SELECT count(*) FROM stored_snapshots").fetchone()[0] == 1
+        assert snapshot_count(mem) == 1
         assert mem.forget(key, reason="erasure")
         assert [e.kind for e in mem.history(key)][-1] == "forgotten"
     raw = every_byte(home)

@@ -2,23 +2,22 @@
 
 import json
 import os
-import sqlite3
 
 import numpy as np
 import pytest
 
 import carma
 from carma import FragmentGone
+from tests.conftest import stored_rows
 
 
 def fragments(mem, n=12):
     return mem.add_many([f"note {i}: the tide turns at dawn near pier {i}" for i in range(n)]).ids
 
 
-def topics(home):
-    with sqlite3.connect(home / "events.sqlite") as conn:
-        return [t.rsplit(".", 1)[-1] for (t,) in conn.execute(
-            "SELECT topic FROM stored_events ORDER BY rowid")]
+def topics(target):
+    """The kinds of the log's events in log order (target: a store, or a closed one's home)."""
+    return [topic.rsplit(".", 1)[-1] for _, _, _, topic, _ in stored_rows(target)]
 
 
 def cache_path(mem, key):
@@ -29,7 +28,7 @@ def uuid_of(mem, key):
     return mem.ledger.row(key)["uuid"]
 
 
-def test_every_cache_fault_is_found_recorded_once_and_repaired_exactly(mem, home):
+def test_every_cache_fault_is_found_recorded_once_and_repaired_exactly(mem):
     ids = fragments(mem)
     originals = {k: mem.get(k) for k in ids}
     missing, garbage, tampered, stale, gone = ids[:5]
@@ -58,11 +57,11 @@ def test_every_cache_fault_is_found_recorded_once_and_repaired_exactly(mem, home
     assert report["recorded"] == 5
     assert not stray.exists() and in_flight.exists()
     assert mem.scrub()["recorded"] == 0  # idempotent: nothing new
-    assert topics(home).count("FragmentLost") == 5
+    assert topics(mem).count("FragmentLost") == 5
 
     assert mem.heal() == {"cache/exact-log": 5}
     assert mem.heal() == {}
-    assert topics(home).count("FragmentReconstructed") == 5
+    assert topics(mem).count("FragmentReconstructed") == 5
     assert not cache_path(mem, gone).exists()
     for key, record in originals.items():
         if key != gone:
@@ -76,7 +75,7 @@ def test_every_cache_fault_is_found_recorded_once_and_repaired_exactly(mem, home
     assert (detail["method"], detail["fidelity"], detail["copy"]) == ("exact-log", 1.0, "cache")
 
 
-def test_every_index_fault_is_found_and_repaired(mem, home):
+def test_every_index_fault_is_found_and_repaired(mem):
     ids = fragments(mem)
     absent, wrong, deleted = ids[:3]
     mem.delete(deleted)
@@ -110,13 +109,13 @@ def test_a_damaged_index_file_is_one_finding_about_the_index(mem, home, damage, 
         # Queries work at once: the index was rebuilt from the log on open.
         assert again.search("the tide turns at dawn near pier 7", k=1)[0].text.startswith("note 7")
         assert again.health()["by_fault"] == {f"index-file/{fault}": 1}
-        assert topics(home).count("IndexLost") == 1
+        assert topics(again).count("IndexLost") == 1
         assert again.dream()["repaired"] == {"index-file/exact-log": 1}
         assert again.index.check_file(again.log.position(), 100) is None
     assert topics(home).count("FragmentLost") == 0  # one finding about the index, not 30
 
 
-def test_queries_succeed_with_correct_results_while_copies_are_missing(mem, home):
+def test_queries_succeed_with_correct_results_while_copies_are_missing(mem):
     ids = fragments(mem, 40)
     expected = {k: mem.get(k).text for k in ids}
     ranking = [h.id for h in mem.search("pier 17", k=5)]
@@ -129,9 +128,7 @@ def test_queries_succeed_with_correct_results_while_copies_are_missing(mem, home
     assert {k: mem.get(k).text for k in ids} == expected
     assert [h.id for h in mem.search("pier 17", k=5)] == ranking
     # Each read that met a lost copy queued its repair in the log, with no cycle.
-    with sqlite3.connect(home / "events.sqlite") as conn:
-        queued = conn.execute(
-            "SELECT count(*) FROM stored_events WHERE topic LIKE '%FragmentLost'").fetchone()[0]
+    queued = topics(mem).count("FragmentLost")
     assert damaged > 20 and queued == damaged
     report = mem.dream()
     assert report["health_after"] == 1.0
@@ -139,16 +136,14 @@ def test_queries_succeed_with_correct_results_while_copies_are_missing(mem, home
     assert all(mem.cache.read(uuid_of(mem, k)).text == expected[k] for k in ids)
 
 
-def test_a_crash_in_the_middle_of_healing_resumes_without_repeating_or_skipping(mem, home):
+def test_a_crash_in_the_middle_of_healing_resumes_without_repeating_or_skipping(mem):
     # Caller ids make the uuids, and so the order of findings, the same in every run.
     ids = mem.add_many([{"text": f"note {i} on the harbour", "id": f"n{i}"}
                         for i in range(20)]).ids
     for path in mem.cache.files():
         path.unlink()
     assert mem.scrub()["recorded"] == 20
-    with sqlite3.connect(home / "events.sqlite") as conn:
-        (last,) = conn.execute("SELECT originator_id FROM stored_events WHERE topic LIKE"
-                               " '%FragmentLost' ORDER BY rowid DESC LIMIT 1").fetchone()
+    last = [o for _, o, _, topic, _ in stored_rows(mem) if topic.endswith("FragmentLost")][-1]
     # A real file-system fault mid-heal: the last finding's shard folder becomes a file.
     victim = mem.cache.path_of(last).parent
     assert sum(cache_path(mem, k).parent == victim for k in ids) == 1
@@ -157,15 +152,15 @@ def test_a_crash_in_the_middle_of_healing_resumes_without_repeating_or_skipping(
     mem.dreamer.healer.batch_size = 4
     with pytest.raises(carma.StorageError, match="healing stopped"):
         mem.heal()
-    done = topics(home).count("FragmentReconstructed")
+    done = topics(mem).count("FragmentReconstructed")
     assert 0 < done < 20
     victim.unlink()
     mem.heal()
-    assert topics(home).count("FragmentReconstructed") == 20  # each repaired exactly once
+    assert topics(mem).count("FragmentReconstructed") == 20  # each repaired exactly once
     assert mem.scrub()["found"] == {}
 
 
-def test_a_deleted_fragment_is_never_repaired_back(mem, home):
+def test_a_deleted_fragment_is_never_repaired_back(mem):
     ids = fragments(mem, 3)
     cache_path(mem, ids[0]).unlink()
     mem.scrub()
@@ -177,7 +172,7 @@ def test_a_deleted_fragment_is_never_repaired_back(mem, home):
     assert mem.health()["by_fault"] == {}
 
 
-def test_dream_cycles_are_recorded_with_counts_durations_and_health(mem, home):
+def test_dream_cycles_are_recorded_with_counts_durations_and_health(mem):
     ids = fragments(mem, 10)
     for key in ids[:3]:
         cache_path(mem, key).unlink()
@@ -187,7 +182,7 @@ def test_dream_cycles_are_recorded_with_counts_durations_and_health(mem, home):
     assert report["health_before"] == pytest.approx(0.7)  # as the scrub found it
     assert report["health_after"] == 1.0
     assert set(report["seconds"]) >= {"scan", "record", "heal", "total"}
-    assert topics(home)[-1] == "DreamCycleCompleted"
+    assert topics(mem)[-1] == "DreamCycleCompleted"
     last = mem.health()["last_cycle"]
     assert last["id"] == report["id"] and last["repaired"] == {"cache/exact-log": 3}
 
@@ -217,7 +212,7 @@ def test_a_second_process_healing_the_same_home_repeats_no_repair(home, embedder
         a.scrub()
         a.heal()
         assert b.heal() == {}
-        assert topics(home).count("FragmentReconstructed") == 30
+        assert topics(a).count("FragmentReconstructed") == 30
         assert b.scrub()["found"] == {}
         assert all(b.get(k).text for k in ids)
 

@@ -1,6 +1,8 @@
-"""The log on real SQLite: compact embeddings, checksums verified on read."""
+"""The log on a real database (SQLite or PostgreSQL): compact embeddings, checksums verified
+on read."""
 
 import sqlite3
+from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import StoredEvent
@@ -9,28 +11,23 @@ from hypothesis import strategies as st
 
 from carma.log import verified_payload
 from domain import CorruptEvent
+from tests.conftest import damage_event, stored_rows
 
 
-def stored_rows(home):
-    with sqlite3.connect(home / "events.sqlite") as conn:
-        return conn.execute(
-            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events"
-            " ORDER BY rowid").fetchall()
+def flip(mem, position, offset):
+    (uuid, version), = [(o, v) for p, o, v, _, _ in stored_rows(mem) if p == position]
 
-
-def flip(home, rowid, offset):
-    with sqlite3.connect(home / "events.sqlite") as conn:
-        (state,) = conn.execute("SELECT state FROM stored_events WHERE rowid = ?",
-                                [rowid]).fetchone()
+    def flipped(state):
         damaged = bytearray(state)
         damaged[offset % len(damaged)] ^= 0x01
-        conn.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
-                     [bytes(damaged), rowid])
+        return damaged
+
+    assert damage_event(mem, UUID(uuid), version, flipped)
 
 
-def test_embeddings_are_stored_as_float32_bytes_not_float_lists(mem, home):
+def test_embeddings_are_stored_as_float32_bytes_not_float_lists(mem):
     mem.add("A sentence about compact storage of vectors.")
-    _, _, _, topic, state = stored_rows(home)[-1]
+    _, _, _, topic, state = stored_rows(mem)[-1]
     assert topic.endswith("FragmentWritten")
     # 64 float32 = 256 bytes, sealed (+28) = 380 base64 characters; a JSON list of the same
     # floats would take ~1,200 on its own.
@@ -41,10 +38,10 @@ def test_embeddings_are_stored_as_float32_bytes_not_float_lists(mem, home):
     assert b'"embedding":[' not in compact and len(state) < 1000
 
 
-def test_a_flipped_byte_is_reported_naming_the_event_never_decoded(mem, home):
+def test_a_flipped_byte_is_reported_naming_the_event_never_decoded(mem):
     mem.add("The original text, which must never come back altered.")
-    position = stored_rows(home)[-1][0]
-    flip(home, position, 200)
+    position = stored_rows(mem)[-1][0]
+    flip(mem, position, 200)
     (stored,) = mem.log.unreadable()
     with pytest.raises(CorruptEvent) as caught:
         mem.log.mapper.to_domain_event(stored)
@@ -76,6 +73,7 @@ def test_topic_and_version_are_covered_by_the_checksum(mem):
                                      n.topic.replace("Written", "Revised"), n.state))
 
 
+@pytest.mark.sqlite_only  # WAL is a mode of the SQLite file; PostgreSQL has its own journal
 def test_the_log_is_in_wal_mode(mem, home):
     mem.add("Write-ahead logging lets readers and a writer work at once.")
     with sqlite3.connect(home / "events.sqlite") as conn:

@@ -1,4 +1,5 @@
-"""Damage to the log itself: real bytes of stored events flipped in the SQLite file.
+"""Damage to the log itself: real bytes of stored events flipped in the database (the SQLite
+file, or the PostgreSQL table).
 
 The store keeps answering, the scrubber records each damaged body once, and the healer
 restates it: exactly from a copy whose text has the recorded hash, else approximately from
@@ -6,13 +7,14 @@ the surviving embedding and same-namespace neighbours, else not at all (it stays
 """
 
 import json
-import sqlite3
+from uuid import UUID
 
 import numpy as np
 import pytest
 
 import carma
 from domain import Fragment, fragment_uuid
+from tests.conftest import damage_event, snapshot_count, stored_rows
 
 TOPICS = [
     "Rivers carry sediment from the mountains down to the sea.",
@@ -23,24 +25,15 @@ TOPICS = [
 ]
 
 
-def rows(home, where="1", params=()):
-    with sqlite3.connect(home / "events.sqlite") as conn:
-        return conn.execute(
-            "SELECT rowid, originator_id, originator_version, topic FROM stored_events"
-            f" WHERE {where} ORDER BY rowid", params).fetchall()
-
-
-def flip_event(home, key, version=1, offset=150):
-    """Flip one byte of a fragment's stored event, as bit rot would."""
-    uuid = fragment_uuid(key).hex
-    with sqlite3.connect(home / "events.sqlite") as conn:
-        (state,) = conn.execute(
-            "SELECT state FROM stored_events WHERE originator_id = ? AND originator_version = ?",
-            [uuid, version]).fetchone()
+def flip_event(target, key, version=1, offset=150):
+    """Flip one byte of a fragment's stored event, as bit rot would (target: an open store,
+    or the home of a closed one)."""
+    def flipped(state):
         damaged = bytearray(state)
         damaged[offset % len(damaged)] ^= 0x20
-        conn.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND "
-                     "originator_version = ?", [bytes(damaged), uuid, version])
+        return damaged
+
+    assert damage_event(target, fragment_uuid(key), version, flipped)
 
 
 def kinds(mem, key):
@@ -53,9 +46,9 @@ def store(mem):
     return mem, keys
 
 
-def test_a_damaged_event_never_stops_reads_queries_or_a_rebuild(store, home):
+def test_a_damaged_event_never_stops_reads_queries_or_a_rebuild(store):
     mem, keys = store
-    flip_event(home, "k0")
+    flip_event(mem, "k0")
     record = mem.get("k0")  # from the cache file, which the ledger vouches for
     assert record.text == TOPICS[0] and record.status == "healthy"
     assert [h.id for h in mem.search("sediment carried by rivers", k=5)]
@@ -68,9 +61,9 @@ def test_a_damaged_event_never_stops_reads_queries_or_a_rebuild(store, home):
     assert mem.health()["score"] == 1.0 and mem.dream()["found"] == {}
 
 
-def test_damage_is_recorded_once_and_repaired_exactly_from_a_verified_copy(store, home):
+def test_damage_is_recorded_once_and_repaired_exactly_from_a_verified_copy(store):
     mem, _ = store
-    flip_event(home, "k1")
+    flip_event(mem, "k1")
     report = mem.dream()
     assert report["found"]["log-body/corrupt"] == 1
     assert report["repaired"] == {"log-body/exact-copy": 1}
@@ -81,17 +74,15 @@ def test_damage_is_recorded_once_and_repaired_exactly_from_a_verified_copy(store
     lost = [e for e in mem.history("k1") if e.kind == "lost"][0]
     assert lost.detail["fault"] == "corrupt"
     # The log no longer depends on the damaged event: a snapshot holds the restated state.
-    with sqlite3.connect(home / "events.sqlite") as conn:
-        assert conn.execute("SELECT count(*) FROM stored_snapshots WHERE originator_id = ?",
-                            [fragment_uuid("k1").hex]).fetchone()[0] == 1
+    assert snapshot_count(mem, fragment_uuid("k1")) == 1
     assert mem.log.fragment("k1").text == TOPICS[1]
     mem.rebuild()
     assert mem.get("k1").text == TOPICS[1] and mem.get("k1").status == "healthy"
 
 
-def test_a_copy_whose_hash_differs_is_not_used_and_the_body_is_reconstructed(store, home):
+def test_a_copy_whose_hash_differs_is_not_used_and_the_body_is_reconstructed(store):
     mem, _ = store
-    flip_event(home, "k2")
+    flip_event(mem, "k2")
     path = mem.cache.path_of(fragment_uuid("k2"))
     path.write_text(path.read_text().replace("erode slowly", "erode quickly"))
     report = mem.dream()
@@ -106,7 +97,7 @@ def test_a_copy_whose_hash_differs_is_not_used_and_the_body_is_reconstructed(sto
     assert mem.health()["score"] == pytest.approx((4 + record.fidelity) / 5, abs=1e-6)
 
 
-def test_reconstruction_draws_only_on_live_exact_fragments_of_the_same_namespace(mem, home):
+def test_reconstruction_draws_only_on_live_exact_fragments_of_the_same_namespace(mem):
     mem.add_many([{"text": t, "id": f"k{i}"} for i, t in enumerate(TOPICS)])
     # The nearest possible neighbours, but in another namespace, deleted or forgotten.
     mem.add(TOPICS[3], id="other", namespace="elsewhere")
@@ -114,7 +105,7 @@ def test_reconstruction_draws_only_on_live_exact_fragments_of_the_same_namespace
     mem.add(TOPICS[3] + " Once more.", id="forgotten")
     mem.delete("gone")
     mem.forget("forgotten", "test")
-    flip_event(home, "k3")
+    flip_event(mem, "k3")
     mem.cache.path_of(fragment_uuid("k3")).unlink()
     mem.dream()
     record = mem.get("k3")
@@ -124,12 +115,12 @@ def test_reconstruction_draws_only_on_live_exact_fragments_of_the_same_namespace
     assert sources and sources <= {"k0", "k1", "k2", "k4"}
 
 
-def test_deleted_and_forgotten_fragments_are_never_repaired(store, home):
+def test_deleted_and_forgotten_fragments_are_never_repaired(store):
     mem, _ = store
     mem.delete("k0")
     mem.forget("k1", "a person asked")
-    flip_event(home, "k0")
-    flip_event(home, "k1")
+    flip_event(mem, "k0")
+    flip_event(mem, "k1")
     report = mem.dream()
     assert "log-body/corrupt" not in report["found"]
     assert not any(k.startswith("log-body") for k in report["repaired"])
@@ -137,9 +128,9 @@ def test_deleted_and_forgotten_fragments_are_never_repaired(store, home):
         (k, c, None) for k, c, _ in kinds(mem, "k0") + kinds(mem, "k1")]
 
 
-def test_nothing_left_stays_lost_reported_and_counts_zero(store, home):
+def test_nothing_left_stays_lost_reported_and_counts_zero(store):
     mem, _ = store
-    flip_event(home, "k4")
+    flip_event(mem, "k4")
     mem.cache.path_of(fragment_uuid("k4")).unlink()
     mem.index.remove([mem.ledger.row("k4")["faiss_id"]])  # the embedding is gone too
     report = mem.dream()
@@ -152,9 +143,9 @@ def test_nothing_left_stays_lost_reported_and_counts_zero(store, home):
     assert mem.dream()["recorded"] == 0  # reported once, not again and again
 
 
-def test_an_exact_copy_upgrades_an_approximate_body(store, home):
+def test_an_exact_copy_upgrades_an_approximate_body(store):
     mem, _ = store
-    flip_event(home, "k2")
+    flip_event(mem, "k2")
     mem.cache.path_of(fragment_uuid("k2")).unlink()
     mem.dream()
     assert mem.get("k2").status == "approximate"
@@ -167,9 +158,9 @@ def test_an_exact_copy_upgrades_an_approximate_body(store, home):
     assert mem.add(TOPICS[2]) == "k2"  # and now it is simply there: nothing recorded
 
 
-def test_fidelity_never_goes_down_from_cycle_to_cycle(store, home):
+def test_fidelity_never_goes_down_from_cycle_to_cycle(store):
     mem, _ = store
-    flip_event(home, "k1")
+    flip_event(mem, "k1")
     mem.cache.path_of(fragment_uuid("k1")).unlink()
     mem.dream()
     fidelities = [mem.get("k1").fidelity]
@@ -183,15 +174,12 @@ def test_fidelity_never_goes_down_from_cycle_to_cycle(store, home):
         reconstructions)
 
 
-def test_damage_to_a_cycle_report_is_reported_and_harms_nothing(store, home):
+def test_damage_to_a_cycle_report_is_reported_and_harms_nothing(store):
     mem, _ = store
     mem.dream()
-    (rowid, *_), = rows(home, "topic LIKE '%DreamCycleCompleted'")
-    with sqlite3.connect(home / "events.sqlite") as conn:
-        (state,) = conn.execute("SELECT state FROM stored_events WHERE rowid = ?",
-                                [rowid]).fetchone()
-        conn.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
-                     [state[:40] + b"\0" + state[41:], rowid])
+    (uuid, version), = [(o, v) for _, o, v, topic, _ in stored_rows(mem)
+                        if topic.endswith("DreamCycleCompleted")]
+    assert damage_event(mem, UUID(uuid), version, lambda state: state[:40] + b"\0" + state[41:])
     report = mem.dream()
     assert report["found"] == {}  # no copy of anything live is lost
     assert mem.scrub()["checked"]["log_damaged_not_live"] == 1
@@ -202,7 +190,7 @@ def test_damage_to_a_cycle_report_is_reported_and_harms_nothing(store, home):
 
 def test_a_store_opened_behind_damage_catches_up_past_it(store, home, embedder):
     mem, _ = store
-    flip_event(home, "k0")
+    flip_event(mem, "k0")
     mem.dream()  # repaired: a snapshot and a restatement
     mem.close()
     (home / "ledger.sqlite").unlink()  # the ledger is replayed from zero on open
@@ -248,10 +236,10 @@ def test_the_cli_marks_a_reconstruction_and_an_original_text_restores_it(home, t
     assert json.loads(run("get", "k3", "--json").stdout)["text"] == TOPICS[3]
 
 
-def test_an_event_backup_is_the_exact_source_that_upgrades_a_reconstruction(store, home):
+def test_an_event_backup_is_the_exact_source_that_upgrades_a_reconstruction(store):
     mem, _ = store
     backup = list(mem.export_events())  # taken while the log was whole
-    flip_event(home, "k2")
+    flip_event(mem, "k2")
     mem.cache.path_of(fragment_uuid("k2")).unlink()
     mem.dream()
     assert mem.get("k2").status == "approximate"
@@ -263,19 +251,19 @@ def test_an_event_backup_is_the_exact_source_that_upgrades_a_reconstruction(stor
     assert mem.import_events(backup)["restored"] == 0  # twice changes nothing more
 
 
-def test_an_event_backup_restores_damage_not_yet_found(store, home):
+def test_an_event_backup_restores_damage_not_yet_found(store):
     mem, _ = store
     backup = list(mem.export_events())
-    flip_event(home, "k4")
+    flip_event(mem, "k4")
     assert mem.import_events(backup)["restored"] == 1
     assert mem.log.fragment("k4").text == TOPICS[4]
     assert mem.dream()["found"] == {}
 
 
-def test_a_body_without_neighbours_keeps_its_embedding_until_it_can_be_rebuilt(mem, home):
+def test_a_body_without_neighbours_keeps_its_embedding_until_it_can_be_rebuilt(mem):
     mem.add(TOPICS[0], id="alone", namespace="solo")
     mem.add_many([{"text": t, "id": f"k{i}"} for i, t in enumerate(TOPICS[1:])])
-    flip_event(home, "alone")
+    flip_event(mem, "alone")
     mem.cache.path_of(fragment_uuid("alone")).unlink()
     report = mem.dream()
     assert report["repaired"] == {"log-body/embedding-kept": 1}
@@ -287,3 +275,20 @@ def test_a_body_without_neighbours_keeps_its_embedding_until_it_can_be_rebuilt(m
     assert report["repaired"].get("log-body/refined") == 1
     record = mem.get("alone")
     assert record.status == "approximate" and record.fidelity > 0
+
+
+def test_chaos_and_the_reconstruct_benchmark_damage_the_stored_log(store):
+    import carma.bench  # noqa: F401 - first: it imports bench_reconstruct itself
+    from carma.bench_reconstruct import _damage
+    from carma.chaos import destroy_bodies
+
+    mem, _ = store
+    destroy_bodies(mem, ["k1"])  # the body's event and its cache file
+    _damage(mem, ["k3"])  # the body's first event only
+    assert not mem.cache.path_of(fragment_uuid("k1")).exists()
+    assert mem.cache.path_of(fragment_uuid("k3")).exists()
+    assert [mem.log.fragment(k).unreadable for k in ("k1", "k3")] == [[1], [1]]
+    report = mem.dream()
+    assert report["found"]["log-body/corrupt"] == 2
+    assert report["repaired"]["log-body/exact-copy"] == 1  # k3, from its cache file
+    assert mem.get("k3").text == TOPICS[3] and mem.get("k1").status == "approximate"

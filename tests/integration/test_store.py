@@ -1,4 +1,5 @@
-"""The store end to end on real SQLite, real FAISS and real files (lexical test embedder)."""
+"""The store end to end on a real log (SQLite or PostgreSQL), real FAISS and real files
+(lexical test embedder)."""
 
 import numpy as np
 import pytest
@@ -22,9 +23,9 @@ def test_a_fragment_reads_back_exactly_after_reopening(mem, home, embedder):
 
 def test_writing_the_same_text_again_records_nothing(mem, home):
     first = mem.add("Idempotent writes make retries safe.")
-    length = log_length(home)
+    length = log_length(mem)
     assert mem.add("Idempotent writes make retries safe.") == first
-    assert log_length(home) == length
+    assert log_length(mem) == length
     other = mem.add("Idempotent writes make retries safe.", namespace="elsewhere")
     assert other != first
     # Without an id, the same text is the same fragment, whatever metadata comes along.
@@ -34,9 +35,9 @@ def test_writing_the_same_text_again_records_nothing(mem, home):
 
 def test_a_caller_id_is_an_upsert_never_a_duplicate(mem, home):
     assert mem.add("Version one.", id="doc-1") == "doc-1"
-    length = log_length(home)
+    length = log_length(mem)
     mem.add("Version one.", id="doc-1")
-    assert log_length(home) == length
+    assert log_length(mem) == length
     mem.add("Version two.", id="doc-1")
     got = mem.get("doc-1")
     assert (got.text, got.version) == ("Version two.", 2)
@@ -52,9 +53,9 @@ def test_revise_changes_text_or_metadata_and_same_content_is_no_event(mem, home)
     assert (revised.text, revised.metadata, revised.version) == ("Original wording.", {"a": 2}, 2)
     # A metadata-only revision keeps the embedding: the model is not run again.
     assert np.array_equal(mem.index.vector(mem.ledger.row(key)["faiss_id"]), vector_before)
-    length = log_length(home)
+    length = log_length(mem)
     mem.revise(key, metadata={"a": 2})
-    assert log_length(home) == length
+    assert log_length(mem) == length
     assert mem.revise(key, text="New wording.").text == "New wording."
     with pytest.raises(FragmentNotFound):
         mem.revise("nope", text="x")
@@ -117,12 +118,12 @@ def test_search_ranks_by_similarity_and_filters_by_namespace_and_metadata(mem):
 def test_add_many_is_all_or_nothing(mem, home):
     mem.add("Already here.", id="taken")
     mem.delete("taken")
-    length = log_length(home)
+    length = log_length(mem)
     with pytest.raises(InvalidInput):
         mem.add_many(["fine", {"text": ""}])
     with pytest.raises(FragmentGone):
         mem.add_many(["fine too", {"text": "x", "id": "taken"}])
-    assert log_length(home) == length
+    assert log_length(mem) == length
     result = mem.add_many(["one", "two", "one", {"text": "two", "namespace": "b"}])
     assert (result.added, result.unchanged) == (3, 1)  # the repeated "one" is unchanged
     assert result.ids[0] == result.ids[2]
@@ -201,3 +202,15 @@ def test_the_home_is_private_to_its_owner(home, embedder):
     with carma.open(home, embedder=embedder):
         pass
     assert home.stat().st_mode & 0o077 == 0
+
+
+def test_each_home_keeps_its_log_on_the_backend_of_the_run(mem, home, embedder, tmp_path,
+                                                         backend):
+    mem.add("Kept in the log of this run's backend.", id="here")
+    assert (home / "database.json").is_file() is backend.postgres
+    assert (home / "events.sqlite").is_file() is not backend.postgres
+    assert (mem.database is not None) is backend.postgres
+    with carma.open(tmp_path / "other", embedder=embedder) as other:  # a store of its own
+        other.add("Kept in another log.", id="there")
+        assert log_length(other) == 2 and [h.id for h in other.search("Kept", k=5)] == ["there"]
+    assert log_length(mem) == 2 and [h.id for h in mem.search("Kept", k=5)] == ["here"]

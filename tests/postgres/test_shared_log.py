@@ -165,5 +165,5 @@ def test_the_shared_log_benchmark_reports_its_ratios_and_leaves_no_schema(shared
     assert report["join"]["events"] >= 1_200 and report["join"]["live"] == 1_199
     with psycopg.connect(shared_url.split("?")[0]) as conn:
         left = conn.execute("SELECT count(*) FROM information_schema.schemata"
-                            " WHERE schema_name LIKE 'carma_bench_%'").fetchone()[0]
-    assert left == 0
+                            " WHERE schema_name = ANY(%s)", [report["schemas"]]).fetchone()[0]
+    assert len(report["schemas"]) == 4 and left == 0

@@ -1,21 +1,21 @@
-"""A model-based test: a real store (real SQLite, FAISS and files, deterministic embedder) and
-a plain dictionary driven side by side by hypothesis, with forgetting, damage and dream cycles
-in between.
+"""A model-based test: a real store (a real SQLite or PostgreSQL log, FAISS and files,
+deterministic embedder) and a plain dictionary driven side by side by hypothesis, with
+forgetting, damage and dream cycles in between.
 
 Examples in CI: 40 runs of up to 40 steps (`--hypothesis-profile=long`: 1,000 runs of up to
 80 steps; profiles in tests/conftest.py).
 
 Damage includes flipping a byte of the stored event that holds a fragment's current body (in
-the SQLite file, as bit rot would). Where the body is then destroyed everywhere (its cache
-file was damaged too), the fragment may come back approximate (labelled, with its fidelity)
-or lost; everywhere else it must come back exactly.
+the database, as bit rot would). Where the body is then destroyed everywhere (its cache file
+was damaged too), the fragment may come back approximate (labelled, with its fidelity) or
+lost; everywhere else it must come back exactly.
 """
 
-import sqlite3
 import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -24,13 +24,14 @@ from hypothesis.stateful import (
     initialize,
     invariant,
     rule,
+    run_state_machine_as_test,
 )
 
 import carma
 from carma import FragmentGone, InvalidInput
 from carma.embedding import HashingEmbedder
 from healing.scrubber import is_exact_copy
-from tests.conftest import store_state
+from tests.conftest import damage_event, store_state
 
 WORDS = ["amber", "basalt", "cedar", "delta", "ember", "fjord", "garnet", "harbor", "iris"]
 texts = st.lists(st.sampled_from(WORDS), min_size=1, max_size=6).map(" ".join)
@@ -196,21 +197,17 @@ class StoreAgainstModel(RuleBasedStateMachine):
         if key is None:
             return
         row = self.mem.ledger.row(key)
-        uuid = row["uuid"].replace("-", "")
-        with sqlite3.connect(self.home / "events.sqlite") as conn:
-            found = conn.execute(
-                "SELECT rowid, state FROM stored_events WHERE originator_id = ? AND "
-                "originator_version = ?", [uuid, row["version"]]).fetchone()
-            if found is None:
-                return
-            rowid, state = found
+
+        def damaged(state):
             damaged = bytearray(state)
             # Damage accumulates: adding (rather than flipping a bit) never undoes an earlier
             # corruption of the same byte. (A log made whole again, as by restoring a backup
             # of the file, is another scenario: see the README's known gaps.)
             damaged[pick % len(damaged)] = (damaged[pick % len(damaged)] + 1) % 256
-            conn.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
-                         [bytes(damaged), rowid])
+            return damaged
+
+        if not damage_event(self.mem, row["uuid"], row["version"], damaged):
+            return
         self.log_damaged.add(key)
 
     @rule()
@@ -304,11 +301,14 @@ class StoreAgainstModel(RuleBasedStateMachine):
 def _unsaid(row):
     """The row of a fragment with no body (lost, deleted, forgotten) without what only its
     unreadable events said: its version, content hash, metadata, embedding fingerprint, the
-    digest of the cache file it had, its last fault and repair, when it last changed."""
+    digest of the cache file it had, its last fault and repair (with what a repair's
+    restated body said: its method, refinements and expected recall), when it last changed."""
     return {k: v for k, v in row.items()
             if k not in ("version", "content_hash", "cache_digest", "metadata",
                          "embedding_fingerprint", "fidelity", "updated_at", "last_method",
-                         "last_fault")}
+                         "last_fault", "reconstructed_by", "refinements", "expected_recall")}
 
 
-test_store_against_model = StoreAgainstModel.TestCase  # examples: the active profile
+def test_store_against_model(backend):
+    """The state machine on each backend (a unittest TestCase could not be parametrised)."""
+    run_state_machine_as_test(StoreAgainstModel, settings=settings())  # the active profile

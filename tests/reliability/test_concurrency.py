@@ -1,6 +1,6 @@
-"""Several processes and threads on one home at once (SQLite in WAL mode)."""
+"""Several processes and threads on one home at once (its log: SQLite in WAL mode, or
+PostgreSQL)."""
 
-import os
 import random
 import subprocess
 import sys
@@ -21,7 +21,8 @@ WRITERS = 3
 BATCHES = 25
 
 
-def test_processes_and_threads_write_and_search_one_home_without_losing_anything(tmp_path):
+def test_processes_and_threads_write_and_search_one_home_without_losing_anything(tmp_path,
+                                                                                backend):
     home = tmp_path / "home"
     embedder = HashingEmbedder(dimension=DIMENSION)
     with carma.open(home, embedder=embedder) as mem:
@@ -29,7 +30,7 @@ def test_processes_and_threads_write_and_search_one_home_without_losing_anything
         procs = [subprocess.Popen(
             [sys.executable, "-m", "tests.reliability.writer", str(home), "write", str(seed),
              str(BATCHES)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}) for seed in range(WRITERS)]
+            text=True, env=backend.env(home)) for seed in range(WRITERS)]
         failures: list[BaseException] = []
         seen: list[dict[int, int]] = []
         # Each writer's batch sizes follow from its seed (see writer.py): the ends of batches.

@@ -2,7 +2,6 @@
 middle of a dream cycle and of a rebuild). After each kill the store reopens, holds every
 acknowledged write exactly, shows nothing half-applied, and its projections catch up."""
 
-import os
 import random
 import signal
 import subprocess
@@ -21,15 +20,15 @@ ROOT = Path(__file__).resolve().parents[2]
 totals = {"trials": 0, "acknowledged": 0, "lost": 0}
 
 
-def run_until_killed(home: Path, mode: str, seed: int) -> tuple[list[str], list[str]]:
-    """Start the writer, kill it at a random point, return (acknowledged ids, ids of the
-    batch that was in flight when it died)."""
+def run_until_killed(home: Path, mode: str, seed: int,
+                     env: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Start the writer (with `env`: which log it writes), kill it at a random point, return
+    (acknowledged ids, ids of the batch that was in flight when it died)."""
     rng = random.Random(seed)
     kill_after = rng.randint(1, 12)  # acknowledgements, or the start of a dream/rebuild
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.reliability.writer", str(home), mode, str(seed)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     acked: list[str] = []
     in_flight: list[str] = []
     events = 0
@@ -66,10 +65,11 @@ def run_until_killed(home: Path, mode: str, seed: int) -> tuple[list[str], list[
 
 @pytest.mark.parametrize("mode", ["write", "dream", "rebuild"])
 @pytest.mark.parametrize("trial", range(TRIALS))
-def test_sigkill_loses_no_acknowledged_write(tmp_path, mode, trial):
+def test_sigkill_loses_no_acknowledged_write(tmp_path, mode, trial, backend):
     home = tmp_path / "home"
     seed = 1000 * ["write", "dream", "rebuild"].index(mode) + trial
-    acked, in_flight = run_until_killed(home, mode, seed)
+    acked, in_flight = run_until_killed(home, mode, seed, backend.env(home))
+    assert (home / "database.json").is_file() is backend.postgres  # the writer's log
     with carma.open(home, embedder=HashingEmbedder(dimension=DIMENSION)) as mem:
         lost = [k for k in acked if _text(mem, k) != text_for(k)]
         totals["trials"] += 1
