@@ -6,6 +6,7 @@ import base64
 import binascii
 import os
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 
 from eventsourcing.persistence import MapperDeserialisationError
@@ -145,11 +146,14 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
     projections of it); None: the home's own SQLite log."""
     from carma.memory import Memory
 
-    if database is not None:
-        database.create_schema()  # an unreachable server says so before anything changes
-    prepare_home(home)
-    replica = bind_home(home, database)
-    log, chain_key = open_log(home, cipher_key, database)
+    # Processes that start at once on one PostgreSQL log create its tables in turn; an
+    # unreachable server says so here, before anything changes.
+    with database.setup_lock() if database is not None else nullcontext():
+        if database is not None:
+            database.create_schema()
+        prepare_home(home)
+        replica = bind_home(home, database)
+        log, chain_key = open_log(home, cipher_key, database)
     try:
         try:
             profile = log.profile()  # the first read: it tells a wrong key at once

@@ -20,6 +20,7 @@ import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,19 @@ class PostgresURL:
             return found is not None and conn.execute(sql.SQL(
                 "SELECT EXISTS (SELECT 1 FROM {})").format(
                 sql.Identifier(self.schema, EVENTS))).fetchone()[0]
+
+    @contextmanager
+    def setup_lock(self) -> Iterator[None]:
+        """Held while a process creates the log's schema and tables: PostgreSQL's "IF NOT
+        EXISTS" does not stop two processes that start at once from colliding ("tuple
+        concurrently updated"), so they take turns (a session advisory lock)."""
+        with self.connect() as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [f"carma:{self.schema}"])
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))",
+                             [f"carma:{self.schema}"])
 
     def create_schema(self) -> None:
         from psycopg import sql

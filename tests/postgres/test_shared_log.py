@@ -167,3 +167,19 @@ def test_the_shared_log_benchmark_reports_its_ratios_and_leaves_no_schema(shared
         left = conn.execute("SELECT count(*) FROM information_schema.schemata"
                             " WHERE schema_name = ANY(%s)", [report["schemas"]]).fetchone()[0]
     assert len(report["schemas"]) == 4 and left == 0
+
+
+def test_processes_that_start_at_once_on_a_new_log_all_open_it(shared_url, tmp_path):
+    """Creating the log's tables is not safe to race in PostgreSQL ("tuple concurrently
+    updated"): processes that start together take turns."""
+    code = ("import sys, carma; from carma.embedding import HashingEmbedder; "
+            "m = carma.open(sys.argv[1], embedder=HashingEmbedder(dimension=8), "
+            "database_url=sys.argv[2]); m.add('from ' + sys.argv[1]); m.close()")
+    starting = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / f"h{i}"),
+                                  shared_url], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                for i in range(6)]
+    errors = [p.communicate(timeout=120)[1] for p in starting]
+    assert [p.returncode for p in starting] == [0] * 6, errors
+    with carma.open(tmp_path / "reader", embedder=HashingEmbedder(dimension=8),
+                    database_url=shared_url) as mem:
+        assert mem.stats()["live"] == 6
