@@ -92,12 +92,9 @@ class ChainedSQLiteRecorder(SQLiteProcessRecorder):
                                "from a backup")
         c.execute("SELECT mac FROM event_chain ORDER BY position DESC LIMIT 1")
         row = c.fetchone()
-        previous = row[0] if row else GENESIS
-        for position, s in zip(positions or [], stored_events):
-            previous = chain_mac(self.key, previous, position, _id(s.originator_id),
-                                 s.originator_version, s.topic, s.state)
-            c.execute("INSERT INTO event_chain(position, mac) VALUES (?, ?)",
-                      (position, previous))
+        c.executemany("INSERT INTO event_chain(position, mac) VALUES (?, ?)",
+                      chain_links(self.key, row[0] if row else GENESIS, positions or [],
+                                  stored_events))
         return positions
 
 
@@ -133,15 +130,21 @@ class ChainedPostgresRecorder(PostgresProcessRecorder):
         curs.execute(sql.SQL("SELECT mac FROM {} ORDER BY position DESC LIMIT 1").format(
             self.chain_table))
         row = curs.fetchone()
-        previous = bytes(row["mac"]) if row else GENESIS
-        macs = []
-        for position, s in zip(positions or [], stored_events):
-            previous = chain_mac(self.key, previous, position, _id(s.originator_id),
-                                 s.originator_version, s.topic, s.state)
-            macs.append((position, previous))
         curs.executemany(sql.SQL("INSERT INTO {} (position, mac) VALUES (%s, %s)").format(
-            self.chain_table), macs)
+            self.chain_table), chain_links(self.key, bytes(row["mac"]) if row else GENESIS,
+                                           positions or [], stored_events))
         return positions
+
+
+def chain_links(key: bytes, previous: bytes, positions: Sequence[int],
+                stored_events: Sequence[StoredEvent]) -> list[tuple[int, bytes]]:
+    """(position, mac) of newly inserted events, each chained to the one before."""
+    links = []
+    for position, s in zip(positions, stored_events):
+        previous = chain_mac(key, previous, position, _id(s.originator_id),
+                             s.originator_version, s.topic, s.state)
+        links.append((position, previous))
+    return links
 
 
 def _id(originator_id: UUID | str) -> str:
