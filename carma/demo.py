@@ -115,7 +115,7 @@ def _reconstruct(mem: Any, say: Callable[[str], None]) -> dict[str, Any]:
     # Demo-sized budgets, so that this step takes seconds (`carma bench reconstruct`
     # measures the real ones): the same for the repairs and for their calibration.
     healer, calibrator = mem.dreamer.healer, mem.dreamer.calibrator
-    healer.reconstruct_budget_s, healer.refine_step_s = 0.5, 0.25
+    healer.reconstruct_evaluations, healer.refine_evaluations = 96, 48
     calibrator.sample_size, calibrator.refinements = 20, 1
     mem.dreamer.calibrate_budget_s, mem.dreamer.refine_budget_s = 120.0, 2.0
     victims = [mem.search(q, k=1, namespace="stdlib")[0] for q in QUERIES[2:5]]

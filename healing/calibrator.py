@@ -2,7 +2,8 @@
 
 Each fragment of a sample is hidden and rebuilt exactly as a real repair would rebuild it:
 from its embedding and its nearest exact neighbours of the same namespace (never itself),
-with the healer's own budgets, then refined as later dream cycles would refine it. Each
+with the healer's own budgets (texts scored, not seconds: the same work under any load, so
+that what is measured here is what a repair does), then refined as later dream cycles would refine it. Each
 attempt gives a point (fidelity, token recall, content-word recall, refinement stage) against
 the known original; the ReconstructionCalibration aggregate records the points and their
 monotone fit per stage, from which an approximate fragment's expected recall is read at its
@@ -83,8 +84,9 @@ class Calibrator:
         """The reconstructor as calibrated: a change of any of these is a new calibration."""
         return {"method": self.method, "fit": "isotonic per refinement stage",
                 "neighbours": NEIGHBOURS,
-                "reconstruct_s": self.healer.reconstruct_budget_s,
-                "refine_s": self.healer.refine_step_s, "refinements": self.refinements}
+                "reconstruct_evaluations": self.healer.reconstruct_evaluations,
+                "refine_evaluations": self.healer.refine_evaluations,
+                "refinements": self.refinements}
 
     def wanted(self) -> list[str]:
         """Namespaces whose approximate bodies the current reconstructor made."""
@@ -96,7 +98,8 @@ class Calibrator:
                   cycle_id: UUID | None = None, force: bool = False,
                   progress: Callable[[str, int, int], Any] | None = None) -> dict[str, Any]:
         """Calibrate each namespace where due (or `force`), within `budget_s` seconds in all
-        (None: until done); returns what became of each."""
+        (None: until done), measuring at least one sample fragment of each that is in
+        progress, so that every call gets further; returns what became of each."""
         if self.method is None:
             return {}
         deadline = None if budget_s is None else time.perf_counter() + budget_s
@@ -128,8 +131,10 @@ class Calibrator:
             calibration.start(sample, len(exact), self.describe(), cycle_id)
             if not self._record(calibration):
                 return {"status": "busy"}  # another process is calibrating it
+        started = len(calibration.measured)
         while calibration.pending():
-            if deadline is not None and time.perf_counter() >= deadline:
+            if len(calibration.measured) > started and deadline is not None \
+                    and time.perf_counter() >= deadline:
                 break
             measured, points = self._measure_some(calibration, deadline, namespace, progress)
             calibration.measure(measured, points, cycle_id)
@@ -174,13 +179,13 @@ class Calibrator:
                                                       exclude=fragment.id)]
         if not texts:
             return []
-        result = reconstructor.reconstruct(target, texts, self.healer.reconstruct_budget_s)
+        result = reconstructor.reconstruct(target, texts, self.healer.reconstruct_evaluations)
         if result is None:
             return []
         points = [self._point(fragment.text, result, 0)]
         for stage in range(1, self.refinements + 1):
             better = reconstructor.refine(target, result, vocabulary_of(texts + [result.text]),
-                                          self.healer.refine_step_s)
+                                          self.healer.refine_evaluations)
             if round(better.fidelity, 6) <= round(result.fidelity, 6):
                 break  # the healer records a refinement only when it raises the fidelity
             result = better

@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import hashlib
 import random
-import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
 
-from healing.reconstructor import Reconstruction, Reconstructor
+from healing.reconstructor import (
+    RECONSTRUCT_EVALUATIONS,
+    REFINE_EVALUATIONS,
+    Reconstruction,
+    Reconstructor,
+)
 
 METHOD = "gradient-swap"
+GRADIENT_COST = 3  # a forward and a backward pass: about three scored texts' worth of work
 
 
 class TokenModel(Protocol):
@@ -59,20 +64,20 @@ class GradientReconstructor(Reconstructor):
         return self._model
 
     def reconstruct(self, target: np.ndarray, neighbours: Sequence[str],
-                    budget_s: float = 2.0) -> Reconstruction | None:
+                    evaluations: int = RECONSTRUCT_EVALUATIONS) -> Reconstruction | None:
         """Search from the nearest neighbour's text (neighbours come nearest first)."""
-        deadline = time.perf_counter() + budget_s
         if not neighbours or not neighbours[0].strip():
             return None
         start = neighbours[0]
         fidelity = float(self.score([start], target)[0])
         return self.refine(target, Reconstruction(start, fidelity, (0,)), (),
-                           max(0.0, deadline - time.perf_counter()))
+                           max(0, evaluations - 1))
 
     def refine(self, target: np.ndarray, current: Reconstruction, vocabulary: Sequence[str],
-               budget_s: float) -> Reconstruction:
-        """Gradient-proposed edits kept only when they raise the cosine, until the budget is
-        spent or no edit helps (the vocabulary is not used: the model proposes)."""
+               evaluations: int = REFINE_EVALUATIONS) -> Reconstruction:
+        """Gradient-proposed edits kept only when they raise the cosine, until `evaluations`
+        texts' worth of model work is spent or no edit helps (the vocabulary is not used: the
+        model proposes)."""
         tokens = self.tokens
         limit = min(self.max_tokens, tokens.max_tokens)
         seed = hashlib.sha256(np.asarray(target, dtype=np.float32).tobytes()
@@ -80,12 +85,12 @@ class GradientReconstructor(Reconstructor):
         rng = random.Random(seed)
         text, fidelity = current.text, current.fidelity
         ids = tokens.tokenize(text)[:limit]
-        deadline = time.perf_counter() + budget_s
-        stale = 0
-        while ids and time.perf_counter() < deadline and stale < 3:
+        spent = stale = 0
+        while ids and spent < evaluations and stale < 3:
             proposals = self._proposals(ids, tokens.gradient(ids, target), limit, rng)
             texts = list(dict.fromkeys(t for t in (tokens.detokenize(p) for p in proposals)
                                        if t.strip() and t != text))
+            spent += GRADIENT_COST + len(texts)
             if not texts:
                 break
             scores = self.score(texts, target)

@@ -27,7 +27,13 @@ from domain import (
     copy_kind,
     index_copy_id,
 )
-from healing.reconstructor import Reconstruction, Reconstructor, vocabulary_of
+from healing.reconstructor import (
+    RECONSTRUCT_EVALUATIONS,
+    REFINE_EVALUATIONS,
+    Reconstruction,
+    Reconstructor,
+    vocabulary_of,
+)
 from healing.scrubber import is_exact_copy
 from projections import CachedFragment, FragmentCache, HealthLedger, VectorIndex, faiss_id
 from projections.index import embedding_fingerprint
@@ -60,7 +66,9 @@ class Healer:
     def __init__(self, log: HealingLog, cache: FragmentCache, index: VectorIndex,
                  ledger: HealthLedger, lock: Any, reconstructor: Reconstructor | None = None,
                  batch_size: int = 128, after_batch: Callable[[], Any] = lambda: None,
-                 reconstruct_budget_s: float = 2.0, replica: Replica = SOLE_REPLICA):
+                 reconstruct_evaluations: int = RECONSTRUCT_EVALUATIONS,
+                 refine_evaluations: int = REFINE_EVALUATIONS,
+                 replica: Replica = SOLE_REPLICA):
         self.log = log
         # Whose copies it repairs (and the log's body, which is everyone's): on a shared
         # log each replica's healer answers its own findings, from its own position.
@@ -74,8 +82,9 @@ class Healer:
         self.reconstructor = reconstructor  # None: no semantic reconstruction (stays lost)
         self.batch_size = batch_size  # repairs per lock hold
         self._after_batch = after_batch  # e.g. catch the projections up, outside the lock
-        self.reconstruct_budget_s = reconstruct_budget_s  # per fragment, first attempt
-        self.refine_step_s = reconstruct_budget_s  # per fragment and refinement
+        # Texts the model may score per fragment: work, not seconds (see healing.reconstructor)
+        self.reconstruct_evaluations = reconstruct_evaluations  # the first attempt
+        self.refine_evaluations = refine_evaluations  # each refinement
 
     def heal(self, cycle_id: UUID | None = None) -> Counter[str]:
         """Answer every finding not answered yet; returns repairs per 'copy/method'.
@@ -270,7 +279,7 @@ class Healer:
         if not neighbours:
             return None
         result = self.reconstructor.reconstruct(target, [t for _, t in neighbours],
-                                                self.reconstruct_budget_s)
+                                                self.reconstruct_evaluations)
         if result is None:
             return None
         return result.text, round(result.fidelity, 6), [neighbours[i][0] for i in result.sources]
@@ -327,8 +336,7 @@ class Healer:
                 self.log.snapshot(fragment)
                 refined += 1
         for row in rows:
-            left = deadline - time.perf_counter()
-            if left <= 0:
+            if time.perf_counter() >= deadline:
                 break
             uuid = UUID(row["uuid"])
             fragment = self.log.fragments_by_uuid([uuid]).get(uuid)
@@ -341,7 +349,7 @@ class Healer:
             vocabulary = vocabulary_of([t for _, t in neighbours] + [fragment.text])
             current = Reconstruction(fragment.text, fragment.fidelity, ())
             better = self.reconstructor.refine(
-                target, current, vocabulary, min(left, self.refine_step_s))
+                target, current, vocabulary, self.refine_evaluations)
             fidelity = round(better.fidelity, 6)
             method = self.reconstructor.method  # what made this text, now
             if content_hash(better.text) == fragment.content_hash:

@@ -11,13 +11,18 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 METHOD = "semantic-blend"
+# Budgets are counted in texts the model scores, not in seconds, so that a reconstruction does
+# the same work however busy the machine is: a calibration measured under load then describes
+# repairs made on a quiet machine, and the other way round (a budget in seconds made the
+# fidelity of both depend on the load, and biased the one against the other).
+RECONSTRUCT_EVALUATIONS = 288  # per fragment, the first attempt (~1.5 s on 2 quiet cores)
+REFINE_EVALUATIONS = 192  # per fragment and refinement (~1 s)
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
 _WORD = re.compile(r"\S+")
 
@@ -37,8 +42,9 @@ class Reconstructor:
        is appended, while one does.
     2. Refine: batches of single-word edits (delete a word, replace one with, or insert, a
        word of the neighbours' vocabulary) are scored together; the best is kept if it
-       raises the cosine. Each call has a time budget; later calls go on from the result, so
-       fidelity only ever rises.
+       raises the cosine. Each call has a budget of texts to score; later calls go on from
+       the result, so fidelity only ever rises. The result depends only on the target, the
+       neighbours and the budget.
     """
 
     method = METHOD
@@ -61,9 +67,9 @@ class Reconstructor:
         return np.clip(cosines, 0.0, 1.0)
 
     def reconstruct(self, target: np.ndarray, neighbours: Sequence[str],
-                    budget_s: float = 2.0) -> Reconstruction | None:
-        """The best blend of the neighbours, refined within the budget; None without any."""
-        deadline = time.perf_counter() + budget_s
+                    evaluations: int = RECONSTRUCT_EVALUATIONS) -> Reconstruction | None:
+        """The best blend of the neighbours, refined until about `evaluations` texts have
+        been scored (the neighbours' own sentences are always scored); None without any."""
         pieces: dict[str, int] = {}  # sentence -> index of the neighbour it came from
         for i, text in enumerate(neighbours):
             for piece in [text, *_SENTENCE.split(text)]:
@@ -74,6 +80,7 @@ class Reconstructor:
             return None
         candidates = list(pieces)
         scores = self.score(candidates, target)
+        spent = len(candidates)
         order = np.argsort(-scores)
         best = int(order[0])
         text, fidelity, used = candidates[best], float(scores[best]), [candidates[best]]
@@ -81,8 +88,9 @@ class Reconstructor:
         for _ in range(self.blend_rounds):
             trials = [(s, f"{text} {s}") for s in pool if s not in used
                       and len(f"{text} {s}".split()) <= self.max_words]
-            if not trials or time.perf_counter() > deadline:
+            if not trials or spent >= evaluations:
                 break
+            spent += len(trials)
             trial_scores = self.score([t for _, t in trials], target)
             i = int(np.argmax(trial_scores))
             if trial_scores[i] <= fidelity:
@@ -91,25 +99,24 @@ class Reconstructor:
             used.append(trials[i][0])
         sources = tuple(sorted({pieces[s] for s in used}))
         vocabulary = vocabulary_of(neighbours)
-        refined = self.refine(target, Reconstruction(text, fidelity, sources), vocabulary,
-                              max(0.0, deadline - time.perf_counter()))
-        return refined
+        return self.refine(target, Reconstruction(text, fidelity, sources), vocabulary,
+                           max(0, evaluations - spent))
 
     def refine(self, target: np.ndarray, current: Reconstruction, vocabulary: Sequence[str],
-               budget_s: float) -> Reconstruction:
-        """Single-word edits kept only when they raise the cosine, until the budget is spent
-        or no edit helps. Deterministic for a given target and text."""
+               evaluations: int = REFINE_EVALUATIONS) -> Reconstruction:
+        """Single-word edits kept only when they raise the cosine, until `evaluations` texts
+        have been scored or no edit helps. Deterministic for a given target and text."""
         seed = hashlib.sha256(np.asarray(target, dtype=np.float32).tobytes()
                               + current.text.encode()).digest()
         rng = random.Random(seed)
         words = _WORD.findall(current.text)
         fidelity = current.fidelity
-        deadline = time.perf_counter() + budget_s
-        stale = 0
-        while time.perf_counter() < deadline and stale < 3:
+        spent = stale = 0
+        while spent < evaluations and stale < 3:
             proposals = self._edits(words, vocabulary, rng)
             if not proposals:
                 break
+            spent += len(proposals)
             scores = self.score([" ".join(p) for p in proposals], target)
             i = int(np.argmax(scores))
             if scores[i] > fidelity + 1e-6:

@@ -24,8 +24,8 @@ VICTIMS = ["b1", "b7", "b20"]
 def small_budgets(mem):
     """The healer's and the calibration's budgets, shrunk to keep the test quick (the real
     budgets are measured in `carma bench reconstruct`)."""
-    mem.dreamer.healer.reconstruct_budget_s = 0.1
-    mem.dreamer.healer.refine_step_s = 0.05
+    mem.dreamer.healer.reconstruct_evaluations = 96
+    mem.dreamer.healer.refine_evaluations = 48
     mem.dreamer.calibrator.sample_size = MIN_SAMPLE
     mem.dreamer.calibrator.refinements = 1
     return mem
@@ -129,7 +129,7 @@ def test_a_dream_calibrates_where_reconstructions_are_and_each_says_what_to_expe
 
 def test_a_calibration_resumes_across_cycles_and_restarts(damaged, home, embedder):
     mem = damaged
-    mem.dreamer.calibrate_budget_s = 0.3
+    mem.dreamer.calibrate_budget_s = 0  # a cycle then measures one sample fragment
     first = mem.dream()["calibration"]["big"]
     assert first["status"] == "calibrating" and 0 < first["measured"] < MIN_SAMPLE
     assert mem.get("b1").expected_recall is None  # not calibrated yet: no guess
@@ -137,7 +137,7 @@ def test_a_calibration_resumes_across_cycles_and_restarts(damaged, home, embedde
         "measured": first["measured"], "of": MIN_SAMPLE}
     mem.close()
     mem = small_budgets(carma.open(home, embedder=embedder))  # progress is in the log
-    mem.dreamer.calibrate_budget_s = 0.3
+    mem.dreamer.calibrate_budget_s = 0
     try:
         measured = first["measured"]
         for _ in range(MIN_SAMPLE):

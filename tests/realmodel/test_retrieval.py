@@ -185,8 +185,8 @@ def test_a_real_model_calibration_states_what_a_reconstruction_holds(tmp_path, m
     with carma.open(home, embedder=minilm) as mem:
         for key in ("r3", "r17"):
             mem.cache.path_of(fragment_uuid(key)).unlink()
-        mem.dreamer.healer.reconstruct_budget_s = 0.4  # small: the bench measures real ones
-        mem.dreamer.healer.refine_step_s = 0.2
+        mem.dreamer.healer.reconstruct_evaluations = 96  # small: the bench measures real ones
+        mem.dreamer.healer.refine_evaluations = 48
         mem.dreamer.calibrator.refinements = 1
         mem.dreamer.calibrator.sample_size = MIN_SAMPLE
         mem.dreamer.calibrate_budget_s = 600  # to the end in this one cycle

@@ -46,20 +46,21 @@ def test_the_search_raises_the_cosine_from_the_neighbours_text_and_never_lowers_
     target = model.embed([original])[0]
     neighbour = "w5 w2 w3 w44 w50 w51"
     start = float(search.score([neighbour], target)[0])
-    rebuilt = search.reconstruct(target, [neighbour, "w7 w8"], budget_s=1.0)
+    rebuilt = search.reconstruct(target, [neighbour, "w7 w8"], evaluations=400)
     assert rebuilt is not None and rebuilt.sources == (0,)
     assert rebuilt.fidelity > start + 0.1
     assert abs(rebuilt.fidelity - float(search.score([rebuilt.text], target)[0])) < 1e-5
     assert "w0" not in rebuilt.text.split()  # a token the model marks unusable
-    again = search.refine(target, rebuilt, (), budget_s=0.5)
+    again = search.refine(target, rebuilt, (), evaluations=200)
     assert again.fidelity >= rebuilt.fidelity
-    # Deterministic for the same target and text (the budget bounds it, it does not steer it).
-    same = search.refine(target, Reconstruction(neighbour, start, (0,)), (), budget_s=5.0)
-    twice = search.refine(target, Reconstruction(neighbour, start, (0,)), (), budget_s=5.0)
+    # Deterministic for the same target, text and budget: work, not time, bounds it.
+    same = search.refine(target, Reconstruction(neighbour, start, (0,)), (), evaluations=600)
+    twice = search.refine(target, Reconstruction(neighbour, start, (0,)), (), evaluations=600)
     assert same == twice
+    assert search.reconstruct(target, [neighbour], evaluations=400) == rebuilt
 
 
 def test_no_neighbour_no_reconstruction():
     model = MeanOfTokens()
     search = GradientReconstructor(model.embed, lambda: model)
-    assert search.reconstruct(model.embed(["w1"])[0], [], budget_s=0.1) is None
+    assert search.reconstruct(model.embed(["w1"])[0], [], evaluations=10) is None
