@@ -65,7 +65,7 @@ class Healer:
 
     def __init__(self, log: HealingLog, cache: FragmentCache, index: VectorIndex,
                  ledger: HealthLedger, lock: Any, reconstructor: Reconstructor | None = None,
-                 batch_size: int = 128, after_batch: Callable[[], Any] = lambda: None,
+                 batch_size: int = 256, after_batch: Callable[[], Any] = lambda: None,
                  reconstruct_evaluations: int = RECONSTRUCT_EVALUATIONS,
                  refine_evaluations: int = REFINE_EVALUATIONS,
                  replica: Replica = SOLE_REPLICA):
