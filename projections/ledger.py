@@ -602,9 +602,15 @@ class HealthLedger:
                       "content_hash", "embedding_fingerprint", "cache_digest", "metadata",
                       "written_at")
 
+    # What tells whether a copy is right, and nothing more (no metadata): a whole-store scan
+    # reads these for every fragment; a difference is then diagnosed from the full row.
+    _SCAN_COLUMNS = ("uuid", "id", "faiss_id", "status", "embedding_fingerprint",
+                     "cache_digest")
+
     def all_rows(self) -> list[dict[str, Any]]:
-        rows = self.db.execute(f"SELECT {', '.join(self._SCRUB_COLUMNS)} FROM fragments")
-        return [dict(zip(self._SCRUB_COLUMNS, row)) for row in rows.fetchall()]
+        """Every fragment's scan columns (see rows_for for whole rows)."""
+        rows = self.db.execute(f"SELECT {', '.join(self._SCAN_COLUMNS)} FROM fragments")
+        return [dict(zip(self._SCAN_COLUMNS, row)) for row in rows.fetchall()]
 
     def rows_for(self, uuids: Iterable[str]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
