@@ -552,6 +552,11 @@ def _health_table(h: dict[str, Any]) -> str:
         for method, c in methods.items():
             rows.append((f"  {namespace}", f"{method}: {_calibration_text(c)}"))
     rows.append(("lag", _inline(h["lag"])))
+    for name, error in h.get("projection_errors", {}).items():
+        # Said loudly: writes are still acknowledged (the log has them) and reads fall back
+        # to the log, so nothing else would tell that a copy has stopped following it.
+        rows.append(("BEHIND", f"{name} stopped following the log: {error} (it retries on "
+                               "every read; reads are served from the log meanwhile)"))
     cycle = h["last_cycle"]
     rows.append(("last cycle", "never" if not cycle else
                  f"{cycle['completed_at'][:19]} {cycle['trigger']}: "
