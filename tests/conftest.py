@@ -2,6 +2,7 @@ import hashlib
 import json
 import os
 import secrets
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -322,3 +323,16 @@ def store_state(mem) -> dict:
     ids = sorted(int(i) for i in mem.index.ids())
     vectors = {i: mem.index.vector(i).tobytes() for i in ids}
     return {"ledger": mem.ledger.dump(), "cache": files, "index": vectors}
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 3 MiB file system (tmpfs), so that the disk really fills up."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs for the disk-full test: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)

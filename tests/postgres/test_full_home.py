@@ -3,27 +3,12 @@ log is on the server), so health must say loudly that the home's projections sto
 following it; with room again they catch up and nothing is lost."""
 
 import json
-import subprocess
 
-import pytest
 from click.testing import CliRunner
 
 import carma
 from carma.cli import cli
 from carma.embedding import HashingEmbedder
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A real 2 MiB file system (tmpfs), so that the disk really fills up."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs for the full-disk test: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def fill(path):

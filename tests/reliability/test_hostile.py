@@ -102,19 +102,6 @@ def test_a_home_under_a_file_is_a_clear_error(tmp_path):
         carma.open(blocker / "home", embedder=HashingEmbedder(dimension=16))
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A real 3 MiB file system (tmpfs), so that the disk really fills up."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs for the disk-full test: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 @pytest.mark.sqlite_only  # the full disk must hold the log; on PostgreSQL it holds projections only
 def test_a_full_disk_is_a_clear_error_and_loses_nothing_acknowledged(tiny_disk):
     home = tiny_disk / "home"
