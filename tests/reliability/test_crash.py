@@ -88,7 +88,12 @@ def test_sigkill_loses_no_acknowledged_write(tmp_path, mode, trial, backend):
         # the writer itself deletes cache files); a dream heals whatever is left, then a scrub
         # finds nothing and a rebuild from zero gives the same state.
         if mode != "dream":
-            assert mem.scrub()["found"] == {}
+            found = mem.scrub()["found"]
+            # A kill between the commits of the key store's two copies leaves the keys of
+            # the batch in flight in one copy only (acknowledged writes have both, written
+            # before their events): the scrub copies them over and says so.
+            restored = found.pop("keys/missing", 0)
+            assert found == {} and restored <= len(in_flight)
         mem.dream()
         assert mem.scrub()["found"] == {}
         incremental = store_state(mem)
