@@ -24,23 +24,25 @@ from __future__ import annotations
 import gc
 import json
 import os
-import platform
-import resource
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import carma
+from carma.benchmarking import (
+    Progress,
+    environment,
+    peak_rss_mib,
+    ratio,
+    rss,
+    say,
+)
 from carma.corpus import corpus
 from carma.embedding import HashingEmbedder, SentenceTransformerEmbedder
-
-Progress = Callable[[str], None] | None
 
 INGEST_N = 2_000
 INGEST_BATCH = 64
@@ -61,69 +63,7 @@ REBUILD_READ_CHUNK = 500
 _HEADER = 18  # CARMA's checksum header on every stored event: b"C1" + a 16-byte blake2b digest
 
 
-# -- shared helpers --------------------------------------------------------------------------------
-
-
-def _say(progress: Progress, message: str) -> None:
-    if progress is not None:
-        progress(message)
-
-
-def _peak_rss_mib() -> float:
-    """The process's peak resident set size so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
-
-
-def _current_rss_mib() -> float | None:
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _environment() -> dict[str, Any]:
-    env: dict[str, Any] = {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "carma": carma.__version__,
-        "numpy": np.__version__,
-        "faiss": _version("faiss-cpu"),
-        "torch": _version("torch"),
-        "sentence_transformers": _version("sentence-transformers"),
-        "eventsourcing": _version("eventsourcing"),
-        "sqlite": sqlite3.sqlite_version,
-    }
-    try:
-        import faiss
-
-        env["faiss_omp_threads"] = faiss.omp_get_max_threads()
-    except (ImportError, AttributeError):
-        pass
-    if "torch" in sys.modules:  # never import torch just to report on it
-        env["torch_threads"] = sys.modules["torch"].get_num_threads()
-    return env
-
-
-def _rss(before: float) -> dict[str, Any]:
-    return {"peak_before_mib": before, "peak_after_mib": _peak_rss_mib(),
-            "current_after_mib": _current_rss_mib()}
-
-
-def _ratio(a: float, b: float) -> float | None:
-    return a / b if b > 0 else None
+# -- helpers of this module's benchmarks --------------------------------------------------------
 
 
 def _r(x: float | None, digits: int = 4) -> float | None:
@@ -152,7 +92,7 @@ def _tree_bytes(root: Path) -> int:
 def _warm_model(embedder: SentenceTransformerEmbedder, texts: list[str],
                 progress: Progress) -> tuple[Any, float]:
     """Load the model and run one encode, so that neither side of a ratio pays for either."""
-    _say(progress, "loading all-MiniLM-L6-v2 and warming it up")
+    say(progress, "loading all-MiniLM-L6-v2 and warming it up")
     start = time.perf_counter()
     model = embedder.model
     _encode(model, texts)
@@ -179,7 +119,7 @@ def bench_ingest(*, n: int | None = None, workdir: Path, progress: Progress = No
     if n < 1:
         raise ValueError("n must be at least 1")
     workdir = Path(workdir)
-    rss_before = _peak_rss_mib()
+    rss_before = peak_rss_mib()
     texts_all = corpus(n + INGEST_BATCH)
     texts, warmup = texts_all[:n], texts_all[n:]
     batches = _batches(texts, INGEST_BATCH)
@@ -208,7 +148,7 @@ def bench_ingest(*, n: int | None = None, workdir: Path, progress: Progress = No
                     carma_times.append(time.perf_counter() - t0)
                     added += result.added
             if (b + 1) % step == 0 or b + 1 == len(batches):
-                _say(progress, f"ingest: {min((b + 1) * INGEST_BATCH, n)}/{n} texts "
+                say(progress, f"ingest: {min((b + 1) * INGEST_BATCH, n)}/{n} texts "
                                f"(carma {sum(carma_times):.1f} s, bare {sum(bare_times):.1f} s)")
         live = mem.stats()["live"]
     finally:
@@ -218,7 +158,7 @@ def bench_ingest(*, n: int | None = None, workdir: Path, progress: Progress = No
 
     carma_s, bare_s = sum(carma_times), sum(bare_times)
     carma_rate, bare_rate = n / carma_s, n / bare_s
-    ratio = carma_rate / bare_rate
+    throughput_ratio = carma_rate / bare_rate
     per_batch = [c / b for c, b in zip(carma_times, bare_times)]
     return {
         "benchmark": "ingest",
@@ -238,14 +178,14 @@ def bench_ingest(*, n: int | None = None, workdir: Path, progress: Progress = No
         "bare": {"seconds": _r(bare_s), "texts_per_s": _r(bare_rate, 2)},
         "model_load_and_warmup_s": _r(warm_s),
         "ratios": {
-            "carma_over_bare_throughput": _r(ratio),
+            "carma_over_bare_throughput": _r(throughput_ratio),
             "per_batch_time_ratio_median": _r(float(np.median(per_batch))),
             "carma_overhead_ms_per_text": _r((carma_s - bare_s) / n * 1000.0),
         },
         "target": {"description": f"carma_over_bare_throughput >= {INGEST_TARGET}",
-                   "value": INGEST_TARGET, "met": bool(ratio >= INGEST_TARGET)},
-        "rss": _rss(rss_before),
-        "environment": _environment(),
+                   "value": INGEST_TARGET, "met": bool(throughput_ratio >= INGEST_TARGET)},
+        "rss": rss(rss_before),
+        "environment": environment(),
     }
 
 
@@ -295,7 +235,7 @@ def bench_query(*, n: int | None = None, workdir: Path, progress: Progress = Non
     if q_count < 1:
         raise ValueError("queries must be at least 1")
     workdir = Path(workdir)
-    rss_before = _peak_rss_mib()
+    rss_before = peak_rss_mib()
     texts = corpus(n)
     all_queries = make_queries(texts, QUERY_WARMUP + q_count)
     warm_queries, measured = all_queries[:QUERY_WARMUP], all_queries[QUERY_WARMUP:]
@@ -305,12 +245,12 @@ def bench_query(*, n: int | None = None, workdir: Path, progress: Progress = Non
 
     mem = carma.open(workdir / "carma", embedder=embedder, database_url="")
     try:
-        _say(progress, f"query: building a store of {n} fragments with the real model")
+        say(progress, f"query: building a store of {n} fragments with the real model")
         start = time.perf_counter()
         for i, batch in enumerate(_batches(texts, QUERY_BUILD_BATCH)):
             mem.add_many(batch)
             done = min((i + 1) * QUERY_BUILD_BATCH, n)
-            _say(progress, f"query: stored {done}/{n} ({time.perf_counter() - start:.1f} s)")
+            say(progress, f"query: stored {done}/{n} ({time.perf_counter() - start:.1f} s)")
         build_s = time.perf_counter() - start
         live = mem.stats()["live"]
 
@@ -335,7 +275,7 @@ def bench_query(*, n: int | None = None, workdir: Path, progress: Progress = Non
             run_carma(q)
             run_bare(q)
 
-        _say(progress, f"query: timing {q_count} queries, interleaved")
+        say(progress, f"query: timing {q_count} queries, interleaved")
         carma_s: list[float] = []
         bare_s: list[float] = []
         overlap: list[float] = []
@@ -350,7 +290,7 @@ def bench_query(*, n: int | None = None, workdir: Path, progress: Progress = Non
             got = {faiss_of_key[k] for k in hc}
             overlap.append(len(got & set(hb)) / max(1, min(QUERY_K, len(hb))))
             if (i + 1) % max(1, q_count // 4) == 0:
-                _say(progress, f"query: {i + 1}/{q_count} queries")
+                say(progress, f"query: {i + 1}/{q_count} queries")
     finally:
         mem.close()
 
@@ -386,8 +326,8 @@ def bench_query(*, n: int | None = None, workdir: Path, progress: Progress = Non
         "top_k_agreement": _r(float(np.mean(overlap))),
         "target": {"description": f"p50 ratio <= {QUERY_TARGET}", "value": QUERY_TARGET,
                    "met": bool(p50_ratio <= QUERY_TARGET)},
-        "rss": _rss(rss_before),
-        "environment": _environment(),
+        "rss": rss(rss_before),
+        "environment": environment(),
     }
 
 
@@ -442,8 +382,8 @@ def bench_overhead(*, n: int | None = None, workdir: Path, progress: Progress = 
     if n < 1:
         raise ValueError("n must be at least 1")
     workdir = Path(workdir)
-    rss_before = _peak_rss_mib()
-    _say(progress, f"overhead: preparing {n} texts")
+    rss_before = peak_rss_mib()
+    say(progress, f"overhead: preparing {n} texts")
     texts = corpus(n)
     batches = _batches(texts, OVERHEAD_BATCH)
     embedder = HashingEmbedder()
@@ -498,19 +438,19 @@ def bench_overhead(*, n: int | None = None, workdir: Path, progress: Progress = 
 
             if (b + 1) % step == 0 or b + 1 == len(batches):
                 done = min((b + 1) * OVERHEAD_BATCH, n)
-                _say(progress, f"overhead: ingested {done}/{n} (carma {sum(carma_times):.1f} s, "
+                say(progress, f"overhead: ingested {done}/{n} (carma {sum(carma_times):.1f} s, "
                                f"last batch {carma_times[-1]:.2f} s; raw {sum(raw_times):.2f} s)")
         for conn in (reader, raw):
             if conn is not None:
                 conn.close()
         gc.collect()
-        _say(progress, "overhead: raw read of the log (1/2)")
+        say(progress, "overhead: raw read of the log (1/2)")
         raw_read_1, raw_count = _raw_read(events_db)
-        _say(progress, f"overhead: Memory.rebuild() of {raw_count} events")
+        say(progress, f"overhead: Memory.rebuild() of {raw_count} events")
         t0 = time.perf_counter()
         rebuilt = mem.rebuild()
         rebuild_s = time.perf_counter() - t0
-        _say(progress, f"overhead: rebuild took {rebuild_s:.1f} s; raw read (2/2)")
+        say(progress, f"overhead: rebuild took {rebuild_s:.1f} s; raw read (2/2)")
         raw_read_2, _ = _raw_read(events_db)
         stats = mem.stats()
     finally:
@@ -525,7 +465,7 @@ def bench_overhead(*, n: int | None = None, workdir: Path, progress: Progress = 
     raw_rate = events / raw_s
     raw_read_s = (raw_read_1 + raw_read_2) / 2
     ingest_ratio = carma_rate / raw_rate
-    ingest_ratio_ex = _ratio(carma_rate_ex, raw_rate) if carma_rate_ex else None
+    ingest_ratio_ex = ratio(carma_rate_ex, raw_rate) if carma_rate_ex else None
     rebuild_ratio = rebuild_s / raw_read_s
     tenth = max(1, len(carma_times) // 10)
     return {
@@ -583,8 +523,8 @@ def bench_overhead(*, n: int | None = None, workdir: Path, progress: Progress = 
             "description": "none set: the store's own overhead is reported, not judged",
             "met": None,
         },
-        "rss": _rss(rss_before),
-        "environment": _environment(),
+        "rss": rss(rss_before),
+        "environment": environment(),
     }
 
 
@@ -594,7 +534,7 @@ BENCHMARKS: dict[str, Callable[..., dict]] = {
     "overhead": bench_overhead,
 }
 
-# The healing benchmark lives in its own module and uses the helpers above.
+# The other benchmarks live in modules of their own (their shared helpers: carma.benchmarking).
 from carma.bench_heal import bench_heal  # noqa: E402
 
 BENCHMARKS["heal"] = bench_heal

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import carma
-from carma.bench import Progress, _environment, _peak_rss_mib, _rss, _say
+from carma.benchmarking import Progress, environment, peak_rss_mib, rss, say
 from carma.corpus import corpus
 from carma.embedding import HashingEmbedder
 
@@ -39,13 +39,13 @@ def _raw_read(db: Path) -> tuple[float, int]:
 
 def bench_audit(*, n: int | None = None, workdir: Path, progress: Progress = None) -> dict:
     n = n or AUDIT_N
-    before = _peak_rss_mib()
+    before = peak_rss_mib()
     home = workdir / "store"
     with carma.open(home, embedder=HashingEmbedder(), database_url="") as mem:
         texts = corpus(n)
         for start in range(0, n, 2_000):
             mem.add_many(texts[start : start + 2_000])
-            _say(progress, f"audit: built {min(start + 2_000, n)}/{n}")
+            say(progress, f"audit: built {min(start + 2_000, n)}/{n}")
         db = home / "events.sqlite"
         raw_1, events = _raw_read(db)
         started = time.perf_counter()
@@ -59,7 +59,7 @@ def bench_audit(*, n: int | None = None, workdir: Path, progress: Progress = Non
         raw_3, _ = _raw_read(db)
     raw_verify = (raw_1 + raw_2) / 2
     raw_replay = (raw_2 + raw_3) / 2
-    _say(progress, f"audit: verify {verify_s:.2f} s, replay {replay_s:.2f} s")
+    say(progress, f"audit: verify {verify_s:.2f} s, replay {replay_s:.2f} s")
     return {
         "benchmark": "audit", "n": n, "events": events, "method": __doc__,
         "verify": {"ok": verified["ok"], "seconds": round(verify_s, 4),
@@ -71,6 +71,6 @@ def bench_audit(*, n: int | None = None, workdir: Path, progress: Progress = Non
                    "raw_read_events_per_s": round(events / raw_replay, 1),
                    "ratio": round(raw_replay / replay_s, 4)},
         "target": {"description": "none set: reported as ratios", "met": None},
-        "rss": _rss(before),
-        "environment": _environment(),
+        "rss": rss(before),
+        "environment": environment(),
     }

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import carma
-from carma.bench import Progress, _environment, _peak_rss_mib, _ratio, _rss, _say
+from carma.benchmarking import Progress, environment, peak_rss_mib, ratio, rss, say
 from carma.corpus import corpus
 from carma.embedding import HashingEmbedder
 from projections.cache import flush_file_system
@@ -64,7 +64,7 @@ def _one_size(n: int, workdir: Path, progress: Progress) -> dict[str, Any]:
         started = time.perf_counter()
         for start in range(0, n, 2_000):
             mem.add_many(texts[start : start + 2_000])
-            _say(progress, f"heal[{n}]: built {min(start + 2_000, n)}/{n}")
+            say(progress, f"heal[{n}]: built {min(start + 2_000, n)}/{n}")
         build_s = time.perf_counter() - started
         with mem._lock:
             # The index file as a running store keeps it (saved on close and by repairs):
@@ -112,12 +112,12 @@ def _one_size(n: int, workdir: Path, progress: Progress) -> dict[str, Any]:
             "n": n, "build_s": round(build_s, 2), "cache_files": len(paths),
             "scrub": {"files_per_s": round(len(paths) / scrub_s, 1),
                       "raw_read_hash_files_per_s": round(len(paths) / raw_scrub_s, 1),
-                      "ratio": _ratio(raw_scrub_s, scrub_s), "target": SCRUB_TARGET,
+                      "ratio": ratio(raw_scrub_s, scrub_s), "target": SCRUB_TARGET,
                       "met": raw_scrub_s / scrub_s >= SCRUB_TARGET},
             "heal": {"deleted": count, "repaired": repaired, "exact": exact,
                      "files_per_s": round(count / heal_s, 1),
                      "raw_write_files_per_s": round(count / raw_write_s, 1),
-                     "ratio": _ratio(raw_write_s, heal_s), "target": HEAL_TARGET,
+                     "ratio": ratio(raw_write_s, heal_s), "target": HEAL_TARGET,
                      "met": raw_write_s / heal_s >= HEAL_TARGET,
                      "scrub_and_record_s": round(found_s, 3), "heal_s": round(heal_s, 3),
                      "found": scrub["found"]},
@@ -131,7 +131,7 @@ def _one_size(n: int, workdir: Path, progress: Progress) -> dict[str, Any]:
 
 
 def bench_heal(*, n: int | None = None, workdir: Path, progress: Progress = None) -> dict:
-    before = _peak_rss_mib()
+    before = peak_rss_mib()
     sizes = (n,) if n else SIZES
     results = [_one_size(size, workdir, progress) for size in sizes]
     return {
@@ -140,6 +140,6 @@ def bench_heal(*, n: int | None = None, workdir: Path, progress: Progress = None
         "sizes": results,
         "target": {"scrub_ratio_at_least": SCRUB_TARGET, "heal_ratio_at_least": HEAL_TARGET,
                    "met": all(r["scrub"]["met"] and r["heal"]["met"] for r in results)},
-        "rss": _rss(before),
-        "environment": _environment(),
+        "rss": rss(before),
+        "environment": environment(),
     }

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 import carma
-from carma.bench import Progress, _environment, _peak_rss_mib, _rss, _say
+from carma.benchmarking import Progress, environment, peak_rss_mib, rss, say
 from carma.corpus import corpus
 from carma.embedding import SentenceTransformerEmbedder
 from domain import fragment_uuid
@@ -109,7 +109,7 @@ def _damage(mem: Any, keys: list[str]) -> None:
 def bench_reconstruct(*, n: int | None = None, workdir: Path, progress: Progress = None,
                       methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
     n = n or N
-    before = _peak_rss_mib()
+    before = peak_rss_mib()
     embedder = SentenceTransformerEmbedder()
     texts = corpus(n)
     block = -(-len(texts) // NAMESPACES)
@@ -121,7 +121,7 @@ def bench_reconstruct(*, n: int | None = None, workdir: Path, progress: Progress
         started = time.perf_counter()
         for start in range(0, len(items), 500):
             mem.add_many(items[start : start + 500])
-            _say(progress, f"reconstruct: stored {min(start + 500, len(items))}/{len(items)}")
+            say(progress, f"reconstruct: stored {min(start + 500, len(items))}/{len(items)}")
         build_s = time.perf_counter() - started
         victims = sorted(random.Random(0).sample(list(originals), round(n * VICTIM_SHARE)),
                          key=lambda k: int(k[1:]))
@@ -181,8 +181,8 @@ def bench_reconstruct(*, n: int | None = None, workdir: Path, progress: Progress
                                   "are reported",
                    **{m: {**t, "met": all(t.values())} for m, t in targets.items()},
                    "met": all(targets[default].values())},
-        "rss": _rss(before),
-        "environment": _environment(),
+        "rss": rss(before),
+        "environment": environment(),
     }
 
 
@@ -219,7 +219,7 @@ def _run(home: Path, method: str, embedder: Any, victims: list[str],
                            "statuses": dict(sorted(
                                {s: sum(r.status == s for r in records.values())
                                 for s in ("healthy", "approximate", "lost")}.items()))})
-            _say(progress, f"reconstruct: {method}: cycle {cycle}: mean fidelity "
+            say(progress, f"reconstruct: {method}: cycle {cycle}: mean fidelity "
                            f"{cycles[-1]['fidelity']['mean']:.3f} in {seconds:.0f} s")
 
         # Baselines from the same neighbours the healer may draw on (exact, same namespace).

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 import carma
-from carma.bench import Progress, _environment, _peak_rss_mib, _rss, _say
+from carma.benchmarking import Progress, environment, peak_rss_mib, rss, say
 from carma.corpus import corpus
 from carma.database import PostgresURL
 from carma.embedding import HashingEmbedder, SentenceTransformerEmbedder
@@ -53,7 +53,7 @@ def bench_shared(*, database_url: str, n: int | None = None, workdir: Path,
                  progress: Progress = None, join_events: int = JOIN_EVENTS,
                  lag_seconds: float = LAG_SECONDS) -> dict[str, Any]:
     n = n or N
-    before = _peak_rss_mib()
+    before = peak_rss_mib()
     base = PostgresURL.parse(database_url)
     schema = f"carma_bench_{secrets.token_hex(4)}"
     url = _with_schema(database_url, schema)
@@ -82,8 +82,8 @@ def bench_shared(*, database_url: str, n: int | None = None, workdir: Path,
             "postgres_over_sqlite_texts_per_s_log_only": storage["postgres_over_sqlite"],
             "join_catch_up_over_sqlite_rebuild": join["postgres_over_sqlite"],
         },
-        "rss": _rss(before),
-        "environment": _environment(),
+        "rss": rss(before),
+        "environment": environment(),
     }
 
 
@@ -115,7 +115,7 @@ def _throughput(texts: list[str], workdir: Path, url: str, embedder: Any,
                 started = time.perf_counter()
                 mem.add_many(batch)
                 times[side].append(time.perf_counter() - started)
-        _say(progress, f"ingest-shared: {label}: sqlite {sum(times['sqlite']):.1f} s, "
+        say(progress, f"ingest-shared: {label}: sqlite {sum(times['sqlite']):.1f} s, "
                        f"postgres {sum(times['postgres']):.1f} s for {len(texts)} texts")
         assert shared.stats()["live"] == lite.stats()["live"] == len(texts)
     finally:
@@ -161,7 +161,7 @@ def _lag(url: str, workdir: Path, seconds: float, progress: Progress) -> dict[st
         later = np.flatnonzero((times >= acked_at) & (reached >= head))
         if len(later):
             lags_ms.append((times[later[0]] - acked_at) * 1000.0)
-    _say(progress, f"ingest-shared: lag over {len(acks)} acknowledged batches: p50 "
+    say(progress, f"ingest-shared: lag over {len(acks)} acknowledged batches: p50 "
                    f"{_pct(lags_ms, 50):.1f} ms")
     return {"writers": 2, "seconds": seconds, "batch": WRITER_BATCH,
             "every_s": WRITER_EVERY_S, "fragments_written": written,
@@ -183,7 +183,7 @@ def _join(url: str, workdir: Path, events: int, progress: Progress) -> dict[str,
                 mem.add_many([{"text": f"{texts[(start + j) % len(texts)]} ({start + j})",
                                "id": f"j{start + j}"} for j in range(count)])
             written[side] = mem.log.position()
-        _say(progress, f"ingest-shared: join: {side} log of {written[side]} events written")
+        say(progress, f"ingest-shared: join: {side} log of {written[side]} events written")
     with carma.open(workdir / "sqlite-writer", embedder=embedder, database_url="") as mem:
         started = time.perf_counter()
         mem.rebuild()
@@ -195,7 +195,7 @@ def _join(url: str, workdir: Path, events: int, progress: Progress) -> dict[str,
         join_s = time.perf_counter() - started
         joined = min(p.position for p in mem.runner.projections)
         live = mem.stats()["live"]
-    _say(progress, f"ingest-shared: join: {joined} events in {join_s:.1f} s "
+    say(progress, f"ingest-shared: join: {joined} events in {join_s:.1f} s "
                    f"(sqlite rebuild {rebuild_s:.1f} s)")
     rates = {"postgres": joined / join_s, "sqlite": sqlite_events / rebuild_s}
     return {"events": joined, "live": live,
