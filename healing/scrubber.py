@@ -6,7 +6,6 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -79,23 +78,16 @@ class Scrubber:
         """Compare every copy with a snapshot of the ledger, then confirm each difference
         against the ledger as it is after: writes go on during a scrub, and a fragment
         written meanwhile is neither a stray to remove nor a loss to record."""
-        # The log's checksums are checked beside the copies, on a thread of its own: that
-        # pass mostly waits on SQLite and hashes payloads of kilobytes (both release the
-        # GIL) while the cache pass mostly waits on files, so together they take little
-        # more than the longer of the two.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scrub-log") as pool:
-            log_damage = pool.submit(lambda: list(self._unreadable()))
-            with self._lock:
-                rows = {r["uuid"].replace("-", ""): r for r in self.ledger.all_rows()}
-            report = ScrubReport()
-            self._scrub_cache(rows, report)
-            self._scrub_index(rows, report)
-            self._refresh()
-            self._confirm(report)
-            damaged = log_damage.result()
+        with self._lock:
+            rows = {r["uuid"].replace("-", ""): r for r in self.ledger.all_rows()}
+        report = ScrubReport()
+        self._scrub_cache(rows, report)
+        self._scrub_index(rows, report)
+        self._refresh()
+        self._confirm(report)
         # The log's own damage first: a copy of a body that is lost is rewritten from its
         # restatement, so the healer should meet the body's finding before the copies'.
-        report.findings[:0] = self._scrub_log(report, damaged)
+        report.findings[:0] = self._scrub_log(report, list(self._unreadable()))
         return report
 
     def _scrub_log(self, report: ScrubReport, damaged: list[Any]) -> list[Finding]:
