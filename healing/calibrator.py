@@ -3,8 +3,8 @@
 Each fragment of a sample is hidden and rebuilt exactly as a real repair would rebuild it:
 from its embedding and its nearest exact neighbours of the same namespace (never itself),
 with the healer's own budgets (texts scored, not seconds: the same work under any load, so
-that what is measured here is what a repair does), then refined as later dream cycles would refine it. Each
-attempt gives a point (fidelity, token recall, content-word recall, refinement stage) against
+that what is measured here is what a repair does), then refined as later dream cycles would
+refine it. Each attempt gives a point (fidelity, token recall, content-word recall, refinement stage) against
 the known original; the ReconstructionCalibration aggregate records the points and their
 monotone fit per stage, from which an approximate fragment's expected recall is read at its
 fidelity and stage.

@@ -87,14 +87,14 @@ class Scrubber:
         self._confirm(report)
         # The log's own damage first: a copy of a body that is lost is rewritten from its
         # restatement, so the healer should meet the body's finding before the copies'.
-        report.findings[:0] = self._scrub_log(report, list(self._unreadable()))
+        report.findings[:0] = self._scrub_log(report)
         return report
 
-    def _scrub_log(self, report: ScrubReport, damaged: list[Any]) -> list[Finding]:
+    def _scrub_log(self, report: ScrubReport) -> list[Finding]:
         """Every stored event whose checksum fails, as one finding per fragment."""
         versions: dict[str, list[int]] = {}
         positions: dict[str, list[int]] = {}
-        for stored in damaged:
+        for stored in self._unreadable():
             if isinstance(stored.originator_id, UUID):
                 uuid = str(stored.originator_id)
                 versions.setdefault(uuid, []).append(stored.originator_version)
