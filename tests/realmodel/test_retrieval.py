@@ -139,7 +139,10 @@ def test_the_demo_runs_on_the_real_model(tmp_path):
                                      "--json"], catch_exceptions=False)
     fragments = report["reconstruct"]["fragments"]
     assert [f["status"] for f in fragments] == ["approximate"] * RECONSTRUCT_VICTIMS
-    assert all(0 < f["fidelity"] < 1 and f["text"] != f["original"] for f in fragments)
+    # Approximate means the text is not the original (a rebuilt text with the recorded hash
+    # is recorded exact). Its fidelity may still reach 1.0: the model is uncased, so a
+    # rebuilt text that differs from the original only in case embeds the same.
+    assert all(0 < f["fidelity"] <= 1 and f["text"] != f["original"] for f in fragments)
     # Idempotent: only the fragment the first run deleted is written again; the originals of
     # the bodies the first run left approximate (all but the one it restored) restore them.
     left = RECONSTRUCT_VICTIMS - 1
