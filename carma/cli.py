@@ -482,14 +482,19 @@ def stats_cmd(ctx: Context):
     ctx.emit(stats, lambda: "\n".join(f"{k:<14} {json.dumps(v)}" for k, v in stats.items()))
 
 
+DEEP_HELP = ("Read every event's checksum in the log now (by default a scrub reads the new "
+             "events and a rolling slice of the old ones: all of them every 8 scrubs).")
+
+
 @command(cli, "scrub")
-def scrub_cmd(ctx: Context):
+@click.option("--deep", is_flag=True, help=DEEP_HELP)
+def scrub_cmd(ctx: Context, deep: bool):
     """Compare every copy with the log; record each new finding once. Exit 1 if any is open."""
     with ctx.memory() as mem:
-        report = mem.scrub()
+        report = mem.scrub(deep=deep)
         open_findings = mem.health()["by_fault"]
     ctx.emit(report, lambda: _counts_line("found", report["found"])
-             + f"\nnew findings recorded: {report['recorded']}")
+             + f"\nnew findings recorded: {report['recorded']}\n" + _log_line(report))
     if open_findings:
         sys.exit(1)
 
@@ -503,11 +508,20 @@ def heal_cmd(ctx: Context):
 
 
 @command(cli, "dream")
-def dream_cmd(ctx: Context):
+@click.option("--deep", is_flag=True, help=DEEP_HELP)
+def dream_cmd(ctx: Context, deep: bool):
     """One scrub-and-heal cycle, recorded in the log; prints its report."""
     with ctx.memory() as mem:
-        report = mem.dream()
+        report = mem.dream(deep=deep)
     ctx.emit(report, lambda: _cycle_text(report))
+
+
+def _log_line(report: dict[str, Any]) -> str:
+    checked = report.get("checked", {})
+    if "log_events" not in checked:
+        return ""
+    how = "all of it" if checked["log_deep"] else "new events and a rolling slice"
+    return f"log checksums: {checked['log_events']} positions read ({how})"
 
 
 def _cycle_text(report: dict[str, Any]) -> str:
@@ -516,6 +530,7 @@ def _cycle_text(report: dict[str, Any]) -> str:
     return (f"dream cycle {report['id']} ({report['trigger']})\n"
             + _counts_line("found", report["found"]) + "\n"
             + _counts_line("repaired", report["repaired"]) + "\n" + calibration
+            + (_log_line(report) + "\n" if "checked" in report else "")
             + f"health {report['health_before']:.1%} -> {report['health_after']:.1%} "
             f"in {report['seconds']['total']:.2f} s")
 

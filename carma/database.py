@@ -242,11 +242,12 @@ class SQLiteTables:
         return self._rows("SELECT topic, state FROM stored_events WHERE originator_id = ?"
                           " AND originator_version = ?", [uuid.hex, version])
 
-    def scan(self, after: int, limit: int) -> list[tuple]:
-        """(position, originator id, version, topic, state) after a position, in log order."""
+    def scan(self, after: int, limit: int, upto: int | None = None) -> list[tuple]:
+        """(position, originator id, version, topic, state) after a position (and up to
+        `upto`, if given), in log order."""
         return self._rows("SELECT rowid, originator_id, originator_version, topic, state"
-                          " FROM stored_events WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                          [after, limit])
+                          " FROM stored_events WHERE rowid > ? AND rowid <= ?"
+                          " ORDER BY rowid LIMIT ?", [after, _up_to(upto), limit])
 
     def chained(self) -> tuple[set[int], Iterator[tuple]]:
         """The chain's positions, and (position, originator id, version, topic, state, mac)
@@ -305,11 +306,12 @@ class PostgresTables:
         return self._rows(self._sql("SELECT topic, state FROM {} WHERE originator_id = %s"
                                     " AND originator_version = %s", EVENTS), [uuid, version])
 
-    def scan(self, after: int, limit: int) -> list[tuple]:
+    def scan(self, after: int, limit: int, upto: int | None = None) -> list[tuple]:
         return self._rows(self._sql(
             "SELECT notification_id, originator_id, originator_version, topic, state FROM {}"
-            " WHERE notification_id > %s ORDER BY notification_id LIMIT %s", EVENTS),
-            [after, limit])
+            " WHERE notification_id > %s AND notification_id <= %s"
+            " ORDER BY notification_id LIMIT %s", EVENTS),
+            [after, _up_to(upto), limit])
 
     def chained(self) -> tuple[set[int], Iterator[tuple]]:
         positions = {r[0] for r in self._rows(self._sql("SELECT position FROM {}", CHAIN), [])}
@@ -416,3 +418,8 @@ class PostgresKeys:
 
     def close(self) -> None:
         pass  # the log's connection pool is closed with the log
+
+
+def _up_to(upto: int | None) -> int:
+    """A scan's upper bound: positions are 64-bit integers in both dialects."""
+    return 2**63 - 1 if upto is None else upto

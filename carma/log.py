@@ -583,14 +583,15 @@ class MemoryLog(Application[UUID]):
             except CorruptEvent as exc:
                 yield n.id, exc
 
-    def unreadable(self, page: int = 2_000) -> Iterator[Notification]:
-        """Every stored event whose bytes fail their checksum, in log order (the scrubber's
-        check of the log itself: checksums only, nothing is decoded)."""
-        after = 0
+    def unreadable(self, after: int = 0, upto: int | None = None,
+                   page: int = 2_000) -> Iterator[Notification]:
+        """Every stored event whose bytes fail their checksum, in log order, at positions
+        after `after` and up to `upto` (None: to the end): the scrubber's check of the log
+        itself, checksums only, nothing is decoded."""
         while True:
-            rows = self.tables.scan(after, page)
+            rows = self.tables.scan(after, page, upto)
             for position, originator_id, version, topic, state in rows:
-                # No objects per event: this pass reads the whole log.
+                # No objects per event: this pass reads much of the log.
                 if len(originator_id) == 32 and _digest_holds(_dashed(originator_id), version,
                                                               topic, state):
                     continue

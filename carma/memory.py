@@ -575,7 +575,7 @@ class Memory:
     def _restore_from_events(self, copies: list[StoredEvent]) -> int:
         """Intact copies (from a backup) of events damaged in this log: record the damage,
         then restate each body whose current content such a copy holds, exactly."""
-        self.dreamer.scrub()
+        self.dreamer.scrub(deep=True)
         exact: dict[str, Draft] = {}
         embeddings: dict[str, bytes] = {}
         with self._write_lock:
@@ -641,9 +641,11 @@ class Memory:
     # -- healing -------------------------------------------------------------------------------
 
     @_guarded("the scrub stopped")
-    def scrub(self) -> dict[str, Any]:
-        """Compare every copy with the log; record each new finding once as FragmentLost."""
-        return self.dreamer.scrub()
+    def scrub(self, deep: bool = False) -> dict[str, Any]:
+        """Compare every copy with the log; record each new finding once as FragmentLost.
+        The log's own checksums are read on a rolling schedule (every event at least every
+        8 scrubs, new ones at once); `deep` reads them all now."""
+        return self.dreamer.scrub(deep=deep)
 
     @_guarded("healing stopped")
     def heal(self) -> dict[str, int]:
@@ -651,9 +653,10 @@ class Memory:
         return self.dreamer.heal()
 
     @_guarded("the dream cycle stopped")
-    def dream(self) -> dict[str, Any]:
-        """One scrub-and-heal cycle, recorded in the log as a DreamCycle; returns its report."""
-        return self.dreamer.dream("manual")
+    def dream(self, deep: bool = False) -> dict[str, Any]:
+        """One scrub-and-heal cycle, recorded in the log as a DreamCycle; returns its report.
+        `deep`: its scrub reads every event's checksum (see scrub)."""
+        return self.dreamer.dream("manual", deep=deep)
 
     @_guarded("the calibration stopped")
     def calibrate(self, namespace: str | None = None, force: bool = False,
@@ -714,7 +717,7 @@ class Memory:
         restated (exactly where a copy survives) while the current projections still know
         what they held; the rebuild then replays past them."""
         if next(iter(self.log.unreadable()), None) is not None:
-            self.dreamer.scrub()
+            self.dreamer.scrub(deep=True)
             self.dreamer.heal()
         with self._lock:
             count = self.runner.rebuild(progress)

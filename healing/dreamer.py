@@ -42,17 +42,19 @@ class Dreamer:
         self._restore_keys = restore_keys
         self._one_at_a_time = threading.Lock()
 
-    def scrub(self, cycle_id: UUID | None = None) -> dict[str, Any]:
-        """Find every difference between the copies and the log, and record each once."""
+    def scrub(self, cycle_id: UUID | None = None, deep: bool = False) -> dict[str, Any]:
+        """Find every difference between the copies and the log, and record each once. The
+        log's own checksums: all if `deep`, else on a rolling schedule (see Scrubber)."""
         started = time.perf_counter()
         self._catch_up()
-        report = self.scrubber.scrub()
+        report = self.scrubber.scrub(deep)
         found = report.counts()
         keys_restored = self._restore_keys()  # a fragment key missing from one of its copies
         if keys_restored:
             found["keys/missing"] = keys_restored
         scanned = time.perf_counter()
         recorded = self.record(report.findings, report.index_file, cycle_id)
+        self.scrubber.done(report)
         return {"found": found, "recorded": recorded, "checked": report.checked,
                 "seconds": {"scan": round(scanned - started, 4),
                             "record": round(time.perf_counter() - scanned, 4)}}
@@ -121,12 +123,12 @@ class Dreamer:
         self._catch_up()
         return repaired
 
-    def dream(self, trigger: str = "manual") -> dict[str, Any]:
+    def dream(self, trigger: str = "manual", deep: bool = False) -> dict[str, Any]:
         with self._one_at_a_time:
             started = time.perf_counter()
             cycle = DreamCycle(trigger=trigger, replica=self.healer.replica.name)
             self.log.record(cycle)
-            scrub = self.scrub(cycle.id)
+            scrub = self.scrub(cycle.id, deep)
             before = self._health()["score"]  # the store as the scrub found it
             healing = time.perf_counter()
             repaired = self.heal(cycle.id)
@@ -155,7 +157,7 @@ class Dreamer:
             self.log.record(cycle)
             self._catch_up()
             return {"id": str(cycle.id), "trigger": trigger, "found": scrub["found"],
-                    "recorded": scrub["recorded"], "repaired": repaired,
+                    "recorded": scrub["recorded"], "checked": scrub["checked"], "repaired": repaired,
                     "calibration": calibration, "seconds": seconds,
                     "health_before": before, "health_after": after}
 

@@ -28,17 +28,17 @@ _WEIGHTS = np.random.default_rng(0x5EED).integers(
 
 def vector_fingerprints(vectors: np.ndarray) -> np.ndarray:
     """A 64-bit fingerprint per row of float32 vectors, computed in bulk: a weighted sum of
-    the raw bits modulo 2**64. Any change to one value changes it (the weights are odd);
-    lets a scrub compare 100k vectors with the log's in milliseconds."""
+    the raw bits modulo 2**64, taken 64 bits (two values) at a time. Any change to one value
+    changes it (the weights are odd, so each product is a bijection of its word); lets a
+    scrub compare 100k vectors with the log's in milliseconds."""
     vectors = np.ascontiguousarray(vectors, dtype="<f4")
-    out = np.empty(len(vectors), dtype=np.int64)
-    weights = _WEIGHTS[: vectors.shape[1]] if vectors.ndim == 2 else _WEIGHTS[:0]
-    for start in range(0, len(vectors), 4096):  # chunks: 64-bit copies of 100k rows are 300 MB
-        bits = vectors[start : start + 4096].view("<u4").astype(np.uint64)
-        with np.errstate(over="ignore"):
-            out[start : start + 4096] = (bits * weights).sum(axis=1, dtype=np.uint64).view(
-                np.int64)
-    return out
+    if vectors.ndim != 2:
+        return np.zeros(len(vectors), dtype=np.int64)
+    if vectors.shape[1] % 2:  # an odd dimension: one zero pads the last word
+        vectors = np.concatenate([vectors, np.zeros((len(vectors), 1), "<f4")], axis=1)
+    words = vectors.view("<u8")
+    with np.errstate(over="ignore"):  # unsigned integers wrap: the sum is modulo 2**64
+        return (words @ _WEIGHTS[: words.shape[1]]).view(np.int64)
 
 
 def embedding_fingerprint(embedding: bytes) -> int:

@@ -41,7 +41,7 @@ KIND_OF = {
     ReconstructionCalibration.ReconstructionCalibrated: "calibration-completed",
     ReconstructionCalibration.CalibrationDeclined: "calibration-declined",
 }
-SCHEMA = 5  # bump when a table changes: old ledgers are rebuilt from the log
+SCHEMA = 6  # bump when a table changes: old ledgers are rebuilt from the log
 LIVE = "status NOT IN ('deleted', 'forgotten')"  # SQL: a fragment that is neither
 INDEX_FILE = "index-file"  # the `copy` of findings about the whole index file
 
@@ -149,6 +149,20 @@ class HealthLedger:
             "SELECT position FROM positions WHERE name = ?", [self.name]
         ).fetchone()
         return row[0] if row else 0
+
+    def marks(self, *names: str) -> list[int]:
+        """Positions in the log that other processes keep here beside the ledger's own (the
+        scrubber's progress through the log's checksums): 0 for one not kept yet. They go
+        with a reset, as the rows they were taken against do."""
+        found = dict(self.db.execute(
+            f"SELECT name, position FROM positions WHERE name IN ({','.join('?' * len(names))})",
+            names).fetchall())
+        return [found.get(name, 0) for name in names]
+
+    def set_marks(self, marks: dict[str, int]) -> None:
+        with self._transaction() as conn:
+            conn.executemany("INSERT INTO positions(name, position) VALUES (?, ?) ON CONFLICT(name)"
+                             " DO UPDATE SET position = excluded.position", list(marks.items()))
 
     def apply(self, batch: Batch) -> None:
         with self._transaction() as conn:
@@ -607,10 +621,11 @@ class HealthLedger:
     _SCAN_COLUMNS = ("uuid", "id", "faiss_id", "status", "embedding_fingerprint",
                      "cache_digest")
 
-    def all_rows(self) -> list[dict[str, Any]]:
-        """Every fragment's scan columns (see rows_for for whole rows)."""
-        rows = self.db.execute(f"SELECT {', '.join(self._SCAN_COLUMNS)} FROM fragments")
-        return [dict(zip(self._SCAN_COLUMNS, row)) for row in rows.fetchall()]
+    def scan_rows(self) -> list[tuple[Any, ...]]:
+        """Every fragment's scan columns, as tuples in _SCAN_COLUMNS' order (a scrub reads
+        one per fragment: no dicts; see rows_for for whole rows)."""
+        return self.db.execute(f"SELECT {', '.join(self._SCAN_COLUMNS)} FROM fragments"
+                               ).fetchall()
 
     def rows_for(self, uuids: Iterable[str]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []

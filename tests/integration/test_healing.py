@@ -220,7 +220,7 @@ def test_a_second_process_healing_the_same_home_repeats_no_repair(home, embedder
 def test_a_fragment_written_while_a_scrub_runs_is_neither_removed_nor_reported(mem):
     ids = fragments(mem, 5)
     scrubber = mem.dreamer.scrubber
-    snapshot = {r["uuid"].replace("-", ""): r for r in mem.ledger.all_rows()}
+    snapshot, _ = scrubber.snapshot()
     new = mem.add("written after the scrub took its snapshot", id="late")  # a concurrent write
     from healing.scrubber import ScrubReport
 

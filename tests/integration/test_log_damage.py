@@ -292,3 +292,34 @@ def test_chaos_and_the_reconstruct_benchmark_damage_the_stored_log(store):
     assert report["found"]["log-body/corrupt"] == 2
     assert report["repaired"]["log-body/exact-copy"] == 1  # k3, from its cache file
     assert mem.get("k3").text == TOPICS[3] and mem.get("k1").status == "approximate"
+
+
+def test_the_log_is_scrubbed_on_a_rolling_schedule_and_deep_on_demand(mem):
+    """A scrub reads the events appended since the last one and a slice of the older ones,
+    so that every event is read again within `log_passes` scrubs; `deep` reads them all."""
+    mem.add_many([{"text": f"fragment number {i} of a rolling scrub", "id": f"r{i}"}
+                  for i in range(40)])
+    scrubber = mem.dreamer.scrubber
+    scrubber.log_passes, scrubber.log_slice_min = 4, 1
+    first = mem.scrub()["checked"]  # nothing checked before: the whole log
+    head = mem.log.position()
+    assert first["log_deep"] == 1 and first["log_events"] == head
+
+    flip_event(mem, "r30")  # an old event, read only when the slice comes round to it
+    rolling = []
+    for _ in range(scrubber.log_passes + 1):
+        report = mem.scrub()
+        rolling.append(report["checked"])
+        if report["found"]:
+            break
+    assert report["found"] == {"log-body/corrupt": 1}
+    assert 1 < len(rolling) <= scrubber.log_passes + 1  # not the first slice's: later
+    assert all(c["log_deep"] == 0 and c["log_events"] < head for c in rolling)
+
+    flip_event(mem, "r1")
+    assert mem.scrub(deep=True)["recorded"] == 1  # at once (r0's finding is open still)
+
+    # Events appended since the last scrub are always read.
+    mem.add_many([{"text": "written after the last scrub", "id": "late"}])
+    flip_event(mem, "late")
+    assert mem.scrub()["recorded"] == 1

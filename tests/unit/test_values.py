@@ -79,3 +79,34 @@ def test_metadata_validation_never_crashes(value):
         assert str(exc)
     else:
         assert checked == {"k": value}
+
+
+def test_read_whole_reads_a_file_of_any_size(tmp_path):
+    """The scrub's read: one read for a small file, more for one past its read size."""
+    from healing.scrubber import READ_SIZE, read_whole
+
+    for size in (0, 300, READ_SIZE, 3 * READ_SIZE + 17):
+        path = tmp_path / f"f{size}"
+        data = bytes(i % 251 for i in range(size))
+        path.write_bytes(data)
+        assert read_whole(str(path)) == data
+
+
+@given(st.integers(1, 65), st.data())
+def test_a_vector_fingerprint_changes_with_any_one_value(dimension, data):
+    """One bit flipped anywhere in a vector changes its fingerprint (what lets a scrub
+    compare the index with the log by fingerprints), odd dimensions included."""
+    import numpy as np
+
+    from projections.index import vector_fingerprints
+
+    vectors = np.random.default_rng(dimension).random((3, dimension), dtype=np.float32)
+    before = vector_fingerprints(vectors)
+    row = data.draw(st.integers(0, 2))
+    column = data.draw(st.integers(0, dimension - 1))
+    bit = data.draw(st.integers(0, 31))
+    flipped = vectors.copy()
+    flipped.view("<u4")[row, column] ^= np.uint32(1 << bit)
+    after = vector_fingerprints(flipped)
+    assert after[row] != before[row]
+    assert all(after[i] == before[i] for i in range(3) if i != row)
