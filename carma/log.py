@@ -77,6 +77,8 @@ SEALED_EVENTS = (Fragment.FragmentWritten, Fragment.FragmentRevised,
                  Fragment.FragmentReconstructed, Fragment.EmbeddingKept, Snapshot)
 FRAGMENT_TOPIC = "domain.fragment:Fragment"  # stored topics of a fragment's events start so
 CHAIN_KEY_SETTING = "CARMA_CHAIN_KEY"  # hex, handed over by bootstrap, never logged
+CONFLICT = ("another writer changed the same fragment at the same time; nothing was "
+            "written, try again")
 _MAGIC = b"C1"
 _DIGEST_SIZE = 16
 
@@ -171,6 +173,20 @@ def _seal(key: AESGCM, plaintext: bytes) -> bytes:
 
 def _unseal(key: AESGCM, sealed: bytes) -> bytes:
     return key.decrypt(sealed[:12], sealed[12:], None)
+
+
+def _collected(tracking: Tracking | None, aggregates: Iterable[Aggregate]
+               ) -> ProcessingEvent[UUID]:
+    """Aggregates' pending events, to record in one transaction: what
+    ProcessingEvent.collect_events does for aggregates, without its two isinstance checks
+    against runtime-checkable Protocols (telling events from aggregates), which cost about
+    25 µs per aggregate, as much as storing its event: findings and repairs are recorded by
+    the thousand."""
+    processing = ProcessingEvent[UUID](tracking)
+    for aggregate in aggregates:
+        processing.events.extend(aggregate.collect_events())
+        processing.aggregates[aggregate.id] = aggregate
+    return processing
 
 
 def checksum_holds(stored: StoredEvent) -> bool:
@@ -464,23 +480,21 @@ class MemoryLog(Application[UUID]):
         try:
             self.save(*aggregates)
         except IntegrityError:
-            raise ConflictError(
-                "another writer changed the same fragment at the same time; nothing was "
-                "written, try again"
-            ) from None
+            raise ConflictError(CONFLICT) from None
 
     def record(self, *aggregates: Aggregate) -> None:
         """Save aggregates' pending events in one transaction (findings, cycles)."""
-        self._save(*aggregates)
+        try:
+            self._record(_collected(None, aggregates))
+        except IntegrityError:
+            raise ConflictError(CONFLICT) from None
 
     def record_tracked(self, process: str, position: int, *aggregates: Aggregate) -> None:
         """Save the events a process made in answer to the log up to `position`, with that
         position, in one transaction: after a crash it resumes there, never doing work twice."""
-        processing = ProcessingEvent[UUID](Tracking(application_name=process,
-                                                    notification_id=position))
-        processing.collect_events(*aggregates)
+        tracking = Tracking(application_name=process, notification_id=position)
         try:
-            self._record(processing)
+            self._record(_collected(tracking, aggregates))
         except IntegrityError:
             raise ConflictError(f"another {process} answered these events first") from None
 
