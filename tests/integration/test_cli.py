@@ -173,6 +173,11 @@ def test_healing_commands_report_in_the_documented_shapes(run, home):
     assert {"id", "found", "repaired", "seconds", "health_before", "health_after"} <= set(cycle)
     assert cycle["repaired"] == {"cache/exact-log": 3} and cycle["health_after"] == 1.0
     assert ok_json(run("heal", "--json")) == {"repaired": {}}
+    # The log's checksums: a scrub reads what its rolling schedule says, --deep all of it.
+    deep = ok_json(run("scrub", "--deep", "--json"))["checked"]
+    assert deep["log_deep"] == 1 and deep["log_events"] > 0
+    assert ok_json(run("dream", "--deep", "--json"))["checked"]["log_deep"] == 1
+    assert "log checksums:" in run("scrub", "--deep").stdout
     table = run("health")
     assert table.exit_code == 0 and "100.0%" in table.stdout
     watched = run("watch", "--every", "0.1", "--cycles", "2", "--json")
