@@ -228,28 +228,19 @@ class Scrubber:
         return None if int(vector_fingerprints(present[None, :])[0]) == expected else "corrupt"
 
     def _scrub_cache(self, rows: dict[str, tuple[Any, ...]], report: ScrubReport) -> None:
-        # Shard by shard: one listing says which files exist (no failing opens for missing
-        # ones, and what is left over is extra); each expected file costs what reading and
-        # hashing it costs, since its digest is the one the ledger expects. Only a file that
-        # differs is parsed to say how (in _confirm).
-        expected: dict[str, dict[str, tuple[Any, ...]]] = {}
+        # Shard by shard: one listing says what is there beyond what the ledger expects
+        # (extra files); each expected file costs what opening, reading and hashing it
+        # costs, since its digest is the one the ledger expects (a missing one fails to
+        # open). Only a file that differs is parsed to say how (in _confirm).
+        live: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
+        gone: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
         for hex_, row in rows.items():
-            expected.setdefault(hex_[:2], {})[f"{hex_}.json"] = row
+            (gone if row[STATUS] in GONE else live).setdefault(hex_[:2], []).append(
+                (f"{hex_}.json", row))
         root = str(self.cache.root)
-        shards = sorted({n for n in os.listdir(root) if len(n) == 2} | expected.keys())
-        findings, stray_files, on_disk = self._scrub_shards(root, shards, expected)
-        report.findings.extend(findings)
-        report.stray_files.extend(stray_files)
-        report.checked["cache_files"] = on_disk
-
-    @staticmethod
-    def _scrub_shards(root: str, shards: list[str],
-                      expected: dict[str, dict[str, tuple[Any, ...]]]
-                      ) -> tuple[list[Finding], list[tuple[str | None, str]], int]:
-        findings: list[Finding] = []
-        stray_files: list[tuple[str | None, str]] = []
+        shards = sorted({n for n in os.listdir(root) if len(n) == 2} | live.keys()
+                        | gone.keys())
         on_disk = 0
-        sha256 = hashlib.sha256
         for shard in shards:
             folder = f"{root}/{shard}"
             try:
@@ -257,37 +248,19 @@ class Scrubber:
             except (FileNotFoundError, NotADirectoryError):
                 names = set()
             on_disk += len(names)
-            for name, row in expected.get(shard, {}).items():
-                if name not in names:
-                    if row[STATUS] not in GONE:
-                        findings.append(Finding(row[UUID_], row[KEY], "cache", "missing"))
-                    continue
-                names.discard(name)
-                if row[STATUS] in GONE:  # a copy of a deleted fragment
-                    findings.append(Finding(row[UUID_], row[KEY], "cache", "extra"))
-                    continue
-                try:  # read_whole inlined: this loop runs once per cache file
-                    fd = os.open(f"{folder}/{name}", os.O_RDONLY)
-                    try:
-                        data = os.read(fd, READ_SIZE)
-                        if len(data) == READ_SIZE:
-                            data += read_rest(fd)
-                    finally:
-                        os.close(fd)
-                except FileNotFoundError:
-                    findings.append(Finding(row[UUID_], row[KEY], "cache", "missing"))
-                    continue
-                except OSError:
-                    findings.append(Finding(row[UUID_], row[KEY], "cache", "unreadable"))
-                    continue
-                if sha256(data).hexdigest() != row[DIGEST]:
-                    # How it differs is told from the ledger's whole row, in _confirm.
-                    findings.append(Finding(row[UUID_], row[KEY], "cache", "corrupt"))
-            for name in names:  # not in the snapshot: confirmed (or not) after the scan
+            expected = live.get(shard, [])
+            report.findings.extend(_scrub_files(folder, expected))
+            for name, row in gone.get(shard, ()):
+                if name in names:  # a copy of a deleted fragment
+                    report.findings.append(Finding(row[UUID_], row[KEY], "cache", "extra"))
+            # What the snapshot does not know of: confirmed (or not) after the scan.
+            strays = names.difference([name for name, _ in expected],
+                                      [name for name, _ in gone.get(shard, ())])
+            for name in strays:
                 stem = name[:-5]
                 is_fragment = name.endswith(".json") and len(stem) == 32 and stem[:2] == shard
-                stray_files.append((stem if is_fragment else None, f"{folder}/{name}"))
-        return findings, stray_files, on_disk
+                report.stray_files.append((stem if is_fragment else None, f"{folder}/{name}"))
+        report.checked["cache_files"] = on_disk
 
     def _file_fault(self, path: str, row: dict[str, Any]) -> str | None:
         """None if the file holds the digest the ledger's whole row expects; else how it
@@ -331,6 +304,32 @@ class Scrubber:
             report.findings.append(Finding(row[UUID_], row[KEY], "index", "missing"))
         report.stray_ids = ids[~found].tolist()  # not in the snapshot: confirmed after the scan
         report.checked["index_vectors"] = len(ids)
+
+
+def _scrub_files(folder: str, expected: list[tuple[str, tuple[Any, ...]]]) -> list[Finding]:
+    """The findings among live fragments' cache files in one folder (the scrub's inner loop:
+    one open, one read, one close and a sha256 per file, and as little else as can be)."""
+    findings = []
+    sha256, open_, read, close, rdonly = hashlib.sha256, os.open, os.read, os.close, os.O_RDONLY
+    for name, row in expected:
+        try:
+            fd = open_(f"{folder}/{name}", rdonly)
+            try:
+                data = read(fd, READ_SIZE)
+                if len(data) == READ_SIZE:
+                    data += read_rest(fd)
+            finally:
+                close(fd)
+        except FileNotFoundError:
+            findings.append(Finding(row[UUID_], row[KEY], "cache", "missing"))
+            continue
+        except OSError:
+            findings.append(Finding(row[UUID_], row[KEY], "cache", "unreadable"))
+            continue
+        if sha256(data).hexdigest() != row[DIGEST]:
+            # How it differs is told from the ledger's whole row, in _confirm.
+            findings.append(Finding(row[UUID_], row[KEY], "cache", "corrupt"))
+    return findings
 
 
 READ_SIZE = 1 << 16  # a cache file is a few hundred bytes: one read, one more if larger
