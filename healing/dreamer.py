@@ -157,8 +157,8 @@ class Dreamer:
             self.log.record(cycle)
             self._catch_up()
             return {"id": str(cycle.id), "trigger": trigger, "found": scrub["found"],
-                    "recorded": scrub["recorded"], "checked": scrub["checked"], "repaired": repaired,
-                    "calibration": calibration, "seconds": seconds,
+                    "recorded": scrub["recorded"], "checked": scrub["checked"],
+                    "repaired": repaired, "calibration": calibration, "seconds": seconds,
                     "health_before": before, "health_after": after}
 
 
