@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -132,6 +133,7 @@ class Dreamer:
             before = self._health()["score"]  # the store as the scrub found it
             healing = time.perf_counter()
             repaired = self.heal(cycle.id)
+            found = dict(Counter(scrub["found"]) + self.healer.found_in_replay)
             calibrating = time.perf_counter()
             # Where approximate bodies are, measure what their reconstructor achieves there,
             # so that each can say how much of it is likely to be real.
@@ -152,11 +154,11 @@ class Dreamer:
                        "calibrate": round(refining - calibrating, 4),
                        "refine": round(time.perf_counter() - refining, 4),
                        "total": round(time.perf_counter() - started, 4)}
-            cycle.complete(found=scrub["found"], repaired=repaired, seconds=seconds,
+            cycle.complete(found=found, repaired=repaired, seconds=seconds,
                            health_before=before, health_after=after)
             self.log.record(cycle)
             self._catch_up()
-            return {"id": str(cycle.id), "trigger": trigger, "found": scrub["found"],
+            return {"id": str(cycle.id), "trigger": trigger, "found": found,
                     "recorded": scrub["recorded"], "checked": scrub["checked"],
                     "repaired": repaired, "calibration": calibration, "seconds": seconds,
                     "health_before": before, "health_after": after}

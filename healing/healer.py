@@ -34,7 +34,7 @@ from healing.reconstructor import (
     Reconstructor,
     vocabulary_of,
 )
-from healing.scrubber import is_exact_copy
+from healing.scrubber import is_exact_copy, recorded_identity
 from projections import CachedFragment, FragmentCache, HealthLedger, VectorIndex, faiss_id
 from projections.index import embedding_fingerprint
 
@@ -73,6 +73,7 @@ class Healer:
         # Whose copies it repairs (and the log's body, which is everyone's): on a shared
         # log each replica's healer answers its own findings, from its own position.
         self.replica = replica
+        self.found_in_replay: Counter[str] = Counter()  # of the last heal: see _plan_fragment
         self.name = replica.process("healer")
         self._index_copy = index_copy_id(replica)
         self.cache = cache
@@ -92,6 +93,7 @@ class Healer:
         Only the in-memory index needs the store's lock: reading the log, writing and flushing
         files and recording events happen outside it, so queries go on between repairs."""
         repaired: Counter[str] = Counter()
+        self.found_in_replay = Counter()  # damage this heal recorded itself (see _plan_fragment)
         while True:
             self._after_batch()
             after = self.log.tracked_position(self.name)
@@ -124,6 +126,8 @@ class Healer:
                 if done:
                     touched[event.originator_id] = aggregate
                     done_here[done] += 1
+            for fragment in plan.found:
+                touched[fragment.id] = fragment
             for uuid in plan.cache_removals:
                 self.cache.remove(uuid)
             self.cache.write_many(plan.files)  # flushed before the events that say so
@@ -148,6 +152,8 @@ class Healer:
                 # The restated body no longer depends on the events that cannot be read.
                 self.log.snapshot(*restored.values())
             repaired.update(done_here)
+            if plan.found:
+                self.found_in_replay["log-body/corrupt"] += len(plan.found)
 
     def _ours(self, event: Any) -> bool:
         if isinstance(event, Fragment.FragmentLost):
@@ -166,10 +172,16 @@ class Healer:
         if not fragment.deleted and needs:
             # The body itself is lost: its restatement will rewrite this copy. A damaged
             # file that is no exact copy of it is of no use to anyone meanwhile.
+            with self._lock:
+                row = self.ledger.row_by_uuid(str(fragment.id))
+            if row is not None and fragment.mark_unreadable(fragment.unreadable,
+                                                            recorded_identity(row), cycle_id):
+                # The replay met unreadable events that no scrub has recorded yet (it reads
+                # old events on a rolling schedule): record the damage now, as a read does,
+                # and the body's repair follows in this heal's next batch.
+                plan.found.append(fragment)
             if kind == "cache":
                 cached, _ = self.cache.inspect(fragment.id)
-                with self._lock:
-                    row = self.ledger.row_by_uuid(str(fragment.id))
                 if cached is None or not is_exact_copy(cached, row, fragment.content_hash):
                     plan.cache_removals.append(fragment.id)
             return None
@@ -387,6 +399,7 @@ class _Plan:
     vectors: dict[int, bytes] = field(default_factory=dict)
     index_removals: list[int] = field(default_factory=list)
     index_file: VectorIndexCopy | None = None
+    found: list[Fragment] = field(default_factory=list)  # damage met in replay, recorded now
 
 
 def _as_bytes(vector: Any) -> bytes:

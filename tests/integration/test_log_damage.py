@@ -317,9 +317,34 @@ def test_the_log_is_scrubbed_on_a_rolling_schedule_and_deep_on_demand(mem):
     assert all(c["log_deep"] == 0 and c["log_events"] < head for c in rolling)
 
     flip_event(mem, "r1")
-    assert mem.scrub(deep=True)["recorded"] == 1  # at once (r0's finding is open still)
+    assert mem.scrub(deep=True)["recorded"] == 1  # at once (r30's finding is open still)
 
     # Events appended since the last scrub are always read.
     mem.add_many([{"text": "written after the last scrub", "id": "late"}])
     flip_event(mem, "late")
     assert mem.scrub()["recorded"] == 1
+
+
+def test_damage_the_rolling_scrub_has_not_read_is_recorded_when_a_repair_meets_it(mem):
+    """A copy's repair replays the fragment; where the replay meets an unreadable event no
+    scrub has read yet, the healer records that damage and repairs the body in the same
+    cycle (here, from the cache file that survives), rather than leave the fragment lost
+    until the rolling slice comes round to it."""
+    mem.add_many([{"text": f"fragment number {i} of a rolling scrub", "id": f"r{i}"}
+                  for i in range(40)])
+    scrubber = mem.dreamer.scrubber
+    scrubber.log_passes, scrubber.log_slice_min = 8, 1
+    mem.dream()  # the whole log read once: later scrubs roll
+    flip_event(mem, "r30")  # not in the next slice
+    with mem._lock:  # a copy lost, whose repair needs the body
+        mem.index.remove([mem.ledger.row("r30")["faiss_id"]])
+    report = mem.dream()
+    assert report["checked"]["log_deep"] == 0
+    assert report["found"] == {"index/missing": 1, "log-body/corrupt": 1}
+    assert report["repaired"] == {"log-body/exact-copy": 1}
+    assert kinds(mem, "r30")[-3:] == [("lost", "index", None), ("lost", "log-body", None),
+                                      ("reconstructed", "log-body", "exact-copy")]
+    record = mem.get("r30")
+    assert record.status == "healthy" and record.text == "fragment number 30 of a rolling scrub"
+    assert [h.id for h in mem.search(record.text, k=1)] == ["r30"]
+    assert mem.dream(deep=True)["found"] == {}
