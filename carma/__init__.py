@@ -32,7 +32,7 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
          dream_every: float | None = None, cipher_key: str | None = None,
          refine_budget: float | None = None, calibrate_budget: float | None = None,
          reconstructor: str | None = None, database_url: str | None = None,
-         **settings: Any) -> Memory:
+         log_passes: int | None = None, **settings: Any) -> Memory:
     """Open (creating if needed) the store at `path` (default $CARMA_HOME, else ./.carma).
 
     dream_every: run a scrub-and-heal cycle in a background thread every so many seconds.
@@ -46,6 +46,9 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
     $CARMA_RECONSTRUCTOR). Each is calibrated on its own.
     cipher_key: encrypt the log at rest with AES-GCM (base64 of 16, 24 or 32 bytes; default
     $CARMA_CIPHER_KEY). A store is always opened with the key it was created with.
+    log_passes: a scrub reads the log's new events and a rolling slice of its old ones, so
+    that every event's checksum is read again at least every `log_passes` scrubs (default 8;
+    1: the whole log at every scrub, the most prompt and the costliest).
     database_url: keep the log in PostgreSQL, shared with every process opened on the same
     URL (postgresql://user:password@host:5432/dbname[?schema=name]; default
     $CARMA_DATABASE_URL). The home then holds this process's projections of that log; a
@@ -73,6 +76,10 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not 0 <= value <= 86_400):
             raise InvalidInput(f"{name} must be a number of seconds from 0 to 86400")
+    if log_passes is not None and (isinstance(log_passes, bool)
+                                   or not isinstance(log_passes, int)
+                                   or not 1 <= log_passes <= 10_000):
+        raise InvalidInput("log_passes must be a whole number of scrubs from 1 to 10000")
     chosen = reconstructor or os.environ.get(RECONSTRUCTOR_VARIABLE) or None
     if chosen is not None and chosen not in RECONSTRUCTORS:
         raise InvalidInput(f"unknown reconstructor {chosen!r}; known: {', '.join(RECONSTRUCTORS)}")
@@ -84,7 +91,8 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
     with storage_errors(f"cannot open the store at {home}"):
         return bootstrap(home, embedder, dream_every, cipher_key=key,
                          reconstructor=reconstructor, database=database,
-                         **{k: v for k, v in budgets.items() if v is not None})
+                         **{k: v for k, v in budgets.items() if v is not None},
+                         **({"log_passes": log_passes} if log_passes is not None else {}))
 
 
 __all__ = [

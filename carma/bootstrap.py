@@ -23,6 +23,7 @@ from healing.dreamer import REFINE_BUDGET_S
 from healing.gradient import METHOD as GRADIENT
 from healing.gradient import GradientReconstructor
 from healing.reconstructor import METHOD as BLEND
+from healing.scrubber import LOG_PASSES
 from projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
 
 DEFAULT_HOME = ".carma"
@@ -140,7 +141,7 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
               new_projections: bool = False, cipher_key: str | None = None,
               refine_budget: float = REFINE_BUDGET_S,
               calibrate_budget: float = CALIBRATE_BUDGET_S, reconstructor: str | None = None,
-              database: PostgresURL | None = None):
+              database: PostgresURL | None = None, log_passes: int = LOG_PASSES):
     """Wire a Memory over the home: log, projections, healing and embedder. `database`: a
     PostgreSQL log shared with other processes (the home then holds this process's
     projections of it); None: the home's own SQLite log."""
@@ -188,7 +189,8 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
             return ledger.health()
 
     scrubber = Scrubber(cache, index, ledger, lock, log.position, refresh=catch_up,
-                        unreadable=log.unreadable, answered=log.answered_damage)
+                        unreadable=log.unreadable, answered=log.answered_damage,
+                        log_passes=log_passes)
     try:
         rebuilds = reconstructor_for(reconstructor, embedder)
     except BaseException:

@@ -77,7 +77,8 @@ class Scrubber:
     def __init__(self, cache: FragmentCache, index: VectorIndex, ledger: HealthLedger,
                  lock: Any, head: Callable[[], int], refresh: Callable[[], Any] = lambda: None,
                  unreadable: Callable[[], Iterable[Any]] = tuple,
-                 answered: Callable[[list[UUID]], set[tuple[str, int]]] = lambda _: set()):
+                 answered: Callable[[list[UUID]], set[tuple[str, int]]] = lambda _: set(),
+                 log_passes: int = LOG_PASSES):
         self._unreadable = unreadable  # the log's events that fail their checksum
         self._answered = answered  # of those, (uuid, version) a later event stands in for
         self.cache = cache
@@ -86,7 +87,7 @@ class Scrubber:
         self._lock = lock  # guards the ledger connection and the in-memory index
         self._head = head
         self._refresh = refresh  # catches the ledger up with the log
-        self.log_passes, self.log_slice_min = LOG_PASSES, LOG_SLICE_MIN  # see LOG_PASSES
+        self.log_passes, self.log_slice_min = log_passes, LOG_SLICE_MIN  # see LOG_PASSES
 
     def scrub(self, deep: bool = False) -> ScrubReport:
         """Compare every copy with a snapshot of the ledger, then confirm each difference

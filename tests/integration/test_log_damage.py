@@ -348,3 +348,13 @@ def test_damage_the_rolling_scrub_has_not_read_is_recorded_when_a_repair_meets_i
     assert record.status == "healthy" and record.text == "fragment number 30 of a rolling scrub"
     assert [h.id for h in mem.search(record.text, k=1)] == ["r30"]
     assert mem.dream(deep=True)["found"] == {}
+
+
+def test_log_passes_of_one_reads_the_whole_log_at_every_scrub(home, embedder):
+    with carma.open(home, embedder=embedder, log_passes=1) as mem:
+        mem.dreamer.scrubber.log_slice_min = 1  # a log this short would be read whole anyway
+        mem.add_many([{"text": f"fragment number {i}", "id": f"p{i}"} for i in range(20)])
+        mem.scrub()
+        mem.add_many([{"text": "one more", "id": "more"}])
+        checked = mem.scrub()["checked"]
+        assert checked["log_deep"] == 1 and checked["log_events"] == mem.log.position()

@@ -196,6 +196,10 @@ def test_open_refuses_unknown_settings_and_bad_homes(tmp_path, embedder):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InvalidInput, match="not a folder"):
         carma.open(tmp_path / "file", embedder=embedder)
+    for passes in (0, -1, 2.5, True, "8"):
+        with pytest.raises(InvalidInput, match="log_passes"):
+            carma.open(tmp_path / "h", embedder=embedder, log_passes=passes)
+    assert not (tmp_path / "h").exists()  # refused before anything was created
 
 
 def test_the_home_is_private_to_its_owner(home, embedder):
