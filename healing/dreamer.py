@@ -119,8 +119,9 @@ class Dreamer:
             self.log.record(*touched.values())
         return marked
 
-    def heal(self, cycle_id: UUID | None = None) -> dict[str, int]:
-        repaired = dict(self.healer.heal(cycle_id))
+    def heal(self, cycle_id: UUID | None = None,
+             found: Counter[str] | None = None) -> dict[str, int]:
+        repaired = dict(self.healer.heal(cycle_id, found))
         self._catch_up()
         return repaired
 
@@ -132,8 +133,9 @@ class Dreamer:
             scrub = self.scrub(cycle.id, deep)
             before = self._health()["score"]  # the store as the scrub found it
             healing = time.perf_counter()
-            repaired = self.heal(cycle.id)
-            found = dict(Counter(scrub["found"]) + self.healer.found_in_replay)
+            met_in_replay: Counter[str] = Counter()
+            repaired = self.heal(cycle.id, met_in_replay)
+            found = dict(Counter(scrub["found"]) + met_in_replay)
             calibrating = time.perf_counter()
             # Where approximate bodies are, measure what their reconstructor achieves there,
             # so that each can say how much of it is likely to be real.

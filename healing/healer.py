@@ -73,7 +73,6 @@ class Healer:
         # Whose copies it repairs (and the log's body, which is everyone's): on a shared
         # log each replica's healer answers its own findings, from its own position.
         self.replica = replica
-        self.found_in_replay: Counter[str] = Counter()  # of the last heal: see _plan_fragment
         self.name = replica.process("healer")
         self._index_copy = index_copy_id(replica)
         self.cache = cache
@@ -87,13 +86,14 @@ class Healer:
         self.reconstruct_evaluations = reconstruct_evaluations  # the first attempt
         self.refine_evaluations = refine_evaluations  # each refinement
 
-    def heal(self, cycle_id: UUID | None = None) -> Counter[str]:
-        """Answer every finding not answered yet; returns repairs per 'copy/method'.
+    def heal(self, cycle_id: UUID | None = None,
+             found: Counter[str] | None = None) -> Counter[str]:
+        """Answer every finding not answered yet; returns repairs per 'copy/method'. Damage a
+        replay meets that no scrub has recorded is recorded too, and counted in `found`.
 
         Only the in-memory index needs the store's lock: reading the log, writing and flushing
         files and recording events happen outside it, so queries go on between repairs."""
         repaired: Counter[str] = Counter()
-        self.found_in_replay = Counter()  # damage this heal recorded itself (see _plan_fragment)
         while True:
             self._after_batch()
             after = self.log.tracked_position(self.name)
@@ -152,8 +152,8 @@ class Healer:
                 # The restated body no longer depends on the events that cannot be read.
                 self.log.snapshot(*restored.values())
             repaired.update(done_here)
-            if plan.found:
-                self.found_in_replay["log-body/corrupt"] += len(plan.found)
+            if plan.found and found is not None:  # damage this heal recorded itself
+                found["log-body/corrupt"] += len(plan.found)
 
     def _ours(self, event: Any) -> bool:
         if isinstance(event, Fragment.FragmentLost):
