@@ -138,14 +138,22 @@ def test_the_demo_runs_on_the_real_model(tmp_path):
     again = CliRunner().invoke(cli, ["demo", "--count", "200", "--home", str(tmp_path / "d"),
                                      "--json"], catch_exceptions=False)
     fragments = report["reconstruct"]["fragments"]
-    assert [f["status"] for f in fragments] == ["approximate"] * RECONSTRUCT_VICTIMS
-    # Approximate means the text is not the original (a rebuilt text with the recorded hash
-    # is recorded exact). Its fidelity may still reach 1.0: the model is uncased, so a
-    # rebuilt text that differs from the original only in case embeds the same.
-    assert all(0 < f["fidelity"] <= 1 and f["text"] != f["original"] for f in fragments)
+    assert len(fragments) == RECONSTRUCT_VICTIMS
+    # Every body is rebuilt: approximate, or healthy where the rebuilt text has the recorded
+    # content hash (a short text can come back word for word: `exact-rebuilt`).
+    assert sum(f["status"] == "approximate" for f in fragments) >= RECONSTRUCT_VICTIMS // 2
+    for f in fragments:
+        if f["status"] == "healthy":
+            assert f["text"] == f["original"] and f["fidelity"] == 1.0
+        else:
+            # Approximate means the text is not the original. Its fidelity may still reach
+            # 1.0: the model is uncased, so a text differing only in case embeds the same.
+            assert f["status"] == "approximate"
+            assert 0 < f["fidelity"] <= 1 and f["text"] != f["original"]
     # Idempotent: only the fragment the first run deleted is written again; the originals of
-    # the bodies the first run left approximate (all but the one it restored) restore them.
-    left = RECONSTRUCT_VICTIMS - 1
+    # the bodies the first run left approximate (but the first, which it restored) restore
+    # them.
+    left = sum(f["status"] == "approximate" for f in fragments[1:])
     assert json.loads(again.stdout)["ingest"] == {"added": 1, "revised": 0,
                                                   "unchanged": 199 - left, "restored": left}
 
