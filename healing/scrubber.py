@@ -309,25 +309,18 @@ class Scrubber:
 
 def _scrub_files(folder: str, expected: list[tuple[str, tuple[Any, ...]]]) -> list[Finding]:
     """The findings among live fragments' cache files in one folder (the scrub's inner loop:
-    one open, one read, one close and a sha256 per file, and as little else as can be)."""
+    one read and a sha256 per file, and as little else as can be)."""
     findings = []
-    sha256, open_, read, close, rdonly = hashlib.sha256, os.open, os.read, os.close, os.O_RDONLY
     for name, row in expected:
         try:
-            fd = open_(f"{folder}/{name}", rdonly)
-            try:
-                data = read(fd, READ_SIZE)
-                if len(data) == READ_SIZE:
-                    data += read_rest(fd)
-            finally:
-                close(fd)
+            data = read_whole(f"{folder}/{name}")
         except FileNotFoundError:
             findings.append(Finding(row[UUID_], row[KEY], "cache", "missing"))
             continue
         except OSError:
             findings.append(Finding(row[UUID_], row[KEY], "cache", "unreadable"))
             continue
-        if sha256(data).hexdigest() != row[DIGEST]:
+        if hashlib.sha256(data).hexdigest() != row[DIGEST]:
             # How it differs is told from the ledger's whole row, in _confirm.
             findings.append(Finding(row[UUID_], row[KEY], "cache", "corrupt"))
     return findings
