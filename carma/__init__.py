@@ -56,6 +56,7 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
     the environment says.
     """
     from carma.bootstrap import (
+        LOG_PASSES,
         RECONSTRUCTOR_VARIABLE,
         RECONSTRUCTORS,
         bootstrap,
@@ -91,8 +92,8 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
     with storage_errors(f"cannot open the store at {home}"):
         return bootstrap(home, embedder, dream_every, cipher_key=key,
                          reconstructor=reconstructor, database=database,
-                         **{k: v for k, v in budgets.items() if v is not None},
-                         **({"log_passes": log_passes} if log_passes is not None else {}))
+                         log_passes=LOG_PASSES if log_passes is None else log_passes,
+                         **{k: v for k, v in budgets.items() if v is not None})
 
 
 __all__ = [
