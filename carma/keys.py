@@ -48,6 +48,20 @@ class FragmentKeys:
         self.create_many([uuid])
         return self.key_for(uuid)
 
+    def keys_for(self, uuids: list[str]) -> dict[str, bytes | None]:
+        """Many fragments' keys (from either copy; None for one destroyed), one query per
+        500 per copy: a replay of a batch of fragments needs all of theirs."""
+        found: dict[str, bytes] = {}
+        with self._lock:
+            for conn in self._conns:
+                missing = [u for u in uuids if u not in found]
+                for start in range(0, len(missing), 500):
+                    chunk = missing[start : start + 500]
+                    found.update(conn.execute(
+                        f"SELECT uuid, key FROM keys WHERE uuid IN ({','.join('?' * len(chunk))})",
+                        chunk).fetchall())
+        return {u: found.get(u) for u in uuids}
+
     def create_many(self, uuids: list[str]) -> None:
         """New keys for new fragments, one durable transaction per copy for the whole batch
         (written before the events that need them)."""

@@ -8,10 +8,12 @@ on read and raised as CorruptEvent naming the event; it is never decoded into a 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -100,6 +102,24 @@ class ChecksummedMapper(Mapper[UUID]):
 
     keys: FragmentKeys | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._held = threading.local()  # keys fetched for the decodes under way (keys_held)
+
+    @contextlib.contextmanager
+    def keys_held(self, uuids: Sequence[UUID]) -> Iterator[None]:
+        """Fetch these fragments' keys at once for the decodes in the block, on this thread
+        (a replay of many fragments: one query per 500 instead of one per fragment). They are
+        forgotten after it: a key destroyed later must not outlive its destruction here."""
+        if self.keys is None:
+            yield
+            return
+        self._held.keys = self.keys.keys_for([str(u) for u in uuids])
+        try:
+            yield
+        finally:
+            self._held.keys = None
+
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         if self.keys is not None and isinstance(domain_event, SEALED_EVENTS):
             if isinstance(domain_event, Snapshot):
@@ -153,12 +173,19 @@ class ChecksummedMapper(Mapper[UUID]):
     def _unseal(self, event: Any) -> None:
         state = vars(event)
         sealed, sealed_embedding = state.pop("sealed"), state.pop("sealed_embedding")
-        raw_key = self.keys.key_for(str(event.originator_id)) if self.keys is not None else None
+        raw_key = self._key_for(str(event.originator_id))
         if raw_key is None:  # forgotten: the key is gone, and with it every copy of the body
             state.update(dict.fromkeys(_body_fields(event)), embedding=None)
             return
         key = AESGCM(raw_key)
         state.update(json.loads(_unseal(key, sealed)), embedding=_unseal(key, sealed_embedding))
+
+
+    def _key_for(self, uuid: str) -> bytes | None:
+        if self.keys is None:
+            return None
+        held = getattr(self._held, "keys", None)
+        return held[uuid] if held is not None and uuid in held else self.keys.key_for(uuid)
 
 
 def _body_fields(event: Any) -> tuple[str, ...]:
@@ -250,11 +277,80 @@ class Change:
     outcome: str  # "added" | "revised" | "unchanged"
 
 
+RECENT_EVENTS = 1_024  # events kept from the latest recordings: about a catch-up's worth (more
+# costs the garbage collector more than it saves in reads)
+
+
+class RecentEvents:
+    """The events this process recorded last, by position, with nothing unknown between:
+    the log hands them to its own projections and healer without reading them back (as an
+    eventsourcing application notifies its followers of what it has just recorded), which
+    saves a read and a decode per event on every write and repair. A recording that does not
+    follow on from the last one (another writer's events, or a gap, came between) starts the
+    run afresh; the oldest events make way beyond `size`."""
+
+    def __init__(self, size: int = RECENT_EVENTS):
+        self.size = size
+        self._events: dict[int, Any] = {}
+        self._first = self._last = 0  # the run held: positions _first.._last, all of them
+        self._lock = threading.Lock()
+
+    def add(self, recorded: Sequence[tuple[int, Any]]) -> None:
+        if not recorded:
+            return
+        positions = [position for position, _ in recorded]
+        with self._lock:
+            if positions != list(range(positions[0], positions[-1] + 1)):
+                self._clear()  # not one run: nothing to vouch for
+                return
+            if positions[0] != self._last + 1 or not self._events:
+                self._clear()
+                self._first = positions[0]
+            self._events.update(recorded)
+            self._last = positions[-1]
+            while len(self._events) > self.size:
+                del self._events[self._first]
+                self._first += 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self._clear()
+
+    def _clear(self) -> None:
+        self._events = {}
+        self._first = self._last = 0
+
+    def after(self, after: int, limit: int, kinds: tuple[type, ...]
+              ) -> tuple[list[tuple[int, Any]], int] | None:
+        """Up to `limit` events after a position (of these classes, if any), and the last
+        position looked at; None unless the next position is held."""
+        with self._lock:
+            if not self._first <= after + 1 <= self._last:
+                return None
+            found: list[tuple[int, Any]] = []
+            position = after
+            while position < self._last and len(found) < limit:
+                position += 1
+                event = self._events[position]
+                if not kinds or type(event) in kinds:
+                    found.append((position, event))
+            return found, position
+
+
 class MemoryLog(Application[UUID]):
     """The append-only log of every fragment's life. Its public methods are the use cases."""
 
     name = "carma"
     is_snapshotting_enabled = True  # taken by repairs of the log's own body, not on a schedule
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.recent = RecentEvents()
+        super().__init__(*args, **kwargs)
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Any]:
+        recordings = super()._record(processing_event)
+        self.recent.add([(r.notification.id, r.domain_event) for r in recordings])
+        return recordings
 
     def construct_mapper(self) -> Mapper[UUID]:
         return ChecksummedMapper(
@@ -333,32 +429,42 @@ class MemoryLog(Application[UUID]):
         wanted = list(dict.fromkeys(uuids))
         found: dict[UUID, Any] = {}
         for start in range(0, len(wanted), 500):
-            snapshot_rows, event_rows = self.tables.snapshots_and_events(
-                wanted[start : start + 500])
-            snapshots: dict[UUID, Any] = {}
-            for originator_id, version, topic, state in snapshot_rows:
-                uuid = UUID(originator_id)
-                if uuid not in snapshots:
-                    try:  # a damaged snapshot is passed over: the events are the truth
-                        snapshot = self.mapper.to_domain_event(
-                            StoredEvent(uuid, version, topic, state))
-                    except CorruptEvent:
-                        continue
-                    # A snapshot stands in for unreadable events only once a repair has
-                    # answered them: while damage is open, the events may become readable
-                    # again (a restored file), and replay must see it.
-                    if not snapshot.state.get("unreadable"):
-                        snapshots[uuid] = snapshot
-            events: dict[UUID, list[StoredEvent]] = {}
-            for originator_id, version, topic, state in event_rows:
-                uuid = UUID(originator_id)
-                events.setdefault(uuid, []).append(StoredEvent(uuid, version, topic, state))
-            for uuid, stored in events.items():
-                snapshot = snapshots.get(uuid)
-                aggregate = snapshot.mutate(None) if snapshot is not None else None
-                after = aggregate.version if aggregate is not None else 0
-                found[uuid] = self._replay(uuid, aggregate,
-                                           [e for e in stored if e.originator_version > after])
+            with self._keys_held(wanted[start : start + 500]):
+                found.update(self._replayed(wanted[start : start + 500]))
+        return found
+
+    def _keys_held(self, uuids: Sequence[UUID]) -> Any:
+        mapper = self.mapper
+        return mapper.keys_held(uuids) if isinstance(mapper, ChecksummedMapper) \
+            else contextlib.nullcontext()
+
+    def _replayed(self, wanted: Sequence[UUID]) -> dict[UUID, Any]:
+        found: dict[UUID, Any] = {}
+        snapshot_rows, event_rows = self.tables.snapshots_and_events(wanted)
+        snapshots: dict[UUID, Any] = {}
+        for originator_id, version, topic, state in snapshot_rows:
+            uuid = UUID(originator_id)
+            if uuid not in snapshots:
+                try:  # a damaged snapshot is passed over: the events are the truth
+                    snapshot = self.mapper.to_domain_event(
+                        StoredEvent(uuid, version, topic, state))
+                except CorruptEvent:
+                    continue
+                # A snapshot stands in for unreadable events only once a repair has
+                # answered them: while damage is open, the events may become readable
+                # again (a restored file), and replay must see it.
+                if not snapshot.state.get("unreadable"):
+                    snapshots[uuid] = snapshot
+        events: dict[UUID, list[StoredEvent]] = {}
+        for originator_id, version, topic, state in event_rows:
+            uuid = UUID(originator_id)
+            events.setdefault(uuid, []).append(StoredEvent(uuid, version, topic, state))
+        for uuid, stored in events.items():
+            snapshot = snapshots.get(uuid)
+            aggregate = snapshot.mutate(None) if snapshot is not None else None
+            after = aggregate.version if aggregate is not None else 0
+            found[uuid] = self._replay(uuid, aggregate,
+                                       [e for e in stored if e.originator_version > after])
         return found
 
     def _replay(self, uuid: UUID, aggregate: Any, stored: list[StoredEvent]) -> Any:
@@ -465,6 +571,9 @@ class MemoryLog(Application[UUID]):
         if not fragment.forget(reason):
             return False
         self._save(fragment)
+        # Events held in memory may hold its body: from now on it is read from the log, where
+        # destroying the key makes it unreadable.
+        self.recent.clear()
         if isinstance(self.mapper, ChecksummedMapper) and self.mapper.keys is not None:
             self.mapper.keys.destroy(str(fragment.id))
         return True
@@ -584,6 +693,16 @@ class MemoryLog(Application[UUID]):
         """Decoded events after a position, in log order, optionally only of some event
         classes. An event that fails its checksum comes as its CorruptEvent: readers pass
         over it (the scrubber records the damage; a repair restates what it held)."""
+        recent = self.recent.after(after, limit, tuple(kinds))
+        if recent is None:
+            return self._read_stored(after, limit, kinds)
+        found, last = recent
+        if len(found) < limit:  # the run ends here: what follows is read from the log
+            found += self._read_stored(last, limit - len(found), kinds)
+        return found
+
+    def _read_stored(self, after: int, limit: int, kinds: Sequence[type] = ()
+                     ) -> list[tuple[int, Any]]:
         notifications = self.recorder.select_notifications(
             start=after, limit=limit, inclusive_of_start=False,
             topics=[get_topic(k) for k in kinds],

@@ -720,6 +720,7 @@ class Memory:
             self.dreamer.scrub(deep=True)
             self.dreamer.heal()
         with self._lock:
+            self.log.recent.clear()  # a rebuild reads the log as it is stored, every event
             count = self.runner.rebuild(progress)
             self.index.save()
             return count

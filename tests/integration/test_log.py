@@ -78,3 +78,41 @@ def test_the_log_is_in_wal_mode(mem, home):
     mem.add("Write-ahead logging lets readers and a writer work at once.")
     with sqlite3.connect(home / "events.sqlite") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# -- the events a log has just recorded, handed to its projections without a read -----------
+
+
+def test_recent_events_served_from_memory_are_the_events_the_log_holds(mem):
+    keys = mem.add_many(["first fragment", "second fragment", "third fragment"]).ids
+    mem.revise(keys[0], text="first fragment, revised")
+    mem.cache.path_of(mem.ledger.row(keys[1])["uuid"]).unlink()
+    mem.dream()
+    served = mem.log.read(0, 1_000)
+    stored = mem.log._read_stored(0, 1_000)
+    assert mem.log.recent.after(0, 1, ()) is not None  # some were served from memory
+    assert [p for p, _ in served] == [p for p, _ in stored]
+    for (_, a), (_, b) in zip(served, stored, strict=True):
+        assert type(a) is type(b) and vars(a) == vars(b)
+
+
+def test_a_rebuild_reads_the_log_as_stored_not_what_was_recorded(mem, tmp_path):
+    key = mem.add("a fragment whose event rots at once", id="rot")
+    mem.add("a fragment that stays intact", id="intact")
+    assert mem.log.recent.after(0, 1, ()) is not None  # its event is held in memory, intact
+    assert damage_event(mem, mem.ledger.row(key)["uuid"], 1, lambda b: b[:-3] + bytes(3))
+    mem.rebuild()
+    with mem.replay(into=tmp_path / "replica") as replica:  # reads nothing but the stored log
+        assert [(e.kind, e.detail) for e in mem.history(key)] == [
+            (e.kind, e.detail) for e in replica.history(key)]
+        assert mem.health()["by_status"] == replica.health()["by_status"]
+
+
+def test_a_forgotten_body_is_not_served_from_memory(mem):
+    key = mem.add("a secret that must go", id="secret")
+    head = mem.log.position()
+    mem.forget(key, reason="erasure")
+    assert mem.log.recent.after(0, 1, ()) is None  # nothing held from before the forgetting
+    written = [e for _, e in mem.log.read(0, 1_000) if type(e).__name__ == "FragmentWritten"]
+    assert written and all(e.text is None for e in written)
+    assert mem.log.position() > head

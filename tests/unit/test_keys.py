@@ -1,0 +1,19 @@
+"""FragmentKeys: per-fragment keys in two copies, read one at a time or many at once."""
+
+import sqlite3
+
+from carma.keys import FragmentKeys
+
+
+def test_many_keys_at_once_are_the_keys_one_at_a_time_from_either_copy(tmp_path):
+    keys = FragmentKeys(tmp_path)
+    uuids = [f"fragment-{i}" for i in range(1_203)]  # more than one query's worth
+    keys.create_many(uuids)
+    keys.destroy(uuids[0])
+    with sqlite3.connect(keys.paths[0]) as first:  # one copy lost a key: the other has it
+        first.execute("DELETE FROM keys WHERE uuid = ?", [uuids[1]])
+    held = keys.keys_for([*uuids, "never-made"])
+    assert held == {u: keys.key_for(u) for u in [*uuids, "never-made"]}
+    assert held[uuids[0]] is None and held["never-made"] is None
+    assert held[uuids[1]] is not None and len(held[uuids[2]]) == 32
+    keys.close()
