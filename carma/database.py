@@ -388,6 +388,14 @@ class PostgresKeys:
         self.create_many([uuid])
         return self.key_for(uuid)
 
+    def keys_for(self, uuids: list[str]) -> dict[str, bytes | None]:
+        found: dict[str, bytes] = {}
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._sql("SELECT uuid, key FROM {} WHERE uuid = ANY(%s)", FRAGMENT_KEYS),
+                      [uuids])
+            found.update((r["uuid"], bytes(r["key"])) for r in c.fetchall())
+        return {u: found.get(u) for u in uuids}
+
     def create_many(self, uuids: list[str]) -> None:
         if uuids:
             self._insert([(u, os.urandom(32)) for u in uuids])

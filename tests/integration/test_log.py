@@ -116,3 +116,13 @@ def test_a_forgotten_body_is_not_served_from_memory(mem):
     written = [e for _, e in mem.log.read(0, 1_000) if type(e).__name__ == "FragmentWritten"]
     assert written and all(e.text is None for e in written)
     assert mem.log.position() > head
+
+
+def test_keys_fetched_at_once_are_the_keys_fetched_one_at_a_time(mem):
+    ids = mem.add_many([f"fragment {i}" for i in range(12)]).ids
+    mem.forget(ids[0], reason="erasure")
+    keys = mem.log.mapper.keys
+    uuids = [mem.ledger.row(i)["uuid"] for i in ids] + ["00000000-0000-0000-0000-000000000000"]
+    held = keys.keys_for(uuids)
+    assert held == {u: keys.key_for(u) for u in uuids}
+    assert held[uuids[0]] is None and held[uuids[-1]] is None and held[uuids[1]] is not None
