@@ -244,13 +244,21 @@ class Scrubber:
         on_disk = 0
         for shard in shards:
             folder = f"{root}/{shard}"
-            try:
-                names = set(os.listdir(folder))
-            except (FileNotFoundError, NotADirectoryError):
-                names = set()
-            on_disk += len(names)
             expected = live.get(shard, [])
-            report.findings.extend(_scrub_files(folder, expected))
+            try:
+                # Files are opened relative to their folder (openat): one path lookup per
+                # folder, not one per file.
+                folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            except (FileNotFoundError, NotADirectoryError):
+                report.findings.extend(Finding(row[UUID_], row[KEY], "cache", "missing")
+                                       for _, row in expected)
+                continue
+            try:
+                names = set(os.listdir(folder_fd))
+                report.findings.extend(_scrub_files(folder_fd, expected))
+            finally:
+                os.close(folder_fd)
+            on_disk += len(names)
             for name, row in gone.get(shard, ()):
                 if name in names:  # a copy of a deleted fragment
                     report.findings.append(Finding(row[UUID_], row[KEY], "cache", "extra"))
@@ -307,20 +315,22 @@ class Scrubber:
         report.checked["index_vectors"] = len(ids)
 
 
-def _scrub_files(folder: str, expected: list[tuple[str, tuple[Any, ...]]]) -> list[Finding]:
+def _scrub_files(folder_fd: int, expected: list[tuple[str, tuple[Any, ...]]]
+                 ) -> list[Finding]:
     """The findings among live fragments' cache files in one folder (the scrub's inner loop:
     one read and a sha256 per file, and as little else as can be)."""
     findings = []
+    sha256 = hashlib.sha256
     for name, row in expected:
         try:
-            data = read_whole(f"{folder}/{name}")
+            data = read_whole(name, folder_fd)
         except FileNotFoundError:
             findings.append(Finding(row[UUID_], row[KEY], "cache", "missing"))
             continue
         except OSError:
             findings.append(Finding(row[UUID_], row[KEY], "cache", "unreadable"))
             continue
-        if hashlib.sha256(data).hexdigest() != row[DIGEST]:
+        if sha256(data).hexdigest() != row[DIGEST]:
             # How it differs is told from the ledger's whole row, in _confirm.
             findings.append(Finding(row[UUID_], row[KEY], "cache", "corrupt"))
     return findings
@@ -329,11 +339,12 @@ def _scrub_files(folder: str, expected: list[tuple[str, tuple[Any, ...]]]) -> li
 READ_SIZE = 1 << 16  # a cache file is a few hundred bytes: one read, one more if larger
 
 
-def read_whole(path: str) -> bytes:
+def read_whole(path: str, dir_fd: int | None = None) -> bytes:
     """A file's bytes, read the cheapest way Python has (no file object, no buffer: one
     open, one read, one close for a small file); the benchmark's raw baseline reads the
-    same way. A read shorter than asked is the end of a regular file."""
-    fd = os.open(path, os.O_RDONLY)
+    same way. `path` is relative to the folder `dir_fd` is open on, if given. A read shorter
+    than asked is the end of a regular file."""
+    fd = os.open(path, os.O_RDONLY, dir_fd=dir_fd)
     try:
         data = os.read(fd, READ_SIZE)
         return data + read_rest(fd) if len(data) == READ_SIZE else data
