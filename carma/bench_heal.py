@@ -2,10 +2,10 @@
 
 - scrub: a dream cycle's scrub over an intact store (every cache file and index vector, the
   events appended since the last scrub and a rolling slice of the older ones' checksums) vs
-  reading and sha256-hashing the same cache files raw, read as the scrub reads them (one
-  os.read per file, the fastest way Python has; target: at least 0.7 of the raw
-  throughput); a deep scrub, which reads every event's checksum as well, is reported beside
-  it against the same baseline;
+  reading and sha256-hashing the same cache files raw, read as the scrub reads them (folder
+  by folder, each file opened relative to its folder, one os.read: the fastest way Python
+  has; target: at least 0.7 of the raw throughput); a deep scrub, which reads every
+  event's checksum as well, is reported beside it against the same baseline;
 - heal: with 30% of the cache deleted, the healer's repairs vs writing the same files raw
   with the same durability (temp file + rename, one syncfs per batch of 256; target: at
   least 0.5 of the raw throughput) to the same paths after the same deletion, just before
@@ -43,10 +43,19 @@ PROTOTYPE_5_FILES_S = 0.07
 
 
 def _raw_read_and_hash(paths: list[Path]) -> float:
-    names = [str(p) for p in paths]
+    """Read and hash every file the way the scrub does: folder by folder, each file opened
+    relative to its folder, one os.read."""
+    folders: dict[str, list[str]] = {}
+    for path in paths:
+        folders.setdefault(str(path.parent), []).append(path.name)
     started = time.perf_counter()
-    for name in names:
-        hashlib.sha256(read_whole(name)).hexdigest()
+    for folder, names in folders.items():
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name in names:
+                hashlib.sha256(read_whole(name, folder_fd)).hexdigest()
+        finally:
+            os.close(folder_fd)
     return time.perf_counter() - started
 
 
