@@ -418,10 +418,16 @@ class MemoryLog(Application[UUID]):
         found = self._aggregates(fragment_uuid(k) for k in keys)
         return {k: found.get(fragment_uuid(k)) for k in keys}
 
-    def fragments_by_uuid(self, uuids: Iterable[UUID]) -> dict[UUID, Fragment]:
-        return self._aggregates(uuids)
+    def fragments_by_uuid(self, uuids: Iterable[UUID], known: Iterable[Any] = ()
+                          ) -> dict[UUID, Fragment]:
+        """Fragments replayed; `known`: some of their events, decoded already (the findings a
+        healer has just read), which the replay takes as they are instead of decoding them
+        again (the log is append-only: the event at a version never changes)."""
+        return self._aggregates(uuids, {(e.originator_id, e.originator_version): e
+                                        for e in known})
 
-    def _aggregates(self, uuids: Iterable[UUID]) -> dict[UUID, Any]:
+    def _aggregates(self, uuids: Iterable[UUID],
+                    known: dict[tuple[UUID, int], Any] | None = None) -> dict[UUID, Any]:
         """Aggregates replayed from their latest readable snapshot and the events after it,
         one query per 500 (healing works in batches: one query per aggregate cost as much
         as the repairs themselves). An event that fails its checksum does not stop the
@@ -429,8 +435,9 @@ class MemoryLog(Application[UUID]):
         wanted = list(dict.fromkeys(uuids))
         found: dict[UUID, Any] = {}
         for start in range(0, len(wanted), 500):
-            with self._keys_held(wanted[start : start + 500]):
-                found.update(self._replayed(wanted[start : start + 500]))
+            chunk = wanted[start : start + 500]
+            with self._keys_held(chunk):
+                found.update(self._replayed(chunk, known or {}))
         return found
 
     def _keys_held(self, uuids: Sequence[UUID]) -> Any:
@@ -438,7 +445,8 @@ class MemoryLog(Application[UUID]):
         return mapper.keys_held(uuids) if isinstance(mapper, ChecksummedMapper) \
             else contextlib.nullcontext()
 
-    def _replayed(self, wanted: Sequence[UUID]) -> dict[UUID, Any]:
+    def _replayed(self, wanted: Sequence[UUID], known: dict[tuple[UUID, int], Any]
+                  ) -> dict[UUID, Any]:
         found: dict[UUID, Any] = {}
         snapshot_rows, event_rows = self.tables.snapshots_and_events(wanted)
         snapshots: dict[UUID, Any] = {}
@@ -464,21 +472,25 @@ class MemoryLog(Application[UUID]):
             aggregate = snapshot.mutate(None) if snapshot is not None else None
             after = aggregate.version if aggregate is not None else 0
             found[uuid] = self._replay(uuid, aggregate,
-                                       [e for e in stored if e.originator_version > after])
+                                       [e for e in stored if e.originator_version > after],
+                                       known)
         return found
 
-    def _replay(self, uuid: UUID, aggregate: Any, stored: list[StoredEvent]) -> Any:
+    def _replay(self, uuid: UUID, aggregate: Any, stored: list[StoredEvent],
+                known: dict[tuple[UUID, int], Any]) -> Any:
         for event in stored:
-            try:
-                domain_event = self.mapper.to_domain_event(event)
-            except CorruptEvent:
-                if isinstance(aggregate, Fragment) or (
-                        aggregate is None and event.topic.startswith(FRAGMENT_TOPIC)):
-                    aggregate = Fragment.past_unreadable(aggregate, uuid,
-                                                         event.originator_version, event.topic)
-                elif aggregate is not None:
-                    aggregate.version = event.originator_version  # a report's hole: go on
-                continue
+            domain_event = known.get((uuid, event.originator_version))
+            if domain_event is None:
+                try:
+                    domain_event = self.mapper.to_domain_event(event)
+                except CorruptEvent:
+                    if isinstance(aggregate, Fragment) or (
+                            aggregate is None and event.topic.startswith(FRAGMENT_TOPIC)):
+                        aggregate = Fragment.past_unreadable(
+                            aggregate, uuid, event.originator_version, event.topic)
+                    elif aggregate is not None:
+                        aggregate.version = event.originator_version  # a report's hole: go on
+                    continue
             aggregate = domain_event.mutate(aggregate)
         return aggregate
 

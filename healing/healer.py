@@ -49,7 +49,7 @@ class HealingLog(Protocol):
 
     def read(self, after: int, limit: int = ..., kinds: Any = ...) -> list[tuple[int, Any]]: ...
 
-    def fragments_by_uuid(self, uuids: Any) -> dict[UUID, Fragment]: ...
+    def fragments_by_uuid(self, uuids: Any, known: Any = ...) -> dict[UUID, Fragment]: ...
 
     def index_copy(self, replica: Replica = ...) -> VectorIndexCopy: ...
 
@@ -103,8 +103,9 @@ class Healer:
             plan = _Plan()
             touched: dict[UUID, Any] = {}
             done_here: Counter[str] = Counter()
-            fragments = self.log.fragments_by_uuid(
-                e.originator_id for _, e in batch if isinstance(e, Fragment.FragmentLost))
+            findings = [e for _, e in batch if isinstance(e, Fragment.FragmentLost)]
+            fragments = self.log.fragments_by_uuid((e.originator_id for e in findings),
+                                                   known=findings)
             restored: dict[UUID, Fragment] = {}
             for _, event in batch:
                 if not isinstance(event, self.answers):
