@@ -171,15 +171,55 @@ class HealthLedger:
             row = conn.execute("SELECT position FROM positions WHERE name = ?",
                                [self.name]).fetchone()
             applied = row[0] if row else 0
+            repairs: list[tuple[int, Any]] = []  # a run of them, written together
             for position, event in batch:
                 if position <= applied:
                     continue
+                if self._is_copy_repair(event):
+                    repairs.append((position, event))
+                    continue
+                if repairs:
+                    self._apply_copy_repairs(conn, repairs)
+                    repairs = []
                 self._apply_one(conn, position, event)
+            if repairs:
+                self._apply_copy_repairs(conn, repairs)
             conn.execute(
                 "INSERT INTO positions(name, position) VALUES (?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET position = max(position, excluded.position)",
                 [self.name, batch[-1][0]],
             )
+
+    def _is_copy_repair(self, event: Any) -> bool:
+        """A repair of this replica's cache file or index entry: a heal records them by the
+        hundred, and each one's rows are its own (nothing read back), so a run of them is
+        written with one statement per table (_apply_copy_repairs)."""
+        return type(event) is Fragment.FragmentReconstructed \
+            and copy_kind(event.copy) != "log-body" and self.replica.owns(event.copy)
+
+    @staticmethod
+    def _apply_copy_repairs(conn: sqlite3.Connection, run: list[tuple[int, Any]]) -> None:
+        """Repairs' rows: the fault answered, the repair, the fragment's row touched, its
+        history (a body's repair also restates the body: _body_restored, first)."""
+        faults, repairs, touched, history = [], [], [], []
+        for position, event in run:
+            uuid, copy, cycle_id = str(event.originator_id), copy_kind(event.copy), \
+                _str(event.cycle_id)
+            at = event.timestamp.isoformat()
+            faults.append((uuid, copy))
+            repairs.append((position, uuid, copy, event.method, event.fidelity, cycle_id))
+            touched.append((at, event.method, uuid))
+            history.append((position, uuid, event.originator_version, "reconstructed", at,
+                            canonical_json({"copy": copy, "method": event.method,
+                                            "fidelity": event.fidelity,
+                                            "sources": event.sources, "cycle_id": cycle_id})))
+        conn.executemany("DELETE FROM faults WHERE uuid = ? AND copy = ?", faults)
+        conn.executemany("INSERT OR REPLACE INTO repairs(position, uuid, copy, method, fidelity,"
+                         " cycle_id) VALUES (?, ?, ?, ?, ?, ?)", repairs)
+        conn.executemany("UPDATE fragments SET updated_at = ?, last_method = ? WHERE uuid = ?",
+                         touched)
+        conn.executemany("INSERT OR REPLACE INTO history(position, uuid, version, kind, at,"
+                         " detail) VALUES (?, ?, ?, ?, ?, ?)", history)
 
     def _apply_one(self, conn: sqlite3.Connection, position: int, event: Any) -> None:
         kind = KIND_OF.get(type(event))
@@ -252,24 +292,18 @@ class HealthLedger:
             )
             self._touch(conn, uuid, event, at, last_fault=f"{copy}/{event.fault}")
             detail = {"copy": copy, "fault": event.fault, "cycle_id": _str(event.cycle_id)}
-        elif kind in ("reconstructed", "index-rebuilt"):
-            if kind == "reconstructed":
-                copy, method, fidelity = copy_kind(event.copy), event.method, event.fidelity
-                detail = {"copy": copy, "method": method, "fidelity": fidelity,
-                          "sources": event.sources}
-            else:
-                copy, method, fidelity = INDEX_FILE, "exact-log", 1.0
-                detail = {"copy": copy, "method": method, "position": event.position,
-                          "seconds": event.seconds}
-            detail["cycle_id"] = _str(event.cycle_id)
-            if copy == "log-body":
-                self._body_restored(conn, uuid, event, at)
+        elif kind == "reconstructed":  # the log's body (a copy's repair: see apply)
+            self._body_restored(conn, uuid, event, at)
+            self._apply_copy_repairs(conn, [(position, event)])
+            return
+        elif kind == "index-rebuilt":
+            copy, method = INDEX_FILE, "exact-log"
+            detail = {"copy": copy, "method": method, "position": event.position,
+                      "seconds": event.seconds, "cycle_id": _str(event.cycle_id)}
             conn.execute("DELETE FROM faults WHERE uuid = ? AND copy = ?", [uuid, copy])
             conn.execute(
                 "INSERT OR REPLACE INTO repairs(position, uuid, copy, method, fidelity, cycle_id)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [position, uuid, copy, method, fidelity, _str(event.cycle_id)],
-            )
+                " VALUES (?, ?, ?, ?, 1.0, ?)", [position, uuid, copy, method, detail["cycle_id"]])
             self._touch(conn, uuid, event, at, last_method=method)
         elif kind == "embedding-kept":
             conn.execute("UPDATE fragments SET embedding_fingerprint = ?, updated_at = ?"
