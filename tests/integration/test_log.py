@@ -126,3 +126,17 @@ def test_keys_fetched_at_once_are_the_keys_fetched_one_at_a_time(mem):
     held = keys.keys_for(uuids)
     assert held == {u: keys.key_for(u) for u in uuids}
     assert held[uuids[0]] is None and held[uuids[-1]] is None and held[uuids[1]] is not None
+
+
+def test_a_replay_given_events_decoded_already_ends_in_the_same_state(mem):
+    ids = mem.add_many([f"fragment {i}" for i in range(6)]).ids
+    for key in ids[:3]:
+        mem.cache.path_of(mem.ledger.row(key)["uuid"]).unlink()
+    mem.scrub()
+    findings = [e for _, e in mem.log.read(0, 1_000) if type(e).__name__ == "FragmentLost"]
+    uuids = [e.originator_id for e in findings]
+    assert len(findings) == 3
+    plain = mem.log.fragments_by_uuid(uuids)
+    given = mem.log.fragments_by_uuid(uuids, known=findings)
+    assert {u: vars(f) for u, f in given.items()} == {u: vars(f) for u, f in plain.items()}
+    assert all(f.faults == {"cache": "missing"} for f in given.values())
