@@ -211,6 +211,8 @@ def _one_size(n: int, workdir: Path, progress: Progress) -> dict[str, Any]:
                      "scrub_and_record_s": round(found_s, 3), "heal_s": round(heal_s, 3),
                      "found": scrub["found"]},
             "five_files": {"dream_cycle_s": cycle["seconds"]["total"],
+                           # where it goes: the scan of every copy, recording, the repairs
+                           "phases_s": cycle["seconds"],
                            "repaired": cycle["repaired"],
                            "prototype_s": PROTOTYPE_5_FILES_S,
                            "health_after": cycle["health_after"]},

@@ -112,6 +112,7 @@ def test_heal_reports_scrub_and_heal_ratios_with_exact_repairs(tmp_path):
     assert _positive(size["deep_scrub"]["ratio"])
     assert size["five_files"]["repaired"] == {"cache/exact-log": 5}
     assert size["five_files"]["health_after"] == 1.0
+    assert 0 < size["five_files"]["phases_s"]["heal"] <= size["five_files"]["dream_cycle_s"]
 
 
 @pytest.mark.sqlite_only  # the benchmark keeps stores of its own on SQLite (it reads the file)
