@@ -180,7 +180,6 @@ class ChecksummedMapper(Mapper[UUID]):
         key = AESGCM(raw_key)
         state.update(json.loads(_unseal(key, sealed)), embedding=_unseal(key, sealed_embedding))
 
-
     def _key_for(self, uuid: str) -> bytes | None:
         if self.keys is None:
             return None
