@@ -18,8 +18,9 @@ from projections import FragmentCache, HealthLedger, VectorIndex
 from projections.index import vector_fingerprints
 from projections.ledger import canonical_json
 
-# An index file may lag the in-memory index by this many log positions before a scrub
-# calls it stale (it is rewritten at every repair and on close).
+# An index file may lack this many of the in-memory index's changed vectors before a scrub
+# calls it stale (it is rewritten when a repair of it is recorded, on close and after a
+# rebuild; see VectorIndex.check_file).
 STALE_AFTER = 10_000
 GONE = ("deleted", "forgotten")  # statuses of fragments that must have no copies
 # The log's checksums, read again on a rolling schedule (a copy is scanned whole every scrub):
@@ -88,6 +89,7 @@ class Scrubber:
         self._head = head
         self._refresh = refresh  # catches the ledger up with the log
         self.log_passes, self.log_slice_min = log_passes, LOG_SLICE_MIN  # see LOG_PASSES
+        self.stale_after = STALE_AFTER
 
     def scrub(self, deep: bool = False) -> ScrubReport:
         """Compare every copy with a snapshot of the ledger, then confirm each difference
@@ -290,7 +292,7 @@ class Scrubber:
     def _scrub_index(self, rows: dict[str, tuple[Any, ...]], report: ScrubReport) -> None:
         with self._lock:
             ids, fingerprints = self.index.fingerprints()
-            report.index_file = self.index.check_file(self._head(), STALE_AFTER)
+            report.index_file = self.index.check_file(self._head(), self.stale_after)
         # Vectorised: the ledger's fingerprints sorted by FAISS id, looked up for every entry.
         known = sorted(rows.values(), key=itemgetter(FAISS_ID))
         count = len(known)

@@ -76,8 +76,13 @@ class VectorIndex:
         self.load_error: IndexFileError | None = None
         self._verified: tuple[int, int, int] | None = None  # stat of the file last verified
         self._verified_position = 0
+        # The file this index was last loaded from or saved to (its position), and how many
+        # vectors the index has changed since: what that file lacks (see check_file).
+        self._file_position: int | None = None
+        self._changed_since_file = 0
         try:
             self._index, self._position = self._load()
+            self._file_position = self._position
         except IndexFileError as exc:
             # Start empty at position zero: catching up with the log rebuilds it.
             self.load_error = exc
@@ -142,6 +147,7 @@ class VectorIndex:
                 removed.add(fid)
                 added.pop(fid, None)
         # remove_ids rewrites the whole array whatever it removes: one call per batch.
+        self._changed_since_file += len(removed | added.keys())
         if removed:
             self._index.remove_ids(np.fromiter(removed, dtype=np.int64))
         if added:
@@ -180,8 +186,11 @@ class VectorIndex:
 
     def check_file(self, head: int, stale_after: int) -> str | None:
         """Why the persisted file cannot stand in for this index, or None if it can:
-        'missing', 'unreadable', 'corrupt' (fails its checksum) or 'stale' (it lags the index
-        by more than `stale_after` log positions, or claims a position beyond the log's head)."""
+        'missing', 'unreadable', 'corrupt' (fails its checksum) or 'stale' (it lacks more than
+        `stale_after` of the index's changes, or claims a position beyond the log's head).
+        Changes are counted in vectors for the file this index last loaded or saved (the
+        findings and repairs of cache files move the log on, not the index), in log
+        positions for any other file."""
         try:
             signature = _signature(self.path)
             if signature == self._verified:
@@ -205,9 +214,11 @@ class VectorIndex:
         return self._check_position(position, head, stale_after)
 
     def _check_position(self, position: int, head: int, stale_after: int) -> str | None:
-        if position > head or self._position - position > stale_after:
+        if position > head:
             return "stale"
-        return None
+        behind = self._changed_since_file if position == self._file_position \
+            else self._position - position
+        return "stale" if behind > stale_after else None
 
     def fingerprints(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, fingerprints of their vectors) of every entry, for a scrub to compare with
@@ -227,11 +238,13 @@ class VectorIndex:
         vectors = np.frombuffer(b"".join(entries.values()), dtype="<f4").reshape(
             len(entries), self.dimension)
         self._index.add_with_ids(vectors, ids)
+        self._changed_since_file += len(entries)
         self._dirty = True
 
     def remove(self, ids: list[int]) -> None:
         if ids:
             self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+            self._changed_since_file += len(ids)
             self._dirty = True
 
     def save(self) -> None:
@@ -244,9 +257,11 @@ class VectorIndex:
         atomic_write(self.path, json.dumps(header).encode() + b"\n" + body)
         self._dirty = False
         self._verified, self._verified_position = _signature(self.path), self._position
+        self._file_position, self._changed_since_file = self._position, 0
 
     def reset(self) -> None:
         self._index, self._position = self._empty(), 0
+        self._file_position = None  # the file on disk is no state of this index any more
         self.load_error = None
         self._dirty = True
 

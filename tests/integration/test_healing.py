@@ -115,6 +115,23 @@ def test_a_damaged_index_file_is_one_finding_about_the_index(mem, home, damage, 
     assert topics(home).count("FragmentLost") == 0  # one finding about the index, not 30
 
 
+def test_an_index_file_is_stale_by_the_vectors_it_lacks_not_the_log_positions(mem):
+    scrubber = mem.dreamer.scrubber
+    scrubber.stale_after = 5
+    ids = fragments(mem, 20)
+    mem.index.save()
+    saved_at = mem.index.position
+    for key in ids:  # 20 findings and 20 repairs move the log on; no vector changes
+        mem.cache.path_of(mem.ledger.row(key)["uuid"]).unlink()
+    assert mem.dream()["repaired"] == {"cache/exact-log": 20}
+    assert mem.log.position() - saved_at > 40
+    assert mem.scrub()["found"] == {}  # the file holds every vector the index holds
+    mem.add_many([f"a new note {i}" for i in range(6)])  # six vectors the file lacks
+    assert mem.scrub()["found"] == {"index-file/stale": 1}
+    assert mem.heal() == {"index-file/exact-log": 1}
+    assert mem.scrub()["found"] == {}
+
+
 def test_queries_succeed_with_correct_results_while_copies_are_missing(mem):
     ids = fragments(mem, 40)
     expected = {k: mem.get(k).text for k in ids}
