@@ -146,8 +146,8 @@ class VectorIndex:
                 fid = faiss_id(event.originator_id)
                 removed.add(fid)
                 added.pop(fid, None)
-        # remove_ids rewrites the whole array whatever it removes: one call per batch.
         self._changed_since_file += len(removed | added.keys())
+        # remove_ids rewrites the whole array whatever it removes: one call per batch.
         if removed:
             self._index.remove_ids(np.fromiter(removed, dtype=np.int64))
         if added:
