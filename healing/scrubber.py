@@ -54,6 +54,9 @@ class ScrubReport:
     checked: dict[str, int] = field(default_factory=dict)
     stray_files: list[tuple[str | None, str]] = field(default_factory=list)  # (uuid hex, path)
     stray_ids: list[int] = field(default_factory=list)
+    # Files where a folder of cache files belongs (no writer makes one): they would stop every
+    # repair of that folder's files, so they go like any stray.
+    misplaced: list[str] = field(default_factory=list)
     # Positions of damaged events that hold no live fragment's body (a cycle's report, a
     # deleted fragment's history): counted in `checked`, not findings, since no copy of
     # anything live is lost; `verify` names them too.
@@ -184,6 +187,13 @@ class Scrubber:
         wanted = {f.uuid for f in report.findings}
         wanted |= {_dashed(h) for h, _ in report.stray_files if h}
         with self._lock:
+            for path in report.misplaced:  # first: a file's place is then simply empty
+                if not os.path.isdir(path):
+                    try:
+                        os.unlink(path)
+                        report.strays_removed += 1
+                    except FileNotFoundError:
+                        pass
             fresh = {r["uuid"]: r for r in self.ledger.rows_for(wanted)}
             confirmed = []
             for f in report.findings:
@@ -251,9 +261,11 @@ class Scrubber:
                 # Files are opened relative to their folder (openat): one path lookup per
                 # folder, not one per file.
                 folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-            except (FileNotFoundError, NotADirectoryError):
+            except (FileNotFoundError, NotADirectoryError) as exc:
                 report.findings.extend(Finding(row[UUID_], row[KEY], "cache", "missing")
                                        for _, row in expected)
+                if isinstance(exc, NotADirectoryError) and _is_shard(shard):
+                    report.misplaced.append(folder)
                 continue
             try:
                 names = set(os.listdir(folder_fd))
@@ -369,6 +381,10 @@ def _abandoned(path: str) -> bool:
         return time.time() - os.stat(path).st_mtime > TEMP_FILE_GRACE_S
     except OSError:
         return False
+
+
+def _is_shard(name: str) -> bool:
+    return len(name) == 2 and all(c in "0123456789abcdef" for c in name)
 
 
 def _dashed(hex_: str) -> str:
