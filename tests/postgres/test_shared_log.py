@@ -97,9 +97,14 @@ def test_two_processes_healing_the_same_damage_record_each_repair_once(shared_ur
                        if e["kind"] == "FragmentLost")
         repaired = Counter((e["aggregate"], e["data"]["copy"]) for e in events
                            if e["kind"] == "FragmentReconstructed")
-        # Every finding answered by exactly one repair: none twice, none lost.
-        assert lost == repaired
-        assert max(lost.values()) == 1
+        # Every finding recorded once, and answered once: by a repair of its own copy, or by
+        # the restatement of its fragment's body, which rewrites every copy (a replica may
+        # find its copies of a lost body missing before the other restates it). None twice,
+        # none lost.
+        assert max(lost.values()) == 1 and max(repaired.values()) == 1
+        assert set(repaired) <= set(lost)
+        restated = {a for a, copy in repaired if copy == "log-body"}
+        assert all(finding in repaired or finding[0] in restated for finding in lost)
         body = {a for a, copy in lost if copy == "log-body"}
         assert body == {str(fragment_uuid(k)) for k in bodies}
         # Each replica recorded its own copies' findings, under its own name.
