@@ -7,13 +7,13 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
 import numpy as np
 
 from domain import content_hash
+from healing.expected import DIGEST, GONE, KEY, NO_FILES, UUID_, Expected, Folder
 from projections import FragmentCache, HealthLedger, VectorIndex
 from projections.index import vector_fingerprints
 from projections.ledger import canonical_json
@@ -22,7 +22,6 @@ from projections.ledger import canonical_json
 # calls it stale (it is rewritten when a repair of it is recorded, on close and after a
 # rebuild; see VectorIndex.check_file).
 STALE_AFTER = 10_000
-GONE = ("deleted", "forgotten")  # statuses of fragments that must have no copies
 # The log's checksums, read again on a rolling schedule (a copy is scanned whole every scrub):
 # a scrub reads every event appended since the last one, and an old slice of at least
 # LOG_SLICE_MIN events or 1/LOG_PASSES of the log, so that every event is read again at least
@@ -32,8 +31,11 @@ GONE = ("deleted", "forgotten")  # statuses of fragments that must have no copie
 LOG_PASSES = 8
 LOG_SLICE_MIN = 1_024
 LOG_VERIFIED, LOG_CURSOR = "scrub:log-verified", "scrub:log-cursor"  # ledger marks
-# Fields of a scan row (HealthLedger.scan_rows): tuples, since a scrub reads one per fragment.
-UUID_, KEY, FAISS_ID, STATUS, FINGERPRINT, DIGEST = range(6)
+# A cache folder's listing is read again only if the folder changed since (its mtime), or if
+# it was listed within this many seconds of its last change: a change made just after a
+# listing could then carry the same coarse timestamp as the one before it (git's "racy"
+# entries, and its untracked cache, reason the same way). A deep scrub lists every folder.
+SETTLED_NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,19 @@ class Finding:
     fault: str  # "missing" | "unreadable" | "corrupt" | "stale" | "extra"
     versions: tuple[int, ...] = ()  # log-body: the fragment's events that fail their checksum
     recorded: dict[str, Any] | None = None  # log-body: what the ledger knows of the fragment
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A cache folder as a scrub listed it (see Scrubber._listing)."""
+
+    mtime_ns: int
+    settled: bool  # listed long enough after its last change to be trusted until the next
+    live: Folder  # the rows it was compared with (the same objects while they do not change)
+    gone: Folder
+    files: int
+    gone_present: tuple[tuple[Any, ...], ...]  # rows of deleted fragments with a file here
+    strays: tuple[tuple[str | None, str], ...]  # (uuid hex if named as a fragment's, name)
 
 
 @dataclass
@@ -93,16 +108,18 @@ class Scrubber:
         self._refresh = refresh  # catches the ledger up with the log
         self.log_passes, self.log_slice_min = log_passes, LOG_SLICE_MIN  # see LOG_PASSES
         self.stale_after = STALE_AFTER
+        self._expected = Expected()  # as of the last scrub (see snapshot)
+        self._listings: dict[str, Listing] = {}  # by cache folder, as of the last scrub
 
     def scrub(self, deep: bool = False) -> ScrubReport:
         """Compare every copy with a snapshot of the ledger, then confirm each difference
         against the ledger as it is after: writes go on during a scrub, and a fragment
         written meanwhile is neither a stray to remove nor a loss to record. The log's own
         checksums: all of them if `deep`, else on the rolling schedule (see LOG_PASSES)."""
-        rows, head = self.snapshot()
+        expected, head = self.snapshot()
         report = ScrubReport()
-        self._scrub_cache(rows, report)
-        self._scrub_index(rows, report)
+        self._scrub_cache(expected, report, deep)
+        self._scrub_index(expected, report)
         self._refresh()
         self._confirm(report)
         # The log's own damage first: a copy of a body that is lost is rewritten from its
@@ -110,11 +127,18 @@ class Scrubber:
         report.findings[:0] = self._scrub_log(report, head, deep)
         return report
 
-    def snapshot(self) -> tuple[dict[str, tuple[Any, ...]], int]:
-        """The ledger's scan rows by the fragment's uuid in hex (as its cache file is named),
-        and the log's head they reflect."""
+    def snapshot(self) -> tuple[Expected, int]:
+        """What every copy should hold, as the ledger says now, and the log's head it
+        reflects: the last scrub's, with the rows changed since."""
         with self._lock:
-            return {r[UUID_].replace("-", ""): r for r in self.ledger.scan_rows()}, self._head()
+            before = self._expected
+            changes = self.ledger.scan_changes(before.tick)
+            now = before.updated(changes.tick, changes.rows)
+            if changes.tick < before.tick or len(now.rows) != changes.count:
+                # Rows went (a ledger rebuilt under a new schema): read them all again.
+                now = Expected().updated(changes.tick, self.ledger.scan_changes().rows)
+            self._expected = now
+            return now, self._head()
 
     def done(self, report: ScrubReport) -> None:
         """Keep the scrub's progress through the log, once its findings are recorded (a
@@ -240,50 +264,65 @@ class Scrubber:
         expected = row["embedding_fingerprint"]
         return None if int(vector_fingerprints(present[None, :])[0]) == expected else "corrupt"
 
-    def _scrub_cache(self, rows: dict[str, tuple[Any, ...]], report: ScrubReport) -> None:
-        # Shard by shard: one listing says what is there beyond what the ledger expects
-        # (extra files); each expected file costs what opening, reading and hashing it
+    def _scrub_cache(self, expected: Expected, report: ScrubReport, deep: bool = False
+                     ) -> None:
+        # Folder by folder: each expected file costs what opening, reading and hashing it
         # costs, since its digest is the one the ledger expects (a missing one fails to
-        # open). Only a file that differs is parsed to say how (in _confirm).
-        live: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
-        gone: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
-        for hex_, row in rows.items():
-            (gone if row[STATUS] in GONE else live).setdefault(hex_[:2], []).append(
-                (f"{hex_}.json", row))
+        # open); only a file that differs is parsed to say how (in _confirm). The folder's
+        # listing says what is there beyond what the ledger expects (see _listing).
         root = str(self.cache.root)
-        shards = sorted({n for n in os.listdir(root) if len(n) == 2} | live.keys()
-                        | gone.keys())
+        shards = sorted({n for n in os.listdir(root) if len(n) == 2} | expected.live.keys()
+                        | expected.gone.keys())
         on_disk = 0
         for shard in shards:
             folder = f"{root}/{shard}"
-            expected = live.get(shard, [])
+            live = expected.live.get(shard, NO_FILES)
             try:
                 # Files are opened relative to their folder (openat): one path lookup per
                 # folder, not one per file.
                 folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
             except (FileNotFoundError, NotADirectoryError) as exc:
                 report.findings.extend(Finding(row[UUID_], row[KEY], "cache", "missing")
-                                       for _, row in expected)
+                                       for row in live.values())
                 if isinstance(exc, NotADirectoryError) and _is_shard(shard):
                     report.misplaced.append(folder)
                 continue
             try:
-                names = set(os.listdir(folder_fd))
-                report.findings.extend(_scrub_files(folder_fd, expected))
+                listing = self._listing(shard, folder_fd, live,
+                                        expected.gone.get(shard, NO_FILES), deep)
+                report.findings.extend(_scrub_files(folder_fd, live))
             finally:
                 os.close(folder_fd)
-            on_disk += len(names)
-            for name, row in gone.get(shard, ()):
-                if name in names:  # a copy of a deleted fragment
-                    report.findings.append(Finding(row[UUID_], row[KEY], "cache", "extra"))
+            on_disk += listing.files
+            report.findings.extend(Finding(row[UUID_], row[KEY], "cache", "extra")
+                                   for row in listing.gone_present)
             # What the snapshot does not know of: confirmed (or not) after the scan.
-            strays = names.difference([name for name, _ in expected],
-                                      [name for name, _ in gone.get(shard, ())])
-            for name in strays:
-                stem = name[:-5]
-                is_fragment = name.endswith(".json") and len(stem) == 32 and stem[:2] == shard
-                report.stray_files.append((stem if is_fragment else None, f"{folder}/{name}"))
+            report.stray_files.extend((stem, f"{folder}/{name}")
+                                      for stem, name in listing.strays)
         report.checked["cache_files"] = on_disk
+
+    def _listing(self, shard: str, folder_fd: int, live: Folder, gone: Folder, deep: bool
+                 ) -> Listing:
+        """What a cache folder holds beyond its live fragments' files: the last scrub's
+        answer while neither the folder (its mtime, see SETTLED_NS) nor the ledger's rows
+        for it changed since; else from a fresh listing."""
+        mtime = os.fstat(folder_fd).st_mtime_ns
+        last = self._listings.get(shard)
+        if (not deep and last is not None and last.mtime_ns == mtime and last.settled
+                and last.live is live and last.gone is gone):
+            return last
+        listed_at = time.time_ns()
+        names = set(os.listdir(folder_fd))
+        strays = []
+        for name in names.difference(live, gone):
+            stem = name[:-5]
+            is_fragment = name.endswith(".json") and len(stem) == 32 and stem[:2] == shard
+            strays.append((stem if is_fragment else None, name))
+        listing = Listing(mtime, mtime < listed_at - SETTLED_NS, live, gone, len(names),
+                          tuple(row for name, row in gone.items() if name in names),
+                          tuple(strays))
+        self._listings[shard] = listing
+        return listing
 
     def _file_fault(self, path: str, row: dict[str, Any]) -> str | None:
         """None if the file holds the digest the ledger's whole row expects; else how it
@@ -301,41 +340,36 @@ class Scrubber:
             fault = cache_fault(cached, row) or "corrupt"
         return fault
 
-    def _scrub_index(self, rows: dict[str, tuple[Any, ...]], report: ScrubReport) -> None:
+    def _scrub_index(self, expected: Expected, report: ScrubReport) -> None:
         with self._lock:
             ids, fingerprints = self.index.fingerprints()
             report.index_file = self.index.check_file(self._head(), self.stale_after)
         # Vectorised: the ledger's fingerprints sorted by FAISS id, looked up for every entry.
-        known = sorted(rows.values(), key=itemgetter(FAISS_ID))
-        count = len(known)
-        known_ids = np.fromiter(map(itemgetter(FAISS_ID), known), dtype=np.int64, count=count)
-        expected = np.fromiter(map(itemgetter(FINGERPRINT), known), dtype=np.int64,
-                               count=count)
-        live = np.fromiter((r[STATUS] not in GONE for r in known), dtype=bool, count=count)
-        at = np.minimum(np.searchsorted(known_ids, ids), max(count - 1, 0))
-        found = (known_ids[at] == ids) if count else np.zeros(len(ids), dtype=bool)
-        for i in np.flatnonzero(found & ~live[at]):
-            row = known[at[i]]
+        known = expected.index
+        count = len(known.rows)
+        at = np.minimum(np.searchsorted(known.ids, ids), max(count - 1, 0))
+        found = (known.ids[at] == ids) if count else np.zeros(len(ids), dtype=bool)
+        for i in np.flatnonzero(found & ~known.live[at]):
+            row = known.rows[at[i]]
             report.findings.append(Finding(row[UUID_], row[KEY], "index", "extra"))
-        wrong = found & live[at] & (fingerprints != expected[at])
+        wrong = found & known.live[at] & (fingerprints != known.fingerprints[at])
         for i in np.flatnonzero(wrong):
-            row = known[at[i]]
+            row = known.rows[at[i]]
             report.findings.append(Finding(row[UUID_], row[KEY], "index", "corrupt"))
-        absent = live & ~np.isin(known_ids, ids)
+        absent = known.live & ~np.isin(known.ids, ids)
         for i in np.flatnonzero(absent):
-            row = known[i]
+            row = known.rows[i]
             report.findings.append(Finding(row[UUID_], row[KEY], "index", "missing"))
         report.stray_ids = ids[~found].tolist()  # not in the snapshot: confirmed after the scan
         report.checked["index_vectors"] = len(ids)
 
 
-def _scrub_files(folder_fd: int, expected: list[tuple[str, tuple[Any, ...]]]
-                 ) -> list[Finding]:
+def _scrub_files(folder_fd: int, expected: Folder) -> list[Finding]:
     """The findings among live fragments' cache files in one folder (the scrub's inner loop:
     one read and a sha256 per file, and as little else as can be)."""
     findings = []
     sha256 = hashlib.sha256
-    for name, row in expected:
+    for name, row in expected.items():
         try:
             data = read_whole(name, folder_fd)
         except FileNotFoundError:

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlite_utils
 
@@ -41,9 +41,15 @@ KIND_OF = {
     ReconstructionCalibration.ReconstructionCalibrated: "calibration-completed",
     ReconstructionCalibration.CalibrationDeclined: "calibration-declined",
 }
-SCHEMA = 6  # bump when a table changes: old ledgers are rebuilt from the log
+SCHEMA = 7  # bump when a table changes: old ledgers are rebuilt from the log
 LIVE = "status NOT IN ('deleted', 'forgotten')"  # SQL: a fragment that is neither
 INDEX_FILE = "index-file"  # the `copy` of findings about the whole index file
+
+
+class ScanChanges(NamedTuple):
+    tick: int  # the scan clock (see HealthLedger._create)
+    count: int  # fragments in the ledger
+    rows: list[tuple[Any, ...]]  # the scan columns of those changed
 
 
 class HealthLedger:
@@ -76,9 +82,22 @@ class HealthLedger:
                 "fidelity": float, "expected_recall": float, "reconstructed_by": str,
                 "refinements": int,
                 "last_fault": str, "last_method": str, "written_at": str, "updated_at": str,
+                "changed": int,
             },
             pk="uuid", if_not_exists=True,
         )
+        # The scan clock: a count of changes to what a scrub compares (the scan columns),
+        # stamped on the row changed, so that a scrub reads only the rows changed since its
+        # last one (scan_changes). Triggers keep it, whichever statement made the change; a
+        # reset keeps the clock, so that rows a rebuild writes again read as changed.
+        db.execute("CREATE TABLE IF NOT EXISTS scan_clock (tick INTEGER NOT NULL)")
+        db.execute("INSERT INTO scan_clock SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM scan_clock)")
+        for name, when in (("scan_row_added", "INSERT"),
+                           ("scan_row_changed", f"UPDATE OF {', '.join(self._SCAN_COLUMNS)}")):
+            db.execute(f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {when} ON fragments BEGIN"
+                       " UPDATE scan_clock SET tick = tick + 1;"
+                       " UPDATE fragments SET changed = (SELECT tick FROM scan_clock)"
+                       " WHERE uuid = NEW.uuid; END")
         db["history"].create(
             {"position": int, "uuid": str, "version": int, "kind": str, "at": str,
              "detail": str},
@@ -113,6 +132,7 @@ class HealthLedger:
         db["fragments"].create_index(["faiss_id"], if_not_exists=True)
         db["fragments"].create_index(["content_hash"], if_not_exists=True)
         db["history"].create_index(["uuid", "version"], if_not_exists=True)
+        db["fragments"].create_index(["changed"], if_not_exists=True)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -135,6 +155,19 @@ class HealthLedger:
             if conn.in_transaction:  # also when COMMIT itself failed (a full disk)
                 conn.execute("ROLLBACK")
             raise
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """Several reads that see the same state (another process may be writing)."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -655,11 +688,17 @@ class HealthLedger:
     _SCAN_COLUMNS = ("uuid", "id", "faiss_id", "status", "embedding_fingerprint",
                      "cache_digest")
 
-    def scan_rows(self) -> list[tuple[Any, ...]]:
-        """Every fragment's scan columns, as tuples in _SCAN_COLUMNS' order (a scrub reads
-        one per fragment: no dicts; see rows_for for whole rows)."""
-        return self.db.execute(f"SELECT {', '.join(self._SCAN_COLUMNS)} FROM fragments"
-                               ).fetchall()
+    def scan_changes(self, since: int = 0) -> ScanChanges:
+        """The scan columns of every fragment whose scan columns changed after the scan clock
+        read `since` (0: every fragment), as tuples in _SCAN_COLUMNS' order (a scrub reads
+        one per fragment: no dicts; see rows_for for whole rows), with the clock and the
+        count of fragments as of the same moment."""
+        with self._reading() as conn:
+            (tick,), (count,) = (conn.execute("SELECT tick FROM scan_clock").fetchone(),
+                                 conn.execute("SELECT count(*) FROM fragments").fetchone())
+            rows = conn.execute(f"SELECT {', '.join(self._SCAN_COLUMNS)} FROM fragments"
+                                " WHERE changed > ?", [since]).fetchall()
+        return ScanChanges(tick, count, rows)
 
     def rows_for(self, uuids: Iterable[str]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -687,8 +726,11 @@ class HealthLedger:
 
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every row of every table, in a stable order (for comparing two ledgers)."""
+        # Not the scan clock's stamps: they count this ledger's own changes, not the log's.
+        columns = [c for c in self.db["fragments"].columns_dict if c != "changed"]
         return {
-            "fragments": list(self.db.query("SELECT * FROM fragments ORDER BY uuid")),
+            "fragments": list(self.db.query(f"SELECT {', '.join(columns)} FROM fragments"
+                                            " ORDER BY uuid")),
             "history": list(self.db.query("SELECT * FROM history ORDER BY position")),
         }
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -285,3 +286,68 @@ def test_a_whole_cache_folder_lost_is_one_finding_per_fragment_and_repaired(mem,
     assert all(mem.get(k).text == json.loads(cache_path(mem, k).read_text())["text"]
                for k in inside)
     assert mem.scrub()["found"] == {}
+
+
+def test_a_scrub_reads_only_the_rows_changed_since_its_last_and_misses_none_of_them(mem):
+    ids = fragments(mem, 6)
+    mem.scrub()
+    tick = mem.dreamer.scrubber._expected.tick
+    assert mem.ledger.scan_changes(tick).rows == []
+    new = mem.add("written between two scrubs", id="between")
+    deleted_copy = cache_path(mem, ids[0]).read_bytes()
+    mem.delete(ids[0])
+    old_copy = cache_path(mem, ids[1]).read_bytes()
+    mem.revise(ids[1], text="note 1, revised between two scrubs")
+    changes = mem.ledger.scan_changes(tick)
+    assert {r[0] for r in changes.rows} == {uuid_of(mem, k) for k in (new, ids[0], ids[1])}
+    assert changes.count == 7
+    cache_path(mem, new).unlink()
+    cache_path(mem, ids[0]).write_bytes(deleted_copy)
+    cache_path(mem, ids[1]).write_bytes(old_copy)
+    assert mem.scrub()["found"] == {"cache/missing": 1, "cache/extra": 1, "cache/stale": 1}
+    mem.heal()
+    assert mem.scrub()["found"] == {}
+    # A rebuilt ledger keeps its scan clock: every row it wrote again reads as changed.
+    tick = mem.dreamer.scrubber._expected.tick
+    mem.rebuild()
+    assert len(mem.ledger.scan_changes(tick).rows) == 7
+    cache_path(mem, ids[2]).unlink()
+    assert mem.scrub()["found"] == {"cache/missing": 1}
+
+
+def settle(folder, seconds_ago):
+    at = time.time_ns() - seconds_ago * 1_000_000_000
+    os.utime(folder, ns=(at, at))
+    return at
+
+
+def add_stray(folder, mtime_ns):
+    """A file no fragment owns, untouched for years, added to a folder whose timestamp then
+    reads as before (as a change in the same tick of a coarse clock would leave it)."""
+    stray = folder / ".tmp-left-by-a-crash.json"
+    stray.write_text("{}")
+    os.utime(stray, (1_000_000_000, 1_000_000_000))
+    os.utime(folder, ns=(mtime_ns, mtime_ns))
+    return stray
+
+
+def test_a_cache_folder_is_listed_again_when_it_changed_or_was_listed_too_soon(mem):
+    keys = fragments(mem, 12)
+    folder = cache_path(mem, keys[0]).parent
+    mem.scrub()
+    (folder / ".tmp-left-by-a-crash.json").write_text("{}")  # the folder's mtime moves
+    os.utime(folder / ".tmp-left-by-a-crash.json", (1_000_000_000, 1_000_000_000))
+    assert mem.scrub()["found"] == {"stray": 1}
+    # Listed within a second of its last change: not trusted, so a change that left the
+    # timestamp as it was is still seen.
+    recent = settle(folder, 0)
+    mem.scrub()
+    stray = add_stray(folder, recent)
+    assert mem.scrub()["found"] == {"stray": 1} and not stray.exists()
+    # Listed long after its last change: trusted while the timestamp holds (only a clock
+    # set back could hide a change then); a deep scrub lists every folder regardless.
+    old = settle(folder, 10)
+    mem.scrub()
+    stray = add_stray(folder, old)
+    assert mem.scrub()["found"] == {}
+    assert mem.scrub(deep=True)["found"] == {"stray": 1} and not stray.exists()

@@ -1,0 +1,42 @@
+"""Expected: the ledger's state a scrub compares copies with, brought up to date by changes."""
+
+from healing.expected import Expected
+
+
+def row(n, status="healthy", digest="d"):
+    uuid = f"{n:02x}" + "0" * 6 + "-0000-0000-0000-" + "0" * 12
+    return (uuid, f"key-{n}", 100 + n, status, n * 7, digest)
+
+
+def name(n):
+    return row(n)[0].replace("-", "") + ".json"
+
+
+def test_changes_land_in_their_folders_and_the_state_before_stays_whole():
+    first = Expected().updated(3, [row(1), row(2), row(0x31)])
+    assert set(first.live) == {"01", "02", "31"} and first.tick == 3
+    second = first.updated(5, [row(1, status="deleted"), row(2, digest="e")])
+    assert name(1) not in second.live["01"] and second.gone["01"][name(1)][3] == "deleted"
+    assert second.live["02"][name(2)][5] == "e"
+    # The state before is untouched (a scrub may still read it); unchanged folders are
+    # shared, so a folder's identity says whether its rows changed.
+    assert first.live["01"][name(1)][3] == "healthy" and first.live["02"][name(2)][5] == "d"
+    assert second.live["31"] is first.live["31"]
+    assert second.live["02"] is not first.live["02"]
+
+
+def test_a_fragment_brought_back_leaves_the_deleted_and_its_index_arrays_follow():
+    deleted = Expected().updated(1, [row(1, status="deleted"), row(2)])
+    assert deleted.index.live.tolist() == [False, True]
+    back = deleted.updated(2, [row(1, status="lost")])
+    assert name(1) in back.live["01"] and name(1) not in back.gone["01"]
+    assert back.index.live.tolist() == [True, True]
+    assert back.index.ids.tolist() == [101, 102]
+    assert back.index.fingerprints.tolist() == [7, 14]
+
+
+def test_no_change_keeps_the_same_state_and_its_sorted_arrays():
+    state = Expected().updated(4, [row(2), row(1)])
+    arrays = state.index
+    assert state.updated(4, []) is state and state.index is arrays
+    assert arrays.ids.tolist() == [101, 102]  # sorted by FAISS id
