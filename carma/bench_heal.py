@@ -1,11 +1,13 @@
 """`carma bench heal`: scrub and exact heal against raw file I/O of the same files, same run.
 
-- scrub: a dream cycle's scrub over an intact store (every cache file and index vector, the
-  events appended since the last scrub and a rolling slice of the older ones' checksums) vs
+- scrub: a dream cycle's scrub over an intact store at rest (every cache file and index
+  vector, the events appended since the last scrub and a rolling slice of the older ones'
+  checksums; each cache folder's listing is the last scrub's while the folder is unchanged) vs
   reading and sha256-hashing the same cache files raw, read as the scrub reads them (folder
   by folder, each file opened relative to its folder, one os.read: the fastest way Python
-  has; target: at least 0.7 of the raw throughput); a deep scrub, which reads every
-  event's checksum as well, is reported beside it against the same baseline;
+  has; target: at least 0.7 of the raw throughput); beside it, against the same baseline,
+  the same scrub just after every folder changed (each one listed again), and a deep scrub,
+  which lists every folder and reads every event's checksum as well;
 - heal: with 30% of the cache deleted, the healer's repairs vs writing the same files raw
   with the same durability (temp file + rename, one syncfs per batch of 256; target: at
   least 0.5 of the raw throughput) to the same paths after the same deletion, just before
@@ -31,7 +33,7 @@ import carma
 from carma.benchmarking import Progress, environment, peak_rss_mib, ratio, rss, say
 from carma.corpus import corpus
 from carma.embedding import HashingEmbedder
-from healing.scrubber import read_whole
+from healing.scrubber import SETTLED_NS, read_whole
 from projections.cache import flush_file_system
 
 SIZES = (10_000, 100_000)
@@ -149,6 +151,9 @@ def _one_size(n: int, workdir: Path, progress: Progress) -> dict[str, Any]:
 
         # Scrub vs raw read + hash, baseline on both sides of each measured scrub. The deep
         # one first: a store never scrubbed reads its whole log, and keeps its place in it.
+        # The store is at rest, as a scheduled dream cycle finds a store not being written:
+        # every cache folder last changed long enough before it is listed (SETTLED_NS).
+        time.sleep(SETTLED_NS / 1e9)
         scrubber = mem.dreamer.scrubber
         raw_a = _raw_read_and_hash(paths)
         started = time.perf_counter()
@@ -161,9 +166,18 @@ def _one_size(n: int, workdir: Path, progress: Progress) -> dict[str, Any]:
         scrub_s = time.perf_counter() - started
         scrubber.done(clean)
         raw_c = _raw_read_and_hash(paths)
+        # As if every folder had just been written: each one is listed again.
+        for folder in {path.parent for path in paths}:
+            os.utime(folder)
+        started = time.perf_counter()
+        listed = scrubber.scrub()
+        listed_s = time.perf_counter() - started
+        scrubber.done(listed)
+        raw_d = _raw_read_and_hash(paths)
         raw_deep_s, raw_scrub_s = (raw_a + raw_b) / 2, (raw_b + raw_c) / 2
+        raw_listed_s = (raw_c + raw_d) / 2
         plain_s = _plain_read_and_hash(paths)  # context: the earlier runs' baseline
-        assert not clean.findings and not deep.findings, "the store must be intact"
+        assert not (clean.findings or deep.findings or listed.findings), "the store is intact"
 
         # 30% of the cache deleted: heal vs raw writes of the same bytes to the same paths,
         # each after the same deletion has settled (see _delete), just before and just after
@@ -195,6 +209,11 @@ def _one_size(n: int, workdir: Path, progress: Progress) -> dict[str, Any]:
                       "ratio": ratio(raw_scrub_s, scrub_s), "target": SCRUB_TARGET,
                       "met": raw_scrub_s / scrub_s >= SCRUB_TARGET,
                       "log_positions_read": clean.checked["log_events"],
+                      # the same scrub when every folder changed just before (listed again)
+                      "listing_every_folder": {
+                          "files_per_s": round(len(paths) / listed_s, 1),
+                          "raw_read_hash_files_per_s": round(len(paths) / raw_listed_s, 1),
+                          "ratio": ratio(raw_listed_s, listed_s)},
                       "plain_read_hash_files_per_s": round(len(paths) / plain_s, 1),
                       "ratio_to_plain_read": ratio(plain_s, scrub_s)},
             "deep_scrub": {"files_per_s": round(len(paths) / deep_s, 1),

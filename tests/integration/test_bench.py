@@ -110,6 +110,7 @@ def test_heal_reports_scrub_and_heal_ratios_with_exact_repairs(tmp_path):
     assert size["deep_scrub"]["log_positions_read"] >= 600
     assert size["scrub"]["log_positions_read"] == size["deep_scrub"]["log_positions_read"]
     assert _positive(size["deep_scrub"]["ratio"])
+    assert _positive(size["scrub"]["listing_every_folder"]["ratio"])
     assert size["five_files"]["repaired"] == {"cache/exact-log": 5}
     assert size["five_files"]["health_after"] == 1.0
     assert 0 < size["five_files"]["phases_s"]["heal"] <= size["five_files"]["dream_cycle_s"]
