@@ -356,7 +356,9 @@ class Scrubber:
         for i in np.flatnonzero(wrong):
             row = known.rows[at[i]]
             report.findings.append(Finding(row[UUID_], row[KEY], "index", "corrupt"))
-        absent = known.live & ~np.isin(known.ids, ids)
+        present = np.zeros(count, dtype=bool)
+        present[at[found]] = True
+        absent = known.live & ~present
         for i in np.flatnonzero(absent):
             row = known.rows[i]
             report.findings.append(Finding(row[UUID_], row[KEY], "index", "missing"))
