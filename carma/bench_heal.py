@@ -5,7 +5,8 @@
   checksums; each cache folder's listing is the last scrub's while the folder is unchanged) vs
   reading and sha256-hashing the same cache files raw, read as the scrub reads them (folder
   by folder, each file opened relative to its folder, one os.read: the fastest way Python
-  has; target: at least 0.7 of the raw throughput); beside it, against the same baseline,
+  has; target: at least 0.7 of the raw throughput; the medians of 5 scrubs and of the 6 raw
+  reads around them); beside it, against the same baseline,
   the same scrub just after every folder changed (each one listed again), and a deep scrub,
   which lists every folder and reads every event's checksum as well;
 - heal: with 30% of the cache deleted, the healer's repairs vs writing the same files raw
@@ -42,6 +43,25 @@ WRITE_BATCH = 256  # the healer's batch size (Healer.batch_size)
 SCRUB_TARGET = 0.7
 HEAL_TARGET = 0.5
 PROTOTYPE_5_FILES_S = 0.07
+
+
+SCRUB_ROUNDS = 5  # scrubs measured, each between two raw reads: medians of each side
+
+
+def _scrub_rounds(scrubber: Any, paths: list[Path], before: Any = lambda: None
+                  ) -> tuple[float, float, Any]:
+    """The median seconds of raw reads and of scrubs, alternated (one scrub varies by ±7%
+    from the next here), and the last scrub's report."""
+    raws, scrubs = [_raw_read_and_hash(paths)], []
+    for _ in range(SCRUB_ROUNDS):
+        before()
+        started = time.perf_counter()
+        report = scrubber.scrub()
+        scrubs.append(time.perf_counter() - started)
+        scrubber.done(report)
+        assert not report.findings, "the store must be intact"
+        raws.append(_raw_read_and_hash(paths))
+    return statistics.median(raws), statistics.median(scrubs), report
 
 
 def _raw_read_and_hash(paths: list[Path]) -> float:
@@ -161,23 +181,17 @@ def _one_size(n: int, workdir: Path, progress: Progress) -> dict[str, Any]:
         deep_s = time.perf_counter() - started
         scrubber.done(deep)
         raw_b = _raw_read_and_hash(paths)
-        started = time.perf_counter()
-        clean = scrubber.scrub()
-        scrub_s = time.perf_counter() - started
-        scrubber.done(clean)
-        raw_c = _raw_read_and_hash(paths)
-        # As if every folder had just been written: each one is listed again.
-        for folder in {path.parent for path in paths}:
-            os.utime(folder)
-        started = time.perf_counter()
-        listed = scrubber.scrub()
-        listed_s = time.perf_counter() - started
-        scrubber.done(listed)
-        raw_d = _raw_read_and_hash(paths)
-        raw_deep_s, raw_scrub_s = (raw_a + raw_b) / 2, (raw_b + raw_c) / 2
-        raw_listed_s = (raw_c + raw_d) / 2
+        raw_deep_s = (raw_a + raw_b) / 2
+        raw_scrub_s, scrub_s, clean = _scrub_rounds(scrubber, paths)
+        folders = {path.parent for path in paths}
+
+        def every_folder_changed() -> None:  # as if just written: each one is listed again
+            for folder in folders:
+                os.utime(folder)
+
+        raw_listed_s, listed_s, _ = _scrub_rounds(scrubber, paths, every_folder_changed)
         plain_s = _plain_read_and_hash(paths)  # context: the earlier runs' baseline
-        assert not (clean.findings or deep.findings or listed.findings), "the store is intact"
+        assert not deep.findings, "the store must be intact"
 
         # 30% of the cache deleted: heal vs raw writes of the same bytes to the same paths,
         # each after the same deletion has settled (see _delete), just before and just after
