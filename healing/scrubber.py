@@ -13,7 +13,7 @@ from uuid import UUID
 import numpy as np
 
 from domain import content_hash
-from healing.expected import DIGEST, GONE, KEY, NO_FILES, UUID_, Expected, Folder
+from healing.expected import DIGEST, GONE, HEX, KEY, NO_FILES, Expected, Folder, dashed
 from projections import FragmentCache, HealthLedger, VectorIndex
 from projections.index import vector_fingerprints
 from projections.ledger import canonical_json
@@ -134,7 +134,7 @@ class Scrubber:
             before = self._expected
             changes = self.ledger.scan_changes(before.tick)
             now = before.updated(changes.tick, changes.rows)
-            if changes.tick < before.tick or len(now.rows) != changes.count:
+            if changes.tick < before.tick or now.count != changes.count:
                 # Rows went (a ledger rebuilt under a new schema): read them all again.
                 now = Expected().updated(changes.tick, self.ledger.scan_changes().rows)
             self._expected = now
@@ -209,7 +209,7 @@ class Scrubber:
 
     def _confirm(self, report: ScrubReport) -> None:
         wanted = {f.uuid for f in report.findings}
-        wanted |= {_dashed(h) for h, _ in report.stray_files if h}
+        wanted |= {dashed(h) for h, _ in report.stray_files if h}
         with self._lock:
             for path in report.misplaced:  # first: a file's place is then simply empty
                 if not os.path.isdir(path):
@@ -225,7 +225,7 @@ class Scrubber:
                 if fault:
                     confirmed.append(Finding(f.uuid, f.key, f.copy, fault))
             for hex_, path in report.stray_files:
-                row = fresh.get(_dashed(hex_)) if hex_ else None
+                row = fresh.get(dashed(hex_)) if hex_ else None
                 if row is not None:
                     fault = self._fault_now("cache", row)
                     if fault:
@@ -282,7 +282,7 @@ class Scrubber:
                 # folder, not one per file.
                 folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
             except (FileNotFoundError, NotADirectoryError) as exc:
-                report.findings.extend(Finding(row[UUID_], row[KEY], "cache", "missing")
+                report.findings.extend(_finding(row, "cache", "missing")
                                        for row in live.values())
                 if isinstance(exc, NotADirectoryError) and _is_shard(shard):
                     report.misplaced.append(folder)
@@ -294,7 +294,7 @@ class Scrubber:
             finally:
                 os.close(folder_fd)
             on_disk += listing.files
-            report.findings.extend(Finding(row[UUID_], row[KEY], "cache", "extra")
+            report.findings.extend(_finding(row, "cache", "extra")
                                    for row in listing.gone_present)
             # What the snapshot does not know of: confirmed (or not) after the scan.
             report.stray_files.extend((stem, f"{folder}/{name}")
@@ -351,17 +351,17 @@ class Scrubber:
         found = (known.ids[at] == ids) if count else np.zeros(len(ids), dtype=bool)
         for i in np.flatnonzero(found & ~known.live[at]):
             row = known.rows[at[i]]
-            report.findings.append(Finding(row[UUID_], row[KEY], "index", "extra"))
+            report.findings.append(_finding(row, "index", "extra"))
         wrong = found & known.live[at] & (fingerprints != known.fingerprints[at])
         for i in np.flatnonzero(wrong):
             row = known.rows[at[i]]
-            report.findings.append(Finding(row[UUID_], row[KEY], "index", "corrupt"))
+            report.findings.append(_finding(row, "index", "corrupt"))
         present = np.zeros(count, dtype=bool)
         present[at[found]] = True
         absent = known.live & ~present
         for i in np.flatnonzero(absent):
             row = known.rows[i]
-            report.findings.append(Finding(row[UUID_], row[KEY], "index", "missing"))
+            report.findings.append(_finding(row, "index", "missing"))
         report.stray_ids = ids[~found].tolist()  # not in the snapshot: confirmed after the scan
         report.checked["index_vectors"] = len(ids)
 
@@ -375,14 +375,14 @@ def _scrub_files(folder_fd: int, expected: Folder) -> list[Finding]:
         try:
             data = read_whole(name, folder_fd)
         except FileNotFoundError:
-            findings.append(Finding(row[UUID_], row[KEY], "cache", "missing"))
+            findings.append(_finding(row, "cache", "missing"))
             continue
         except OSError:
-            findings.append(Finding(row[UUID_], row[KEY], "cache", "unreadable"))
+            findings.append(_finding(row, "cache", "unreadable"))
             continue
         if sha256(data).hexdigest() != row[DIGEST]:
             # How it differs is told from the ledger's whole row, in _confirm.
-            findings.append(Finding(row[UUID_], row[KEY], "cache", "corrupt"))
+            findings.append(_finding(row, "cache", "corrupt"))
     return findings
 
 
@@ -423,8 +423,9 @@ def _is_shard(name: str) -> bool:
     return len(name) == 2 and all(c in "0123456789abcdef" for c in name)
 
 
-def _dashed(hex_: str) -> str:
-    return str(UUID(hex_))
+def _finding(row: tuple[Any, ...], copy: str, fault: str) -> Finding:
+    """A finding about a copy of the fragment of a scan row (see healing.expected)."""
+    return Finding(dashed(row[HEX]), row[KEY], copy, fault)
 
 
 def recorded_identity(row: dict[str, Any]) -> dict[str, Any]:

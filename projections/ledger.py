@@ -689,14 +689,15 @@ class HealthLedger:
                      "cache_digest")
 
     def scan_changes(self, since: int = 0) -> ScanChanges:
-        """The scan columns of every fragment whose scan columns changed after the scan clock
-        read `since` (0: every fragment), as tuples in _SCAN_COLUMNS' order (a scrub reads
-        one per fragment: no dicts; see rows_for for whole rows), with the clock and the
-        count of fragments as of the same moment."""
+        """Every fragment whose scan columns changed after the scan clock read `since` (0:
+        every fragment): its scan columns as a tuple in _SCAN_COLUMNS' order, the uuid in
+        hex as its cache file is named (a scrub reads one per fragment: no dicts; see
+        rows_for for whole rows); with the clock and the count of fragments as of then."""
         with self._reading() as conn:
             (tick,), (count,) = (conn.execute("SELECT tick FROM scan_clock").fetchone(),
                                  conn.execute("SELECT count(*) FROM fragments").fetchone())
-            rows = conn.execute(f"SELECT {', '.join(self._SCAN_COLUMNS)} FROM fragments"
+            columns = ", ".join(self._SCAN_COLUMNS[1:])
+            rows = conn.execute(f"SELECT replace(uuid, '-', ''), {columns} FROM fragments"
                                 " WHERE changed > ?", [since]).fetchall()
         return ScanChanges(tick, count, rows)
 

@@ -4,20 +4,19 @@ from healing.expected import Expected
 
 
 def row(n, status="healthy", digest="d"):
-    uuid = f"{n:02x}" + "0" * 6 + "-0000-0000-0000-" + "0" * 12
-    return (uuid, f"key-{n}", 100 + n, status, n * 7, digest)
+    return (f"{n:02x}" + "0" * 30, f"key-{n}", 100 + n, status, n * 7, digest)
 
 
 def name(n):
-    return row(n)[0].replace("-", "") + ".json"
+    return row(n)[0] + ".json"
 
 
 def test_changes_land_in_their_folders_and_the_state_before_stays_whole():
     first = Expected().updated(3, [row(1), row(2), row(0x31)])
-    assert set(first.live) == {"01", "02", "31"} and first.tick == 3
+    assert set(first.live) == {"01", "02", "31"} and first.tick == 3 and first.count == 3
     second = first.updated(5, [row(1, status="deleted"), row(2, digest="e")])
     assert name(1) not in second.live["01"] and second.gone["01"][name(1)][3] == "deleted"
-    assert second.live["02"][name(2)][5] == "e"
+    assert second.live["02"][name(2)][5] == "e" and second.count == 3
     # The state before is untouched (a scrub may still read it); unchanged folders are
     # shared, so a folder's identity says whether its rows changed.
     assert first.live["01"][name(1)][3] == "healthy" and first.live["02"][name(2)][5] == "d"
@@ -28,11 +27,12 @@ def test_changes_land_in_their_folders_and_the_state_before_stays_whole():
 def test_a_fragment_brought_back_leaves_the_deleted_and_its_index_arrays_follow():
     deleted = Expected().updated(1, [row(1, status="deleted"), row(2)])
     assert deleted.index.live.tolist() == [False, True]
-    back = deleted.updated(2, [row(1, status="lost")])
+    back = deleted.updated(2, [row(1, status="lost"), row(3)])
     assert name(1) in back.live["01"] and name(1) not in back.gone["01"]
-    assert back.index.live.tolist() == [True, True]
-    assert back.index.ids.tolist() == [101, 102]
-    assert back.index.fingerprints.tolist() == [7, 14]
+    assert back.count == 3
+    assert back.index.live.tolist() == [True, True, True]
+    assert back.index.ids.tolist() == [101, 102, 103]
+    assert back.index.fingerprints.tolist() == [7, 14, 21]
 
 
 def test_no_change_keeps_the_same_state_and_its_sorted_arrays():
@@ -40,3 +40,4 @@ def test_no_change_keeps_the_same_state_and_its_sorted_arrays():
     arrays = state.index
     assert state.updated(4, []) is state and state.index is arrays
     assert arrays.ids.tolist() == [101, 102]  # sorted by FAISS id
+    assert [r[0] for r in arrays.rows] == [row(1)[0], row(2)[0]]
