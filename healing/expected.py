@@ -6,13 +6,15 @@ every fragment's row again cost a scrub a third of what reading the files does."
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
+
+from projections.ledger import ScanChanges
 
 GONE = ("deleted", "forgotten")  # statuses of fragments that must have no copies
 # Fields of a scan row (HealthLedger.scan_changes): tuples, since a scrub reads one per
@@ -45,17 +47,25 @@ class Expected:
     one before): `updated` makes the next, sharing every cache folder that did not change."""
 
     tick: int = 0  # the ledger's scan clock this state reflects
+    generation: str = ""  # the clock's ("": none read yet)
     count: int = 0  # fragments
     live: Mapping[str, Folder] = field(default_factory=dict)  # by cache folder (shard)
     gone: Mapping[str, Folder] = field(default_factory=dict)  # deleted, forgotten
 
-    def updated(self, tick: int, changed: Iterable[Row]) -> Expected:
+    def follows(self, changes: ScanChanges) -> bool:
+        """Whether these changes are of this state's clock, since its tick."""
+        return self.generation in ("", changes.generation) and changes.tick >= self.tick
+
+    def updated(self, changes: ScanChanges) -> Expected:
+        """This state with the rows changed since (see `follows`)."""
+        tick, generation = changes.tick, changes.generation
         by_shard: dict[str, list[Row]] = {}
-        for row in changed:
+        for row in changes.rows:
             by_shard.setdefault(row[HEX][:2], []).append(row)
-        if not by_shard:  # the same state (kept whole: its sorted index arrays too)
-            return self if tick == self.tick else Expected(tick, self.count, self.live,
-                                                           self.gone)
+        if not by_shard:  # the same state (kept whole while the clock stands: its arrays too)
+            if (tick, generation) == (self.tick, self.generation):
+                return self
+            return Expected(tick, generation, self.count, self.live, self.gone)
         count, live, gone = self.count, dict(self.live), dict(self.gone)
         for shard, rows in by_shard.items():
             # A folder that changed is copied, never edited: the state before is still whole.
@@ -69,7 +79,7 @@ class Expected:
                 count += known is None
                 (gone_files if row[STATUS] in GONE else live_files)[name] = row
             live[shard], gone[shard] = live_files, gone_files
-        return Expected(tick, count, live, gone)
+        return Expected(tick, generation, count, live, gone)
 
     @cached_property
     def index(self) -> IndexExpected:

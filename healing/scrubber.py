@@ -31,11 +31,13 @@ STALE_AFTER = 10_000
 LOG_PASSES = 8
 LOG_SLICE_MIN = 1_024
 LOG_VERIFIED, LOG_CURSOR = "scrub:log-verified", "scrub:log-cursor"  # ledger marks
-# A cache folder's listing is read again only if the folder changed since (its mtime), or if
-# it was listed within this many seconds of its last change: a change made just after a
-# listing could then carry the same coarse timestamp as the one before it (git's "racy"
-# entries, and its untracked cache, reason the same way). A deep scrub lists every folder.
-SETTLED_NS = 1_000_000_000
+# A cache folder's listing is reused only while the folder's mtime, ctime and inode are as
+# they were, and only if it was listed at least this long after its last change by the file
+# system's own clock (see Scrubber._fs_clock): a change made in the same tick as the one
+# before could leave both timestamps as they were (FAT's tick is 2 s; most are far finer),
+# and utime(2) can set an mtime back but never a ctime. A deep scrub lists every folder.
+SETTLED_NS = 2_000_000_000
+CLOCK_FILE = ".scrub-clock"  # in the cache's root, touched to read the file system's clock
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class Finding:
 class Listing:
     """A cache folder as a scrub listed it (see Scrubber._listing)."""
 
-    mtime_ns: int
+    stamp: tuple[int, int, int]  # the folder's mtime, ctime and inode when listed
     settled: bool  # listed long enough after its last change to be trusted until the next
     live: Folder  # the rows it was compared with (the same objects while they do not change)
     gone: Folder
@@ -108,6 +110,7 @@ class Scrubber:
         self._refresh = refresh  # catches the ledger up with the log
         self.log_passes, self.log_slice_min = log_passes, LOG_SLICE_MIN  # see LOG_PASSES
         self.stale_after = STALE_AFTER
+        self.settled_ns = SETTLED_NS
         self._expected = Expected()  # as of the last scrub (see snapshot)
         self._listings: dict[str, Listing] = {}  # by cache folder, as of the last scrub
 
@@ -133,10 +136,11 @@ class Scrubber:
         with self._lock:
             before = self._expected
             changes = self.ledger.scan_changes(before.tick)
-            now = before.updated(changes.tick, changes.rows)
-            if changes.tick < before.tick or now.count != changes.count:
-                # Rows went (a ledger rebuilt under a new schema): read them all again.
-                now = Expected().updated(changes.tick, self.ledger.scan_changes().rows)
+            now = before.updated(changes) if before.follows(changes) else None
+            if now is None or now.count != changes.count:
+                # Another clock (the ledger's tables made anew), or rows gone (a reset met
+                # before its replay ended): every row is read again.
+                now = Expected().updated(self.ledger.scan_changes())
             self._expected = now
             return now, self._head()
 
@@ -274,6 +278,7 @@ class Scrubber:
         shards = sorted({n for n in os.listdir(root) if len(n) == 2} | expected.live.keys()
                         | expected.gone.keys())
         on_disk = 0
+        now = self._fs_clock()
         for shard in shards:
             folder = f"{root}/{shard}"
             live = expected.live.get(shard, NO_FILES)
@@ -289,7 +294,8 @@ class Scrubber:
                 continue
             try:
                 listing = self._listing(shard, folder_fd, live,
-                                        expected.gone.get(shard, NO_FILES), deep)
+                                        expected.gone.get(shard, NO_FILES), now,
+                                        reuse=not deep)
                 report.findings.extend(_scrub_files(folder_fd, live))
             finally:
                 os.close(folder_fd)
@@ -301,28 +307,41 @@ class Scrubber:
                                       for stem, name in listing.strays)
         report.checked["cache_files"] = on_disk
 
-    def _listing(self, shard: str, folder_fd: int, live: Folder, gone: Folder, deep: bool
-                 ) -> Listing:
+    def _listing(self, shard: str, folder_fd: int, live: Folder, gone: Folder,
+                 now: int | None, reuse: bool = True) -> Listing:
         """What a cache folder holds beyond its live fragments' files: the last scrub's
-        answer while neither the folder (its mtime, see SETTLED_NS) nor the ledger's rows
-        for it changed since; else from a fresh listing."""
-        mtime = os.fstat(folder_fd).st_mtime_ns
+        answer (if `reuse`) while neither the folder (see SETTLED_NS) nor the ledger's rows
+        for it changed since; else from a fresh listing. `now`: the file system's clock
+        before this scrub listed anything (None if unknown: no listing is trusted later)."""
+        st = os.fstat(folder_fd)
+        stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         last = self._listings.get(shard)
-        if (not deep and last is not None and last.mtime_ns == mtime and last.settled
+        if (reuse and last is not None and last.stamp == stamp and last.settled
                 and last.live is live and last.gone is gone):
             return last
-        listed_at = time.time_ns()
         names = set(os.listdir(folder_fd))
         strays = []
         for name in names.difference(live, gone):
             stem = name[:-5]
             is_fragment = name.endswith(".json") and len(stem) == 32 and stem[:2] == shard
             strays.append((stem if is_fragment else None, name))
-        listing = Listing(mtime, mtime < listed_at - SETTLED_NS, live, gone, len(names),
+        settled = now is not None and max(stamp[:2]) < now - self.settled_ns
+        listing = Listing(stamp, settled, live, gone, len(names),
                           tuple(row for name, row in gone.items() if name in names),
                           tuple(strays))
         self._listings[shard] = listing
         return listing
+
+    def _fs_clock(self) -> int | None:
+        """The time by the clock that stamps the cache's folders (on a network file system,
+        the server's), read by touching a file beside them; None if it cannot be."""
+        path = f"{self.cache.root}/{CLOCK_FILE}"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
+            os.utime(path)
+            return os.stat(path).st_mtime_ns
+        except OSError:  # a read-only cache, say: every folder is listed
+            return None
 
     def _file_fault(self, path: str, row: dict[str, Any]) -> str | None:
         """None if the file holds the digest the ledger's whole row expects; else how it

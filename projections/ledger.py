@@ -41,7 +41,7 @@ KIND_OF = {
     ReconstructionCalibration.ReconstructionCalibrated: "calibration-completed",
     ReconstructionCalibration.CalibrationDeclined: "calibration-declined",
 }
-SCHEMA = 7  # bump when a table changes: old ledgers are rebuilt from the log
+SCHEMA = 8  # bump when a table changes: old ledgers are rebuilt from the log
 LIVE = "status NOT IN ('deleted', 'forgotten')"  # SQL: a fragment that is neither
 INDEX_FILE = "index-file"  # the `copy` of findings about the whole index file
 
@@ -50,6 +50,7 @@ class ScanChanges(NamedTuple):
     tick: int  # the scan clock (see HealthLedger._create)
     count: int  # fragments in the ledger
     rows: list[tuple[Any, ...]]  # the scan columns of those changed
+    generation: str = ""  # the clock's (see HealthLedger._create)
 
 
 class HealthLedger:
@@ -88,10 +89,16 @@ class HealthLedger:
         )
         # The scan clock: a count of changes to what a scrub compares (the scan columns),
         # stamped on the row changed, so that a scrub reads only the rows changed since its
-        # last one (scan_changes). Triggers keep it, whichever statement made the change; a
-        # reset keeps the clock, so that rows a rebuild writes again read as changed.
-        db.execute("CREATE TABLE IF NOT EXISTS scan_clock (tick INTEGER NOT NULL)")
-        db.execute("INSERT INTO scan_clock SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM scan_clock)")
+        # last one (scan_changes). Triggers keep it for every INSERT (a REPLACE too) and
+        # every UPDATE that sets a scan column; a row deleted (a reset) is not stamped: a
+        # scrub tells from the count of rows. A reset keeps the clock, so that rows a
+        # rebuild writes again read as changed. (sqlite-utils turns recursive_triggers on:
+        # a trigger on UPDATE of this table without a column list would fire itself.)
+        # Its generation tells one clock from another made after it (the tables made again).
+        db.execute("CREATE TABLE IF NOT EXISTS scan_clock (tick INTEGER NOT NULL,"
+                   " generation TEXT NOT NULL)")
+        db.execute("INSERT INTO scan_clock SELECT 0, lower(hex(randomblob(8)))"
+                   " WHERE NOT EXISTS (SELECT 1 FROM scan_clock)")
         for name, when in (("scan_row_added", "INSERT"),
                            ("scan_row_changed", f"UPDATE OF {', '.join(self._SCAN_COLUMNS)}")):
             db.execute(f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {when} ON fragments BEGIN"
@@ -694,12 +701,13 @@ class HealthLedger:
         hex as its cache file is named (a scrub reads one per fragment: no dicts; see
         rows_for for whole rows); with the clock and the count of fragments as of then."""
         with self._reading() as conn:
-            (tick,), (count,) = (conn.execute("SELECT tick FROM scan_clock").fetchone(),
-                                 conn.execute("SELECT count(*) FROM fragments").fetchone())
+            tick, generation = conn.execute("SELECT tick, generation FROM scan_clock"
+                                            ).fetchone()
+            (count,) = conn.execute("SELECT count(*) FROM fragments").fetchone()
             columns = ", ".join(self._SCAN_COLUMNS[1:])
             rows = conn.execute(f"SELECT replace(uuid, '-', ''), {columns} FROM fragments"
                                 " WHERE changed > ?", [since]).fetchall()
-        return ScanChanges(tick, count, rows)
+        return ScanChanges(tick, count, rows, generation)
 
     def rows_for(self, uuids: Iterable[str]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []

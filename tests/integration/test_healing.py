@@ -1,8 +1,8 @@
 """Healing on real files: every fault detected, recorded once, repaired exactly; queries never fail."""
 
+import dataclasses
 import json
 import os
-import time
 
 import numpy as np
 import pytest
@@ -316,39 +316,75 @@ def test_a_scrub_reads_only_the_rows_changed_since_its_last_and_misses_none_of_t
     assert mem.scrub()["found"] == {"cache/missing": 1}
 
 
-def settle(folder, seconds_ago):
-    at = time.time_ns() - seconds_ago * 1_000_000_000
-    os.utime(folder, ns=(at, at))
-    return at
+def listing_of(mem, folder):
+    return mem.dreamer.scrubber._listings[folder.name]
 
 
-def add_stray(folder, mtime_ns):
-    """A file no fragment owns, untouched for years, added to a folder whose timestamp then
-    reads as before (as a change in the same tick of a coarse clock would leave it)."""
+def abandoned_stray(folder):
     stray = folder / ".tmp-left-by-a-crash.json"
     stray.write_text("{}")
-    os.utime(stray, (1_000_000_000, 1_000_000_000))
-    os.utime(folder, ns=(mtime_ns, mtime_ns))
+    os.utime(stray, (1_000_000_000, 1_000_000_000))  # untouched for years
     return stray
 
 
-def test_a_cache_folder_is_listed_again_when_it_changed_or_was_listed_too_soon(mem):
+def test_a_cache_folder_listing_is_reused_only_while_the_folder_and_its_rows_stand(mem):
     keys = fragments(mem, 12)
     folder = cache_path(mem, keys[0]).parent
+    scrubber = mem.dreamer.scrubber
+    scrubber.settled_ns = -10**12  # any listing counts as taken long after a change
     mem.scrub()
-    (folder / ".tmp-left-by-a-crash.json").write_text("{}")  # the folder's mtime moves
-    os.utime(folder / ".tmp-left-by-a-crash.json", (1_000_000_000, 1_000_000_000))
-    assert mem.scrub()["found"] == {"stray": 1}
-    # Listed within a second of its last change: not trusted, so a change that left the
-    # timestamp as it was is still seen.
-    recent = settle(folder, 0)
+    listed = listing_of(mem, folder)
     mem.scrub()
-    stray = add_stray(folder, recent)
+    assert listing_of(mem, folder) is listed  # nothing changed: not listed again
+    # A file added: the folder's timestamps move, and it is listed again. Setting its mtime
+    # back (as a restore with times kept would) leaves the ctime moved all the same.
+    stray = abandoned_stray(folder)
+    os.utime(folder, ns=(listed.stamp[0], listed.stamp[0]))
     assert mem.scrub()["found"] == {"stray": 1} and not stray.exists()
-    # Listed long after its last change: trusted while the timestamp holds (only a clock
-    # set back could hide a change then); a deep scrub lists every folder regardless.
-    old = settle(folder, 10)
+    # The ledger's rows for the folder changed (a deletion): listed again, even if the
+    # folder itself had stood still.
+    listed = listing_of(mem, folder)
+    mem.delete(keys[0])
+    cache_path(mem, keys[0]).write_text("{}")  # a copy of the deleted fragment reappears
+    st = os.stat(folder)
+    scrubber._listings[folder.name] = dataclasses.replace(
+        listed, stamp=(st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    assert mem.scrub()["found"] == {"cache/extra": 1}
+    mem.heal()
+    # A deep scrub lists every folder, settled or not.
     mem.scrub()
-    stray = add_stray(folder, old)
-    assert mem.scrub()["found"] == {}
-    assert mem.scrub(deep=True)["found"] == {"stray": 1} and not stray.exists()
+    listed = listing_of(mem, folder)
+    mem.scrub(deep=True)
+    assert listing_of(mem, folder) is not listed
+
+
+def test_a_folder_listed_too_soon_after_its_last_change_is_listed_again(mem):
+    keys = fragments(mem, 12)
+    folder = cache_path(mem, keys[0]).parent
+    mem.dreamer.scrubber.settled_ns = 10**12  # every change counts as too recent
+    mem.scrub()
+    listed = listing_of(mem, folder)
+    assert not listed.settled
+    mem.scrub()
+    assert listing_of(mem, folder) is not listed
+
+
+def test_a_scrub_reads_every_row_again_when_rows_went_or_the_clock_is_another(mem):
+    keys = fragments(mem, 8)
+    scrubber = mem.dreamer.scrubber
+    mem.scrub()
+    kept = scrubber._expected
+    mem.ledger.reset()  # rows gone, and not yet replayed
+    assert scrubber.snapshot()[0].count == 0
+    mem.scrub()  # catches the ledger up first
+    assert scrubber._expected.count == 8 and scrubber._expected is not kept
+    # Another clock (the ledger's tables made anew by a process of another schema), which
+    # stamped a revision below the tick this scrubber had read, then went past it.
+    assert scrubber._expected.tick >= 8
+    old_copy = cache_path(mem, keys[1]).read_bytes()
+    mem.ledger.db.execute("DROP TABLE scan_clock")
+    mem.ledger._create()
+    mem.revise(keys[1], text="note 1, revised under another clock")
+    mem.ledger.db.execute("UPDATE scan_clock SET tick = tick + 1000000")
+    cache_path(mem, keys[1]).write_bytes(old_copy)
+    assert mem.scrub()["found"] == {"cache/stale": 1}
