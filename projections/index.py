@@ -222,11 +222,15 @@ class VectorIndex:
 
     def fingerprints(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, fingerprints of their vectors) of every entry, for a scrub to compare with
-        the ledger: read in chunks, so a scrub of 100k vectors needs no copy of them all."""
+        the ledger: read where FAISS keeps them, in chunks, so a scrub of 100k vectors needs
+        no copy of them (callers hold the store's lock: nothing moves them meanwhile)."""
         ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
         flat = faiss.downcast_index(self._index.index)
-        parts = [vector_fingerprints(flat.reconstruct_n(start, min(8192, flat.ntotal - start)))
-                 for start in range(0, flat.ntotal, 8192)]
+        count, dim = flat.ntotal, flat.d
+        stored = (faiss.rev_swig_ptr(flat.get_xb(), count * dim).reshape(count, dim)
+                  if count else np.zeros((0, dim), dtype=np.float32))
+        parts = [vector_fingerprints(stored[start : start + 8192])
+                 for start in range(0, count, 8192)]
         return ids, np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def put(self, entries: dict[int, bytes]) -> None:
