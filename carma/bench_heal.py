@@ -27,6 +27,7 @@ import os
 import random
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,8 @@ PROTOTYPE_5_FILES_S = 0.07
 SCRUB_ROUNDS = 5  # scrubs measured, each between two raw reads: medians of each side
 
 
-def _scrub_rounds(scrubber: Any, paths: list[Path], before: Any = lambda: None
-                  ) -> tuple[float, float, Any]:
+def _scrub_rounds(scrubber: Any, paths: list[Path],
+                  before: Callable[[], None] = lambda: None) -> tuple[float, float, Any]:
     """The median seconds of raw reads and of scrubs, alternated (one scrub varies by ±7%
     from the next here), and the last scrub's report."""
     raws, scrubs = [_raw_read_and_hash(paths)], []

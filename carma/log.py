@@ -56,6 +56,7 @@ from domain import (
     StoreProfile,
     VectorIndexCopy,
     calibration_id,
+    dashed_uuid,
     fragment_uuid,
     index_copy_id,
 )
@@ -245,11 +246,6 @@ def verified_payload(stored: StoredEvent) -> bytes:
             position=getattr(stored, "id", None),
         )
     return stored.state[_HEAD:]
-
-
-def _dashed(hex_: str) -> str:
-    """str(UUID(hex_)) without building a UUID."""
-    return f"{hex_[:8]}-{hex_[8:12]}-{hex_[12:16]}-{hex_[16:20]}-{hex_[20:]}"
 
 
 def _uuid_or_str(value: Any) -> UUID | str:
@@ -736,7 +732,7 @@ class MemoryLog(Application[UUID]):
             rows = self.tables.scan(after, page, upto)
             for position, originator_id, version, topic, state in rows:
                 # No objects per event: this pass reads much of the log.
-                if len(originator_id) == 32 and _digest_holds(_dashed(originator_id), version,
+                if len(originator_id) == 32 and _digest_holds(dashed_uuid(originator_id), version,
                                                               topic, state):
                     continue
                 yield Notification(originator_id=_uuid_or_str(originator_id),

@@ -22,6 +22,7 @@ from domain.fragment import (
     Replica,
     StoreProfile,
     copy_kind,
+    dashed_uuid,
     fragment_uuid,
 )
 from domain.healing import DreamCycle, VectorIndexCopy, index_copy_id
@@ -69,6 +70,7 @@ __all__ = [
     "StorageError",
     "StoreProfile",
     "content_hash",
+    "dashed_uuid",
     "fragment_uuid",
     "validate_key",
     "validate_metadata",

@@ -24,6 +24,12 @@ def fragment_uuid(key: str) -> UUID:
     return uuid5(CARMA_UUID_NAMESPACE, "fragment:" + key)
 
 
+def dashed_uuid(hex_: str) -> str:
+    """A uuid's usual form from its 32 hex digits: str(UUID(hex_)) without making one (the
+    log's and the cache's scans meet one per event or file)."""
+    return f"{hex_[:8]}-{hex_[8:12]}-{hex_[12:16]}-{hex_[16:20]}-{hex_[20:]}"
+
+
 class Fragment(Aggregate):
     """A fragment's whole life: written, revised, deleted; its copies lost and reconstructed."""
 

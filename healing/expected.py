@@ -25,11 +25,6 @@ Folder = Mapping[str, Row]  # a cache folder's file names, each with its fragmen
 NO_FILES: Folder = {}
 
 
-def dashed(hex_: str) -> str:
-    """A uuid's usual form from its hex digits (as str(UUID(hex_)), without making one)."""
-    return f"{hex_[:8]}-{hex_[8:12]}-{hex_[12:16]}-{hex_[16:20]}-{hex_[20:]}"
-
-
 @dataclass(frozen=True)
 class IndexExpected:
     """The ledger's rows sorted by FAISS id, with their ids, fingerprints and liveness as

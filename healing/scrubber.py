@@ -12,8 +12,8 @@ from uuid import UUID
 
 import numpy as np
 
-from domain import content_hash
-from healing.expected import DIGEST, GONE, HEX, KEY, NO_FILES, Expected, Folder, dashed
+from domain import content_hash, dashed_uuid
+from healing.expected import DIGEST, GONE, HEX, KEY, NO_FILES, Expected, Folder
 from projections import FragmentCache, HealthLedger, VectorIndex
 from projections.index import vector_fingerprints
 from projections.ledger import canonical_json
@@ -213,7 +213,7 @@ class Scrubber:
 
     def _confirm(self, report: ScrubReport) -> None:
         wanted = {f.uuid for f in report.findings}
-        wanted |= {dashed(h) for h, _ in report.stray_files if h}
+        wanted |= {dashed_uuid(h) for h, _ in report.stray_files if h}
         with self._lock:
             for path in report.misplaced:  # first: a file's place is then simply empty
                 if not os.path.isdir(path):
@@ -229,7 +229,7 @@ class Scrubber:
                 if fault:
                     confirmed.append(Finding(f.uuid, f.key, f.copy, fault))
             for hex_, path in report.stray_files:
-                row = fresh.get(dashed(hex_)) if hex_ else None
+                row = fresh.get(dashed_uuid(hex_)) if hex_ else None
                 if row is not None:
                     fault = self._fault_now("cache", row)
                     if fault:
@@ -444,7 +444,7 @@ def _is_shard(name: str) -> bool:
 
 def _finding(row: tuple[Any, ...], copy: str, fault: str) -> Finding:
     """A finding about a copy of the fragment of a scan row (see healing.expected)."""
-    return Finding(dashed(row[HEX]), row[KEY], copy, fault)
+    return Finding(dashed_uuid(row[HEX]), row[KEY], copy, fault)
 
 
 def recorded_identity(row: dict[str, Any]) -> dict[str, Any]:
