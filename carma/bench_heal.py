@@ -36,7 +36,7 @@ from carma.benchmarking import Progress, environment, peak_rss_mib, ratio, rss, 
 from carma.corpus import corpus
 from carma.embedding import HashingEmbedder
 from healing.scrubber import SETTLED_NS, read_whole
-from projections.cache import flush_file_system
+from projections.files import flush_file_system
 
 SIZES = (10_000, 100_000)
 DELETE_SHARE = 0.3

@@ -92,76 +92,106 @@ class Healer:
         replay meets that no scrub has recorded is recorded too, and counted in `found`.
 
         Only the in-memory index needs the store's lock: reading the log, writing and flushing
-        files and recording events happen outside it, so queries go on between repairs."""
+        files and recording events happen outside it, so queries go on between repairs.
+
+        Batches overlap: one batch's files are written while the next batch is read and
+        replayed, and its repairs are recorded once its files are durable. When there is more
+        than a batch to do, a writer process writes them (CacheWriter), on another core than
+        the replay's: the file system's work and the event sourcing's then take the time of
+        the longer of the two, not of both."""
         repaired: Counter[str] = Counter()
-        while True:
-            self._after_batch()
-            after = self.log.tracked_position(self.name)
-            batch = self.log.read(after, self.batch_size, kinds=self.answers)
-            if not batch:
-                return repaired
-            plan = _Plan()
-            touched: dict[UUID, Any] = {}
-            done_here: Counter[str] = Counter()
-            findings = [e for _, e in batch if isinstance(e, Fragment.FragmentLost)]
-            fragments = self.log.fragments_by_uuid((e.originator_id for e in findings),
-                                                   known=findings)
-            restored: dict[UUID, Fragment] = {}
-            for _, event in batch:
-                if not isinstance(event, self.answers):
-                    continue  # an unreadable finding: the scrubber reports it as log damage
-                if not self._ours(event):
-                    continue  # another replica's copy: that replica's healer answers it
-                aggregate = touched.get(event.originator_id)
-                if isinstance(event, Fragment.FragmentLost) and event.copy == "log-body":
-                    aggregate = aggregate or fragments[event.originator_id]
-                    done = self._restore_body(aggregate, cycle_id)
-                    if done:
-                        restored[aggregate.id] = aggregate
-                elif isinstance(event, Fragment.FragmentLost):
-                    aggregate = aggregate or fragments[event.originator_id]
-                    done = self._plan_fragment(plan, aggregate, event.copy, cycle_id)
+        with self.cache.writer() as writer:
+            pending: _Batch | None = None  # its files submitted, its repairs not recorded
+            while True:
+                if pending is None:
+                    self._after_batch()
+                    after = self.log.tracked_position(self.name)
                 else:
-                    aggregate = aggregate or self.log.index_copy(self.replica)
-                    done = self._plan_index_file(plan, aggregate, cycle_id)
+                    after = pending.last
+                batch = self._plan(after, cycle_id)
+                if batch is not None:
+                    writer.submit(batch.cache_removals, batch.files, background=batch.full)
+                if pending is not None:
+                    writer.wait()  # its files are flushed before the events that say so
+                    if not self._record(pending, cycle_id):
+                        # Another healer answered these findings first, or a fragment changed
+                        # meanwhile (a deletion, a read recording a finding): read them again
+                        # and answer what is still open. The batch planned since may rest on
+                        # the repairs that were not recorded: it is read again too. A copy
+                        # rewritten for a fragment deleted meanwhile is an "extra" copy for
+                        # the next scrub, and search never shows deleted fragments.
+                        writer.drain()
+                        pending = None
+                        continue
+                    repaired.update(pending.done)
+                    if pending.found and found is not None:  # damage this heal recorded
+                        found["log-body/corrupt"] += len(pending.found)
+                    self._after_batch()
+                if batch is None:
+                    return repaired
+                pending = batch
+
+    def _plan(self, after: int, cycle_id: UUID | None) -> _Batch | None:
+        """The repairs that answer the next findings after a position (None: there are none),
+        gathered before any is made."""
+        events = self.log.read(after, self.batch_size, kinds=self.answers)
+        if not events:
+            return None
+        batch = _Batch(last=events[-1][0], full=len(events) == self.batch_size)
+        findings = [e for _, e in events if isinstance(e, Fragment.FragmentLost)]
+        fragments = self.log.fragments_by_uuid((e.originator_id for e in findings),
+                                               known=findings)
+        for _, event in events:
+            if not isinstance(event, self.answers):
+                continue  # an unreadable finding: the scrubber reports it as log damage
+            if not self._ours(event):
+                continue  # another replica's copy: that replica's healer answers it
+            aggregate = batch.touched.get(event.originator_id)
+            if isinstance(event, Fragment.FragmentLost) and event.copy == "log-body":
+                aggregate = aggregate or fragments[event.originator_id]
+                done = self._restore_body(aggregate, cycle_id)
                 if done:
-                    touched[event.originator_id] = aggregate
-                    done_here[done] += 1
-            for fragment in plan.found:
-                touched[fragment.id] = fragment
-            for uuid in plan.cache_removals:
-                self.cache.remove(uuid)
-            self.cache.write_many(plan.files)  # flushed before the events that say so
-            with self._lock:
-                self.index.remove(plan.index_removals)
-                self.index.put(plan.vectors)
-                if plan.index_file is not None:
-                    started = time.perf_counter()
-                    self.index.save()
-                    plan.index_file.rebuilt(position=self.index.position,
-                                            seconds=round(time.perf_counter() - started, 4),
-                                            cycle_id=cycle_id)
-            try:
-                self.log.record_tracked(self.name, batch[-1][0], *touched.values())
-            except ConflictError:
-                # Another healer answered this batch first, or a fragment changed meanwhile
-                # (a deletion, a read recording a finding): read the batch again and answer
-                # what is still open. A copy rewritten for a fragment deleted meanwhile is an
-                # "extra" copy for the next scrub, and search never shows deleted fragments.
-                continue
-            if restored:
-                # The restated body no longer depends on the events that cannot be read.
-                self.log.snapshot(*restored.values())
-            repaired.update(done_here)
-            if plan.found and found is not None:  # damage this heal recorded itself
-                found["log-body/corrupt"] += len(plan.found)
+                    batch.restored[aggregate.id] = aggregate
+            elif isinstance(event, Fragment.FragmentLost):
+                aggregate = aggregate or fragments[event.originator_id]
+                done = self._plan_fragment(batch, aggregate, event.copy, cycle_id)
+            else:
+                aggregate = aggregate or self.log.index_copy(self.replica)
+                done = self._plan_index_file(batch, aggregate, cycle_id)
+            if done:
+                batch.touched[event.originator_id] = aggregate
+                batch.done[done] += 1
+        for fragment in batch.found:
+            batch.touched[fragment.id] = fragment
+        return batch
+
+    def _record(self, batch: _Batch, cycle_id: UUID | None) -> bool:
+        """Make a batch's index repairs and record its events with the position they answer
+        (its files are durable by now); False if the log changed under it (ConflictError)."""
+        with self._lock:
+            self.index.remove(batch.index_removals)
+            self.index.put(batch.vectors)
+            if batch.index_file is not None:
+                started = time.perf_counter()
+                self.index.save()
+                batch.index_file.rebuilt(position=self.index.position,
+                                         seconds=round(time.perf_counter() - started, 4),
+                                         cycle_id=cycle_id)
+        try:
+            self.log.record_tracked(self.name, batch.last, *batch.touched.values())
+        except ConflictError:
+            return False
+        if batch.restored:
+            # The restated bodies no longer depend on the events that cannot be read.
+            self.log.snapshot(*batch.restored.values())
+        return True
 
     def _ours(self, event: Any) -> bool:
         if isinstance(event, Fragment.FragmentLost):
             return self.replica.owns(event.copy)
         return event.originator_id == self._index_copy
 
-    def _plan_fragment(self, plan: _Plan, fragment: Fragment, copy: str,
+    def _plan_fragment(self, batch: _Batch, fragment: Fragment, copy: str,
                        cycle_id: UUID | None) -> str | None:
         kind = copy_kind(copy)  # "cache" or "index": this replica's own
         fault = fragment.faults.get(copy)
@@ -180,24 +210,24 @@ class Healer:
                 # The replay met unreadable events that no scrub has recorded yet (it reads
                 # old events on a rolling schedule): record the damage now, as a read does,
                 # and the body's repair follows in this heal's next batch.
-                plan.found.append(fragment)
+                batch.found.append(fragment)
             if kind == "cache":
                 cached, _ = self.cache.inspect(fragment.id)
                 if cached is None or not is_exact_copy(cached, row, fragment.content_hash):
-                    plan.cache_removals.append(fragment.id)
+                    batch.cache_removals.append(fragment.id)
             return None
         uuid = fragment.id
         if kind == "cache":
             if fragment.deleted:
-                plan.cache_removals.append(uuid)
+                batch.cache_removals.append(uuid)
             else:
-                plan.files.append(CachedFragment.of(uuid, fragment.key, fragment.namespace,
-                                                    fragment, fragment.content_version))
+                batch.files.append(CachedFragment.of(uuid, fragment.key, fragment.namespace,
+                                                     fragment, fragment.content_version))
         elif kind == "index":
             if fragment.deleted:
-                plan.index_removals.append(faiss_id(uuid))
+                batch.index_removals.append(faiss_id(uuid))
             else:
-                plan.vectors[faiss_id(uuid)] = fragment.embedding
+                batch.vectors[faiss_id(uuid)] = fragment.embedding
         else:
             return None  # the log's own body: repaired by reconstruction, not from the log
         fragment.reconstruct(copy=copy, method=EXACT_LOG, fidelity=1.0,
@@ -384,17 +414,23 @@ class Healer:
                 "mean_gain": round(sum(gains) / len(gains), 6) if gains else 0.0}
 
     @staticmethod
-    def _plan_index_file(plan: _Plan, copy: VectorIndexCopy, cycle_id: UUID | None) -> str | None:
-        if copy.fault is None or plan.index_file is not None:
+    def _plan_index_file(batch: _Batch, copy: VectorIndexCopy, cycle_id: UUID | None
+                         ) -> str | None:
+        if copy.fault is None or batch.index_file is not None:
             return None
-        plan.index_file = copy  # saved, and its IndexRebuilt recorded, with the batch
+        batch.index_file = copy  # saved, and its IndexRebuilt recorded, with the batch
         return f"index-file/{EXACT_LOG}"
 
 
 @dataclass
-class _Plan:
-    """The repairs of one batch, gathered before any is made."""
+class _Batch:
+    """The repairs answering one batch of findings, gathered before any is made."""
 
+    last: int  # the position of its last finding: recorded with its repairs
+    full: bool  # as many findings as a batch holds: more may follow
+    touched: dict[UUID, Any] = field(default_factory=dict)  # aggregates with events to record
+    done: Counter[str] = field(default_factory=Counter)  # repairs per 'copy/method'
+    restored: dict[UUID, Fragment] = field(default_factory=dict)  # log bodies restated
     files: list[CachedFragment] = field(default_factory=list)
     cache_removals: list[UUID] = field(default_factory=list)
     vectors: dict[int, bytes] = field(default_factory=dict)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
-import os
 import shutil
-import threading
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from domain import Fragment
+from projections.files import FileWriter, atomic_write, flush_file_system, write_batch
 from projections.runner import Batch, unreadable_body
 
 FORMAT = 1
@@ -36,50 +36,6 @@ class CachedFragment:
         return cls(uuid=str(uuid), key=key, namespace=namespace, text=content.text,
                    metadata=content.metadata, content_hash=content.content_hash,
                    version=version)
-
-
-def _load_syncfs() -> Any:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.syncfs
-    except (OSError, AttributeError):
-        return None
-
-
-_SYNCFS = _load_syncfs()
-
-
-def flush_file_system(folder: Path) -> None:
-    """Make every write under `folder` durable: syncfs(2) on its file system (Linux), which
-    also reports a write-back error; os.sync() where syncfs is not available."""
-    if _SYNCFS is None:
-        os.sync()
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        if _SYNCFS(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"syncfs failed: {os.strerror(err)}", str(folder))
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Write via a temp file and rename: a reader sees the old file or the new, never half.
-
-    fsync=False leaves durability to a later flush_file_system (see FragmentCache.apply).
-    """
-    tmp = path.parent / f".tmp-{os.getpid()}-{threading.get_ident()}-{path.name}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class FragmentCache:
@@ -109,8 +65,13 @@ class FragmentCache:
         return self._position
 
     def path_of(self, uuid: UUID | str) -> Path:
+        return self.root / self.name_of(uuid)
+
+    @staticmethod
+    def name_of(uuid: UUID | str) -> str:
+        """A fragment's file, relative to the cache's root."""
         hex_ = UUID(str(uuid)).hex
-        return self.root / hex_[:2] / f"{hex_}.json"
+        return f"{hex_[:2]}/{hex_}.json"
 
     def apply(self, batch: Batch) -> None:
         # Only each fragment's last state in the batch matters: write it once.
@@ -162,10 +123,11 @@ class FragmentCache:
 
     def write_many(self, fragments: list[CachedFragment]) -> None:
         """Write several files, then make them durable with one flush."""
-        for fragment in fragments:
-            self.write(fragment, fsync=False)
-        if fragments:
-            flush_file_system(self.root)
+        write_batch(self.root, [], [(self.name_of(f.uuid), render(f)) for f in fragments])
+
+    def writer(self) -> CacheWriter:
+        """A writer of batches of repairs (see CacheWriter); close it when done."""
+        return CacheWriter(self)
 
     def read(self, uuid: UUID | str) -> CachedFragment | None:
         """The cached copy, or None when it is missing or unreadable (callers fall back to the log)."""
@@ -206,6 +168,71 @@ class FragmentCache:
 
     def close(self) -> None:
         pass
+
+
+class CacheWriter:
+    """Removes and writes cache files batch by batch, in the order submitted; `wait` returns
+    when the oldest batch not yet waited for is durable, or raises what stopped it.
+
+    Batches are written at once until one comes with background=True (a caller with many
+    to write); from then on a FileWriter process writes them while the caller prepares the
+    next (see Healer.heal). Where no process can be started, they are written at once.
+    """
+
+    def __init__(self, cache: FragmentCache):
+        self._cache = cache
+        self._done: deque[OSError | None] = deque()  # batches written at once, not waited for
+        self._process: FileWriter | None = None
+
+    def submit(self, removals: Iterable[UUID], fragments: Iterable[CachedFragment], *,
+               background: bool = False) -> None:
+        name_of = self._cache.name_of
+        names = [name_of(uuid) for uuid in removals]
+        files = [(name_of(fragment.uuid), render(fragment)) for fragment in fragments]
+        if background and self._process is None:
+            try:
+                self._process = FileWriter(self._cache.root)
+            except OSError:
+                pass  # no process to be had here: the batches are written at once
+        if self._process is not None:
+            self._process.submit(names, files)
+            return
+        try:
+            write_batch(self._cache.root, names, files)
+            self._done.append(None)
+        except OSError as exc:
+            self._done.append(exc)
+
+    def wait(self) -> None:
+        if self._done:  # written before any batch went to the process
+            failure = self._done.popleft()
+            if failure is not None:
+                raise failure
+        elif self._process is not None:
+            self._process.wait()
+
+    def drain(self) -> None:
+        """Wait for every batch submitted; the first failure is raised after all are done."""
+        failure = next((f for f in self._done if f is not None), None)
+        self._done.clear()
+        if self._process is not None:
+            try:
+                self._process.drain()
+            except OSError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.close()
+            self._process = None
+
+    def __enter__(self) -> CacheWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def render(fragment: CachedFragment) -> bytes:

@@ -11,7 +11,7 @@ import faiss
 import numpy as np
 
 from domain import DIMENSION_MAX, Fragment
-from projections.cache import atomic_write
+from projections.files import atomic_write
 from projections.runner import Batch, unreadable_body
 
 FORMAT = 1

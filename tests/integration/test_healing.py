@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 import carma
+import projections.cache
+import projections.files
 from carma import FragmentGone
 from tests.conftest import stored_rows
 
@@ -176,6 +178,33 @@ def test_a_crash_in_the_middle_of_healing_resumes_without_repeating_or_skipping(
     mem.heal()
     assert topics(mem).count("FragmentReconstructed") == 20  # each repaired exactly once
     assert mem.scrub()["found"] == {}
+
+
+def test_overlapping_batches_repair_each_copy_once_from_a_writer_process(mem, monkeypatch):
+    # One finding per batch: a fragment's cache and index findings fall in two batches, the
+    # second planned before the first is recorded (it conflicts, and is read again).
+    started = []
+
+    class CountedFileWriter(projections.files.FileWriter):
+        def __init__(self, folder):
+            super().__init__(folder)
+            started.append(self)
+
+    monkeypatch.setattr(projections.cache, "FileWriter", CountedFileWriter)
+    ids = fragments(mem, 6)
+    expected = {k: mem.get(k).text for k in ids}
+    for key in ids[:4]:
+        cache_path(mem, key).unlink()
+        mem.index.remove([mem.ledger.row(key)["faiss_id"]])
+    assert mem.scrub()["recorded"] == 8
+    mem.dreamer.healer.batch_size = 1
+    assert mem.heal() == {"cache/exact-log": 4, "index/exact-log": 4}
+    assert len(started) == 1  # a full first batch: the files went to a writer process
+    assert started[0]._process.returncode == 0  # and it ended with the heal
+    assert topics(mem).count("FragmentReconstructed") == 8
+    assert mem.scrub()["found"] == {}
+    assert {k: mem.cache.read(uuid_of(mem, k)).text for k in ids} == expected
+    assert mem.search("pier 2", k=1)[0].id == ids[2]
 
 
 def test_a_deleted_fragment_is_never_repaired_back(mem):
