@@ -128,6 +128,11 @@ class Healer:
                         found["log-body/corrupt"] += len(pending.found)
                     self._after_batch()
                 if batch is None:
+                    if pending is not None and pending.found:
+                        # It recorded damage its replay met, after the last read: answer
+                        # that too, in this heal.
+                        pending = None
+                        continue
                     return repaired
                 pending = batch
 

@@ -189,7 +189,7 @@ class CacheWriter:
         name_of = self._cache.name_of
         names = [name_of(uuid) for uuid in removals]
         files = [(name_of(fragment.uuid), render(fragment)) for fragment in fragments]
-        if background and self._process is None:
+        if background and self._process is None and (names or files):
             try:
                 self._process = FileWriter(self._cache.root)
             except OSError:

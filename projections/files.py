@@ -89,11 +89,14 @@ class FileWriter:
 
     Why a process: writing a file is a handful of system calls, and a thread that makes them
     must take the GIL back after each one, which a busy caller holds for up to its switch
-    interval (5 ms): here 3,000 small files took 0.2 s to write alone and 36 s beside a
-    thread decoding JSON. A process writes while the caller computes, on another core.
+    interval (5 ms): here 3,000 small files took 0.1–0.2 s to write alone and 36–60 s
+    beside a thread decoding JSON. A process writes while the caller computes, on another core.
     """
 
     def __init__(self, folder: Path):
+        if not sys.executable or getattr(sys, "frozen", False):
+            # An embedded or frozen interpreter: no Python program to run this module with.
+            raise OSError("no Python interpreter to start a file writer process with")
         self.folder = Path(folder)
         self._process = subprocess.Popen(
             [sys.executable, "-I", __file__, str(self.folder)],
