@@ -106,6 +106,7 @@ def test_heal_reports_scrub_and_heal_ratios_with_exact_repairs(tmp_path):
     assert size["heal"]["deleted"] == 180
     assert size["heal"]["repaired"] == {"cache/exact-log": 180}
     assert size["heal"]["exact"] is True
+    assert _positive(size["heal"]["ratio_to_two_process_writes"])
     # The deep scrub read the whole log; the routine one after it, a log this short whole too.
     assert size["deep_scrub"]["log_positions_read"] >= 600
     assert size["scrub"]["log_positions_read"] == size["deep_scrub"]["log_positions_read"]
