@@ -65,6 +65,11 @@ class HealthLedger:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
+        # No fsync per commit: the ledger is a projection, and its position commits with its
+        # rows. A power loss may take its last commits (never a process crash: the WAL is
+        # in the OS's hands by then); it reopens consistent, and replays them from the log.
+        # An fsync per commit cost a heal about 15% of its time.
+        conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA secure_delete=ON")  # a forgotten fragment's metadata is zeroed
         self.db = sqlite_utils.Database(conn)
         self._create()
