@@ -14,9 +14,10 @@
   least 0.5 of the raw throughput) to the same paths after the same deletion, just before
   and just after the heal, each once the file system has settled after the deletion (see
   _delete). The heal writes from a writer process of its own while it replays the next
-  batch; the same raw writes from two such processes are reported beside (two processes
-  write no faster than one here: the file system is the bound, not the CPU). The index
-  file is saved before the damage, so that the heal repairs the cache files alone. The whole dream cycle (scan, record, heal) is reported too;
+  batch; the same raw writes from two such processes are reported beside, with the heal's
+  ratio to them (a raw writer could use the second core as well). The index file is saved
+  before the damage, so that the heal repairs the cache files alone. The whole dream cycle
+  (scan, record, heal) is reported too;
 - a dream cycle after deleting 5 cache files, in seconds, next to the prototype's 0.07 s
   (whose rebuilt files were empty stubs).
 Sizes: 10,000 and 100,000 fragments by default (HashingEmbedder: the model plays no part).

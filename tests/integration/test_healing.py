@@ -207,6 +207,37 @@ def test_overlapping_batches_repair_each_copy_once_from_a_writer_process(mem, mo
     assert mem.search("pier 2", k=1)[0].id == ids[2]
 
 
+def test_a_writer_process_killed_mid_heal_stops_the_heal_and_the_next_one_resumes(
+        mem, monkeypatch):
+    class DoomedFileWriter(projections.files.FileWriter):
+        def submit(self, removals, files):
+            super().submit(removals, files)
+            if self.outstanding == 2:  # the second batch is in its hands: kill it
+                self._process.kill()
+                self._process.wait()
+
+    monkeypatch.setattr(projections.cache, "FileWriter", DoomedFileWriter)
+    ids = fragments(mem, 20)
+    expected = {k: mem.get(k).text for k in ids}
+    for path in mem.cache.files():
+        path.unlink()
+    mem.scrub()
+    mem.dreamer.healer.batch_size = 4
+    with pytest.raises(carma.StorageError, match="healing stopped.*file writer process stopped"):
+        mem.heal()
+    # A repair is recorded only for a batch whose files were reported durable.
+    repaired = [o for _, o, _, topic, _ in stored_rows(mem)
+                if topic.endswith("FragmentReconstructed")]
+    recorded = len(repaired)
+    assert recorded < 20 and recorded % 4 == 0
+    assert all(mem.cache.path_of(o).exists() for o in repaired)
+    monkeypatch.undo()
+    assert sum(mem.heal().values()) == 20 - recorded
+    assert topics(mem).count("FragmentReconstructed") == 20
+    assert mem.scrub()["found"] == {}
+    assert {k: mem.cache.read(uuid_of(mem, k)).text for k in ids} == expected
+
+
 def test_a_deleted_fragment_is_never_repaired_back(mem):
     ids = fragments(mem, 3)
     cache_path(mem, ids[0]).unlink()
