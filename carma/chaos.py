@@ -187,6 +187,9 @@ def run_chaos(open_store: Callable[[], Any], *, cache_delete: float = 0.3,
             "reopen_seconds": round(reopen_s, 3),
             "found": cycle["found"], "repaired": cycle["repaired"],
             "heal_seconds": cycle["seconds"]["total"],
+            # where the cycle's time went: the scan, the repairs, and any calibration and
+            # refinement of approximate bodies the store holds (real-model work)
+            "cycle_phases_s": cycle["seconds"],
             "health": {"before_damage": health_start,
                        "as_found": cycle["health_before"], "after": health["score"]},
         }

@@ -705,7 +705,8 @@ def chaos_text(r: dict[str, Any]) -> str:
                      f"{p['p50_ms']:>8.1f} {p['p95_ms']:>8.1f}")
     h = r["health"]
     lines += [_counts_line("found", r["found"]), _counts_line("repaired", r["repaired"]),
-              f"restart {r['reopen_seconds']:.2f} s, heal {r['heal_seconds']:.2f} s; health "
+              f"restart {r['reopen_seconds']:.2f} s, dream cycle {r['heal_seconds']:.2f} s "
+              f"(repairs {r['cycle_phases_s']['heal']:.2f} s); health "
               f"{h['before_damage']:.1%} -> {h['as_found']:.1%} (as found) -> {h['after']:.1%}"]
     return "\n".join(lines)
 

@@ -194,6 +194,9 @@ def test_chaos_damages_for_real_and_no_query_fails(run, home):
     assert report["phases"]["before"]["queries"] == 40
     assert report["health"]["as_found"] < 1.0 and report["health"]["after"] == 1.0
     assert sum(report["repaired"].values()) >= 22
+    assert 0 < report["cycle_phases_s"]["heal"] <= report["heal_seconds"]
+    text = run("chaos", "--queries", "10", "--threads", "2", "--seed", "4")
+    assert text.exit_code == 0 and "queries" in text.output and "repairs" in text.output
     missing = CliRunner().invoke(cli, ["chaos", "--home", str(home / "nope"), "--embedder",
                                        "hashing"])
     assert missing.exit_code == 2 and "no store at" in missing.stderr
