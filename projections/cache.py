@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from domain import Fragment
-from projections.files import FileWriter, atomic_write, flush_file_system, write_batch
+from projections.files import FileWriter, atomic_write, write_batch
 from projections.runner import Batch, unreadable_body
 
 FORMAT = 1
@@ -89,37 +89,31 @@ class FragmentCache:
                 last[event.originator_id] = None
             elif (uuid := unreadable_body(event)) is not None:
                 last[uuid] = None  # its body is unknown until a repair restates it
+        removals: list[str] = []
+        files: list[tuple[str, bytes]] = []
         for uuid, entry in last.items():
-            path = self.path_of(uuid)
             if entry is None:
-                path.unlink(missing_ok=True)
+                removals.append(self.name_of(uuid))
                 continue
             _, event = entry
             if event.key is None:
                 continue  # a restatement of a fragment no record could name: nothing to file
             # Every event that sets a body also names its fragment (id, namespace).
-            self.write(CachedFragment.of(uuid, event.key, event.namespace, event,
-                                         event.originator_version), fsync=False)
-        if last:
-            # One flush of the whole batch instead of an fsync per file (4x faster here),
-            # before the position that claims it: a crash never records a batch that is not
-            # on disk.
-            flush_file_system(self.root)
+            files.append((self.name_of(uuid), render(CachedFragment.of(
+                uuid, event.key, event.namespace, event, event.originator_version))))
+        # One flush of the whole batch instead of an fsync per file (4x faster here), before
+        # the position that claims it: a crash never records a batch that is not on disk.
+        write_batch(self.root, removals, files)
         # A batch that changed no file (the healer's own reports, say) moves the position
         # without an fsync of its own: lost in a crash, it only makes the cache replay
         # events that change nothing.
-        self._record_position(batch[-1][0], durable=bool(last))
+        self._record_position(batch[-1][0], durable=bool(removals or files))
 
     def _record_position(self, position: int, durable: bool = True) -> None:
         if position > self._position:
             atomic_write(self._position_file, json.dumps({"position": position}).encode(),
                          fsync=durable)
             self._position = position
-
-    def write(self, fragment: CachedFragment, *, fsync: bool = True) -> None:
-        path = self.path_of(fragment.uuid)
-        path.parent.mkdir(exist_ok=True)
-        atomic_write(path, render(fragment), fsync=fsync)
 
     def write_many(self, fragments: list[CachedFragment]) -> None:
         """Write several files, then make them durable with one flush."""

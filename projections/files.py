@@ -52,7 +52,7 @@ def flush_file_system(folder: Path) -> None:
 def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
     """Write via a temp file and rename: a reader sees the old file or the new, never half.
 
-    fsync=False leaves durability to a later flush_file_system (see FragmentCache.apply).
+    fsync=False leaves durability to a later flush_file_system (see write_batch).
     """
     tmp = path.parent / f".tmp-{os.getpid()}-{threading.get_ident()}-{path.name}"
     try:
