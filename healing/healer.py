@@ -7,6 +7,7 @@ unanswered finding, never repairing one twice in the log nor skipping one.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections import Counter
@@ -108,7 +109,7 @@ class Healer:
                     after = self.log.tracked_position(self.name)
                 else:
                     after = pending.last
-                batch = self._plan(after, cycle_id)
+                batch = self._plan(after, cycle_id, pending.touched if pending else {})
                 if batch is not None:
                     writer.submit(batch.cache_removals, batch.files, background=batch.full)
                 if pending is not None:
@@ -128,21 +129,32 @@ class Healer:
                         found["log-body/corrupt"] += len(pending.found)
                     self._after_batch()
                 if batch is None:
-                    if pending is not None and pending.found:
-                        # It recorded damage its replay met, after the last read: answer
-                        # that too, in this heal.
-                        pending = None
-                        continue
-                    return repaired
+                    if pending is None:
+                        return repaired
+                    # Read once more now that it is recorded: findings about its fragments
+                    # waited for it (see _plan), and it may have recorded damage of its own.
+                    pending = None
+                    continue
                 pending = batch
 
-    def _plan(self, after: int, cycle_id: UUID | None) -> _Batch | None:
-        """The repairs that answer the next findings after a position (None: there are none),
-        gathered before any is made."""
+    def _plan(self, after: int, cycle_id: UUID | None,
+              waiting_on: dict[UUID, Any]) -> _Batch | None:
+        """The repairs that answer the next findings after a position, gathered before any is
+        made; None if there are none to plan now.
+
+        The batch ends before the first finding about an aggregate in `waiting_on` (the batch
+        before, whose repairs are not recorded yet): planned now, its replay would miss those
+        repairs. A body restated there would still look lost here, and this batch would have
+        the writer remove its cache file after the projection had written it."""
         events = self.log.read(after, self.batch_size, kinds=self.answers)
+        full = len(events) == self.batch_size
+        if waiting_on:
+            events = list(itertools.takewhile(
+                lambda found: getattr(found[1], "originator_id", None) not in waiting_on,
+                events))
         if not events:
             return None
-        batch = _Batch(last=events[-1][0], full=len(events) == self.batch_size)
+        batch = _Batch(last=events[-1][0], full=full)
         findings = [e for _, e in events if isinstance(e, Fragment.FragmentLost)]
         fragments = self.log.fragments_by_uuid((e.originator_id for e in findings),
                                                known=findings)

@@ -181,8 +181,8 @@ def test_a_crash_in_the_middle_of_healing_resumes_without_repeating_or_skipping(
 
 
 def test_overlapping_batches_repair_each_copy_once_from_a_writer_process(mem, monkeypatch):
-    # One finding per batch: a fragment's cache and index findings fall in two batches, the
-    # second planned before the first is recorded (it conflicts, and is read again).
+    # One finding per batch: a fragment's cache and index findings fall in two batches, and
+    # the second waits for the first to be recorded before it is planned.
     started = []
 
     class CountedFileWriter(projections.files.FileWriter):

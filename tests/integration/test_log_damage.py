@@ -325,6 +325,27 @@ def test_the_log_is_scrubbed_on_a_rolling_schedule_and_deep_on_demand(mem):
     assert mem.scrub()["recorded"] == 1
 
 
+def test_a_body_restated_in_one_batch_keeps_the_cache_file_the_next_batch_names(mem):
+    """The batch after one that restates a body is planned while that one's files are being
+    written; a finding about the same fragment waits until the restatement is recorded. A
+    plan made before would see the body still lost and have the writer process remove the
+    cache file the projection had just written from the restated body."""
+    topics = ["Rivers carry sediment from the mountains down to the sea.",
+              "The river delta is built from sediment carried by the water.",
+              "Mountains erode slowly as rain and rivers carry rock away.",
+              "Sediment settles where the river slows near the sea.",
+              "A glacier carves a valley as it moves down the mountain."]
+    mem.add_many([{"text": t, "id": f"k{i}"} for i, t in enumerate(topics)])
+    flip_event(mem, "k1")
+    path = mem.cache.path_of(mem.ledger.row("k1")["uuid"])
+    path.unlink()
+    assert mem.scrub()["found"] == {"log-body/corrupt": 1, "cache/missing": 1}
+    mem.dreamer.healer.batch_size = 1  # the body's finding and the file's: two batches
+    assert list(mem.heal()) == [f"log-body/{mem.dreamer.healer.reconstructor.method}"]
+    assert path.exists()
+    assert mem.scrub()["found"] == {}
+
+
 def test_damage_the_rolling_scrub_has_not_read_is_recorded_when_a_repair_meets_it(mem):
     """A copy's repair replays the fragment; where the replay meets an unreadable event no
     scrub has read yet, the healer records that damage and repairs the body in the same
