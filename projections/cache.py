@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from domain import Fragment
-from projections.files import FileWriter, atomic_write, write_batch
+from projections.files import BatchWriter, FileWriter, atomic_write, write_batch
 from projections.runner import Batch, unreadable_body
 
 FORMAT = 1
@@ -115,10 +115,6 @@ class FragmentCache:
                          fsync=durable)
             self._position = position
 
-    def write_many(self, fragments: list[CachedFragment]) -> None:
-        """Write several files, then make them durable with one flush."""
-        write_batch(self.root, [], [(self.name_of(f.uuid), render(f)) for f in fragments])
-
     def writer(self) -> CacheWriter:
         """A writer of batches of repairs (see CacheWriter); close it when done."""
         return CacheWriter(self)
@@ -143,9 +139,6 @@ class FragmentCache:
         except (ValueError, TypeError, KeyError, AttributeError):
             return None, "unreadable"
 
-    def remove(self, uuid: UUID | str) -> None:
-        self.path_of(uuid).unlink(missing_ok=True)
-
     def reset(self) -> None:
         # Position zero is on disk before any file goes: a crash in the middle of a rebuild
         # then replays from zero instead of trusting files that are already gone.
@@ -164,7 +157,7 @@ class FragmentCache:
         pass
 
 
-class CacheWriter:
+class CacheWriter(BatchWriter):
     """Removes and writes cache files batch by batch, in the order submitted; `wait` returns
     when the oldest batch not yet waited for is durable, or raises what stopped it.
 
@@ -197,6 +190,10 @@ class CacheWriter:
         except OSError as exc:
             self._done.append(exc)
 
+    @property
+    def outstanding(self) -> int:
+        return len(self._done) + (self._process.outstanding if self._process else 0)
+
     def wait(self) -> None:
         if self._done:  # written before any batch went to the process
             failure = self._done.popleft()
@@ -204,18 +201,6 @@ class CacheWriter:
                 raise failure
         elif self._process is not None:
             self._process.wait()
-
-    def drain(self) -> None:
-        """Wait for every batch submitted; the first failure is raised after all are done."""
-        failure = next((f for f in self._done if f is not None), None)
-        self._done.clear()
-        if self._process is not None:
-            try:
-                self._process.drain()
-            except OSError as exc:
-                failure = failure or exc
-        if failure is not None:
-            raise failure
 
     def close(self) -> None:
         if self._process is not None:

@@ -2,25 +2,30 @@
 them while its caller goes on with other work.
 
 This module imports the standard library only: it is also the writer process's program
-(`python -I files.py FOLDER`), which must start in milliseconds and import nothing of the
-caller's (-I keeps the script's folder, the environment and the user's site off its path).
+(`python -I -S files.py FOLDER`), which must start in milliseconds and import nothing of the
+caller's (-I keeps the script's folder, the environment and the user's site off its path,
+-S every site-packages).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
 import pickle
-import signal
+import select
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 Files = Sequence[tuple[str, bytes]]  # (name relative to the folder, bytes)
+READY = b"ready\n"  # the writer process's first line
+STARTUP_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 60.0
 
 
 def _load_syncfs() -> Any:
@@ -34,19 +39,31 @@ def _load_syncfs() -> Any:
 _SYNCFS = _load_syncfs()
 
 
-def flush_file_system(folder: Path) -> None:
-    """Make every write under `folder` durable: syncfs(2) on its file system (Linux), which
-    also reports a write-back error; os.sync() where syncfs is not available."""
+@contextlib.contextmanager
+def made_durable(folder: Path) -> Iterator[None]:
+    """Writes made under `folder` in the block are durable when it ends: syncfs(2) on a
+    descriptor opened before them (Linux; os.sync() where syncfs is not available). Since
+    Linux 5.8 syncfs reports a write-back error that happened after its descriptor was
+    opened, even one another process's sync met first: opened after the writes, it could
+    miss theirs. Older kernels report none."""
     if _SYNCFS is None:
+        yield
         os.sync()
         return
     fd = os.open(folder, os.O_RDONLY)
     try:
+        yield
         if _SYNCFS(fd) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"syncfs failed: {os.strerror(err)}", str(folder))
     finally:
         os.close(fd)
+
+
+def flush_file_system(folder: Path) -> None:
+    """Make every write under `folder` made so far durable (see made_durable)."""
+    with made_durable(folder):
+        pass
 
 
 def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
@@ -70,20 +87,45 @@ def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
 def write_batch(folder: Path, removals: Sequence[str], files: Files) -> None:
     """Remove and write files under `folder` (names relative to it; a file's own folder is
     made if missing), then make all of it durable with one flush."""
-    for name in removals:
-        (folder / name).unlink(missing_ok=True)
-    made: set[Path] = set()
-    for name, data in files:
-        path = folder / name
-        if path.parent not in made:
-            path.parent.mkdir(exist_ok=True)
-            made.add(path.parent)
-        atomic_write(path, data, fsync=False)
-    if removals or files:
-        flush_file_system(folder)
+    if not removals and not files:
+        return
+    with made_durable(folder):
+        for name in removals:
+            (folder / name).unlink(missing_ok=True)
+        made: set[Path] = set()
+        for name, data in files:
+            path = folder / name
+            if path.parent not in made:
+                path.parent.mkdir(exist_ok=True)
+                made.add(path.parent)
+            atomic_write(path, data, fsync=False)
 
 
-class FileWriter:
+class BatchWriter:
+    """Batches of files written in the order given, and waited for in that order."""
+
+    @property
+    def outstanding(self) -> int:
+        """Batches given and not yet waited for."""
+        raise NotImplementedError
+
+    def wait(self) -> None:
+        """Until the oldest batch not yet waited for is durable; its OSError if it failed."""
+        raise NotImplementedError
+
+    def drain(self) -> None:
+        """Wait for every batch given; the first failure is raised after all are done."""
+        failure: OSError | None = None
+        while self.outstanding:
+            try:
+                self.wait()
+            except OSError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+
+class FileWriter(BatchWriter):
     """Writes batches of files under a folder from a child process, in the order submitted,
     each made durable (write_batch) before `wait` reports it done.
 
@@ -98,14 +140,22 @@ class FileWriter:
             # An embedded or frozen interpreter: no Python program to run this module with.
             raise OSError("no Python interpreter to start a file writer process with")
         self.folder = Path(folder)
-        self._process = subprocess.Popen(
-            [sys.executable, "-I", __file__, str(self.folder)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._outstanding = 0
+        # A process group of its own: Ctrl-C at a terminal reaches the caller only, which
+        # decides when the writer stops (by closing the pipe), never in the middle of a batch.
+        self._process = subprocess.Popen(
+            [sys.executable, "-I", "-S", __file__, str(self.folder)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=0)
+        # sys.executable may be a program that embeds Python and cannot run this one: the
+        # caller is told (OSError) and writes its files itself.
+        assert self._process.stdout is not None
+        started, _, _ = select.select([self._process.stdout], [], [], STARTUP_TIMEOUT_S)
+        if not started or self._process.stdout.readline() != READY:
+            self._end(kill=True)
+            raise OSError(f"{sys.executable} did not start a file writer process")
 
     @property
     def outstanding(self) -> int:
-        """Batches submitted and not yet waited for."""
         return self._outstanding
 
     def submit(self, removals: Sequence[str], files: Files) -> None:
@@ -120,7 +170,6 @@ class FileWriter:
         self._outstanding += 1
 
     def wait(self) -> None:
-        """Until the oldest batch not yet waited for is durable; its OSError if it failed."""
         if not self._outstanding:
             return
         self._outstanding -= 1
@@ -132,25 +181,23 @@ class FileWriter:
         if failure:
             raise OSError(failure["errno"], failure["error"], failure["filename"])
 
-    def drain(self) -> None:
-        """Wait for every batch submitted; the first failure is raised after all are done."""
-        failure: OSError | None = None
-        while self._outstanding:
-            try:
-                self.wait()
-            except OSError as exc:
-                failure = failure or exc
-        if failure is not None:
-            raise failure
-
     def close(self) -> None:
-        """Let the process finish what it was given and end."""
+        """Let the process finish what it was given and end; killed if it has not within
+        CLOSE_TIMEOUT_S (a file system that hangs): what it had not reported is not
+        recorded as written by anyone."""
+        self._end(kill=False)
+
+    def _end(self, kill: bool) -> None:
         assert self._process.stdin is not None and self._process.stdout is not None
         try:
             self._process.stdin.close()
         except BrokenPipeError:
             pass
-        self._process.wait()
+        try:
+            self._process.wait(timeout=0 if kill else CLOSE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
         self._process.stdout.close()
         self._outstanding = 0
 
@@ -160,8 +207,11 @@ class FileWriter:
 
 
 def serve(folder: Path, requests: IO[bytes], replies: IO[bytes]) -> None:
-    """The writer process: write each batch read from `requests`, report each on `replies`
-    (an empty object, or the OSError that stopped it), until the requests end."""
+    """The writer process: say it is ready, then write each batch read from `requests` and
+    report each on `replies` (an empty object, or the OSError that stopped it), until the
+    requests end."""
+    replies.write(READY)
+    replies.flush()
     while True:
         try:
             removals, files = pickle.load(requests)
@@ -178,7 +228,4 @@ def serve(folder: Path, requests: IO[bytes], replies: IO[bytes]) -> None:
 
 
 if __name__ == "__main__":
-    # Ctrl-C reaches the whole foreground process group: the caller decides when to stop
-    # (closing the pipe), so that nothing it submitted is left half-written.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(Path(sys.argv[1]), sys.stdin.buffer, sys.stdout.buffer)

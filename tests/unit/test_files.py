@@ -1,6 +1,8 @@
 """The writer process and the cache's batch writer, on real files."""
 
 import errno
+import shutil
+import sys
 from uuid import UUID, uuid4
 
 import pytest
@@ -98,3 +100,18 @@ def test_a_batch_written_at_once_reports_its_failure_at_its_wait(tmp_path):
             writer.wait()
         writer.wait()
     assert cache.read(fine.uuid) == fine
+
+
+def test_an_interpreter_that_cannot_run_the_writer_leaves_the_cache_writing_at_once(
+        tmp_path, monkeypatch):
+    # sys.executable may be a program that embeds Python (a server binary), not Python.
+    monkeypatch.setattr(sys, "executable", shutil.which("true"))
+    with pytest.raises(OSError, match="did not start a file writer"):
+        FileWriter(tmp_path)
+    cache = FragmentCache(tmp_path / "cache")
+    first = fragment("one")
+    with cache.writer() as writer:
+        writer.submit([], [first], background=True)
+        assert writer._process is None and writer.outstanding == 1
+        writer.drain()
+    assert cache.read(first.uuid) == first
