@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+from uuid import UUID
 
 import numpy as np
 import pytest
@@ -205,6 +206,32 @@ def test_overlapping_batches_repair_each_copy_once_from_a_writer_process(mem, mo
     assert mem.scrub()["found"] == {}
     assert {k: mem.cache.read(uuid_of(mem, k)).text for k in ids} == expected
     assert mem.search("pier 2", k=1)[0].id == ids[2]
+
+
+def test_a_fragment_deleted_between_a_batch_plan_and_its_record_is_not_repaired(mem):
+    ids = fragments(mem, 12)
+    for path in mem.cache.files():
+        path.unlink()
+    mem.scrub()
+    first = next(o for _, o, _, topic, _ in stored_rows(mem) if topic.endswith("FragmentLost"))
+    victim = next(k for k in ids if UUID(uuid_of(mem, k)) == UUID(str(first)))
+    healer = mem.dreamer.healer
+    healer.batch_size = 4
+    record, deleted = healer._record, []
+
+    def deleting_first(batch, cycle_id):
+        if not deleted:  # the batch is planned and its files written: the record conflicts
+            deleted.append(mem.delete(victim))
+        return record(batch, cycle_id)
+
+    healer._record = deleting_first
+    assert mem.heal() == {"cache/exact-log": 11}
+    assert deleted == [True]
+    assert topics(mem).count("FragmentReconstructed") == 11  # each once, the victim never
+    assert mem.scrub()["found"] == {}
+    assert not cache_path(mem, victim).exists()
+    with pytest.raises(FragmentGone):
+        mem.get(victim)
 
 
 def test_a_writer_process_killed_mid_heal_stops_the_heal_and_the_next_one_resumes(
