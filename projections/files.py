@@ -9,6 +9,7 @@ caller's (-I keeps the script's folder, the environment and the user's site off 
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import ctypes
 import json
@@ -101,17 +102,17 @@ def write_batch(folder: Path, removals: Sequence[str], files: Files) -> None:
             atomic_write(path, data, fsync=False)
 
 
-class BatchWriter:
+class BatchWriter(abc.ABC):
     """Batches of files written in the order given, and waited for in that order."""
 
     @property
+    @abc.abstractmethod
     def outstanding(self) -> int:
         """Batches given and not yet waited for."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def wait(self) -> None:
         """Until the oldest batch not yet waited for is durable; its OSError if it failed."""
-        raise NotImplementedError
 
     def drain(self) -> None:
         """Wait for every batch given; the first failure is raised after all are done."""
