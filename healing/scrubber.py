@@ -252,10 +252,9 @@ class Scrubber:
         """The fault of a copy against the ledger's current row (under the lock)."""
         if row is None:
             return None
-        hex_ = row["uuid"].replace("-", "")
         deleted = row["status"] in GONE
         if copy == "cache":
-            path = f"{self.cache.root}/{hex_[:2]}/{hex_}.json"
+            path = str(self.cache.path_of(row["uuid"]))
             if deleted:
                 return "extra" if os.path.exists(path) else None
             return self._file_fault(path, row)

@@ -75,27 +75,26 @@ class FragmentCache:
 
     def apply(self, batch: Batch) -> None:
         # Only each fragment's last state in the batch matters: write it once.
-        last: dict[UUID, tuple[int, Any] | None] = {}
+        last: dict[UUID, Any] = {}  # the event that sets its body, or None: no file
         for position, event in batch:
             if position <= self._position:
                 continue
             if isinstance(event, (Fragment.FragmentWritten, Fragment.FragmentRevised)):
                 # text None: a sealed body whose key was destroyed (forgotten): no file
-                last[event.originator_id] = (position, event) if event.text is not None else None
+                last[event.originator_id] = event if event.text is not None else None
             elif isinstance(event, Fragment.FragmentReconstructed) and event.copy == "log-body":
                 if event.text is not None:  # a body restated after its events were damaged
-                    last[event.originator_id] = (position, event)
+                    last[event.originator_id] = event
             elif isinstance(event, (Fragment.FragmentDeleted, Fragment.FragmentForgotten)):
                 last[event.originator_id] = None
             elif (uuid := unreadable_body(event)) is not None:
                 last[uuid] = None  # its body is unknown until a repair restates it
         removals: list[str] = []
         files: list[tuple[str, bytes]] = []
-        for uuid, entry in last.items():
-            if entry is None:
+        for uuid, event in last.items():
+            if event is None:
                 removals.append(self.name_of(uuid))
                 continue
-            _, event = entry
             if event.key is None:
                 continue  # a restatement of a fragment no record could name: nothing to file
             # Every event that sets a body also names its fragment (id, namespace).
