@@ -43,6 +43,9 @@ KIND_OF = {
 }
 SCHEMA = 8  # bump when a table changes: old ledgers are rebuilt from the log
 LIVE = "status NOT IN ('deleted', 'forgotten')"  # SQL: a fragment that is neither
+# A row made after repairs were applied to its fragment (its first event unreadable when the
+# ledger was built) keeps their method, as the row they would have updated did.
+LAST_REPAIR_METHOD = "(SELECT method FROM repairs WHERE uuid = ? ORDER BY position DESC LIMIT 1)"
 INDEX_FILE = "index-file"  # the `copy` of findings about the whole index file
 
 
@@ -291,11 +294,12 @@ class HealthLedger:
             conn.execute(
                 "INSERT OR REPLACE INTO fragments(uuid, id, faiss_id, namespace, version, status,"
                 " content_hash, embedding_fingerprint, cache_digest, metadata, fidelity, written_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, 'healthy', ?, ?, ?, ?, 1.0, ?, ?)",
+                " updated_at, last_method) VALUES (?, ?, ?, ?, ?, 'healthy', ?, ?, ?, ?, 1.0, ?, ?,"
+                f" {LAST_REPAIR_METHOD})",
                 [uuid, event.key, faiss_id(uuid), event.namespace, event.originator_version,
                  event.content_hash,
                  embedding_fingerprint(event.embedding) if readable else 0, digest,
-                 canonical_json(event.metadata if readable else {}), at, at],
+                 canonical_json(event.metadata if readable else {}), at, at, uuid],
             )
             detail = {"namespace": event.namespace, "content_hash": event.content_hash}
         elif kind == "revised":
@@ -399,11 +403,11 @@ class HealthLedger:
             conn.execute(
                 "INSERT INTO fragments(uuid, id, faiss_id, namespace, version, status,"
                 " content_hash, embedding_fingerprint, cache_digest, metadata, fidelity,"
-                " written_at, updated_at) VALUES (?, ?, ?, ?, ?, 'lost', ?, 0, '', '{}', 0.0,"
-                " ?, ?)",
+                " written_at, updated_at, last_method) VALUES (?, ?, ?, ?, ?, 'lost', ?, 0, '',"
+                f" '{{}}', 0.0, ?, ?, {LAST_REPAIR_METHOD})",
                 [uuid, recorded["key"], faiss_id(uuid), recorded["namespace"],
                  event.originator_version, recorded.get("content_hash", ""),
-                 recorded.get("written_at", at), at])
+                 recorded.get("written_at", at), at, uuid])
         conn.execute("UPDATE fragments SET status = 'lost', fidelity = 0.0,"
                      " expected_recall = NULL, reconstructed_by = NULL,"
                      " content_hash = coalesce(?, content_hash) WHERE uuid = ?"

@@ -379,3 +379,15 @@ def test_log_passes_of_one_reads_the_whole_log_at_every_scrub(home, embedder):
         mem.add_many([{"text": "one more", "id": "more"}])
         checked = mem.scrub()["checked"]
         assert checked["log_deep"] == 1 and checked["log_events"] == mem.log.position()
+
+
+def test_a_rebuild_keeps_the_repair_method_of_a_fragment_whose_first_event_is_unreadable(mem):
+    mem.add_many([{"text": "amber light on the harbour", "id": "a1"}])
+    mem.cache.path_of(mem.ledger.row("a1")["uuid"]).unlink()
+    assert mem.dream()["repaired"] == {"cache/exact-log": 1}
+    flip_event(mem, "a1")  # the first event: a rebuild's row comes from the revision
+    mem.revise("a1", text="amber light on the harbour, revised", metadata={})
+    mem.dream()
+    assert mem.ledger.row("a1")["last_method"] == "exact-log"
+    mem.rebuild()
+    assert mem.ledger.row("a1")["last_method"] == "exact-log"
