@@ -113,8 +113,12 @@ class Fragment(Aggregate):
         self.embedding = embedding
         self.approximate, self.fidelity, self.sources = False, 1.0, []  # a new body, whole
         self.reconstructed_by, self.refinements = None, 0
-        # ...which answers any damage to the log's copy of the old one.
-        self.faults.pop("log-body", None)
+        # ...which answers any damage to the log's copy of the old one, and every copy found
+        # lost or damaged before it: the projections rewrite each copy from this event, as
+        # from a restatement (a copy they cannot rewrite is found again by the next scrub).
+        # Findings about copies of a lost body are left open until then, so nothing else
+        # would answer them.
+        self.faults = {}
         self.answered = sorted(set(self.answered) | set(self.unreadable))
         self.unreadable = []
         # An event's body runs before the aggregate's version advances to the event's.

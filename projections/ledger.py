@@ -289,6 +289,10 @@ class HealthLedger:
         # A revision of a fragment whose first event is unreadable is the first to name it.
         names_it = kind == "written" or (kind == "revised" and conn.execute(
             "SELECT 1 FROM fragments WHERE uuid = ?", [uuid]).fetchone() is None)
+        if kind == "revised":
+            # A new body is whole: it answers any damage to the log's copy of the old one, and
+            # to the copies the projections rewrite from it (Fragment._revised).
+            conn.execute("DELETE FROM faults WHERE uuid = ? AND fault != 'extra'", [uuid])
         if names_it:
             digest = _cache_digest(uuid, event.key, event.namespace, event) if readable else ""
             conn.execute(
@@ -303,8 +307,6 @@ class HealthLedger:
             )
             detail = {"namespace": event.namespace, "content_hash": event.content_hash}
         elif kind == "revised":
-            # A new body is whole, and answers any damage to the log's copy of the old one.
-            conn.execute("DELETE FROM faults WHERE uuid = ? AND copy = 'log-body'", [uuid])
             conn.execute(
                 "UPDATE fragments SET version = ?, content_hash = ?, embedding_fingerprint = ?,"
                 " cache_digest = ?, metadata = ?, updated_at = ?, status = 'healthy',"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import carma
-from domain import Fragment, fragment_uuid
+from domain import Fragment, copy_kind, fragment_uuid
 from tests.conftest import damage_event, snapshot_count, stored_rows
 
 TOPICS = [
@@ -38,6 +38,13 @@ def flip_event(target, key, version=1, offset=150):
 
 def kinds(mem, key):
     return [(e.kind, e.detail.get("copy"), e.detail.get("method")) for e in mem.history(key)]
+
+
+def open_faults(mem, key):
+    """The health ledger's open findings about a fragment's copies."""
+    return [(r["copy"], r["fault"]) for r in mem.ledger.db.query(
+        "SELECT copy, fault FROM faults WHERE uuid = ? ORDER BY copy",
+        [str(fragment_uuid(key))])]
 
 
 @pytest.fixture
@@ -391,3 +398,28 @@ def test_a_rebuild_keeps_the_repair_method_of_a_fragment_whose_first_event_is_un
     assert mem.ledger.row("a1")["last_method"] == "exact-log"
     mem.rebuild()
     assert mem.ledger.row("a1")["last_method"] == "exact-log"
+
+
+def test_a_revision_answers_the_copy_findings_recorded_while_its_body_was_lost(mem):
+    """While a body is lost its cache finding stays open (the body's restatement will
+    rewrite that copy). A revision is a new whole body: the projections rewrite every copy
+    from it, so it answers those findings too, and the fragment counts as whole again."""
+    mem.add(TOPICS[0], id="alone", namespace="solo")
+    mem.add_many([{"text": t, "id": f"k{i}"} for i, t in enumerate(TOPICS[1:])])
+    flip_event(mem, "alone")
+    mem.cache.path_of(fragment_uuid("alone")).unlink()
+    report = mem.dream()
+    assert report["found"] == {"log-body/corrupt": 1, "cache/missing": 1}
+    assert report["repaired"] == {"log-body/embedding-kept": 1}
+    faults = mem.log.fragment("alone").faults  # on PostgreSQL a copy names its replica
+    assert {copy_kind(c): f for c, f in faults.items()} == {"log-body": "corrupt",
+                                                            "cache": "missing"}
+    mem.revise("alone", text="A lone fragment, written anew.", metadata={})
+    assert mem.log.fragment("alone").faults == {}
+    assert open_faults(mem, "alone") == []
+    report = mem.dream()
+    assert report["found"] == {} and report["health_after"] == 1.0
+    assert mem.health()["score"] == 1.0
+    assert mem.get("alone").text == "A lone fragment, written anew."
+    mem.rebuild()  # the rebuilt ledger agrees
+    assert open_faults(mem, "alone") == [] and mem.health()["score"] == 1.0
