@@ -292,7 +292,7 @@ class HealthLedger:
         if kind == "revised":
             # A new body is whole: it answers any damage to the log's copy of the old one, and
             # to the copies the projections rewrite from it (Fragment._revised).
-            conn.execute("DELETE FROM faults WHERE uuid = ? AND fault != 'extra'", [uuid])
+            _close_findings(conn, uuid)
         if names_it:
             digest = _cache_digest(uuid, event.key, event.namespace, event) if readable else ""
             conn.execute(
@@ -322,7 +322,7 @@ class HealthLedger:
                 "UPDATE fragments SET status = 'deleted', updated_at = ? WHERE uuid = ?",
                 [at, uuid],
             )
-            conn.execute("DELETE FROM faults WHERE uuid = ? AND fault != 'extra'", [uuid])
+            _close_findings(conn, uuid)
             detail = {"reason": event.reason}
         elif kind == "forgotten":
             # Nothing of the body stays here: metadata goes too (it may name a person).
@@ -330,7 +330,7 @@ class HealthLedger:
                 "UPDATE fragments SET status = 'forgotten', metadata = '{}', cache_digest = '',"
                 " embedding_fingerprint = 0,"
                 " updated_at = ? WHERE uuid = ?", [at, uuid])
-            conn.execute("DELETE FROM faults WHERE uuid = ? AND fault != 'extra'", [uuid])
+            _close_findings(conn, uuid)
             detail = {"reason": event.reason}
         elif kind in ("lost", "index-lost"):
             copy = copy_kind(event.copy) if kind == "lost" else INDEX_FILE
@@ -433,7 +433,7 @@ class HealthLedger:
                                               refinements)
             if expected is None:
                 expected = getattr(event, "expected_recall", None)
-        conn.execute("DELETE FROM faults WHERE uuid = ? AND fault != 'extra'", [uuid])
+        _close_findings(conn, uuid)
         conn.execute(
             "UPDATE fragments SET version = ?, status = ?, fidelity = ?, content_hash = ?,"
             " embedding_fingerprint = ?, cache_digest = ?, metadata = ?, expected_recall = ?,"
@@ -756,6 +756,13 @@ class HealthLedger:
 
     def close(self) -> None:
         self.db.conn.close()
+
+
+def _close_findings(conn: sqlite3.Connection, uuid: str) -> None:
+    """Answer a fragment's open findings, on an event that settles all its copies at once (a
+    new body, a deletion, a forgetting). An extra copy stays owed its removal whatever the
+    body is."""
+    conn.execute("DELETE FROM faults WHERE uuid = ? AND fault != 'extra'", [uuid])
 
 
 def _cache_digest(uuid: str, key: str, namespace: str, event: Any) -> str:
