@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test install clean
+.PHONY: demo test explore install clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,13 @@ demo: install
 test: install
 	@[ -n "$$CARMA_TEST_DATABASE_URL" ] || eval "$$(.ci/postgres start 2>/dev/null)"; \
 	$(BIN)/python -m pytest
+
+# The property tests' random search with 25x CI's examples, new ones every run (CI draws the
+# same ones each time, so it never meets a new counterexample): run it now and then. It is
+# how the last healing bugs were found. About 45 minutes on two cores.
+explore: install
+	@[ -n "$$CARMA_TEST_DATABASE_URL" ] || eval "$$(.ci/postgres start 2>/dev/null)"; \
+	$(BIN)/python -m pytest tests/property --hypothesis-profile=long
 
 clean:
 	rm -rf $(VENV) .carma-demo .pytest_cache .hypothesis
