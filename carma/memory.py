@@ -222,7 +222,8 @@ class Memory:
             for i, (draft, key) in enumerate(zip(drafts, keys)):
                 digest, recorded_metadata = damaged.get(key, (None, None))
                 if digest == draft.content_hash and (
-                        draft.id is None or canonical_json(draft.metadata) == recorded_metadata):
+                        draft.id is None or recorded_metadata is None
+                        or canonical_json(draft.metadata) == recorded_metadata):
                     exact.setdefault(key, draft)
                     matched.add(i)
                 elif draft.id is None and (key in known or key in seen):

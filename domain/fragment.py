@@ -259,7 +259,8 @@ class Fragment(Aggregate):
                             text=None, metadata=None, embedding=None, answers=[],
                             key=None, namespace=None)
 
-    def restore_body(self, method: str, fidelity: float, text: str, metadata: dict[str, Any],
+    def restore_body(self, method: str, fidelity: float, text: str,
+                     metadata: dict[str, Any] | None,
                      embedding: bytes, sources: list[str], cycle_id: UUID | None,
                      expected_recall: float | None = None) -> bool:
         """Restate the fragment's body in the log after its own copy was damaged, or improve
@@ -268,6 +269,9 @@ class Fragment(Aggregate):
         fidelity 1.0; a reconstruction (`semantic-blend`, ...) is approximate, and is
         recorded only when it raises the fidelity: fidelity never goes down. Never for a
         deleted or forgotten fragment. Returns False when nothing is recorded.
+
+        `metadata` None: unknown (no record of it survives), so the body cannot be exact,
+        whatever its text.
 
         `expected_recall`: for a reconstruction, the share of the original's words it is
         expected to hold, read off its namespace's calibration at this fidelity and at the
@@ -281,8 +285,9 @@ class Fragment(Aggregate):
             expected_recall = None  # it is the original: nothing to expect
         elif expected_recall is not None and not 0.0 <= expected_recall <= 1.0:
             raise ValueError(f"expected recall {expected_recall} is outside [0, 1]")
-        if exact and (fidelity != 1.0 or hash_of(text) != self.content_hash):
-            raise ValueError("an exact repair has fidelity 1.0 and the recorded content hash")
+        if exact and (fidelity != 1.0 or hash_of(text) != self.content_hash or metadata is None):
+            raise ValueError("an exact repair has fidelity 1.0, the recorded content hash and"
+                             " known metadata")
         damaged = "log-body" in self.faults
         if not damaged and not self.approximate:
             return False  # the body is whole: nothing to restore

@@ -262,8 +262,8 @@ class Healer:
             return None
         with self._lock:
             row = self.ledger.row_by_uuid(str(fragment.id))
-        metadata = fragment.metadata
-        if metadata is None and row is not None:
+        metadata = fragment.metadata  # None: unknown, unless the ledger still knows it
+        if metadata is None and row is not None and row["metadata"] is not None:
             metadata = json.loads(row["metadata"])
         embedding = fragment.embedding or self._surviving_embedding(fragment, row)
         if fragment.text is not None and content_hash(fragment.text) == fragment.content_hash \
@@ -284,15 +284,16 @@ class Healer:
                     if fragment.keep_embedding(embedding, cycle_id) else None
             text, fidelity, sources = found
             method = self.reconstructor.method
-            if content_hash(text) == fragment.content_hash:
-                # The rebuilt text has the recorded hash: it is the original, proven so.
+            if content_hash(text) == fragment.content_hash and metadata is not None:
+                # The rebuilt text has the recorded hash: it is the original, proven so. (The
+                # hash covers the text alone: with its metadata unknown, the body is not.)
                 method, fidelity = EXACT_REBUILT, 1.0
         else:
             if embedding is not None and fragment.keep_embedding(embedding, cycle_id):
                 return "log-body/embedding-kept"  # no text yet: kept for a later cycle
             return None  # nothing left: no body and no embedding anywhere
         if not fragment.restore_body(method=method, fidelity=fidelity, text=text,
-                                     metadata=metadata or {}, embedding=embedding,
+                                     metadata=metadata, embedding=embedding,
                                      sources=sources, cycle_id=cycle_id,
                                      expected_recall=self.expected_recall(fragment, method,
                                                                           fidelity)):
@@ -412,11 +413,12 @@ class Healer:
                 target, current, vocabulary, self.refine_evaluations)
             fidelity = round(better.fidelity, 6)
             method = self.reconstructor.method  # what made this text, now
-            if content_hash(better.text) == fragment.content_hash:
+            if content_hash(better.text) == fragment.content_hash \
+                    and fragment.metadata is not None:
                 fidelity, method = 1.0, EXACT_REBUILT
             if fidelity <= fragment.fidelity or not fragment.restore_body(
                     method=method, fidelity=fidelity, text=better.text,
-                    metadata=fragment.metadata or {}, embedding=fragment.embedding,
+                    metadata=fragment.metadata, embedding=fragment.embedding,
                     sources=list(fragment.sources), cycle_id=cycle_id,
                     expected_recall=self.expected_recall(fragment, method, fidelity)):
                 continue

@@ -476,7 +476,7 @@ def cache_fault(cached: Any, row: dict[str, Any]) -> str | None:
         or content_hash(cached.text) != row["content_hash"]
         or cached.key != row["id"]
         or cached.namespace != row["namespace"]
-        or canonical_json(cached.metadata) != row["metadata"]
+        or (row["metadata"] is not None and canonical_json(cached.metadata) != row["metadata"])
     ):
         return "corrupt"
     return None

@@ -34,7 +34,8 @@ class CachedFragment:
            ) -> CachedFragment:
         """From anything with text, metadata and content_hash: an event or an aggregate."""
         return cls(uuid=str(uuid), key=key, namespace=namespace, text=content.text,
-                   metadata=content.metadata, content_hash=content.content_hash,
+                   # (None: a reconstruction whose metadata is unknown; the ledger says so)
+                   metadata=content.metadata or {}, content_hash=content.content_hash,
                    version=version)
 
 

@@ -41,7 +41,7 @@ KIND_OF = {
     ReconstructionCalibration.ReconstructionCalibrated: "calibration-completed",
     ReconstructionCalibration.CalibrationDeclined: "calibration-declined",
 }
-SCHEMA = 8  # bump when a table changes: old ledgers are rebuilt from the log
+SCHEMA = 9  # bump when a table changes: old ledgers are rebuilt from the log
 LIVE = "status NOT IN ('deleted', 'forgotten')"  # SQL: a fragment that is neither
 # A row made after repairs were applied to its fragment (its first event unreadable when the
 # ledger was built) keeps their method, as the row they would have updated did.
@@ -276,7 +276,7 @@ class HealthLedger:
                 # The body this event set is unknown: never show an older one as current.
                 conn.execute(
                     "UPDATE fragments SET status = 'lost', fidelity = 0.0, version = ?,"
-                    " cache_digest = '', embedding_fingerprint = 0, metadata = '{}',"
+                    " cache_digest = '', embedding_fingerprint = 0, metadata = NULL,"
                     " expected_recall = NULL, reconstructed_by = NULL"
                     f" WHERE uuid = ? AND {LIVE}", [event.version, str(uuid)])
             return
@@ -406,7 +406,7 @@ class HealthLedger:
                 "INSERT INTO fragments(uuid, id, faiss_id, namespace, version, status,"
                 " content_hash, embedding_fingerprint, cache_digest, metadata, fidelity,"
                 " written_at, updated_at, last_method) VALUES (?, ?, ?, ?, ?, 'lost', ?, 0, '',"
-                f" '{{}}', 0.0, ?, ?, {LAST_REPAIR_METHOD})",
+                f" NULL, 0.0, ?, ?, {LAST_REPAIR_METHOD})",
                 [uuid, recorded["key"], faiss_id(uuid), recorded["namespace"],
                  event.originator_version, recorded.get("content_hash", ""),
                  recorded.get("written_at", at), at, uuid])
@@ -440,7 +440,8 @@ class HealthLedger:
             f" reconstructed_by = ?, refinements = ? WHERE uuid = ? AND {LIVE}",
             [event.originator_version, "healthy" if exact else "approximate",
              event.fidelity, event.content_hash, embedding_fingerprint(event.embedding),
-             _cache_digest(uuid, key, namespace, event), canonical_json(event.metadata),
+             _cache_digest(uuid, key, namespace, event),
+             None if event.metadata is None else canonical_json(event.metadata),
              expected, None if exact else event.method, refinements, uuid])
 
     @staticmethod
@@ -521,10 +522,10 @@ class HealthLedger:
     def row_by_uuid(self, uuid: str) -> dict[str, Any] | None:
         return next(self.db["fragments"].rows_where("uuid = ?", [uuid]), None)
 
-    def damaged_content(self, keys: Iterable[str]) -> dict[str, tuple[str, str]]:
+    def damaged_content(self, keys: Iterable[str]) -> dict[str, tuple[str, str | None]]:
         """For fragments whose body is lost or approximate: id -> (recorded content hash,
-        recorded metadata as canonical JSON)."""
-        found: dict[str, tuple[str, str]] = {}
+        recorded metadata as canonical JSON, None where unknown)."""
+        found: dict[str, tuple[str, str | None]] = {}
         for chunk in _chunks(sorted(set(keys)), 500):
             marks = ",".join("?" * len(chunk))
             for key, digest, metadata in self.db.execute(

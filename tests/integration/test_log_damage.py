@@ -423,3 +423,30 @@ def test_a_revision_answers_the_copy_findings_recorded_while_its_body_was_lost(m
     assert mem.get("alone").text == "A lone fragment, written anew."
     mem.rebuild()  # the rebuilt ledger agrees
     assert open_faults(mem, "alone") == [] and mem.health()["score"] == 1.0
+
+
+def test_a_rebuilt_text_is_not_exact_while_its_metadata_is_unknown(home, embedder):
+    """The content hash covers the text alone. A body destroyed in the log and the cache,
+    whose metadata no record keeps any longer (the ledger rebuilt after the damage), may be
+    rebuilt to its very text: it stays approximate, never "healthy" with metadata made up."""
+    text = "amber light on the harbour"
+    with carma.open(home, embedder=embedder) as mem:
+        mem.add(text, {"kind": 1}, id="a1", namespace="solo")
+        flip_event(mem, "a1")
+        mem.cache.path_of(fragment_uuid("a1")).unlink()
+        assert mem.dream()["repaired"] == {"log-body/embedding-kept": 1}  # no neighbour yet
+    for path in home.glob("ledger.sqlite*"):  # the one record of its metadata
+        path.unlink()
+    with carma.open(home, embedder=embedder) as mem:
+        assert mem.ledger.row("a1")["metadata"] is None  # unknown, not "{}"
+        mem.add(text, {}, id="n1", namespace="solo")  # a neighbour with its very words
+        assert mem.dream()["repaired"] == {"log-body/refined": 1}  # a lost body retried
+        assert kinds(mem, "a1")[-1] == ("reconstructed", "log-body", "semantic-blend")
+        record = mem.get("a1")
+        assert record.text == text  # its very text...
+        assert record.status == "approximate" and record.metadata == {}  # ...but not whole
+        assert mem.dream()["found"] == {}  # nor is its cache file found wrong
+        # The original added again with its metadata (and its id) restores it exactly.
+        mem.add(text, {"kind": 1}, id="a1", namespace="solo")
+        record = mem.get("a1")
+        assert (record.status, record.metadata) == ("healthy", {"kind": 1})
