@@ -29,6 +29,7 @@ from domain import (
     index_copy_id,
 )
 from healing.reconstructor import (
+    METHOD,
     RECONSTRUCT_EVALUATIONS,
     REFINE_EVALUATIONS,
     Reconstruction,
@@ -276,6 +277,12 @@ class Healer:
             if embedding is None:
                 return None
             method, fidelity, sources = EXACT_COPY, 1.0, []
+        elif fragment.approximate and fragment.text is not None and embedding is not None:
+            # The event that recorded an approximate body is unreadable, but the body is not
+            # (the snapshot taken with it): restate it as it is, labelled as it was, so that
+            # the log no longer depends on that event. Refining it is the refiner's work.
+            text, fidelity, sources = fragment.text, fragment.fidelity, list(fragment.sources)
+            method = fragment.reconstructed_by or METHOD
         elif embedding is not None and self.reconstructor is not None \
                 and fragment.namespace is not None:
             found = self._reconstruct(fragment, embedding)

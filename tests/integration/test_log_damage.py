@@ -450,3 +450,30 @@ def test_a_rebuilt_text_is_not_exact_while_its_metadata_is_unknown(home, embedde
         mem.add(text, {"kind": 1}, id="a1", namespace="solo")
         record = mem.get("a1")
         assert (record.status, record.metadata) == ("healthy", {"kind": 1})
+
+
+def test_an_approximate_body_whose_own_event_is_damaged_is_restated_as_it_was(store):
+    """The event that recorded a reconstruction can itself be damaged. Its body is still
+    readable from the snapshot taken with it: the repair restates it as it is, labelled as
+    it was, and a rebuild of the projections then reads it as the incremental ones did."""
+    mem, _ = store
+    flip_event(mem, "k1")
+    mem.cache.path_of(fragment_uuid("k1")).unlink()
+    mem.dream()
+    before = mem.get("k1")
+    assert before.status == "approximate"
+    flip_event(mem, "k1", version=mem.ledger.row("k1")["version"])  # the reconstruction's
+    report = mem.dream(deep=True)
+    assert report["found"].get("log-body/corrupt") == 1
+    assert report["repaired"]["log-body/semantic-blend"] == 1  # (then refined, budget allowing)
+    events = mem.history("k1")
+    found = max(i for i, e in enumerate(events) if e.kind == "lost")
+    restated = next(e.detail for e in events[found:] if e.kind == "reconstructed")
+    assert (restated["method"], restated["fidelity"]) == ("semantic-blend", before.fidelity)
+    after = mem.get("k1")
+    assert after.status == "approximate" and after.fidelity >= before.fidelity
+    assert mem.dream(deep=True)["found"] == {}
+    mem.rebuild()  # (which may refine it further)
+    rebuilt = mem.get("k1")
+    assert rebuilt.status == "approximate" and rebuilt.fidelity >= after.fidelity
+    assert rebuilt.text == mem.log.fragment("k1").text
