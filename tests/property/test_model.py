@@ -228,9 +228,12 @@ class StoreAgainstModel(RuleBasedStateMachine):
         return key in self.inexact or (key in self.log_damaged and not self._cache_is_exact(key))
 
     def _cache_is_exact(self, key):
+        """The cache holds the body exactly, and the store can prove it: a copy whose
+        metadata no record knows any longer proves its text alone."""
         row = self.mem.ledger.row(key)
         cached = self.mem.cache.read(row["uuid"])
         return cached is not None and is_exact_copy(cached, row) \
+            and row["metadata"] is not None \
             and (cached.text, cached.metadata) == self.model[key][:2]
 
     @rule()
