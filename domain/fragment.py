@@ -209,6 +209,12 @@ class Fragment(Aggregate):
     def _embedding_kept(self, embedding: bytes, cycle_id: UUID | None) -> None:
         self.embedding = embedding
 
+    def is_original(self, text: str, metadata: dict[str, Any] | None) -> bool:
+        """Whether a body can be proven the original: its text has the recorded content
+        hash, and its metadata is known (None: no record of it survives; the hash covers the
+        text alone)."""
+        return metadata is not None and hash_of(text) == self.content_hash
+
     @property
     def body_known(self) -> bool:
         """Whether the log still holds the current body (text, metadata and embedding)."""
@@ -285,7 +291,7 @@ class Fragment(Aggregate):
             expected_recall = None  # it is the original: nothing to expect
         elif expected_recall is not None and not 0.0 <= expected_recall <= 1.0:
             raise ValueError(f"expected recall {expected_recall} is outside [0, 1]")
-        if exact and (fidelity != 1.0 or hash_of(text) != self.content_hash or metadata is None):
+        if exact and (fidelity != 1.0 or not self.is_original(text, metadata)):
             raise ValueError("an exact repair has fidelity 1.0, the recorded content hash and"
                              " known metadata")
         damaged = "log-body" in self.faults

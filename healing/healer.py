@@ -291,9 +291,7 @@ class Healer:
                     if fragment.keep_embedding(embedding, cycle_id) else None
             text, fidelity, sources = found
             method = self.reconstructor.method
-            if content_hash(text) == fragment.content_hash and metadata is not None:
-                # The rebuilt text has the recorded hash: it is the original, proven so. (The
-                # hash covers the text alone: with its metadata unknown, the body is not.)
+            if fragment.is_original(text, metadata):  # proven so, though rebuilt
                 method, fidelity = EXACT_REBUILT, 1.0
         else:
             if embedding is not None and fragment.keep_embedding(embedding, cycle_id):
@@ -420,8 +418,7 @@ class Healer:
                 target, current, vocabulary, self.refine_evaluations)
             fidelity = round(better.fidelity, 6)
             method = self.reconstructor.method  # what made this text, now
-            if content_hash(better.text) == fragment.content_hash \
-                    and fragment.metadata is not None:
+            if fragment.is_original(better.text, fragment.metadata):
                 fidelity, method = 1.0, EXACT_REBUILT
             if fidelity <= fragment.fidelity or not fragment.restore_body(
                     method=method, fidelity=fidelity, text=better.text,
