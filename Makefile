@@ -8,11 +8,12 @@ export HF_HUB_OFFLINE := 1
 
 install: $(VENV)/.installed
 
-# torch first, pinned: its CPU build lies on this machine's disk, a looser pin pulls CUDA wheels.
-$(VENV)/.installed: pyproject.toml
+# Every extra, under constraints.txt: it pins torch to the CPU build that lies on this
+# machine's disk (a looser pin pulls gigabytes of CUDA wheels).
+EXTRAS := test,postgres
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $@
 
 demo: install

@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from carma.embedding import Embedder, HashingEmbedder, SentenceTransformerEmbedder
-from carma.memory import Memory, storage_errors
-from carma.models import BatchResult, FragmentRecord, HistoryEntry, Hit
-from domain.errors import (
+from carma.bootstrap import open_memory
+from carma.config import Options
+from carma.domain.errors import (
     CarmaError,
     ConflictError,
     CorruptEvent,
@@ -24,8 +23,11 @@ from domain.errors import (
     InvalidInput,
     StorageError,
 )
+from carma.embedding import Embedder, HashingEmbedder, SentenceTransformerEmbedder
+from carma.memory import Memory
+from carma.records import BatchResult, FragmentRecord, HistoryEntry, Hit
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | None = None,
@@ -55,45 +57,13 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
     home whose log is its own SQLite file keeps it. "": the home's own SQLite file, whatever
     the environment says.
     """
-    from carma.bootstrap import (
-        LOG_PASSES,
-        RECONSTRUCTOR_VARIABLE,
-        RECONSTRUCTORS,
-        bootstrap,
-        cipher_key_from,
-        database_for,
-        reconstructor_for,
-        resolve_home,
-    )
-
     if settings:
         raise InvalidInput(f"unknown setting(s): {', '.join(sorted(settings))}")
-    if dream_every is not None and (isinstance(dream_every, bool)
-                                    or not isinstance(dream_every, (int, float))
-                                    or not dream_every > 0):
-        raise InvalidInput("dream_every must be a positive number of seconds")
-    budgets = {"refine_budget": refine_budget, "calibrate_budget": calibrate_budget}
-    for name, value in budgets.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not 0 <= value <= 86_400):
-            raise InvalidInput(f"{name} must be a number of seconds from 0 to 86400")
-    if log_passes is not None and (isinstance(log_passes, bool)
-                                   or not isinstance(log_passes, int)
-                                   or not 1 <= log_passes <= 10_000):
-        raise InvalidInput("log_passes must be a whole number of scrubs from 1 to 10000")
-    chosen = reconstructor or os.environ.get(RECONSTRUCTOR_VARIABLE) or None
-    if chosen is not None and chosen not in RECONSTRUCTORS:
-        raise InvalidInput(f"unknown reconstructor {chosen!r}; known: {', '.join(RECONSTRUCTORS)}")
-    if chosen is not None and embedder is not None:
-        reconstructor_for(chosen, embedder)  # a wrong pairing is refused before any change
-    home = resolve_home(path)
-    key = cipher_key_from(cipher_key)
-    database = database_for(home, database_url)
-    with storage_errors(f"cannot open the store at {home}"):
-        return bootstrap(home, embedder, dream_every, cipher_key=key,
-                         reconstructor=reconstructor, database=database,
-                         log_passes=LOG_PASSES if log_passes is None else log_passes,
-                         **{k: v for k, v in budgets.items() if v is not None})
+    options = Options(dream_every=dream_every, refine_budget=refine_budget,
+                      calibrate_budget=calibrate_budget, log_passes=log_passes)
+    return open_memory(path, embedder=embedder, cipher_key=cipher_key,
+                       reconstructor=reconstructor, database_url=database_url,
+                       options=options)
 
 
 __all__ = [

@@ -2,61 +2,42 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import os
 import threading
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eventsourcing.persistence import MapperDeserialisationError
 
-from carma.chain import ChainKey
-from carma.database import DATABASE_URL_VARIABLE, PostgresKeys, PostgresURL, bind_home
+from carma import config
+from carma.config import CIPHER_KEY_VARIABLE, Options
+from carma.domain import DIMENSION_MAX, InvalidInput
 from carma.embedding import Embedder, SentenceTransformerEmbedder, embedder_for
-from carma.keys import FragmentKeys
-from carma.log import CHAIN_KEY_SETTING, MemoryLog
-from domain import DIMENSION_MAX, InvalidInput
-from healing import Calibrator, Dreamer, Healer, Reconstructor, Scrubber
-from healing.calibrator import CALIBRATE_BUDGET_S
-from healing.dreamer import REFINE_BUDGET_S
-from healing.gradient import METHOD as GRADIENT
-from healing.gradient import GradientReconstructor
-from healing.reconstructor import METHOD as BLEND
-from healing.scrubber import LOG_PASSES
-from projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
+from carma.healing import Calibrator, Dreamer, Healer, Reconstructor, Scrubber
+from carma.healing.calibrator import CALIBRATE_BUDGET_S
+from carma.healing.dreamer import REFINE_BUDGET_S
+from carma.healing.gradient import METHOD as GRADIENT
+from carma.healing.gradient import GradientReconstructor
+from carma.healing.reconstructor import METHOD as BLEND
+from carma.healing.scrubber import LOG_PASSES
+from carma.home import Home
+from carma.log import CHAIN_KEY_SETTING, MemoryLog, storage_errors
+from carma.log.chain import ChainKey
+from carma.log.keys import FragmentKeys
+from carma.memory import Memory
+from carma.projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
 
-DEFAULT_HOME = ".carma"
+if TYPE_CHECKING:
+    from carma.log.postgres import PostgresURL
 
-
-def resolve_home(path: str | os.PathLike[str] | None) -> Path:
-    raw = path if path is not None else os.environ.get("CARMA_HOME") or DEFAULT_HOME
-    if isinstance(raw, str) and ("\x00" in raw or not raw.strip()):
-        raise InvalidInput(f"home {raw!r} is not a usable path")
-    return Path(raw).expanduser().resolve()
-
-
-def prepare_home(home: Path) -> None:
-    """Create the home with owner-only permissions; refuse a file or an unwritable folder."""
-    if home.exists() and not home.is_dir():
-        raise InvalidInput(f"home {home} exists and is not a folder")
-    try:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidInput(f"cannot create home {home}: {exc.strerror}") from None
-    if not os.access(home, os.R_OK | os.W_OK | os.X_OK):
-        raise InvalidInput(f"home {home} is not readable and writable by this user")
-
-
-CIPHER_KEY_VARIABLE = "CARMA_CIPHER_KEY"
-RECONSTRUCTOR_VARIABLE = "CARMA_RECONSTRUCTOR"
 RECONSTRUCTORS = (BLEND, GRADIENT)
 
 
 def reconstructor_for(name: str | None, embedder: Embedder) -> Reconstructor:
-    """The semantic reconstructor by name (default $CARMA_RECONSTRUCTOR, else the readable
-    neighbour blend); the gradient-guided search needs a transformer to differentiate."""
-    name = name or os.environ.get(RECONSTRUCTOR_VARIABLE) or BLEND
+    """The semantic reconstructor by name (None: the readable neighbour blend); the
+    gradient-guided search needs a transformer to differentiate."""
+    name = name or BLEND
     if name == BLEND:
         return Reconstructor(embedder.embed)
     if name == GRADIENT:
@@ -68,46 +49,15 @@ def reconstructor_for(name: str | None, embedder: Embedder) -> Reconstructor:
     raise InvalidInput(f"unknown reconstructor {name!r}; known: {', '.join(RECONSTRUCTORS)}")
 
 
-def cipher_key_from(value: str | None) -> str | None:
-    """The key for encryption at rest: base64 of 16, 24 or 32 bytes, or None for none."""
-    if value is None:
-        value = os.environ.get(CIPHER_KEY_VARIABLE) or None
-    if value is None:
-        return None
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) not in (16, 24, 32):
-        raise InvalidInput(f"{CIPHER_KEY_VARIABLE} must be base64 of 16, 24 or 32 random bytes "
-                           "(e.g. `python -c \"import os,base64;print(base64.b64encode("
-                           "os.urandom(32)).decode())\"`)")
-    return value
-
-
-def database_for(home: Path, url: str | None) -> PostgresURL | None:
-    """The PostgreSQL log asked for (the argument, else $CARMA_DATABASE_URL), or None for
-    the home's own SQLite file. The environment's URL is a default for new stores: a home
-    that holds a SQLite log keeps it (a URL given outright for it is refused). An empty
-    URL asks for the home's own SQLite file whatever the environment says."""
-    if url == "":
-        return None
-    if url is None:
-        url = os.environ.get(DATABASE_URL_VARIABLE) or None
-        if url is not None and (home / "events.sqlite").exists():
-            return None
-    return None if url is None else PostgresURL.parse(url)
-
-
-def open_log(home: Path, cipher_key: str | None = None,
+def open_log(home: Home, cipher_key: str | None = None,
              database: PostgresURL | None = None) -> tuple[MemoryLog, bytes | None]:
     """The log, with its chain key: a SQLite file in the home, or the PostgreSQL database
     every process of the store shares (then its keys are shared there too)."""
     if database is None:
         # A new store gets a chain key; an existing one must still have one of its copies.
-        chain_key = ChainKey(home).load(create=not (home / "events.sqlite").exists())
+        chain_key = ChainKey(home.key_copies("chain.key")).load(create=not home.has_own_log)
         persistence = {"PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                       "SQLITE_DBNAME": str(home / "events.sqlite"),
+                       "SQLITE_DBNAME": str(home.events),
                        "SQLITE_LOCK_TIMEOUT": "30"}
     else:
         chain_key = None  # kept in the database: read once its tables exist
@@ -123,10 +73,10 @@ def open_log(home: Path, cipher_key: str | None = None,
     })
     # Attached before the first read: a sealed body read without its key reads as forgotten.
     if database is None:
-        log.mapper.keys = FragmentKeys(home)
+        log.mapper.keys = FragmentKeys(home.key_copies("fragments.sqlite"))
     else:
-        keys = PostgresKeys(log.recorder.datastore)  # type: ignore[attr-defined]
-        log.mapper.keys = keys  # type: ignore[assignment]
+        keys = config.postgres().PostgresKeys(log.recorder.datastore)
+        log.mapper.keys = keys
         # The first process makes the key; a log with events and no key has lost it.
         chain_key = keys.chain_key(create=log.position() == 0)
         log.recorder.key = chain_key or b""  # type: ignore[attr-defined]
@@ -137,23 +87,36 @@ def default_embedder() -> Embedder:
     return SentenceTransformerEmbedder()
 
 
-def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float | None = None,
+def open_memory(path: str | Path | None, *, embedder: Embedder | None,
+                cipher_key: str | None, reconstructor: str | None, database_url: str | None,
+                options: Options) -> Memory:
+    """`carma.open`: every argument checked (and the environment read) before anything
+    changes, then the store wired."""
+    chosen = config.reconstructor(reconstructor, RECONSTRUCTORS)
+    if chosen is not None and embedder is not None:
+        reconstructor_for(chosen, embedder)  # a wrong pairing is refused before any change
+    home = Home(config.home_path(path))
+    key = config.cipher_key(cipher_key)
+    database = config.database_for(home, database_url)
+    with storage_errors(f"cannot open the store at {home.path}"):
+        return bootstrap(home, embedder, options, cipher_key=key, reconstructor=chosen,
+                         database=database)
+
+
+def bootstrap(home: Home, embedder: Embedder | None = None, options: Options = Options(), *,
               new_projections: bool = False, cipher_key: str | None = None,
-              refine_budget: float = REFINE_BUDGET_S,
-              calibrate_budget: float = CALIBRATE_BUDGET_S, reconstructor: str | None = None,
-              database: PostgresURL | None = None, log_passes: int = LOG_PASSES):
+              reconstructor: str | None = None, database: PostgresURL | None = None) -> Memory:
     """Wire a Memory over the home: log, projections, healing and embedder. `database`: a
     PostgreSQL log shared with other processes (the home then holds this process's
     projections of it); None: the home's own SQLite log."""
-    from carma.memory import Memory
-
     # Processes that start at once on one PostgreSQL log create its tables in turn; an
     # unreachable server says so here, before anything changes.
     with database.setup_lock() if database is not None else nullcontext():
         if database is not None:
             database.create_schema()
-        prepare_home(home)
-        replica = bind_home(home, database)
+        home.prepare()
+        replica = home.bind(None if database is None else database.place,
+                            "" if database is None else database.redacted)
         log, chain_key = open_log(home, cipher_key, database)
     try:
         try:
@@ -171,9 +134,9 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
             raise InvalidInput(f"an embedder's dimension must be 1 to {DIMENSION_MAX}, not "
                                f"{embedder.dimension!r}")
         log.check_profile(embedder.name, embedder.dimension)
-        cache = FragmentCache(home / "cache")
-        index = VectorIndex(home / "index", embedder.dimension)
-        ledger = HealthLedger(home / "ledger.sqlite", replica)
+        cache = FragmentCache(home.cache)
+        index = VectorIndex(home.index, embedder.dimension)
+        ledger = HealthLedger(home.ledger, replica)
     except BaseException:
         log.close()
         raise
@@ -190,7 +153,7 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
 
     scrubber = Scrubber(cache, index, ledger, lock, log.position, refresh=catch_up,
                         unreadable=log.unreadable, answered=log.answered_damage,
-                        log_passes=log_passes)
+                        log_passes=options.log_passes or LOG_PASSES)
     try:
         rebuilds = reconstructor_for(reconstructor, embedder)
     except BaseException:
@@ -201,18 +164,36 @@ def bootstrap(home: Path, embedder: Embedder | None = None, dream_every: float |
                     replica=replica)
     dreamer = Dreamer(log, scrubber, healer, catch_up, health,
                       restore_keys=log.mapper.keys.restore_copies,
-                      refine_budget_s=refine_budget,
+                      refine_budget_s=_or(options.refine_budget, REFINE_BUDGET_S),
                       calibrator=Calibrator(log, healer, ledger, lock),
-                      calibrate_budget_s=calibrate_budget)
+                      calibrate_budget_s=_or(options.calibrate_budget,
+                                             CALIBRATE_BUDGET_S))
     try:
-        memory = Memory(home=home, log=log, embedder=embedder, cache=cache, index=index,
+        memory = Memory(home=home.path, log=log, embedder=embedder, cache=cache, index=index,
                         ledger=ledger, runner=runner, dreamer=dreamer, lock=lock,
                         chain_key=chain_key, new_projections=new_projections,
-                        cipher_key=cipher_key, database=database)
+                        database=database,
+                        open_replay=replay_opener(embedder, cipher_key, reconstructor))
     except BaseException:
         ledger.close()
         log.close()
         raise
-    if dream_every is not None:
-        memory.start_dreaming(dream_every)
+    if options.dream_every is not None:
+        memory.start_dreaming(options.dream_every)
     return memory
+
+
+def replay_opener(embedder: Embedder, cipher_key: str | None,
+                  reconstructor: str | None) -> Callable[[Path], Memory]:
+    """How a store opens the copy of its log that a replay made: its own home, the same
+    embedder, key and reconstructor, projections built afresh."""
+
+    def open_replay(target: Path) -> Memory:
+        return bootstrap(Home(target), embedder, new_projections=True, cipher_key=cipher_key,
+                         reconstructor=reconstructor)
+
+    return open_replay
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value

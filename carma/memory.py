@@ -8,39 +8,26 @@ import functools
 import json
 import logging
 import os
-import sqlite3
 import threading
 import uuid as uuidlib
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import psycopg
-from eventsourcing.persistence import PersistenceError, StoredEvent
-from eventsourcing.utils import get_topic
+from eventsourcing.persistence import StoredEvent
 
-from carma.chain import copy_log, copy_shared_log, verify_chain
-from carma.database import PostgresURL
-from carma.embedding import Embedder
-from carma.log import MemoryLog, Write, checksum_holds
-from carma.models import BatchResult, FragmentRecord, HistoryEntry, Hit
-from domain import (
+from carma.domain import (
     CarmaError,
     ConflictError,
     CorruptEvent,
     Draft,
-    DreamCycle,
     Fragment,
     FragmentGone,
     FragmentNotFound,
     InvalidInput,
-    ReconstructionCalibration,
     StorageError,
-    StoreProfile,
-    VectorIndexCopy,
     content_hash,
     fragment_uuid,
     validate_key,
@@ -48,37 +35,29 @@ from domain import (
     validate_namespace,
     validate_text,
 )
-from healing import Dreamer, DreamScheduler
-from healing.scrubber import cache_fault, is_exact_copy, recorded_identity
-from projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
-from projections.ledger import canonical_json
+from carma.embedding import Embedder
+from carma.healing import Dreamer, DreamScheduler
+from carma.healing.scrubber import cache_fault, is_exact_copy, recorded_identity
+from carma.home import Home
+from carma.lines import InvalidLines, draft_from_line, export_line
+from carma.log import (
+    EVENT_KINDS,
+    EVENT_TOPICS,
+    MemoryLog,
+    Write,
+    checksum_holds,
+    storage_errors,
+)
+from carma.log.chain import copy_log, copy_shared_log, verify_chain
+from carma.projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
+from carma.projections.ledger import canonical_json
+from carma.records import BatchResult, FragmentRecord, HistoryEntry, Hit, ImportResult
+
+if TYPE_CHECKING:
+    from carma.log.postgres import PostgresURL
 
 K_MAX = 1_000
-EVENT_KINDS = {cls.__name__: cls for cls in (
-    Fragment.FragmentWritten, Fragment.FragmentRevised, Fragment.FragmentDeleted,
-    Fragment.FragmentLost, Fragment.FragmentReconstructed, Fragment.EmbeddingKept,
-    Fragment.FragmentForgotten, StoreProfile.StoreCreated,
-    VectorIndexCopy.IndexCopyTracked, VectorIndexCopy.IndexLost, VectorIndexCopy.IndexRebuilt,
-    DreamCycle.DreamCycleStarted, DreamCycle.DreamCycleCompleted,
-    ReconstructionCalibration.CalibrationOpened, ReconstructionCalibration.CalibrationStarted,
-    ReconstructionCalibration.CalibrationSampled,
-    ReconstructionCalibration.ReconstructionCalibrated,
-    ReconstructionCalibration.CalibrationDeclined)}
-# Only these topics may enter the log by import: decoding a topic imports its module.
-EVENT_TOPICS = {get_topic(cls) for cls in EVENT_KINDS.values()}
 logger = logging.getLogger("carma")
-
-
-@contextmanager
-def storage_errors(doing: str) -> Iterator[None]:
-    """Turn a refusal of the disk or the database into StorageError, with one clear line."""
-    try:
-        yield
-    except CarmaError:
-        raise
-    except (OSError, sqlite3.Error, PersistenceError, psycopg.Error) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0] or type(exc).__name__
-        raise StorageError(f"{doing}: {reason}") from exc
 
 
 def _guarded(doing: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -100,8 +79,8 @@ class Memory:
     def __init__(self, *, home: Path, log: MemoryLog, embedder: Embedder, cache: FragmentCache,
                  index: VectorIndex, ledger: HealthLedger, runner: ProjectionRunner,
                  dreamer: Dreamer, lock: threading.RLock, chain_key: bytes | None = None,
-                 new_projections: bool = False, cipher_key: str | None = None,
-                 database: PostgresURL | None = None):
+                 new_projections: bool = False, database: PostgresURL | None = None,
+                 open_replay: Callable[[Path], Memory]):
         self.home = home
         self.log = log
         self.embedder = embedder
@@ -112,7 +91,7 @@ class Memory:
         self.dreamer = dreamer
         self._chain_key = chain_key
         self.database = database  # None: the log is the home's own SQLite file
-        self._cipher_key = cipher_key  # a replica is written and read with the same key
+        self._open_replay = open_replay  # opens a replay's copy as this store is opened
         self.scheduler: DreamScheduler | None = None
         self._lock = lock
         self._write_lock = threading.RLock()
@@ -148,6 +127,53 @@ class Memory:
         """
         drafts = [Draft.from_mapping(item) for item in items]
         return self._write(drafts, progress=progress)
+
+    def import_lines(self, lines: Iterable[str | bytes | Mapping[str, Any]], *,
+                     skip_invalid: bool = False, batch_size: int = 256,
+                     progress: Callable[[int], None] | None = None) -> ImportResult:
+        """Import JSON lines (see carma.lines; a line of `export_lines` re-imports as is).
+
+        Every line is checked before anything is written. Without `skip_invalid` one bad line
+        refuses them all (InvalidLines lists them) and the import is one transaction; with
+        it, the valid lines are written `batch_size` at a time, and a line the store refuses
+        (a deleted id, say) is counted rejected, with why, in `problems`."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) \
+                or not 1 <= batch_size <= 10_000:
+            raise InvalidInput("batch_size must be a whole number from 1 to 10000")
+        drafts: list[Draft] = []
+        problems: list[str] = []
+        for number, line in enumerate(lines, 1):
+            if isinstance(line, (str, bytes)) and not line.strip():
+                continue
+            try:
+                drafts.append(draft_from_line(line))
+            except InvalidInput as exc:
+                problems.append(f"line {number}: {exc}")
+        if problems and not skip_invalid:
+            raise InvalidLines(problems)
+        result = ImportResult(rejected=len(problems), problems=problems)
+        if not skip_invalid:  # all or nothing: one transaction
+            batches = [self._write(drafts, progress=progress)] if drafts else []
+        else:
+            batches = []
+            for start in range(0, len(drafts), batch_size):
+                chunk = drafts[start : start + batch_size]
+                try:
+                    batches.append(self._write(chunk))
+                except CarmaError:
+                    for draft in chunk:  # isolate the item the log refuses
+                        try:
+                            batches.append(self._write([draft]))
+                        except CarmaError as exc:
+                            result.rejected += 1
+                            result.problems.append(
+                                f"rejected {draft.id or draft.text[:40]!r}: {exc}")
+                if progress:
+                    progress(len(chunk))
+        for batch in batches:
+            for outcome in ("added", "revised", "unchanged", "restored"):
+                setattr(result, outcome, getattr(result, outcome) + getattr(batch, outcome))
+        return result
 
     @_guarded("the revision was not recorded")
     def revise(self, id: str, text: str | None = None,
@@ -475,6 +501,11 @@ class Memory:
                    "version": event.originator_version,
                    "data": json.loads(json.dumps(fields, default=str))}
 
+    def export_lines(self, namespace: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every live fragment as a line of `export` (see carma.lines): `import_lines`
+        takes them back."""
+        return map(export_line, self.export(namespace))
+
     def export(self, namespace: str | None = None) -> Iterator[FragmentRecord]:
         """Every live fragment, oldest first."""
         if namespace is not None:
@@ -629,15 +660,12 @@ class Memory:
             raise InvalidInput(f"{target} exists and is not an empty folder")
         with storage_errors(f"cannot replay into {target}"):
             if self.database is None:
-                copy_log(self.home, target, position)
+                copy_log(Home(self.home), Home(target), position)
             else:  # a copy of the shared log, taken away to read: a SQLite log of its own
                 assert self._chain_key is not None
                 copy_shared_log(self.log.tables, self.log.mapper.keys, self._chain_key,
-                                target, position, self.dreamer.healer.replica.name)
-            from carma.bootstrap import bootstrap
-
-            return bootstrap(target, self.embedder, new_projections=True,
-                             cipher_key=self._cipher_key)
+                                Home(target), position, self.dreamer.healer.replica.name)
+            return self._open_replay(target)
 
     # -- healing -------------------------------------------------------------------------------
 
@@ -654,10 +682,13 @@ class Memory:
         return self.dreamer.heal()
 
     @_guarded("the dream cycle stopped")
-    def dream(self, deep: bool = False) -> dict[str, Any]:
+    def dream(self, deep: bool = False, *, trigger: str = "manual") -> dict[str, Any]:
         """One scrub-and-heal cycle, recorded in the log as a DreamCycle; returns its report.
-        `deep`: its scrub reads every event's checksum (see scrub)."""
-        return self.dreamer.dream("manual", deep=deep)
+        `deep`: its scrub reads every event's checksum (see scrub). `trigger`: why it ran,
+        as recorded ("manual", or "schedule" for a keeper such as `carma watch`)."""
+        if trigger not in ("manual", "schedule"):
+            raise InvalidInput("trigger is 'manual' or 'schedule'")
+        return self.dreamer.dream(trigger, deep=deep)
 
     @_guarded("the calibration stopped")
     def calibrate(self, namespace: str | None = None, force: bool = False,

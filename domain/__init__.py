@@ -3,8 +3,8 @@
 This package knows no infrastructure: no database, no vector index, no model.
 """
 
-from domain.calibration import ReconstructionCalibration, calibration_id
-from domain.errors import (
+from carma.domain.calibration import ReconstructionCalibration, calibration_id
+from carma.domain.errors import (
     CarmaError,
     ConflictError,
     CorruptEvent,
@@ -14,7 +14,7 @@ from domain.errors import (
     InvalidInput,
     StorageError,
 )
-from domain.fragment import (
+from carma.domain.fragment import (
     COPIES,
     FAULTS,
     SOLE_REPLICA,
@@ -25,8 +25,8 @@ from domain.fragment import (
     dashed_uuid,
     fragment_uuid,
 )
-from domain.healing import DreamCycle, VectorIndexCopy, index_copy_id
-from domain.values import (
+from carma.domain.healing import DreamCycle, VectorIndexCopy, index_copy_id
+from carma.domain.values import (
     DIMENSION_MAX,
     KEY_MAX_CHARS,
     METADATA_MAX_BYTES,

@@ -16,9 +16,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID, uuid5
 
+from carma.domain.fragment import CARMA_UUID_NAMESPACE
 from eventsourcing.domain import Aggregate, event
-
-from domain.fragment import CARMA_UUID_NAMESPACE
 
 SAMPLE_SIZE = 80  # fragments tried per calibration
 MIN_SAMPLE = 20  # fewer exact fragments than this: too small to calibrate, and said so
@@ -34,11 +33,20 @@ class ReconstructionCalibration(Aggregate):
     exact fragments. A calibration runs over several dream cycles: each records the sample
     points it measured (so that progress survives a restart), the last records the fit."""
 
+    # Topics are part of the log's format (inside each event's checksum and the chain's
+    # MAC): frozen as first stored, whatever the module is called now.
+    TOPIC = "domain.calibration:ReconstructionCalibration"
+
+    class Created(Aggregate.Created):  # the library asks every event class for a topic
+        TOPIC = "domain.calibration:ReconstructionCalibration.Created"
+
     @staticmethod
     def create_id(namespace: str, method: str, **_: Any) -> UUID:
         return calibration_id(namespace, method)
 
-    @event("CalibrationOpened")
+    @event("CalibrationOpened",
+
+           topic="domain.calibration:ReconstructionCalibration.CalibrationOpened")
     def __init__(self, namespace: str, method: str) -> None:
         self.namespace = namespace
         self.method = method
@@ -75,7 +83,9 @@ class ReconstructionCalibration(Aggregate):
         self._declined(exact_fragments=exact_fragments, needed=MIN_SAMPLE, cycle_id=cycle_id)
         return True
 
-    @event("CalibrationDeclined")
+    @event("CalibrationDeclined",
+
+           topic="domain.calibration:ReconstructionCalibration.CalibrationDeclined")
     def _declined(self, exact_fragments: int, needed: int, cycle_id: UUID | None) -> None:
         self.declined = {"exact_fragments": exact_fragments, "needed": needed}
         self.sample = []
@@ -87,7 +97,9 @@ class ReconstructionCalibration(Aggregate):
         self._started(sample=sample, exact_fragments=exact_fragments,
                       reconstructor=reconstructor, cycle_id=cycle_id)
 
-    @event("CalibrationStarted")
+    @event("CalibrationStarted",
+
+           topic="domain.calibration:ReconstructionCalibration.CalibrationStarted")
     def _started(self, sample: list[str], exact_fragments: int, reconstructor: dict[str, Any],
                  cycle_id: UUID | None) -> None:
         self.sample, self.measured, self.points = list(sample), [], []
@@ -106,7 +118,9 @@ class ReconstructionCalibration(Aggregate):
                                  f" (0, 1, ...), not {point}")
         self._measured(fragments=fragments, points=points, cycle_id=cycle_id)
 
-    @event("CalibrationSampled")
+    @event("CalibrationSampled",
+
+           topic="domain.calibration:ReconstructionCalibration.CalibrationSampled")
     def _measured(self, fragments: list[str], points: list[list[float]],
                   cycle_id: UUID | None) -> None:
         self.measured += fragments
@@ -139,7 +153,9 @@ class ReconstructionCalibration(Aggregate):
                          summary=summary, cycle_id=cycle_id)
         return True
 
-    @event("ReconstructionCalibrated")
+    @event("ReconstructionCalibrated",
+
+           topic="domain.calibration:ReconstructionCalibration.ReconstructionCalibrated")
     def _calibrated(self, curve: list[list[float]], summary: dict[str, Any],
                     cycle_id: UUID | None,
                     curves: list[list[list[float]]] | None = None) -> None:

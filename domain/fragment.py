@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid5
 
+from carma.domain.errors import FragmentGone, InvalidInput
+from carma.domain.values import content_hash as hash_of
 from eventsourcing.domain import Aggregate, event
-
-from domain.errors import FragmentGone, InvalidInput
-from domain.values import content_hash as hash_of
 
 # Fixed namespace for deriving aggregate ids from caller-chosen ids: the same key always
 # names the same aggregate, in every process and every replay.
@@ -33,6 +32,13 @@ def dashed_uuid(hex_: str) -> str:
 class Fragment(Aggregate):
     """A fragment's whole life: written, revised, deleted; its copies lost and reconstructed."""
 
+    # Topics are part of the log's format (inside each event's checksum and the chain's
+    # MAC): frozen as first stored, whatever the module is called now.
+    TOPIC = "domain.fragment:Fragment"
+
+    class Created(Aggregate.Created):  # the library asks every event class for a topic
+        TOPIC = "domain.fragment:Fragment.Created"
+
     # The method that rebuilt an approximate body (a class default: older snapshots lack it).
     reconstructed_by: str | None = None
     # How many times that body has been refined since it was first rebuilt (its calibration
@@ -43,7 +49,7 @@ class Fragment(Aggregate):
     def create_id(key: str, **_: Any) -> UUID:
         return fragment_uuid(key)
 
-    @event("FragmentWritten")
+    @event("FragmentWritten", topic="domain.fragment:Fragment.FragmentWritten")
     def __init__(
         self,
         key: str,
@@ -100,7 +106,7 @@ class Fragment(Aggregate):
                       key=self.key, namespace=self.namespace)
         return True
 
-    @event("FragmentRevised")
+    @event("FragmentRevised", topic="domain.fragment:Fragment.FragmentRevised")
     def _revised(
         self, text: str, metadata: dict[str, Any], content_hash: str, embedding: bytes,
         key: str, namespace: str,
@@ -131,7 +137,7 @@ class Fragment(Aggregate):
         self._deleted(reason=reason)
         return True
 
-    @event("FragmentDeleted")
+    @event("FragmentDeleted", topic="domain.fragment:Fragment.FragmentDeleted")
     def _deleted(self, reason: str) -> None:
         self.deleted = True
         self.deleted_reason = reason
@@ -146,7 +152,7 @@ class Fragment(Aggregate):
         self._forgotten(reason=reason)
         return True
 
-    @event("FragmentForgotten")
+    @event("FragmentForgotten", topic="domain.fragment:Fragment.FragmentForgotten")
     def _forgotten(self, reason: str) -> None:
         self.forgotten = True
         self.deleted = True  # never live again, never healed, never reconstructed
@@ -187,7 +193,7 @@ class Fragment(Aggregate):
                    recorded=recorded)
         return True
 
-    @event("FragmentLost")
+    @event("FragmentLost", topic="domain.fragment:Fragment.FragmentLost")
     def _lost(self, copy: str, fault: str, cycle_id: UUID | None, versions: list[int],
               recorded: dict[str, Any]) -> None:
         self.faults[copy] = fault
@@ -205,7 +211,7 @@ class Fragment(Aggregate):
         self._embedding_kept(embedding=embedding, cycle_id=cycle_id)
         return True
 
-    @event("EmbeddingKept")
+    @event("EmbeddingKept", topic="domain.fragment:Fragment.EmbeddingKept")
     def _embedding_kept(self, embedding: bytes, cycle_id: UUID | None) -> None:
         self.embedding = embedding
 
@@ -319,7 +325,7 @@ class Fragment(Aggregate):
             return 0
         return self.refinements + 1
 
-    @event("FragmentReconstructed")
+    @event("FragmentReconstructed", topic="domain.fragment:Fragment.FragmentReconstructed")
     def _reconstructed(self, copy: str, method: str, fidelity: float, content_hash: str,
                        sources: list[str], cycle_id: UUID | None, text: str | None,
                        metadata: dict[str, Any] | None, embedding: bytes | None,
@@ -391,11 +397,18 @@ FAULTS = ("missing", "unreadable", "corrupt", "stale", "extra")
 class StoreProfile(Aggregate):
     """What a store was created with, so that no process writes vectors of another model."""
 
+    # Topics are part of the log's format (inside each event's checksum and the chain's
+    # MAC): frozen as first stored, whatever the module is called now.
+    TOPIC = "domain.fragment:StoreProfile"
+
+    class Created(Aggregate.Created):  # the library asks every event class for a topic
+        TOPIC = "domain.fragment:StoreProfile.Created"
+
     @staticmethod
     def create_id(**_: Any) -> UUID:
         return STORE_PROFILE_ID
 
-    @event("StoreCreated")
+    @event("StoreCreated", topic="domain.fragment:StoreProfile.StoreCreated")
     def __init__(self, model: str, dimension: int):
         self.model = model
         self.dimension = dimension

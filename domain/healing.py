@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID, uuid5
 
+from carma.domain.fragment import CARMA_UUID_NAMESPACE, Replica
 from eventsourcing.domain import Aggregate, event
-
-from domain.fragment import CARMA_UUID_NAMESPACE, Replica
 
 VECTOR_INDEX_COPY_ID = uuid5(CARMA_UUID_NAMESPACE, "vector-index-copy")
 
@@ -23,11 +22,18 @@ INDEX_FAULTS = ("missing", "unreadable", "corrupt", "stale")
 class VectorIndexCopy(Aggregate):
     """The persisted index file: a damaged file is one finding, not one per fragment."""
 
+    # Topics are part of the log's format (inside each event's checksum and the chain's
+    # MAC): frozen as first stored, whatever the module is called now.
+    TOPIC = "domain.healing:VectorIndexCopy"
+
+    class Created(Aggregate.Created):  # the library asks every event class for a topic
+        TOPIC = "domain.healing:VectorIndexCopy.Created"
+
     @staticmethod
     def create_id(replica: str = "", **_: Any) -> UUID:
         return index_copy_id(Replica(replica))
 
-    @event("IndexCopyTracked")
+    @event("IndexCopyTracked", topic="domain.healing:VectorIndexCopy.IndexCopyTracked")
     def __init__(self, replica: str = "") -> None:
         # (replica defaults: copies tracked before replicas had names are the unnamed one's)
         self.fault: str | None = None
@@ -42,14 +48,14 @@ class VectorIndexCopy(Aggregate):
         self._lost(fault=fault, cycle_id=cycle_id)
         return True
 
-    @event("IndexLost")
+    @event("IndexLost", topic="domain.healing:VectorIndexCopy.IndexLost")
     def _lost(self, fault: str, cycle_id: UUID | None) -> None:
         self.fault = fault
 
     def rebuilt(self, position: int, seconds: float, cycle_id: UUID | None) -> None:
         self._rebuilt(position=position, seconds=seconds, cycle_id=cycle_id)
 
-    @event("IndexRebuilt")
+    @event("IndexRebuilt", topic="domain.healing:VectorIndexCopy.IndexRebuilt")
     def _rebuilt(self, position: int, seconds: float, cycle_id: UUID | None) -> None:
         self.fault = None
 
@@ -57,7 +63,14 @@ class VectorIndexCopy(Aggregate):
 class DreamCycle(Aggregate):
     """One scrub-and-heal pass: what it found, what it repaired, how long, health before/after."""
 
-    @event("DreamCycleStarted")
+    # Topics are part of the log's format (inside each event's checksum and the chain's
+    # MAC): frozen as first stored, whatever the module is called now.
+    TOPIC = "domain.healing:DreamCycle"
+
+    class Created(Aggregate.Created):  # the library asks every event class for a topic
+        TOPIC = "domain.healing:DreamCycle.Created"
+
+    @event("DreamCycleStarted", topic="domain.healing:DreamCycle.DreamCycleStarted")
     def __init__(self, trigger: str, replica: str = "") -> None:
         # replica: whose copies the cycle scrubbed and healed (the log's body is everyone's)
         self.trigger = trigger
@@ -72,7 +85,7 @@ class DreamCycle(Aggregate):
         self._completed(found=found, repaired=repaired, seconds=seconds,
                         health_before=health_before, health_after=health_after)
 
-    @event("DreamCycleCompleted")
+    @event("DreamCycleCompleted", topic="domain.healing:DreamCycle.DreamCycleCompleted")
     def _completed(self, found: dict[str, int], repaired: dict[str, int],
                    seconds: dict[str, float], health_before: float, health_after: float) -> None:
         self.report = {"found": found, "repaired": repaired, "seconds": seconds,

@@ -11,6 +11,7 @@ import math
 import re
 from typing import Annotated, Any
 
+from carma.domain.errors import InvalidInput
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -22,8 +23,6 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-
-from domain.errors import InvalidInput
 
 TEXT_MAX_CHARS = 20_000
 KEY_MAX_CHARS = 128

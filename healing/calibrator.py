@@ -25,12 +25,16 @@ from typing import Any
 from uuid import UUID
 
 import numpy as np
-
-from domain import ConflictError, Fragment, ReconstructionCalibration, content_hash
-from domain.calibration import MIN_SAMPLE, SAMPLE_SIZE
-from healing.healer import NEIGHBOURS, Healer
-from healing.reconstructor import Reconstruction, vocabulary_of
-from projections import HealthLedger
+from carma.domain import (
+    ConflictError,
+    Fragment,
+    ReconstructionCalibration,
+    content_hash,
+)
+from carma.domain.calibration import MIN_SAMPLE, SAMPLE_SIZE
+from carma.healing.healer import NEIGHBOURS, Healer
+from carma.healing.reconstructor import Reconstruction, vocabulary_of
+from carma.projections import HealthLedger
 
 REFINEMENTS = 3  # refinement steps tried per sample fragment (later cycles' work)
 RECORD_EVERY = 5  # sample fragments measured per recorded event

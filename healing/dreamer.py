@@ -9,10 +9,10 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from domain import ConflictError, DreamCycle
-from healing.calibrator import CALIBRATE_BUDGET_S, Calibrator
-from healing.healer import Healer, HealingLog
-from healing.scrubber import Finding, Scrubber
+from carma.domain import ConflictError, DreamCycle
+from carma.healing.calibrator import CALIBRATE_BUDGET_S, Calibrator
+from carma.healing.healer import Healer, HealingLog
+from carma.healing.scrubber import Finding, Scrubber
 
 RECORD_BATCH = 200  # findings recorded per transaction
 RECORD_ATTEMPTS = 5

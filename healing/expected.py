@@ -13,8 +13,7 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
-
-from projections.ledger import ScanChanges
+from carma.projections.ledger import ScanChanges
 
 GONE = ("deleted", "forgotten")  # statuses of fragments that must have no copies
 # Fields of a scan row (HealthLedger.scan_changes): tuples, since a scrub reads one per

@@ -17,8 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
-
-from healing.reconstructor import (
+from carma.healing.reconstructor import (
     RECONSTRUCT_EVALUATIONS,
     REFINE_EVALUATIONS,
     Reconstruction,

@@ -17,8 +17,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import numpy as np
-
-from domain import (
+from carma.domain import (
     SOLE_REPLICA,
     ConflictError,
     Fragment,
@@ -28,7 +27,7 @@ from domain import (
     copy_kind,
     index_copy_id,
 )
-from healing.reconstructor import (
+from carma.healing.reconstructor import (
     METHOD,
     RECONSTRUCT_EVALUATIONS,
     REFINE_EVALUATIONS,
@@ -36,9 +35,15 @@ from healing.reconstructor import (
     Reconstructor,
     vocabulary_of,
 )
-from healing.scrubber import is_exact_copy, recorded_identity
-from projections import CachedFragment, FragmentCache, HealthLedger, VectorIndex, faiss_id
-from projections.index import embedding_fingerprint
+from carma.healing.scrubber import is_exact_copy, recorded_identity
+from carma.projections import (
+    CachedFragment,
+    FragmentCache,
+    HealthLedger,
+    VectorIndex,
+    faiss_id,
+)
+from carma.projections.index import embedding_fingerprint
 
 EXACT_LOG = "exact-log"
 EXACT_COPY = "exact-copy"

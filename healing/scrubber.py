@@ -11,12 +11,11 @@ from typing import Any
 from uuid import UUID
 
 import numpy as np
-
-from domain import content_hash, dashed_uuid
-from healing.expected import DIGEST, GONE, HEX, KEY, NO_FILES, Expected, Folder
-from projections import FragmentCache, HealthLedger, VectorIndex
-from projections.index import vector_fingerprints
-from projections.ledger import canonical_json
+from carma.domain import content_hash, dashed_uuid
+from carma.healing.expected import DIGEST, GONE, HEX, KEY, NO_FILES, Expected, Folder
+from carma.projections import FragmentCache, HealthLedger, VectorIndex
+from carma.projections.index import vector_fingerprints
+from carma.projections.ledger import canonical_json
 
 # An index file may lack this many of the in-memory index's changed vectors before a scrub
 # calls it stale (it is rewritten when a repair of it is recorded, on close and after a

@@ -4,10 +4,10 @@ Each records the last log position it applied, so that catching up incrementally
 rebuilding from position zero give the same state.
 """
 
-from projections.cache import CachedFragment, FragmentCache
-from projections.index import VectorIndex, faiss_id
-from projections.ledger import HealthLedger
-from projections.runner import Projection, ProjectionRunner
+from carma.projections.cache import CachedFragment, FragmentCache
+from carma.projections.index import VectorIndex, faiss_id
+from carma.projections.ledger import HealthLedger
+from carma.projections.runner import Projection, ProjectionRunner
 
 __all__ = [
     "CachedFragment",

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from domain import Fragment
-from projections.files import BatchWriter, FileWriter, atomic_write, write_batch
-from projections.runner import Batch, unreadable_body
+from carma.domain import Fragment
+from carma.projections.files import BatchWriter, FileWriter, atomic_write, write_batch
+from carma.projections.runner import Batch, unreadable_body
 
 FORMAT = 1
 

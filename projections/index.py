@@ -9,10 +9,9 @@ from uuid import UUID
 
 import faiss
 import numpy as np
-
-from domain import DIMENSION_MAX, Fragment
-from projections.files import atomic_write
-from projections.runner import Batch, unreadable_body
+from carma.domain import DIMENSION_MAX, Fragment
+from carma.projections.files import atomic_write
+from carma.projections.runner import Batch, unreadable_body
 
 FORMAT = 1
 

@@ -14,14 +14,18 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import sqlite_utils
-
-from domain import DreamCycle, Fragment, ReconstructionCalibration, VectorIndexCopy
-from domain.calibration import curve_for, read_off
-from domain.fragment import SOLE_REPLICA, Replica, copy_kind
-from domain.healing import index_copy_id
-from projections.cache import CachedFragment, file_digest, render
-from projections.index import embedding_fingerprint, faiss_id
-from projections.runner import Batch, unreadable_body
+from carma.domain import (
+    DreamCycle,
+    Fragment,
+    ReconstructionCalibration,
+    VectorIndexCopy,
+)
+from carma.domain.calibration import curve_for, read_off
+from carma.domain.fragment import SOLE_REPLICA, Replica, copy_kind
+from carma.domain.healing import index_copy_id
+from carma.projections.cache import CachedFragment, file_digest, render
+from carma.projections.index import embedding_fingerprint, faiss_id
+from carma.projections.runner import Batch, unreadable_body
 
 KIND_OF = {
     Fragment.FragmentWritten: "written",

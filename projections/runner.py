@@ -7,7 +7,7 @@ from contextlib import ExitStack
 from typing import Any, Protocol
 from uuid import UUID
 
-from domain import CorruptEvent
+from carma.domain import CorruptEvent
 
 Batch = Sequence[tuple[int, Any]]
 BODY_EVENTS = (".FragmentWritten", ".FragmentRevised")

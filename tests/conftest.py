@@ -31,8 +31,9 @@ settings.register_profile("ci", parent=settings.get_profile("default"), derandom
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 import carma  # noqa: E402
-import carma.bootstrap  # noqa: E402
+import carma.config  # noqa: E402
 from carma.embedding import HashingEmbedder  # noqa: E402
+from carma.home import Home  # noqa: E402
 
 # -- the backend: every test of these suites runs on a SQLite log and on a PostgreSQL one --------
 #
@@ -126,12 +127,12 @@ class Backend:
         return env
 
     def database_for(self, original: Any) -> Any:
-        def database_for(home: Path, url: str | None):
-            if url is None and not (home / "events.sqlite").exists():
-                schema = _schema_for(home)
-                if schema in _schemas and not (home / "database.json").is_file():
+        def database_for(home: Home, url: str | None):
+            if url is None and not home.has_own_log:
+                schema = _schema_for(home.path)
+                if schema in _schemas and not home.binding.is_file():
                     _drop([schema], self.base_url)  # a new store where a removed one was
-                url = self.url_for(home)
+                url = self.url_for(home.path)
             return original(home, url)
 
         return database_for
@@ -178,8 +179,8 @@ def backend(request) -> Iterator[Backend]:
         return
     chosen = Backend("postgres", url)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(carma.bootstrap, "database_for",
-                      chosen.database_for(carma.bootstrap.database_for))
+        patch.setattr(carma.config, "database_for",
+                      chosen.database_for(carma.config.database_for))
         yield chosen
         _drop(set(_schemas), chosen.base_url)
 
@@ -219,7 +220,7 @@ def mem(home: Path, embedder: HashingEmbedder):
 @contextmanager
 def raw_log(target: Any) -> Iterator[Any]:
     """The log of an open store (a Memory), or of the store at a home path, opened for raw
-    reads and writes only: `.tables` (carma.database) and `.position()`. None: no store."""
+    reads and writes only: `.tables` (carma.log.postgres) and `.position()`. None: no store."""
     if hasattr(target, "log"):
         yield target.log
         return
@@ -229,7 +230,7 @@ def raw_log(target: Any) -> Iterator[Any]:
         return
     from carma.log import CHAIN_KEY_SETTING, MemoryLog
 
-    database = carma.bootstrap.database_for(home, None)
+    database = carma.config.database_for(Home(home), None)
     persistence = database.settings() if database is not None else {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(home / "events.sqlite"), "SQLITE_LOCK_TIMEOUT": "30"}
@@ -282,7 +283,7 @@ def snapshot_count(target: Any, uuid: UUID | str | None = None) -> int:
             uuid = uuid if isinstance(uuid, UUID) else UUID(str(uuid))
             return len(tables.snapshots_and_events([uuid])[0])
         if hasattr(tables, "schema"):  # PostgreSQL
-            from carma.database import SNAPSHOTS
+            from carma.log.postgres import SNAPSHOTS
 
             (row,) = tables._rows(tables._sql("SELECT count(*) FROM {}", SNAPSHOTS), [])
             return row[0]

@@ -49,7 +49,7 @@ class Attacker:
                 return conn.execute(statement, params).fetchall()
         import psycopg
 
-        from carma.database import PostgresURL
+        from carma.log.postgres import PostgresURL
 
         schema = PostgresURL.parse(self.url).schema
         statement = (statement.replace("?", "%s").replace("rowid", "notification_id")

@@ -5,8 +5,9 @@ import math
 
 import pytest
 
-from carma.bench import BENCHMARKS, make_queries
-from carma.corpus import corpus
+from carma.bench import BENCHMARKS
+from carma.bench.query import make_queries
+from carma.demo.corpus import corpus
 
 
 def _positive(x) -> bool:

@@ -8,13 +8,13 @@ how much of each rebuilt text is likely real, or that its namespace is too small
 import json
 
 import pytest
+from carma.domain import InvalidInput, fragment_uuid
+from carma.domain.calibration import MIN_SAMPLE, curve_for, read_off
 from click.testing import CliRunner
 
 import carma
 from carma.cli import cli
-from carma.corpus import corpus
-from domain import InvalidInput, fragment_uuid
-from domain.calibration import MIN_SAMPLE, curve_for, read_off
+from carma.demo.corpus import corpus
 from tests.integration.test_log_damage import flip_event
 
 BIG, TINY = 42, 6

@@ -94,7 +94,7 @@ def test_the_cli_forgets_with_a_reason(tmp_path):
 def test_a_repaired_fragment_forgotten_leaves_no_byte_in_its_snapshots_either(home, embedder):
     """A repair of a damaged log body restates the body in a new event and a snapshot: both
     are sealed under the fragment's key, so forgetting shreds them too."""
-    from domain import fragment_uuid
+    from carma.domain import fragment_uuid
 
     with carma.open(home, embedder=embedder) as mem:
         mem.add("an unrelated fragment that stays", id="keep")

@@ -5,12 +5,12 @@ import json
 import os
 from uuid import UUID
 
+import carma.projections.cache
+import carma.projections.files
 import numpy as np
 import pytest
 
 import carma
-import projections.cache
-import projections.files
 from carma import FragmentGone
 from tests.conftest import stored_rows
 
@@ -186,12 +186,12 @@ def test_overlapping_batches_repair_each_copy_once_from_a_writer_process(mem, mo
     # the second waits for the first to be recorded before it is planned.
     started = []
 
-    class CountedFileWriter(projections.files.FileWriter):
+    class CountedFileWriter(carma.projections.files.FileWriter):
         def __init__(self, folder):
             super().__init__(folder)
             started.append(self)
 
-    monkeypatch.setattr(projections.cache, "FileWriter", CountedFileWriter)
+    monkeypatch.setattr(carma.projections.cache, "FileWriter", CountedFileWriter)
     ids = fragments(mem, 6)
     expected = {k: mem.get(k).text for k in ids}
     for key in ids[:4]:
@@ -236,14 +236,14 @@ def test_a_fragment_deleted_between_a_batch_plan_and_its_record_is_not_repaired(
 
 def test_a_writer_process_killed_mid_heal_stops_the_heal_and_the_next_one_resumes(
         mem, monkeypatch):
-    class DoomedFileWriter(projections.files.FileWriter):
+    class DoomedFileWriter(carma.projections.files.FileWriter):
         def submit(self, removals, files):
             super().submit(removals, files)
             if self.outstanding == 2:  # the second batch is in its hands: kill it
                 self._process.kill()
                 self._process.wait()
 
-    monkeypatch.setattr(projections.cache, "FileWriter", DoomedFileWriter)
+    monkeypatch.setattr(carma.projections.cache, "FileWriter", DoomedFileWriter)
     ids = fragments(mem, 20)
     expected = {k: mem.get(k).text for k in ids}
     for path in mem.cache.files():
@@ -327,7 +327,7 @@ def test_a_fragment_written_while_a_scrub_runs_is_neither_removed_nor_reported(m
     scrubber = mem.dreamer.scrubber
     snapshot, _ = scrubber.snapshot()
     new = mem.add("written after the scrub took its snapshot", id="late")  # a concurrent write
-    from healing.scrubber import ScrubReport
+    from carma.healing.scrubber import ScrubReport
 
     report = ScrubReport()
     scrubber._scrub_cache(snapshot, report)

@@ -5,12 +5,12 @@ import sqlite3
 from uuid import UUID
 
 import pytest
+from carma.domain import CorruptEvent
 from eventsourcing.persistence import StoredEvent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from carma.log import verified_payload
-from domain import CorruptEvent
 from tests.conftest import damage_event, stored_rows
 
 

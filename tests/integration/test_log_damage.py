@@ -11,9 +11,9 @@ from uuid import UUID
 
 import numpy as np
 import pytest
+from carma.domain import Fragment, copy_kind, fragment_uuid
 
 import carma
-from domain import Fragment, copy_kind, fragment_uuid
 from tests.conftest import damage_event, snapshot_count, stored_rows
 
 TOPICS = [
@@ -286,8 +286,8 @@ def test_a_body_without_neighbours_keeps_its_embedding_until_it_can_be_rebuilt(m
 
 def test_chaos_and_the_reconstruct_benchmark_damage_the_stored_log(store):
     import carma.bench  # noqa: F401 - first: it imports bench_reconstruct itself
-    from carma.bench_reconstruct import _damage
-    from carma.chaos import destroy_bodies
+    from carma.bench.reconstruct import _damage
+    from carma.demo.chaos import destroy_bodies
 
     mem, _ = store
     destroy_bodies(mem, ["k1"])  # the body's event and its cache file

@@ -9,10 +9,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from carma.domain import fragment_uuid
 
 import carma
 from carma.embedding import HashingEmbedder
-from domain import fragment_uuid
 from tests.postgres.worker import DIMENSION, text_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,7 +157,7 @@ def test_the_shared_log_benchmark_reports_its_ratios_and_leaves_no_schema(shared
                                                                             tmp_path):
     import psycopg
 
-    from carma.bench_shared import bench_shared
+    from carma.bench.shared import bench_shared
 
     report = bench_shared(database_url=shared_url, n=128, workdir=tmp_path, join_events=1_200,
                           lag_seconds=1.5)

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from carma.healing.scrubber import is_exact_copy
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -30,7 +31,6 @@ from hypothesis.stateful import (
 import carma
 from carma import FragmentGone, InvalidInput
 from carma.embedding import HashingEmbedder
-from healing.scrubber import is_exact_copy
 from tests.conftest import damage_event, store_state
 
 WORDS = ["amber", "basalt", "cedar", "delta", "ember", "fjord", "garnet", "harbor", "iris"]

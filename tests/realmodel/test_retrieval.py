@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 import carma
 from carma.cli import cli
-from carma.corpus import corpus
-from carma.demo import RECONSTRUCT_VICTIMS
+from carma.demo.tour import RECONSTRUCT_VICTIMS
+from carma.demo.corpus import corpus
 from carma.embedding import SentenceTransformerEmbedder
 
 pytestmark = pytest.mark.realmodel
@@ -184,8 +184,9 @@ def test_a_real_model_calibration_states_what_a_reconstruction_holds(tmp_path, m
     """The calibration with the real model, on real text: bodies destroyed in the log are
     rebuilt, the namespace's own fragments are hidden and rebuilt to measure the recall
     reached at each fidelity, and each approximate fragment states its expected recall."""
-    from domain import fragment_uuid
-    from domain.calibration import MIN_SAMPLE
+    from carma.domain import fragment_uuid
+    from carma.domain.calibration import MIN_SAMPLE
+
     from tests.integration.test_log_damage import flip_event
 
     home = tmp_path / "store"

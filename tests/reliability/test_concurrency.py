@@ -8,11 +8,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from carma.domain import content_hash
 
 import carma
 from carma import ConflictError
 from carma.embedding import HashingEmbedder
-from domain import content_hash
 from tests.conftest import store_state
 from tests.reliability.writer import DIMENSION, text_for
 

@@ -2,11 +2,10 @@ import random
 from uuid import uuid4
 
 import pytest
+from carma.domain import ReconstructionCalibration, calibration_id
+from carma.domain.calibration import MIN_SAMPLE, monotone_fit, read_off
 from hypothesis import given
 from hypothesis import strategies as st
-
-from domain import ReconstructionCalibration, calibration_id
-from domain.calibration import MIN_SAMPLE, monotone_fit, read_off
 
 unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 

@@ -1,7 +1,7 @@
 """Expected: the ledger's state a scrub compares copies with, brought up to date by changes."""
 
-from healing.expected import Expected
-from projections.ledger import ScanChanges
+from carma.healing.expected import Expected
+from carma.projections.ledger import ScanChanges
 
 
 def row(n, status="healthy", digest="d"):

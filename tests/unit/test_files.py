@@ -6,10 +6,9 @@ import sys
 from uuid import UUID, uuid4
 
 import pytest
-
-from projections import CachedFragment, FragmentCache
-from projections.cache import render
-from projections.files import FileWriter
+from carma.projections import CachedFragment, FragmentCache
+from carma.projections.cache import render
+from carma.projections.files import FileWriter
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 import pytest
-
-from domain import Fragment, FragmentGone, fragment_uuid
+from carma.domain import Fragment, FragmentGone, fragment_uuid
 
 
 def written(text="first", metadata=None):
@@ -85,7 +84,7 @@ def test_an_unreadable_first_event_leaves_a_fragment_that_knows_nothing_of_its_b
 
 
 def test_restoring_a_body_is_honest_and_fidelity_never_goes_down():
-    from domain import content_hash
+    from carma.domain import content_hash
 
     f = damaged()
     original = "the original text"

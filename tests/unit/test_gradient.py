@@ -2,9 +2,8 @@
 embedding of a text is the mean of its tokens' vectors (the real one runs in tests/realmodel)."""
 
 import numpy as np
-
-from healing.gradient import GradientReconstructor
-from healing.reconstructor import Reconstruction
+from carma.healing.gradient import GradientReconstructor
+from carma.healing.reconstructor import Reconstruction
 
 WORDS = [f"w{i}" for i in range(60)]
 

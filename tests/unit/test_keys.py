@@ -2,11 +2,12 @@
 
 import sqlite3
 
-from carma.keys import FragmentKeys
+from carma.home import Home
+from carma.log.keys import FragmentKeys
 
 
 def test_many_keys_at_once_are_the_keys_one_at_a_time_from_either_copy(tmp_path):
-    keys = FragmentKeys(tmp_path)
+    keys = FragmentKeys(Home(tmp_path).key_copies("fragments.sqlite"))
     uuids = [f"fragment-{i}" for i in range(1_203)]  # more than one query's worth
     keys.create_many(uuids)
     keys.destroy(uuids[0])

@@ -1,6 +1,6 @@
 """RecentEvents: the run of events a log has just recorded, and nothing it cannot vouch for."""
 
-from carma.log import RecentEvents
+from carma.log.application import RecentEvents
 
 
 class Written:

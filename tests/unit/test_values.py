@@ -1,16 +1,15 @@
 import math
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from domain import (
+from carma.domain import (
     KEY_MAX_CHARS,
     TEXT_MAX_CHARS,
     Draft,
     InvalidInput,
     validate_metadata,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def test_a_valid_draft_keeps_its_values():
@@ -83,7 +82,7 @@ def test_metadata_validation_never_crashes(value):
 
 def test_read_whole_reads_a_file_of_any_size(tmp_path):
     """The scrub's read: one read for a small file, more for one past its read size."""
-    from healing.scrubber import READ_SIZE, read_whole
+    from carma.healing.scrubber import READ_SIZE, read_whole
 
     for size in (0, 300, READ_SIZE, 3 * READ_SIZE + 17):
         path = tmp_path / f"f{size}"
@@ -97,8 +96,7 @@ def test_a_vector_fingerprint_changes_with_any_one_value(dimension, data):
     """One bit flipped anywhere in a vector changes its fingerprint (what lets a scrub
     compare the index with the log by fingerprints), odd dimensions included."""
     import numpy as np
-
-    from projections.index import vector_fingerprints
+    from carma.projections.index import vector_fingerprints
 
     vectors = np.random.default_rng(dimension).random((3, dimension), dtype=np.float32)
     before = vector_fingerprints(vectors)

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import carma
-from carma.benchmarking import Progress, environment, peak_rss_mib, rss, say
-from carma.corpus import corpus
+from carma.bench.common import Progress, environment, peak_rss_mib, rss, say
+from carma.demo.corpus import corpus
 from carma.embedding import HashingEmbedder
 
 AUDIT_N = 20_000

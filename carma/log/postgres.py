@@ -1,10 +1,11 @@
-"""Where the log lives: a SQLite file in the home (the default), or a PostgreSQL database that
-many CARMA processes, on many hosts, share (`CARMA_DATABASE_URL` / `carma.open(database_url=)`).
+"""The log in PostgreSQL, shared by many CARMA processes on many hosts
+(`CARMA_DATABASE_URL` / `carma.open(database_url=)`): the `postgres` extra, and the only module
+that imports its driver (psycopg).
 
-Either way the log is the `eventsourcing` library's own persistence (`eventsourcing.sqlite`,
-`eventsourcing.postgres`); this module holds what CARMA reads and writes beside it: the URL
-(whose password never appears in a message), the raw reads that replay and audit need
-(`LogTables`), and, on PostgreSQL, the keys every process must share (`PostgresKeys`).
+The log is the `eventsourcing` library's own `eventsourcing.postgres` persistence; this module
+holds what CARMA reads and writes beside it: the URL (whose password never appears in a
+message), the recorder that chains each event it inserts, the raw reads that replay, the scrub
+and audit need (`PostgresTables`), and the keys every process must share (`PostgresKeys`).
 
 A home keeps the projections of one log. On PostgreSQL each process has a home of its own
 (cache, vector index, health ledger), all following the one log in the database.
@@ -12,26 +13,24 @@ A home keeps the projections of one log. On PostgreSQL each process has a home o
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import secrets
-import socket
-import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
-from domain import SOLE_REPLICA, InvalidInput, Replica, StorageError
+import psycopg
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresProcessRecorder
+from psycopg import sql
 
-DATABASE_URL_VARIABLE = "CARMA_DATABASE_URL"
-BINDING = "database.json"  # in a home that follows a PostgreSQL log: which one (no secret)
-REPLICA = "replica"  # in a SQLite home copied from a replica of a shared log: its name
+from carma.domain import InvalidInput, StorageError
+from carma.log.chain import GENESIS, chain_links
+
 # The library names its tables after the application ("carma"): carma_events,
 # carma_snapshots, carma_tracking; CARMA's own sit beside them.
 EVENTS, SNAPSHOTS, TRACKING = "carma_events", "carma_snapshots", "carma_tracking"
@@ -56,7 +55,7 @@ class PostgresURL:
     @classmethod
     def parse(cls, url: str) -> PostgresURL:
         if not isinstance(url, str) or not url.strip():
-            raise InvalidInput(f"{DATABASE_URL_VARIABLE} is empty")
+            raise InvalidInput("the database URL is empty")
         try:
             parts = urlsplit(url.strip())
             port = parts.port or 5432
@@ -119,8 +118,6 @@ class PostgresURL:
 
     def connect(self) -> Any:
         """A connection of its own, for what the library does not do (the schema)."""
-        import psycopg
-
         try:
             return psycopg.connect(dbname=self.dbname, host=self.host, port=self.port,
                                    user=self.user, password=self.password,
@@ -131,8 +128,6 @@ class PostgresURL:
 
     def has_log(self) -> bool:
         """Whether the schema holds a CARMA log with events (a new home may join it)."""
-        from psycopg import sql
-
         with self.connect() as conn:
             found = conn.execute("SELECT to_regclass(%s)",
                                  [f"{self.schema}.{EVENTS}"]).fetchone()[0]
@@ -154,8 +149,6 @@ class PostgresURL:
                              [f"carma:{self.schema}"])
 
     def create_schema(self) -> None:
-        from psycopg import sql
-
         with self.connect() as conn:
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                 sql.Identifier(self.schema)))
@@ -171,108 +164,38 @@ def _reason(exc: BaseException, password: str) -> str:
     return text.replace(password, "***") if password else text
 
 
-def database_url_from(url: str | None) -> str | None:
-    """The database URL asked for: the argument, else $CARMA_DATABASE_URL, else None."""
-    return url if url is not None else (os.environ.get(DATABASE_URL_VARIABLE) or None)
+class ChainedPostgresRecorder(PostgresProcessRecorder):
+    """The library's PostgreSQL process recorder, which also chains each event it inserts.
+    The chain is extended once the inserted events' positions are known, in the same
+    transaction and under the table lock the library takes to keep positions in commit order:
+    many processes writing at once extend one chain, in that order."""
 
+    key: bytes = b""
 
-def bind_home(home: Path, url: PostgresURL | None) -> Replica:
-    """A home follows one log for its whole life: a home with a SQLite log cannot be pointed
-    at PostgreSQL, nor one that follows a PostgreSQL log at another database. Returns the
-    home's replica: the unnamed one of a SQLite store, or on a shared log a name of its own
-    (made once, kept in the binding), under which its copies' findings are recorded."""
-    binding = home / BINDING
-    if url is None:
-        if binding.is_file():
-            place = json.loads(binding.read_text())
-            raise InvalidInput(
-                f"the store at {home} keeps its log in PostgreSQL "
-                f"({place['user']}@{place['host']}:{place['port']}/{place['dbname']}, schema "
-                f"{place['schema']}): give its URL in {DATABASE_URL_VARIABLE}")
-        named = home / REPLICA  # a replay of a shared log reads it as its replica did
-        return Replica(named.read_text().strip()) if named.is_file() else SOLE_REPLICA
-    if (home / "events.sqlite").exists():
-        raise InvalidInput(f"the store at {home} keeps its log in its own SQLite file; a "
-                           f"database URL cannot move it (export it, then import it into a "
-                           f"store on PostgreSQL)")
-    if binding.is_file():
-        place = json.loads(binding.read_text())
-        replica = place.pop("replica", "")
-        if place != url.place:
-            raise InvalidInput(
-                f"the store at {home} follows another log ({place['host']}:{place['port']}/"
-                f"{place['dbname']}, schema {place['schema']}), not {url.redacted}: give each "
-                "log its own home")
-        return Replica(replica)
-    host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-")[:24]
-    replica = Replica(f"{host or 'host'}-{secrets.token_hex(4)}")
-    temporary = binding.with_suffix(".tmp")
-    temporary.write_text(json.dumps({**url.place, "replica": replica.name}, indent=2) + "\n")
-    os.replace(temporary, binding)
-    return replica
+    def __init__(self, datastore: Any, *, events_table_name: str, tracking_table_name: str,
+                 chain_table_name: str):
+        super().__init__(datastore, events_table_name=events_table_name,
+                         tracking_table_name=tracking_table_name)
+        self.chain_table = sql.Identifier(datastore.schema, chain_table_name)
+        self.sql_create_statements.append(sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, mac bytea NOT NULL)"
+        ).format(self.chain_table))
 
-
-# -- raw reads beside the library's ------------------------------------------------------------
-
-
-class SQLiteTables:
-    """Raw reads of the SQLite log (the library's `stored_events` and `stored_snapshots`,
-    CARMA's `event_chain`). Originator ids come back as 32-digit hex, as SQLite stores them."""
-
-    def __init__(self, datastore: Any, path: Path):
-        self.datastore = datastore
-        self.path = path
-
-    def _rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(sql, params)
-            return [tuple(r) for r in c.fetchall()]
-
-    def snapshots_and_events(self, uuids: list[UUID]) -> tuple[list[tuple], list[tuple]]:
-        chunk = [u.hex for u in uuids]
-        marks = ",".join("?" * len(chunk))
-        return (self._rows("SELECT originator_id, originator_version, topic, state FROM"
-                           f" stored_snapshots WHERE originator_id IN ({marks})"
-                           " ORDER BY originator_id, originator_version DESC", chunk),
-                self._rows("SELECT originator_id, originator_version, topic, state FROM"
-                           f" stored_events WHERE originator_id IN ({marks})"
-                           " ORDER BY originator_id, originator_version", chunk))
-
-    def stored_at(self, uuid: UUID, version: int) -> list[tuple[str, bytes]]:
-        return self._rows("SELECT topic, state FROM stored_events WHERE originator_id = ?"
-                          " AND originator_version = ?", [uuid.hex, version])
-
-    def scan(self, after: int, limit: int, upto: int | None = None) -> list[tuple]:
-        """(position, originator id, version, topic, state) after a position (and up to
-        `upto`, if given), in log order."""
-        return self._rows("SELECT rowid, originator_id, originator_version, topic, state"
-                          " FROM stored_events WHERE rowid > ? AND rowid <= ?"
-                          " ORDER BY rowid LIMIT ?", [after, _up_to(upto), limit])
-
-    def chained(self) -> tuple[set[int], Iterator[tuple]]:
-        """The chain's positions, and (position, originator id, version, topic, state, mac)
-        of every event in log order, read straight from the file."""
-        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-        positions = {p for (p,) in conn.execute("SELECT position FROM event_chain")}
-
-        def rows() -> Iterator[tuple]:
-            try:
-                yield from conn.execute(
-                    # CAST: an edited payload may have been stored back as text.
-                    "SELECT e.rowid, e.originator_id, e.originator_version, e.topic,"
-                    " CAST(e.state AS BLOB), CAST(c.mac AS BLOB) FROM stored_events e"
-                    " LEFT JOIN event_chain c ON c.position = e.rowid ORDER BY e.rowid")
-            finally:
-                conn.close()
-
-        return positions, rows()
-
-    def overwrite(self, uuid: UUID, version: int, state: bytes) -> None:
-        """Put other bytes in a stored event's place (chaos and benchmarks damage the log
-        with this; nothing in CARMA's own paths ever rewrites an event)."""
-        with sqlite3.connect(self.path) as conn:
-            conn.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND"
-                         " originator_version = ?", [state, uuid.hex, version])
+    def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[StoredEvent],
+                                       **kwargs: Any) -> Sequence[int] | None:
+        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        if not stored_events:
+            return positions
+        if not self.key:
+            raise StorageError("the log's chain key is lost: it is kept in the database's "
+                               "carma_chain_key table; restore it from a backup")
+        curs.execute(sql.SQL("SELECT mac FROM {} ORDER BY position DESC LIMIT 1").format(
+            self.chain_table))
+        row = curs.fetchone()
+        curs.executemany(sql.SQL("INSERT INTO {} (position, mac) VALUES (%s, %s)").format(
+            self.chain_table), chain_links(self.key, bytes(row["mac"]) if row else GENESIS,
+                                           positions or [], stored_events))
+        return positions
 
 
 class PostgresTables:
@@ -289,8 +212,6 @@ class PostgresTables:
             return [tuple(_hex(v) for v in r.values()) for r in c.fetchall()]
 
     def _sql(self, text: str, *tables: str) -> Any:
-        from psycopg import sql
-
         return sql.SQL(text).format(*(sql.Identifier(self.schema, t) for t in tables))
 
     def snapshots_and_events(self, uuids: list[UUID]) -> tuple[list[tuple], list[tuple]]:
@@ -345,7 +266,7 @@ def _hex(value: Any) -> Any:
 
 
 class PostgresKeys:
-    """On PostgreSQL, the per-fragment keys (crypto-shredding: see carma.keys) and the chain
+    """On PostgreSQL, the per-fragment keys (crypto-shredding: see carma.log.keys) and the chain
     key live in the database, since every process that reads a fragment needs its key.
     PostgreSQL's own durability and replication keep them; a destroyed key is deleted in the
     same database as the events it sealed (VACUUM then reclaims its bytes)."""
@@ -361,8 +282,6 @@ class PostgresKeys:
                                 " CHECK (id = 1), key bytea NOT NULL)", CHAIN_KEY))
 
     def _sql(self, text: str, *tables: str) -> Any:
-        from psycopg import sql
-
         return sql.SQL(text).format(*(sql.Identifier(self.schema, t) for t in tables))
 
     # The chain's key: made by the first process, read by every other.
@@ -376,7 +295,7 @@ class PostgresKeys:
             row = c.fetchone()
         return bytes(row["key"]) if row else None
 
-    # The FragmentKeys interface (carma.keys), on one shared table.
+    # The FragmentKeys interface (carma.log.keys), on one shared table.
     def key_for(self, uuid: str, create: bool = False) -> bytes | None:
         with self.datastore.transaction(commit=False) as c:
             c.execute(self._sql("SELECT key FROM {} WHERE uuid = %s", FRAGMENT_KEYS), [uuid])

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from domain import CarmaError
+from carma.domain import CarmaError
 
 
 def damage_store(home: Path, *, cache_delete: float, cache_corrupt: float, index: str,
@@ -195,3 +195,23 @@ def run_chaos(open_store: Callable[[], Any], *, cache_delete: float = 0.3,
         }
     finally:
         mem.close()
+
+
+def chaos_text(r: dict[str, Any]) -> str:
+    """A chaos report as a table."""
+    lines = [f"chaos on {r['fragments']} fragments (seed {r['seed']}, {r['threads']} threads)",
+             f"damage: {r['damage']}",
+             f"{'phase':<8} {'queries':>8} {'failed':>7} {'wrong':>6} {'p50 ms':>8} {'p95 ms':>8}"]
+    for name, p in r["phases"].items():
+        lines.append(f"{name:<8} {p['queries']:>8} {p['failed']:>7} {p['wrong_answers']:>6} "
+                     f"{p['p50_ms']:>8.1f} {p['p95_ms']:>8.1f}")
+    h = r["health"]
+    lines += [_counts("found", r["found"]), _counts("repaired", r["repaired"]),
+              f"restart {r['reopen_seconds']:.2f} s, dream cycle {r['heal_seconds']:.2f} s "
+              f"(repairs {r['cycle_phases_s']['heal']:.2f} s); health "
+              f"{h['before_damage']:.1%} -> {h['as_found']:.1%} (as found) -> {h['after']:.1%}"]
+    return "\n".join(lines)
+
+
+def _counts(label: str, counts: dict[str, int]) -> str:
+    return f"{label}: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing")

@@ -48,3 +48,15 @@ class BatchResult(BaseModel):
     revised: int = 0
     unchanged: int = 0
     restored: int = 0  # exact copies of lost or approximate bodies, which restored them
+
+
+class ImportResult(BaseModel):
+    """What an import did: fragments added, revised, unchanged, restored (exact copies of
+    lost or approximate bodies), and lines rejected (with why, in `problems`)."""
+
+    added: int = 0
+    revised: int = 0
+    unchanged: int = 0
+    restored: int = 0
+    rejected: int = 0
+    problems: list[str] = []

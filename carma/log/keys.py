@@ -14,15 +14,14 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from domain import StorageError
+from carma.domain import StorageError
 
 KEY_BYTES = 32
 
 
 class FragmentKeys:
-    def __init__(self, home: Path):
-        self.paths = (home / "keys" / "fragments.sqlite",
-                      home / "keys.mirror" / "fragments.sqlite")
+    def __init__(self, paths: tuple[Path, Path]):
+        self.paths = paths  # the key store and its mirror (carma.home)
         self._lock = threading.Lock()
         self._conns = []
         for path in self.paths:

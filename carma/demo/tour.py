@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import random
+import textwrap
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-import click
+from carma import Memory
+from carma.demo.chaos import chaos_text, destroy_bodies, run_chaos
+from carma.demo.corpus import corpus
+from carma.healing.calibrator import token_recall
+
+Say = Callable[[str], None]
+ProgressBar = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
 
 QUERIES = (
     "How do I compress data before writing it to a file?",
@@ -22,13 +29,11 @@ RECONSTRUCT_SEED = 10
 RECONSTRUCT_SHOWN = 3  # of them, shown beside their originals
 
 
-def run_demo(ctx: Any, count: int) -> dict[str, Any]:
-    from carma.chaos import run_chaos
-    from carma.cli import shorten
-    from carma.corpus import corpus
-
+def run_demo(open_store: Callable[[], Memory], home: str, count: int, say: Say,
+             progress: ProgressBar) -> dict[str, Any]:
+    """Build a store of `count` real sentences at `home` (opened by `open_store`), show
+    what CARMA does with it on `say`, and return the figures."""
     steps: dict[str, float] = {}
-    say: Callable[[str], None] = (lambda s: None) if ctx.as_json else click.echo
 
     @contextmanager
     def step(name: str) -> Iterator[None]:
@@ -37,20 +42,20 @@ def run_demo(ctx: Any, count: int) -> dict[str, Any]:
         steps[name] = round(time.perf_counter() - started, 3)
         say(f"  ({steps[name]:.2f} s)")
 
-    say(f"CARMA demo: a memory store in {ctx.home}")
+    say(f"CARMA demo: a memory store in {home}")
     say(f"\n1. Reading {count} sentences from the standard library's docstrings")
     with step("corpus"):
         texts = corpus(count)
     items = [{"text": t, "metadata": {"source": "stdlib", "n": i}, "namespace": "stdlib"}
              for i, t in enumerate(texts)]
 
-    with ctx.memory(create=True) as mem:
+    with open_store() as mem:
         say(f"\n2. Storing them (each write is an event in {mem.home / 'events.sqlite'})")
         with step("ingest"):
-            result = _ingest(mem, items)
+            result = _ingest(mem, items, progress)
         say(f"   added {result['added']}, revised {result['revised']}, unchanged "
             f"{result['unchanged']} (writes are idempotent: a text already stored in its "
-            "namespace is not stored again), restored {result['restored']} (an original text "
+            f"namespace is not stored again), restored {result['restored']} (an original text "
             "restores its reconstruction exactly)")
         rate = count / steps["ingest"] if steps["ingest"] else 0.0
         say(f"   {rate:.0f} fragments/s with {mem.embedder.name}, model load included")
@@ -67,7 +72,7 @@ def run_demo(ctx: Any, count: int) -> dict[str, Any]:
                                           for h in hits]})
                 say(f"\n   ? {query}   [{ms:.0f} ms]")
                 for h in hits:
-                    say(f"     {h.score:.3f}  {shorten(h.text, 96)}")
+                    say(f"     {h.score:.3f}  {_shorten(h.text, 96)}")
 
         say("\n4. Revising and deleting: new events, never an overwrite")
         with step("revise-delete"):
@@ -93,18 +98,15 @@ def run_demo(ctx: Any, count: int) -> dict[str, Any]:
     say("\n7. Chaos: 30% of the cache files deleted, 5% corrupted, the index file dropped, the\n"
         "   process restarted; 4 threads keep querying while a dream cycle heals the store")
     with step("chaos"):
-        chaos = run_chaos(ctx.open_store, cache_delete=0.3, cache_corrupt=0.05, index="drop",
+        chaos = run_chaos(open_store, cache_delete=0.3, cache_corrupt=0.05, index="drop",
                           seed=7, threads=4, queries=100)
-    if not ctx.as_json:
-        from carma.cli import chaos_text
-
-        say("   " + chaos_text(chaos).replace("\n", "\n   "))
+    say("   " + chaos_text(chaos).replace("\n", "\n   "))
     say(f"\n8. Bit rot in the log itself: the events holding {RECONSTRUCT_VICTIMS} random fragments' "
         "texts damaged on\n   disk and their cache files deleted, so no exact copy is left; a "
         "dream cycle rebuilds them\n"
         "   from their surviving embeddings and their nearest neighbours in the namespace, and\n"
         "   calibrates: how much of a text rebuilt so is likely real")
-    with step("reconstruct"), ctx.memory() as mem:
+    with step("reconstruct"), open_store() as mem:
         reconstruct = _reconstruct(mem, say)
     say("\nsteps (s): " + ", ".join(f"{k} {v}" for k, v in steps.items()))
     return {"home": str(stats["home"]), "count": count, "ingest": result, "steps": steps,
@@ -112,11 +114,7 @@ def run_demo(ctx: Any, count: int) -> dict[str, Any]:
             "stats": stats, "chaos": chaos, "reconstruct": reconstruct}
 
 
-def _reconstruct(mem: Any, say: Callable[[str], None]) -> dict[str, Any]:
-    from carma.chaos import destroy_bodies
-    from carma.cli import shorten
-    from healing.calibrator import token_recall
-
+def _reconstruct(mem: Memory, say: Say) -> dict[str, Any]:
     # Demo-sized budgets, so that this step takes seconds (`carma bench reconstruct`
     # measures the real ones): the same for the repairs and for their calibration.
     healer, calibrator = mem.dreamer.healer, mem.dreamer.calibrator
@@ -147,8 +145,8 @@ def _reconstruct(mem: Any, say: Callable[[str], None]) -> dict[str, Any]:
                       "measured_recall": round(measured, 4)})
         if len(shown) > RECONSTRUCT_SHOWN:
             continue
-        say(f"\n   original:        {shorten(original.text, 90)}")
-        say(f"   ≈ reconstructed: {shorten(record.text or '(lost)', 90)}")
+        say(f"\n   original:        {_shorten(original.text, 90)}")
+        say(f"   ≈ reconstructed: {_shorten(record.text or '(lost)', 90)}")
         expected = "unknown" if record.expected_recall is None \
             else f"~{record.expected_recall:.0%}"
         say(f"     {record.status}, fidelity {record.fidelity:.3f}, words expected {expected} "
@@ -172,14 +170,17 @@ def _reconstruct(mem: Any, say: Callable[[str], None]) -> dict[str, Any]:
     return {"cycle": cycle, "fragments": shown, "health": health["score"]}
 
 
-def _ingest(mem: Any, items: list[dict[str, Any]], batch: int = 256) -> dict[str, int]:
-    from carma.cli import progress_bar
-
+def _ingest(mem: Memory, items: list[dict[str, Any]], progress: ProgressBar,
+            batch: int = 256) -> dict[str, int]:
     totals = {"added": 0, "unchanged": 0, "revised": 0, "restored": 0}
-    with progress_bar("   embedding", len(items)) as advance:
+    with progress("   embedding", len(items)) as advance:
         for start in range(0, len(items), batch):
             result = mem.add_many(items[start : start + batch])
             for key in totals:
                 totals[key] += getattr(result, key)
             advance(len(result.ids))
     return totals
+
+
+def _shorten(text: str, width: int) -> str:
+    return textwrap.shorten(text, width, placeholder="…")

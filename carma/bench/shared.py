@@ -34,9 +34,9 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 import carma
-from carma.benchmarking import Progress, environment, peak_rss_mib, rss, say
-from carma.corpus import corpus
-from carma.database import PostgresURL
+from carma import config
+from carma.bench.common import Progress, environment, peak_rss_mib, rss, say
+from carma.demo.corpus import corpus
 from carma.embedding import HashingEmbedder, SentenceTransformerEmbedder
 
 N = 2_000
@@ -54,7 +54,7 @@ def bench_shared(*, database_url: str, n: int | None = None, workdir: Path,
                  lag_seconds: float = LAG_SECONDS) -> dict[str, Any]:
     n = n or N
     before = peak_rss_mib()
-    base = PostgresURL.parse(database_url)
+    base = config.postgres().PostgresURL.parse(database_url)
     schema = f"carma_bench_{secrets.token_hex(4)}"
     url = _with_schema(database_url, schema)
     try:
@@ -91,7 +91,7 @@ def _with_schema(url: str, schema: str) -> str:
     return urlunsplit(urlsplit(url)._replace(query=f"schema={schema}"))
 
 
-def _drop(base: PostgresURL, schemas: list[str]) -> None:
+def _drop(base: Any, schemas: list[str]) -> None:
     from psycopg import sql
 
     with base.connect() as conn:
@@ -134,7 +134,7 @@ def _lag(url: str, workdir: Path, seconds: float, progress: Progress) -> dict[st
     behind: list[int] = []
     try:
         writers = [subprocess.Popen(
-            [sys.executable, "-m", "carma.bench_shared", url, str(workdir / f"writer{i}"),
+            [sys.executable, "-m", "carma.bench.shared", url, str(workdir / f"writer{i}"),
              str(i), str(seconds)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for i in range(2)]
         while any(w.poll() is None for w in writers):

@@ -38,12 +38,12 @@ from typing import Any
 import numpy as np
 
 import carma
-from carma.benchmarking import Progress, environment, peak_rss_mib, rss, say
-from carma.corpus import corpus
+from carma.bench.common import Progress, environment, peak_rss_mib, rss, say
+from carma.demo.corpus import corpus
+from carma.domain import fragment_uuid
 from carma.embedding import SentenceTransformerEmbedder
-from domain import fragment_uuid
-from healing.calibrator import content_recall, token_recall
-from healing.reconstructor import RECONSTRUCT_EVALUATIONS, REFINE_EVALUATIONS
+from carma.healing.calibrator import content_recall, token_recall
+from carma.healing.reconstructor import RECONSTRUCT_EVALUATIONS, REFINE_EVALUATIONS
 
 N = 3_000
 VICTIM_SHARE = 0.1

@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import carma
-from carma.benchmarking import Progress, environment, peak_rss_mib, ratio, rss, say
-from carma.corpus import corpus
+from carma.bench.common import Progress, environment, peak_rss_mib, ratio, rss, say
+from carma.demo.corpus import corpus
 from carma.embedding import HashingEmbedder
-from healing.scrubber import SETTLED_NS, read_whole
-from projections.files import FileWriter, flush_file_system
+from carma.healing.scrubber import SETTLED_NS, read_whole
+from carma.projections.files import FileWriter, flush_file_system
 
 SIZES = (10_000, 100_000)
 DELETE_SHARE = 0.3

@@ -8,7 +8,8 @@ import platform
 import resource
 import sqlite3
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,12 @@ from typing import Any
 import numpy as np
 
 import carma
+from carma.embedding import SentenceTransformerEmbedder
 
 Progress = Callable[[str], None] | None
+ENCODE_BATCH = 64  # the batch SentenceTransformerEmbedder.embed encodes in
+EVENT_HEADER = 18  # CARMA's checksum header on every stored event: b"C1" + a 16-byte blake2b digest
+
 
 
 def say(progress: Progress, message: str) -> None:
@@ -80,3 +85,51 @@ def rss(before: float) -> dict[str, Any]:
 
 def ratio(a: float, b: float) -> float | None:
     return a / b if b > 0 else None
+
+
+def rounded(x: float | None, digits: int = 4) -> float | None:
+    return None if x is None else round(float(x), digits)
+
+
+def ms_percentile(seconds: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(seconds) * 1000.0, q))
+
+
+def in_batches(items: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def tree_bytes(root: Path) -> int:
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(folder, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def warm_model(embedder: SentenceTransformerEmbedder, texts: list[str],
+                progress: Progress) -> tuple[Any, float]:
+    """Load the model and run one encode, so that neither side of a ratio pays for either."""
+    say(progress, "loading all-MiniLM-L6-v2 and warming it up")
+    start = time.perf_counter()
+    model = embedder.model
+    encode(model, texts)
+    return model, time.perf_counter() - start
+
+
+def encode(model: Any, texts: Sequence[str]) -> np.ndarray:
+    """The bare baseline: exactly the call SentenceTransformerEmbedder.embed makes."""
+    return model.encode(list(texts), batch_size=ENCODE_BATCH, normalize_embeddings=True,
+                        convert_to_numpy=True, show_progress_bar=False)
+
+
+def faiss_ids_by_key(mem: Any) -> dict[str, int]:
+    """Fragment id -> FAISS id, from the store's ledger file (read with plain sqlite3)."""
+    conn = sqlite3.connect(f"file:{mem.home / 'ledger.sqlite'}?mode=ro", uri=True)
+    try:
+        return dict(conn.execute("SELECT id, faiss_id FROM fragments").fetchall())
+    finally:
+        conn.close()

@@ -18,18 +18,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import shutil
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresProcessRecorder
-from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
-from domain import StorageError
+from carma.domain import StorageError
+from carma.log.keys import FragmentKeys
+
+if TYPE_CHECKING:
+    from carma.home import Home  # the homes a replay copies between (carma.home)
 
 GENESIS = bytes(32)
 KEY_BYTES = 32
@@ -46,8 +50,8 @@ def chain_mac(key: bytes, previous: bytes, position: int, originator_id: UUID | 
 class ChainKey:
     """The chain's key, kept in two files: losing one loses nothing."""
 
-    def __init__(self, home: Path):
-        self.paths = (home / "keys" / "chain.key", home / "keys.mirror" / "chain.key")
+    def __init__(self, paths: tuple[Path, Path]):
+        self.paths = paths  # the key file and its mirror (carma.home)
 
     def load(self, create: bool) -> bytes | None:
         found = [p.read_bytes() for p in self.paths if p.is_file()]
@@ -70,70 +74,6 @@ class ChainKey:
                     f.flush()
                     os.fsync(f.fileno())
         return key
-
-
-class ChainedSQLiteRecorder(SQLiteProcessRecorder):
-    """The library's SQLite process recorder, which also chains each event it inserts."""
-
-    key: bytes = b""
-
-    def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(),
-                "CREATE TABLE IF NOT EXISTS event_chain "
-                "(position INTEGER PRIMARY KEY, mac BLOB NOT NULL)"]
-
-    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
-                       **kwargs: Any) -> Sequence[int] | None:
-        positions = super()._insert_events(c, stored_events, **kwargs)
-        if not stored_events:
-            return positions
-        if not self.key:
-            raise StorageError("the log's chain key is lost from both copies: restore keys/ "
-                               "from a backup")
-        c.execute("SELECT mac FROM event_chain ORDER BY position DESC LIMIT 1")
-        row = c.fetchone()
-        c.executemany("INSERT INTO event_chain(position, mac) VALUES (?, ?)",
-                      chain_links(self.key, row[0] if row else GENESIS, positions or [],
-                                  stored_events))
-        return positions
-
-
-class ChainedPostgresRecorder(PostgresProcessRecorder):
-    """The library's PostgreSQL process recorder, which also chains each event it inserts.
-    The chain is extended once the inserted events' positions are known, in the same
-    transaction and under the table lock the library takes to keep positions in commit order:
-    many processes writing at once extend one chain, in that order."""
-
-    key: bytes = b""
-
-    def __init__(self, datastore: Any, *, events_table_name: str, tracking_table_name: str,
-                 chain_table_name: str):
-        super().__init__(datastore, events_table_name=events_table_name,
-                         tracking_table_name=tracking_table_name)
-        from psycopg import sql
-
-        self.chain_table = sql.Identifier(datastore.schema, chain_table_name)
-        self.sql_create_statements.append(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, mac bytea NOT NULL)"
-        ).format(self.chain_table))
-
-    def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[StoredEvent],
-                                       **kwargs: Any) -> Sequence[int] | None:
-        from psycopg import sql
-
-        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        if not stored_events:
-            return positions
-        if not self.key:
-            raise StorageError("the log's chain key is lost: it is kept in the database's "
-                               "carma_chain_key table; restore it from a backup")
-        curs.execute(sql.SQL("SELECT mac FROM {} ORDER BY position DESC LIMIT 1").format(
-            self.chain_table))
-        row = curs.fetchone()
-        curs.executemany(sql.SQL("INSERT INTO {} (position, mac) VALUES (%s, %s)").format(
-            self.chain_table), chain_links(self.key, bytes(row["mac"]) if row else GENESIS,
-                                           positions or [], stored_events))
-        return positions
 
 
 def chain_links(key: bytes, previous: bytes, positions: Sequence[int],
@@ -167,7 +107,7 @@ class Verification:
 
 def verify_chain(tables: Any, key: bytes, verify_checksum: Any,
                  progress: Any = None) -> Verification:
-    """Replay the chain over the whole log, reading its tables directly (carma.database)."""
+    """Replay the chain over the whole log, reading its tables directly (carma.log.postgres)."""
     started = time.perf_counter()
     chained, rows = tables.chained()
     previous, expected, count = GENESIS, 1, 0
@@ -204,17 +144,14 @@ def verify_chain(tables: Any, key: bytes, verify_checksum: Any,
                         seconds=round(time.perf_counter() - started, 4))
 
 
-def copy_log(source: Path, target: Path, until: int) -> None:
+def copy_log(source: Home, target: Home, until: int) -> None:
     """Copy the log's events and chain up to position `until`, byte for byte and at the same
-    positions, and the chain key, into a new home (the start of a replay)."""
-    import shutil
-    import sqlite3
-
-    target.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for folder in ("keys", "keys.mirror"):
-        if (source / folder).is_dir():
-            shutil.copytree(source / folder, target / folder, dirs_exist_ok=True)
-    conn = sqlite3.connect(target / "events.sqlite")
+    positions, and the keys, into a new home (the start of a replay)."""
+    target.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for copied, folder in zip(target.key_folders, source.key_folders):
+        if folder.is_dir():
+            shutil.copytree(folder, copied, dirs_exist_ok=True)
+    conn = sqlite3.connect(target.events)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(
@@ -222,7 +159,7 @@ def copy_log(source: Path, target: Path, until: int) -> None:
             "INTEGER, topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))")
         conn.execute("CREATE TABLE IF NOT EXISTS event_chain "
                      "(position INTEGER PRIMARY KEY, mac BLOB NOT NULL)")
-        conn.execute("ATTACH DATABASE ? AS source", (f"file:{source / 'events.sqlite'}?mode=ro",))
+        conn.execute("ATTACH DATABASE ? AS source", (f"file:{source.events}?mode=ro",))
         with conn:
             conn.execute(
                 "INSERT INTO stored_events(rowid, originator_id, originator_version, topic, state)"
@@ -235,31 +172,26 @@ def copy_log(source: Path, target: Path, until: int) -> None:
         conn.close()
 
 
-def copy_shared_log(tables: Any, keys: Any, chain_key: bytes, target: Path,
+def copy_shared_log(tables: Any, keys: Any, chain_key: bytes, target: Home,
                     until: int, replica: str) -> None:
     """Copy a PostgreSQL log's events and chain up to position `until`, byte for byte and at
     the same positions, with the keys it needs, into a new home with a SQLite log of its
     own (a replay is a copy to read, taken away from the shared log), which reads the log
     as the replica it was taken from (its copies' findings are that replica's)."""
-    import sqlite3
-
-    from carma.database import REPLICA
-    from carma.keys import FragmentKeys
-
-    target.mkdir(mode=0o700, parents=True, exist_ok=True)
-    (target / REPLICA).write_text(replica + "\n")
-    for path in ChainKey(target).paths:
+    target.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target.replica_file.write_text(replica + "\n")
+    for path in target.key_copies("chain.key"):
         path.parent.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(chain_key)
-    copied = FragmentKeys(target)
+    copied = FragmentKeys(target.key_copies("fragments.sqlite"))
     try:
         for uuid, key in keys.all().items():
             copied.adopt(uuid, key)
     finally:
         copied.close()
-    conn = sqlite3.connect(target / "events.sqlite")
+    conn = sqlite3.connect(target.events)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(

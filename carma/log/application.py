@@ -1,32 +1,21 @@
-"""The log: an eventsourcing Application whose public methods are CARMA's write use cases.
-
-Every stored event is framed as MAGIC + digest + payload, where the digest covers the event's
-aggregate id, version, topic and payload. A damaged byte anywhere in a stored event is detected
-on read and raised as CorruptEvent naming the event; it is never decoded into a wrong value.
-"""
+"""The log: an eventsourcing Application whose public methods are CARMA's write use cases."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
-import json
-import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.application import (
     AggregateNotFoundError,
     Application,
     ProcessingEvent,
 )
-from eventsourcing.domain import Aggregate, DomainEventProtocol, Snapshot
+from eventsourcing.domain import Aggregate, Snapshot
 from eventsourcing.persistence import (
     ApplicationRecorder,
     IntegrityError,
@@ -35,18 +24,15 @@ from eventsourcing.persistence import (
     Notification,
     StoredEvent,
     Tracking,
-    Transcoding,
 )
 from eventsourcing.utils import get_topic
 
-from carma.chain import ChainedPostgresRecorder, ChainedSQLiteRecorder
-from carma.database import CHAIN, EVENTS, TRACKING, PostgresTables, SQLiteTables
-from carma.keys import FragmentKeys
-from domain import (
+from carma.domain import (
     SOLE_REPLICA,
     ConflictError,
     CorruptEvent,
     Draft,
+    DreamCycle,
     EmbedderMismatch,
     Fragment,
     FragmentNotFound,
@@ -60,146 +46,31 @@ from domain import (
     fragment_uuid,
     index_copy_id,
 )
-from domain.fragment import STORE_PROFILE_ID
+from carma.domain.fragment import STORE_PROFILE_ID
+from carma.log.mapper import (
+    BytesAsBase64,
+    ChecksummedMapper,
+    checksum_holds,
+    digest_holds,
+    verified_payload,
+)
+from carma.log.sqlite import ChainedSQLiteRecorder, SQLiteTables
 
-
-class BytesAsBase64(Transcoding):
-    """Embeddings travel as float32 bytes, stored as base64: 3.6x smaller than a list of floats."""
-
-    type = bytes
-    name = "b64"
-
-    def encode(self, obj: bytes) -> str:
-        return base64.b64encode(obj).decode("ascii")
-
-    def decode(self, data: str) -> bytes:
-        return base64.b64decode(data)
-
-
-SEALED_EVENTS = (Fragment.FragmentWritten, Fragment.FragmentRevised,
-                 Fragment.FragmentReconstructed, Fragment.EmbeddingKept, Snapshot)
-FRAGMENT_TOPIC = "domain.fragment:Fragment"  # stored topics of a fragment's events start so
+EVENT_KINDS = {cls.__name__: cls for cls in (
+    Fragment.FragmentWritten, Fragment.FragmentRevised, Fragment.FragmentDeleted,
+    Fragment.FragmentLost, Fragment.FragmentReconstructed, Fragment.EmbeddingKept,
+    Fragment.FragmentForgotten, StoreProfile.StoreCreated,
+    VectorIndexCopy.IndexCopyTracked, VectorIndexCopy.IndexLost, VectorIndexCopy.IndexRebuilt,
+    DreamCycle.DreamCycleStarted, DreamCycle.DreamCycleCompleted,
+    ReconstructionCalibration.CalibrationOpened, ReconstructionCalibration.CalibrationStarted,
+    ReconstructionCalibration.CalibrationSampled,
+    ReconstructionCalibration.ReconstructionCalibrated,
+    ReconstructionCalibration.CalibrationDeclined)}
+# Only these topics may enter the log by import: decoding a topic imports its module.
+EVENT_TOPICS = {get_topic(cls) for cls in EVENT_KINDS.values()}
 CHAIN_KEY_SETTING = "CARMA_CHAIN_KEY"  # hex, handed over by bootstrap, never logged
 CONFLICT = ("another writer changed the same fragment at the same time; nothing was "
             "written, try again")
-_MAGIC = b"C1"
-_DIGEST_SIZE = 16
-
-
-def _digest(originator_id: UUID | str, version: int, topic: str, payload: bytes) -> bytes:
-    h = hashlib.blake2b(digest_size=_DIGEST_SIZE)
-    h.update(f"{originator_id}\x1f{version}\x1f{topic}\x1f".encode())
-    h.update(payload)
-    return h.digest()
-
-
-SEALED_FIELDS = ("text", "metadata", "embedding")
-
-
-class ChecksummedMapper(Mapper[UUID]):
-    """Adds a checksum to every stored event and verifies it before decoding; seals each
-    fragment's body (text, metadata, embedding) under the fragment's own key when it has a
-    key store (crypto-shredding: see carma.keys)."""
-
-    keys: FragmentKeys | None = None
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._held = threading.local()  # keys fetched for the decodes under way (keys_held)
-
-    @contextlib.contextmanager
-    def keys_held(self, uuids: Sequence[UUID]) -> Iterator[None]:
-        """Fetch these fragments' keys at once for the decodes in the block, on this thread
-        (a replay of many fragments: one query per 500 instead of one per fragment). They are
-        forgotten after it: a key destroyed later must not outlive its destruction here."""
-        if self.keys is None:
-            yield
-            return
-        self._held.keys = self.keys.keys_for([str(u) for u in uuids])
-        try:
-            yield
-        finally:
-            self._held.keys = None
-
-    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
-        if self.keys is not None and isinstance(domain_event, SEALED_EVENTS):
-            if isinstance(domain_event, Snapshot):
-                domain_event = self._sealed_snapshot(domain_event)
-            elif getattr(domain_event, "embedding", None) is not None:
-                domain_event = self._sealed(domain_event)
-        stored = super().to_stored_event(domain_event)
-        digest = _digest(stored.originator_id, stored.originator_version, stored.topic, stored.state)
-        return replace(stored, state=_MAGIC + digest + stored.state)
-
-    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
-        event = super().to_domain_event(replace(stored_event, state=verified_payload(stored_event)))
-        if "sealed" in vars(event):
-            self._unseal(event)
-        elif isinstance(event, Snapshot) and "sealed" in event.state:
-            self._unseal_snapshot(event)
-        return event
-
-    def _sealed_snapshot(self, snapshot: Any) -> Any:
-        """A fragment's snapshot holds its body: seal it like the events that set it."""
-        if snapshot.state.get("text") is None and snapshot.state.get("embedding") is None:
-            return snapshot
-        carrier = type("Body", (), {})()
-        vars(carrier).update(originator_id=snapshot.originator_id,
-                             **{k: snapshot.state[k] for k in SEALED_FIELDS})
-        sealed = vars(self._sealed(carrier))
-        state = {k: v for k, v in snapshot.state.items() if k not in SEALED_FIELDS}
-        state.update(sealed=sealed["sealed"], sealed_embedding=sealed["sealed_embedding"])
-        return replace(snapshot, state=state)
-
-    def _unseal_snapshot(self, snapshot: Any) -> None:
-        carrier = type("Body", (), {})()
-        vars(carrier).update(originator_id=snapshot.originator_id,
-                             sealed=snapshot.state.pop("sealed"),
-                             sealed_embedding=snapshot.state.pop("sealed_embedding"))
-        self._unseal(carrier)
-        snapshot.state.update({k: vars(carrier)[k] for k in SEALED_FIELDS})
-
-    def _sealed(self, event: Any) -> Any:
-        assert self.keys is not None
-        key = AESGCM(self.keys.key_for(str(event.originator_id), create=True))
-        body = json.dumps({k: vars(event)[k] for k in _body_fields(event)}).encode("utf-8")
-        state = {k: v for k, v in vars(event).items() if k not in SEALED_FIELDS}
-        # The embedding is sealed apart, as raw float32 bytes: base64 once, not twice.
-        state["sealed"] = _seal(key, body)
-        state["sealed_embedding"] = _seal(key, event.embedding)
-        sealed = object.__new__(type(event))
-        object.__setattr__(sealed, "__dict__", state)
-        return sealed
-
-    def _unseal(self, event: Any) -> None:
-        state = vars(event)
-        sealed, sealed_embedding = state.pop("sealed"), state.pop("sealed_embedding")
-        raw_key = self._key_for(str(event.originator_id))
-        if raw_key is None:  # forgotten: the key is gone, and with it every copy of the body
-            state.update(dict.fromkeys(_body_fields(event)), embedding=None)
-            return
-        key = AESGCM(raw_key)
-        state.update(json.loads(_unseal(key, sealed)), embedding=_unseal(key, sealed_embedding))
-
-    def _key_for(self, uuid: str) -> bytes | None:
-        if self.keys is None:
-            return None
-        held = getattr(self._held, "keys", None)
-        return held[uuid] if held is not None and uuid in held else self.keys.key_for(uuid)
-
-
-def _body_fields(event: Any) -> tuple[str, ...]:
-    """The sealed fields besides the embedding (a kept embedding has no text)."""
-    return () if isinstance(event, Fragment.EmbeddingKept) else ("text", "metadata")
-
-
-def _seal(key: AESGCM, plaintext: bytes) -> bytes:
-    nonce = os.urandom(12)
-    return nonce + key.encrypt(nonce, plaintext, None)
-
-
-def _unseal(key: AESGCM, sealed: bytes) -> bytes:
-    return key.decrypt(sealed[:12], sealed[12:], None)
 
 
 def _collected(tracking: Tracking | None, aggregates: Iterable[Aggregate]
@@ -214,38 +85,6 @@ def _collected(tracking: Tracking | None, aggregates: Iterable[Aggregate]
         processing.events.extend(aggregate.collect_events())
         processing.aggregates[aggregate.id] = aggregate
     return processing
-
-
-def checksum_holds(stored: StoredEvent) -> bool:
-    try:
-        verified_payload(stored)
-    except CorruptEvent:
-        return False
-    return True
-
-
-_HEAD = len(_MAGIC) + _DIGEST_SIZE
-
-
-def _digest_holds(originator_id: UUID | str, version: int, topic: str, state: Any) -> bool:
-    """Whether a stored event's bytes are framed and match their digest."""
-    return (isinstance(state, bytes) and len(state) >= _HEAD
-            and state[: len(_MAGIC)] == _MAGIC
-            and hmac.compare_digest(state[len(_MAGIC) : _HEAD],
-                                    _digest(originator_id, version, topic, state[_HEAD:])))
-
-
-def verified_payload(stored: StoredEvent) -> bytes:
-    """The payload of a stored event whose checksum holds; CorruptEvent otherwise."""
-    if not _digest_holds(stored.originator_id, stored.originator_version, stored.topic,
-                         stored.state):
-        raise CorruptEvent(
-            originator_id=stored.originator_id,
-            version=stored.originator_version,
-            topic=stored.topic,
-            position=getattr(stored, "id", None),
-        )
-    return stored.state[_HEAD:]
 
 
 def _uuid_or_str(value: Any) -> UUID | str:
@@ -357,14 +196,18 @@ class MemoryLog(Application[UUID]):
     def construct_recorder(self) -> ApplicationRecorder:
         # A process recorder keeps the healer's tracking in the same database as the events,
         # so a repair's events and the position it answers commit in one transaction; ours
-        # also chains every event it inserts (carma.chain).
+        # also chains every event it inserts (carma.log.chain).
         datastore = self.factory.datastore  # type: ignore[attr-defined]
-        recorder: ChainedSQLiteRecorder | ChainedPostgresRecorder
+        recorder: Any
         if self.env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
-            recorder = ChainedPostgresRecorder(datastore, events_table_name=EVENTS,
-                                               tracking_table_name=TRACKING,
-                                               chain_table_name=CHAIN)
-            self.tables: SQLiteTables | PostgresTables = PostgresTables(datastore)
+            from carma.log import (
+                postgres,  # the `postgres` extra: only where it is used
+            )
+
+            recorder = postgres.ChainedPostgresRecorder(
+                datastore, events_table_name=postgres.EVENTS,
+                tracking_table_name=postgres.TRACKING, chain_table_name=postgres.CHAIN)
+            self.tables: Any = postgres.PostgresTables(datastore)
         else:
             recorder = ChainedSQLiteRecorder(datastore=datastore)
             self.tables = SQLiteTables(datastore, Path(datastore.pool.db_name))
@@ -480,7 +323,7 @@ class MemoryLog(Application[UUID]):
                     domain_event = self.mapper.to_domain_event(event)
                 except CorruptEvent:
                     if isinstance(aggregate, Fragment) or (
-                            aggregate is None and event.topic.startswith(FRAGMENT_TOPIC)):
+                            aggregate is None and event.topic.startswith(Fragment.TOPIC + ".")):
                         aggregate = Fragment.past_unreadable(
                             aggregate, uuid, event.originator_version, event.topic)
                     elif aggregate is not None:
@@ -732,7 +575,7 @@ class MemoryLog(Application[UUID]):
             rows = self.tables.scan(after, page, upto)
             for position, originator_id, version, topic, state in rows:
                 # No objects per event: this pass reads much of the log.
-                if len(originator_id) == 32 and _digest_holds(dashed_uuid(originator_id), version,
+                if len(originator_id) == 32 and digest_holds(dashed_uuid(originator_id), version,
                                                               topic, state):
                     continue
                 yield Notification(originator_id=_uuid_or_str(originator_id),

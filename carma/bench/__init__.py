@@ -1,0 +1,48 @@
+"""`carma bench`: CARMA against a bare baseline measured in the same run, reported as ratios.
+
+    from carma.bench import BENCHMARKS
+    report = BENCHMARKS["ingest"](workdir=Path(tmp), progress=print)
+
+Every benchmark is `fn(*, n=None, workdir, progress=None) -> dict` (n None: its default size;
+`workdir` an empty folder the caller provides and deletes; `progress` receives one-line status
+messages). Its JSON-serialisable report holds the raw figures, the ratios of CARMA to the
+baseline, the environment and a target with `met`. The machine may be noisy: the ratios, not
+the raw figures, are what to compare across runs, and the two sides of each ratio are
+interleaved so that they share the noise. Nothing here asserts on time.
+
+- ingest   (real model, n=2000 texts): Memory.add_many in batches of 64 vs bare model.encode of
+           the same batches. The model is loaded and warmed up before either is timed.
+- query    (real model, n=10000 fragments, ~200 queries): Memory.search(q, k=10) vs bare
+           model.encode([q]) + faiss.IndexFlatIP.search(k=10) over the same vectors.
+One module per benchmark:
+- overhead (HashingEmbedder, n=100000): add_many in batches of 1000 vs raw batched SQLite
+           inserts of the same rows; Memory.rebuild() vs a raw read and JSON decode of the log;
+           peak RSS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from carma.bench.audit import bench_audit
+from carma.bench.heal import bench_heal
+from carma.bench.ingest import bench_ingest
+from carma.bench.overhead import bench_overhead
+from carma.bench.query import bench_query
+from carma.bench.reconstruct import bench_reconstruct
+from carma.bench.shared import bench_shared
+
+#: Every benchmark by the name `carma bench NAME` gives it.
+BENCHMARKS: dict[str, Callable[..., dict]] = {
+    "ingest": bench_ingest,
+    "query": bench_query,
+    "overhead": bench_overhead,
+    "heal": bench_heal,
+    "audit": bench_audit,
+    "reconstruct": bench_reconstruct,
+}
+
+# `carma bench ingest --database-url URL`: the same figures on a PostgreSQL log beside SQLite.
+SHARED_LOG_BENCHMARK = ("ingest-shared", bench_shared)
+
+__all__ = ["BENCHMARKS", "SHARED_LOG_BENCHMARK"]
