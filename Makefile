@@ -6,6 +6,11 @@ export HF_HUB_OFFLINE := 1
 
 .PHONY: demo test explore install clean
 
+# Runs the command after it with a PostgreSQL server for the shared-log suites, and stops the
+# server afterwards if it started it (a server the user started is left running).
+WITH_POSTGRES = [ -n "$$CARMA_TEST_DATABASE_URL" ] || eval "$$(.ci/postgres start 2>/dev/null)"; \
+	trap '[ "$${CARMA_PG_STARTED:-0}" = 1 ] && .ci/postgres stop' EXIT;
+
 install: $(VENV)/.installed
 
 # Every extra, under constraints.txt: it pins torch to the CPU build that lies on this
@@ -19,18 +24,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install
 	$(BIN)/carma demo
 
-# The shared-log suites need a PostgreSQL server: $CARMA_TEST_DATABASE_URL, else a throwaway
-# one on loopback (.ci/postgres); without either they are skipped, and say so.
+# Lint and format checks, then the suites. The shared-log suites need a PostgreSQL server:
+# $CARMA_TEST_DATABASE_URL, else a throwaway one on loopback (.ci/postgres), stopped again when
+# the run ends if this run started it; without either they are skipped, and say so.
 test: install
-	@[ -n "$$CARMA_TEST_DATABASE_URL" ] || eval "$$(.ci/postgres start 2>/dev/null)"; \
-	$(BIN)/python -m pytest
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	@$(WITH_POSTGRES) $(BIN)/python -m pytest
 
 # The property tests' random search with 25x CI's examples, new ones every run (CI draws the
 # same ones each time, so it never meets a new counterexample): run it now and then. It is
 # how the last healing bugs were found. About 45 minutes on two cores.
 explore: install
-	@[ -n "$$CARMA_TEST_DATABASE_URL" ] || eval "$$(.ci/postgres start 2>/dev/null)"; \
-	$(BIN)/python -m pytest tests/property --hypothesis-profile=long
+	@$(WITH_POSTGRES) $(BIN)/python -m pytest tests/property --hypothesis-profile=long
 
 clean:
 	rm -rf $(VENV) .carma-demo .pytest_cache .hypothesis

@@ -1,18 +1,16 @@
 """CARMA: a self-healing, event-sourced memory store for AI agents.
 
-    import carma
-    with carma.open("./memory") as mem:
-        id = mem.add("The cat sat on the mat.", {"source": "notes"})
-        hits = mem.search("where did the cat sit?")
+import carma
+with carma.open("./memory") as mem:
+    id = mem.add("The cat sat on the mat.", {"source": "notes"})
+    hits = mem.search("where did the cat sit?")
 """
 
-from __future__ import annotations
-
 import os
-from typing import Any
+from typing import Any as _Any
 
-from carma.bootstrap import open_memory
-from carma.config import Options
+from carma.bootstrap import open_memory as _open_memory
+from carma.config import Options as _Options
 from carma.domain.errors import (
     CarmaError,
     ConflictError,
@@ -24,17 +22,26 @@ from carma.domain.errors import (
     StorageError,
 )
 from carma.embedding import Embedder, HashingEmbedder, SentenceTransformerEmbedder
+from carma.lines import InvalidLines
 from carma.memory import Memory
-from carma.records import BatchResult, FragmentRecord, HistoryEntry, Hit
+from carma.records import BatchResult, FragmentRecord, HistoryEntry, Hit, ImportResult
 
 __version__ = "0.2.0"
 
 
-def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | None = None,
-         dream_every: float | None = None, cipher_key: str | None = None,
-         refine_budget: float | None = None, calibrate_budget: float | None = None,
-         reconstructor: str | None = None, database_url: str | None = None,
-         log_passes: int | None = None, **settings: Any) -> Memory:
+def open(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    embedder: Embedder | None = None,
+    dream_every: float | None = None,
+    cipher_key: str | None = None,
+    refine_budget: float | None = None,
+    calibrate_budget: float | None = None,
+    reconstructor: str | None = None,
+    database_url: str | None = None,
+    log_passes: int | None = None,
+    **settings: _Any,
+) -> Memory:
     """Open (creating if needed) the store at `path` (default $CARMA_HOME, else ./.carma).
 
     dream_every: run a scrub-and-heal cycle in a background thread every so many seconds.
@@ -59,11 +66,20 @@ def open(path: str | os.PathLike[str] | None = None, *, embedder: Embedder | Non
     """
     if settings:
         raise InvalidInput(f"unknown setting(s): {', '.join(sorted(settings))}")
-    options = Options(dream_every=dream_every, refine_budget=refine_budget,
-                      calibrate_budget=calibrate_budget, log_passes=log_passes)
-    return open_memory(path, embedder=embedder, cipher_key=cipher_key,
-                       reconstructor=reconstructor, database_url=database_url,
-                       options=options)
+    options = _Options(
+        dream_every=dream_every,
+        refine_budget=refine_budget,
+        calibrate_budget=calibrate_budget,
+        log_passes=log_passes,
+    )
+    return _open_memory(
+        path,
+        embedder=embedder,
+        cipher_key=cipher_key,
+        reconstructor=reconstructor,
+        database_url=database_url,
+        options=options,
+    )
 
 
 __all__ = [
@@ -79,7 +95,9 @@ __all__ = [
     "HashingEmbedder",
     "Hit",
     "HistoryEntry",
+    "ImportResult",
     "InvalidInput",
+    "InvalidLines",
     "Memory",
     "SentenceTransformerEmbedder",
     "StorageError",

@@ -43,34 +43,41 @@ def reconstructor_for(name: str | None, embedder: Embedder) -> Reconstructor:
     if name == GRADIENT:
         token_model = getattr(embedder, "token_model", None)
         if token_model is None:
-            raise InvalidInput(f"the {GRADIENT} reconstructor needs a transformer model "
-                               f"embedder (the default one); {embedder.name} has no gradient")
+            raise InvalidInput(
+                f"the {GRADIENT} reconstructor needs a transformer model "
+                f"embedder (the default one); {embedder.name} has no gradient"
+            )
         return GradientReconstructor(embedder.embed, token_model)
     raise InvalidInput(f"unknown reconstructor {name!r}; known: {', '.join(RECONSTRUCTORS)}")
 
 
-def open_log(home: Home, cipher_key: str | None = None,
-             database: PostgresURL | None = None) -> tuple[MemoryLog, bytes | None]:
+def open_log(
+    home: Home, cipher_key: str | None = None, database: PostgresURL | None = None
+) -> tuple[MemoryLog, bytes | None]:
     """The log, with its chain key: a SQLite file in the home, or the PostgreSQL database
     every process of the store shares (then its keys are shared there too)."""
     if database is None:
         # A new store gets a chain key; an existing one must still have one of its copies.
         chain_key = ChainKey(home.key_copies("chain.key")).load(create=not home.has_own_log)
-        persistence = {"PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                       "SQLITE_DBNAME": str(home.events),
-                       "SQLITE_LOCK_TIMEOUT": "30"}
+        persistence = {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(home.events),
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
     else:
         chain_key = None  # kept in the database: read once its tables exist
         persistence = database.settings()
-    log = MemoryLog(env={
-        **persistence,
-        CHAIN_KEY_SETTING: chain_key.hex() if chain_key else "",
-        # The library's own AES-GCM cipher when a key is given; never settings that happen
-        # to be in the process's environment for another application.
-        "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher" if cipher_key else "",
-        "CIPHER_KEY": cipher_key or "",
-        "COMPRESSOR_TOPIC": "",
-    })
+    log = MemoryLog(
+        env={
+            **persistence,
+            CHAIN_KEY_SETTING: chain_key.hex() if chain_key else "",
+            # The library's own AES-GCM cipher when a key is given; never settings that happen
+            # to be in the process's environment for another application.
+            "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher" if cipher_key else "",
+            "CIPHER_KEY": cipher_key or "",
+            "COMPRESSOR_TOPIC": "",
+        }
+    )
     # Attached before the first read: a sealed body read without its key reads as forgotten.
     if database is None:
         log.mapper.keys = FragmentKeys(home.key_copies("fragments.sqlite"))
@@ -87,9 +94,15 @@ def default_embedder() -> Embedder:
     return SentenceTransformerEmbedder()
 
 
-def open_memory(path: str | Path | None, *, embedder: Embedder | None,
-                cipher_key: str | None, reconstructor: str | None, database_url: str | None,
-                options: Options) -> Memory:
+def open_memory(
+    path: str | Path | None,
+    *,
+    embedder: Embedder | None,
+    cipher_key: str | None,
+    reconstructor: str | None,
+    database_url: str | None,
+    options: Options,
+) -> Memory:
     """`carma.open`: every argument checked (and the environment read) before anything
     changes, then the store wired."""
     chosen = config.reconstructor(reconstructor, RECONSTRUCTORS)
@@ -99,24 +112,35 @@ def open_memory(path: str | Path | None, *, embedder: Embedder | None,
     key = config.cipher_key(cipher_key)
     database = config.database_for(home, database_url)
     with storage_errors(f"cannot open the store at {home.path}"):
-        return bootstrap(home, embedder, options, cipher_key=key, reconstructor=chosen,
-                         database=database)
+        return bootstrap(
+            home, embedder, options, cipher_key=key, reconstructor=chosen, database=database
+        )
 
 
-def bootstrap(home: Home, embedder: Embedder | None = None, options: Options = Options(), *,
-              new_projections: bool = False, cipher_key: str | None = None,
-              reconstructor: str | None = None, database: PostgresURL | None = None) -> Memory:
+def bootstrap(
+    home: Home,
+    embedder: Embedder | None = None,
+    options: Options | None = None,
+    *,
+    new_projections: bool = False,
+    cipher_key: str | None = None,
+    reconstructor: str | None = None,
+    database: PostgresURL | None = None,
+) -> Memory:
     """Wire a Memory over the home: log, projections, healing and embedder. `database`: a
     PostgreSQL log shared with other processes (the home then holds this process's
     projections of it); None: the home's own SQLite log."""
+    options = options or Options()
     # Processes that start at once on one PostgreSQL log create its tables in turn; an
     # unreachable server says so here, before anything changes.
     with database.setup_lock() if database is not None else nullcontext():
         if database is not None:
             database.create_schema()
         home.prepare()
-        replica = home.bind(None if database is None else database.place,
-                            "" if database is None else database.redacted)
+        replica = home.bind(
+            None if database is None else database.place,
+            "" if database is None else database.redacted,
+        )
         log, chain_key = open_log(home, cipher_key, database)
     try:
         try:
@@ -124,15 +148,19 @@ def bootstrap(home: Home, embedder: Embedder | None = None, options: Options = O
         except MapperDeserialisationError:
             raise InvalidInput(
                 "cannot read this store's log: it is encrypted and "
-                f"{CIPHER_KEY_VARIABLE} is not set" if cipher_key is None else
-                f"cannot read this store's log with this {CIPHER_KEY_VARIABLE}: the key is "
-                "wrong, or the store is not encrypted") from None
+                f"{CIPHER_KEY_VARIABLE} is not set"
+                if cipher_key is None
+                else f"cannot read this store's log with this {CIPHER_KEY_VARIABLE}: the key is "
+                "wrong, or the store is not encrypted"
+            ) from None
         if embedder is None:  # the store's own, where CARMA knows it; else the default
-            embedder = (profile and embedder_for(profile.model, profile.dimension)) \
-                or default_embedder()
+            embedder = (
+                profile and embedder_for(profile.model, profile.dimension)
+            ) or default_embedder()
         if not (isinstance(embedder.dimension, int) and 0 < embedder.dimension <= DIMENSION_MAX):
-            raise InvalidInput(f"an embedder's dimension must be 1 to {DIMENSION_MAX}, not "
-                               f"{embedder.dimension!r}")
+            raise InvalidInput(
+                f"an embedder's dimension must be 1 to {DIMENSION_MAX}, not {embedder.dimension!r}"
+            )
         log.check_profile(embedder.name, embedder.dimension)
         cache = FragmentCache(home.cache)
         index = VectorIndex(home.index, embedder.dimension)
@@ -151,29 +179,53 @@ def bootstrap(home: Home, embedder: Embedder | None = None, options: Options = O
         with lock:
             return ledger.health()
 
-    scrubber = Scrubber(cache, index, ledger, lock, log.position, refresh=catch_up,
-                        unreadable=log.unreadable, answered=log.answered_damage,
-                        log_passes=options.log_passes or LOG_PASSES)
+    scrubber = Scrubber(
+        cache,
+        index,
+        ledger,
+        lock,
+        log.position,
+        refresh=catch_up,
+        unreadable=log.unreadable,
+        answered=log.answered_damage,
+        log_passes=options.log_passes or LOG_PASSES,
+    )
     try:
         rebuilds = reconstructor_for(reconstructor, embedder)
     except BaseException:
         ledger.close()
         log.close()
         raise
-    healer = Healer(log, cache, index, ledger, lock, rebuilds, after_batch=catch_up,
-                    replica=replica)
-    dreamer = Dreamer(log, scrubber, healer, catch_up, health,
-                      restore_keys=log.mapper.keys.restore_copies,
-                      refine_budget_s=_or(options.refine_budget, REFINE_BUDGET_S),
-                      calibrator=Calibrator(log, healer, ledger, lock),
-                      calibrate_budget_s=_or(options.calibrate_budget,
-                                             CALIBRATE_BUDGET_S))
+    healer = Healer(
+        log, cache, index, ledger, lock, rebuilds, after_batch=catch_up, replica=replica
+    )
+    dreamer = Dreamer(
+        log,
+        scrubber,
+        healer,
+        catch_up,
+        health,
+        restore_keys=log.mapper.keys.restore_copies,
+        refine_budget_s=_or(options.refine_budget, REFINE_BUDGET_S),
+        calibrator=Calibrator(log, healer, ledger, lock),
+        calibrate_budget_s=_or(options.calibrate_budget, CALIBRATE_BUDGET_S),
+    )
     try:
-        memory = Memory(home=home.path, log=log, embedder=embedder, cache=cache, index=index,
-                        ledger=ledger, runner=runner, dreamer=dreamer, lock=lock,
-                        chain_key=chain_key, new_projections=new_projections,
-                        database=database,
-                        open_replay=replay_opener(embedder, cipher_key, reconstructor))
+        memory = Memory(
+            home=home.path,
+            log=log,
+            embedder=embedder,
+            cache=cache,
+            index=index,
+            ledger=ledger,
+            runner=runner,
+            dreamer=dreamer,
+            lock=lock,
+            chain_key=chain_key,
+            new_projections=new_projections,
+            database=database,
+            open_replay=replay_opener(embedder, cipher_key, reconstructor),
+        )
     except BaseException:
         ledger.close()
         log.close()
@@ -183,14 +235,20 @@ def bootstrap(home: Home, embedder: Embedder | None = None, options: Options = O
     return memory
 
 
-def replay_opener(embedder: Embedder, cipher_key: str | None,
-                  reconstructor: str | None) -> Callable[[Path], Memory]:
+def replay_opener(
+    embedder: Embedder, cipher_key: str | None, reconstructor: str | None
+) -> Callable[[Path], Memory]:
     """How a store opens the copy of its log that a replay made: its own home, the same
     embedder, key and reconstructor, projections built afresh."""
 
     def open_replay(target: Path) -> Memory:
-        return bootstrap(Home(target), embedder, new_projections=True, cipher_key=cipher_key,
-                         reconstructor=reconstructor)
+        return bootstrap(
+            Home(target),
+            embedder,
+            new_projections=True,
+            cipher_key=cipher_key,
+            reconstructor=reconstructor,
+        )
 
     return open_replay
 

@@ -63,9 +63,11 @@ def cipher_key(value: str | None) -> str | None:
     except (binascii.Error, ValueError, TypeError):
         raw = b""
     if len(raw) not in (16, 24, 32):
-        raise InvalidInput(f"{CIPHER_KEY_VARIABLE} must be base64 of 16, 24 or 32 random bytes "
-                           "(e.g. `python -c \"import os,base64;print(base64.b64encode("
-                           "os.urandom(32)).decode())\"`)")
+        raise InvalidInput(
+            f"{CIPHER_KEY_VARIABLE} must be base64 of 16, 24 or 32 random bytes "
+            '(e.g. `python -c "import os,base64;print(base64.b64encode('
+            'os.urandom(32)).decode())"`)'
+        )
     return value
 
 
@@ -91,8 +93,10 @@ def postgres() -> Any:
     try:
         import carma.log.postgres
     except ImportError as exc:
-        raise InvalidInput(f"a PostgreSQL log needs the postgres extra ({exc.name} is not "
-                           "installed): pip install 'carma[postgres]'") from None
+        raise InvalidInput(
+            f"a PostgreSQL log needs the postgres extra ({exc.name} is not "
+            "installed): pip install 'carma[postgres]'"
+        ) from None
     return carma.log.postgres
 
 
@@ -136,10 +140,14 @@ class Options:
             if budget is not None and (not _is_number(budget) or not 0 <= budget <= BUDGET_MAX_S):
                 raise InvalidInput(f"{name} must be a number of seconds from 0 to {BUDGET_MAX_S}")
         passes = self.log_passes
-        if passes is not None and (isinstance(passes, bool) or not isinstance(passes, int)
-                                   or not 1 <= passes <= LOG_PASSES_MAX):
-            raise InvalidInput("log_passes must be a whole number of scrubs from 1 to "
-                               f"{LOG_PASSES_MAX}")
+        if passes is not None and (
+            isinstance(passes, bool)
+            or not isinstance(passes, int)
+            or not 1 <= passes <= LOG_PASSES_MAX
+        ):
+            raise InvalidInput(
+                f"log_passes must be a whole number of scrubs from 1 to {LOG_PASSES_MAX}"
+            )
 
     def given(self) -> dict[str, Any]:
         """The options set, by name."""

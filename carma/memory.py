@@ -70,17 +70,31 @@ def _guarded(doing: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         return wrapper
 
     return decorate
+
+
 EMBED_BATCH = 64
 
 
 class Memory:
     """A CARMA store. Open it with `carma.open(...)`; use it as a context manager."""
 
-    def __init__(self, *, home: Path, log: MemoryLog, embedder: Embedder, cache: FragmentCache,
-                 index: VectorIndex, ledger: HealthLedger, runner: ProjectionRunner,
-                 dreamer: Dreamer, lock: threading.RLock, chain_key: bytes | None = None,
-                 new_projections: bool = False, database: PostgresURL | None = None,
-                 open_replay: Callable[[Path], Memory]):
+    def __init__(
+        self,
+        *,
+        home: Path,
+        log: MemoryLog,
+        embedder: Embedder,
+        cache: FragmentCache,
+        index: VectorIndex,
+        ledger: HealthLedger,
+        runner: ProjectionRunner,
+        dreamer: Dreamer,
+        lock: threading.RLock,
+        chain_key: bytes | None = None,
+        new_projections: bool = False,
+        database: PostgresURL | None = None,
+        open_replay: Callable[[Path], Memory],
+    ):
         self.home = home
         self.log = log
         self.embedder = embedder
@@ -114,13 +128,19 @@ class Memory:
 
     # -- writes ----------------------------------------------------------------------------------
 
-    def add(self, text: str, metadata: dict[str, Any] | None = None,
-            namespace: str = "default", id: str | None = None) -> str:
+    def add(
+        self,
+        text: str,
+        metadata: dict[str, Any] | None = None,
+        namespace: str = "default",
+        id: str | None = None,
+    ) -> str:
         """Store a fragment; returns its id. Identical content already stored records nothing."""
         return self._write([Draft.of(text, metadata, namespace, id)]).ids[0]
 
-    def add_many(self, items: Iterable[Any], *,
-                 progress: Callable[[int], None] | None = None) -> BatchResult:
+    def add_many(
+        self, items: Iterable[Any], *, progress: Callable[[int], None] | None = None
+    ) -> BatchResult:
         """Store many fragments in one transaction: every item is recorded, or none is.
 
         Items are strings or mappings {"text", "metadata"?, "namespace"?, "id"?}.
@@ -128,17 +148,25 @@ class Memory:
         drafts = [Draft.from_mapping(item) for item in items]
         return self._write(drafts, progress=progress)
 
-    def import_lines(self, lines: Iterable[str | bytes | Mapping[str, Any]], *,
-                     skip_invalid: bool = False, batch_size: int = 256,
-                     progress: Callable[[int], None] | None = None) -> ImportResult:
+    def import_lines(
+        self,
+        lines: Iterable[str | bytes | Mapping[str, Any]],
+        *,
+        skip_invalid: bool = False,
+        batch_size: int = 256,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImportResult:
         """Import JSON lines (see carma.lines; a line of `export_lines` re-imports as is).
 
         Every line is checked before anything is written. Without `skip_invalid` one bad line
         refuses them all (InvalidLines lists them) and the import is one transaction; with
         it, the valid lines are written `batch_size` at a time, and a line the store refuses
         (a deleted id, say) is counted rejected, with why, in `problems`."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) \
-                or not 1 <= batch_size <= 10_000:
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or not 1 <= batch_size <= 10_000
+        ):
             raise InvalidInput("batch_size must be a whole number from 1 to 10000")
         drafts: list[Draft] = []
         problems: list[str] = []
@@ -167,7 +195,8 @@ class Memory:
                         except CarmaError as exc:
                             result.rejected += 1
                             result.problems.append(
-                                f"rejected {draft.id or draft.text[:40]!r}: {exc}")
+                                f"rejected {draft.id or draft.text[:40]!r}: {exc}"
+                            )
                 if progress:
                     progress(len(chunk))
         for batch in batches:
@@ -176,8 +205,9 @@ class Memory:
         return result
 
     @_guarded("the revision was not recorded")
-    def revise(self, id: str, text: str | None = None,
-               metadata: dict[str, Any] | None = None) -> FragmentRecord:
+    def revise(
+        self, id: str, text: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> FragmentRecord:
         """Replace a fragment's text and/or metadata. The same content again records nothing."""
         key = validate_key(id)
         if text is None and metadata is None:
@@ -190,11 +220,13 @@ class Memory:
                 raise InvalidInput(
                     f"the text of fragment {key!r} is "
                     + ("an approximate reconstruction" if fragment.text else "lost")
-                    + ": give the text to revise it (the original's text restores it exactly)")
+                    + ": give the text to revise it (the original's text restores it exactly)"
+                )
             draft = Draft.of(
                 fragment.text if text is None else text,
                 fragment.metadata if metadata is None else metadata,
-                fragment.namespace, key,
+                fragment.namespace,
+                key,
             )
             self._write([draft])
         return self.get(key)
@@ -230,8 +262,9 @@ class Memory:
         return forgotten
 
     @_guarded("the write was not recorded")
-    def _write(self, drafts: list[Draft],
-               progress: Callable[[int], None] | None = None) -> BatchResult:
+    def _write(
+        self, drafts: list[Draft], progress: Callable[[int], None] | None = None
+    ) -> BatchResult:
         # Writers take turns (so that two writes of one new text cannot both add it); readers
         # do not wait for them: the store's lock is held only to read the ledger and to catch
         # up, never while the model runs.
@@ -248,8 +281,10 @@ class Memory:
             for i, (draft, key) in enumerate(zip(drafts, keys)):
                 digest, recorded_metadata = damaged.get(key, (None, None))
                 if digest == draft.content_hash and (
-                        draft.id is None or recorded_metadata is None
-                        or canonical_json(draft.metadata) == recorded_metadata):
+                    draft.id is None
+                    or recorded_metadata is None
+                    or canonical_json(draft.metadata) == recorded_metadata
+                ):
                     exact.setdefault(key, draft)
                     matched.add(i)
                 elif draft.id is None and (key in known or key in seen):
@@ -257,10 +292,16 @@ class Memory:
                 seen.add(key)
             restored = self._restore_exact(exact)
             todo = [(d, k) for i, (d, k) in enumerate(zip(drafts, keys)) if i not in matched]
-            existing = self.log.fragments(k for k in dict.fromkeys(k for _, k in todo)
-                                          if k in known)
-            existing.update({k: self._identified(f) for k, f in existing.items()
-                             if f is not None and f.namespace is None})
+            existing = self.log.fragments(
+                k for k in dict.fromkeys(k for _, k in todo) if k in known
+            )
+            existing.update(
+                {
+                    k: self._identified(f)
+                    for k, f in existing.items()
+                    if f is not None and f.namespace is None
+                }
+            )
             # Check every item against the log before the model runs: a batch is all or nothing.
             new_texts: dict[str, None] = {}  # ordered set: each new text is embedded once
             for draft, key in todo:
@@ -275,8 +316,14 @@ class Memory:
             for draft, key in todo:
                 fragment = existing.get(key)
                 new_text = fragment is None or fragment.text != draft.text
-                writes.append(Write(draft, key, vectors[draft.text] if new_text else None,
-                                    fresh=key not in known))
+                writes.append(
+                    Write(
+                        draft,
+                        key,
+                        vectors[draft.text] if new_text else None,
+                        fresh=key not in known,
+                    )
+                )
             changes = self.log.write_many(writes, model) if writes else []
         self.catch_up()  # a failing projection waits (see ProjectionRunner): the write stands
         result = BatchResult(ids=keys, unchanged=len(matched) - restored, restored=restored)
@@ -292,13 +339,15 @@ class Memory:
             return fragment
         with self._lock:
             row = self.ledger.row_by_uuid(str(fragment.id))
-        if row is not None and fragment.mark_unreadable(fragment.unreadable,
-                                                        recorded_identity(row), None):
+        if row is not None and fragment.mark_unreadable(
+            fragment.unreadable, recorded_identity(row), None
+        ):
             self.log.record(fragment)
         return fragment
 
-    def _restore_exact(self, copies: dict[str, Draft],
-                       embeddings: dict[str, bytes] | None = None) -> int:
+    def _restore_exact(
+        self, copies: dict[str, Draft], embeddings: dict[str, bytes] | None = None
+    ) -> int:
         """Restate the bodies of lost or approximate fragments from exact copies of their
         text (a re-add, an import), under the writers' lock; returns how many."""
         restored = 0
@@ -310,9 +359,14 @@ class Memory:
             if embedding is None:  # the body's embedding is lost too: the model remakes it
                 embedding = self._embed([draft.text], None)[draft.text]
             if fragment.restore_body(
-                    method="exact-copy", fidelity=1.0, text=draft.text,
-                    metadata=fragment.metadata if fragment.metadata is not None
-                    else draft.metadata, embedding=embedding, sources=[], cycle_id=None):
+                method="exact-copy",
+                fidelity=1.0,
+                text=draft.text,
+                metadata=fragment.metadata if fragment.metadata is not None else draft.metadata,
+                embedding=embedding,
+                sources=[],
+                cycle_id=None,
+            ):
                 self.log.record(fragment)
                 self.log.snapshot(fragment)
                 restored += 1
@@ -326,7 +380,8 @@ class Memory:
         known: set[str] = set()
         fresh: dict[tuple[str, str], str] = {}
         stored = self.ledger.live_keys_with_content(
-            [(d.namespace, d.content_hash) for d in drafts if d.id is None])
+            [(d.namespace, d.content_hash) for d in drafts if d.id is None]
+        )
         for draft in drafts:
             if draft.id is not None:
                 keys.append(draft.id)
@@ -383,18 +438,31 @@ class Memory:
         fragment = self.log.fragment(key)
         if fragment.deleted:
             raise FragmentGone(key)
-        return _record_of(key, fragment.namespace or "", fragment.content_version,
-                          fragment.content_hash or "", fragment, self._expected_recall(fragment))
+        return _record_of(
+            key,
+            fragment.namespace or "",
+            fragment.content_version,
+            fragment.content_hash or "",
+            fragment,
+            self._expected_recall(fragment),
+        )
 
     def _expected_recall(self, fragment: Fragment) -> float | None:
         """An approximate body's expected share of the original's words, read off the
         latest calibration of its namespace (which may be newer than its repair)."""
-        if not fragment.approximate or fragment.namespace is None \
-                or fragment.reconstructed_by is None:
+        if (
+            not fragment.approximate
+            or fragment.namespace is None
+            or fragment.reconstructed_by is None
+        ):
             return None
         with self._lock:
-            return self.ledger.expected_recall(fragment.namespace, fragment.reconstructed_by,
-                                               fragment.fidelity, fragment.refinements)
+            return self.ledger.expected_recall(
+                fragment.namespace,
+                fragment.reconstructed_by,
+                fragment.fidelity,
+                fragment.refinements,
+            )
 
     def _record(self, row: dict[str, Any]) -> FragmentRecord:
         """The fragment behind a ledger row: from its cache file when that is intact and
@@ -403,24 +471,41 @@ class Memory:
         file whose text has the recorded hash, else it is reported lost, never made up."""
         if row["status"] == "approximate":
             fragment = self.log.fragment(row["id"])
-            return _record_of(row["id"], row["namespace"], row["version"],
-                              row["content_hash"], fragment, self._expected_recall(fragment))
+            return _record_of(
+                row["id"],
+                row["namespace"],
+                row["version"],
+                row["content_hash"],
+                fragment,
+                self._expected_recall(fragment),
+            )
         cached, fault = self.cache.inspect(row["uuid"])
         if cached is not None:
             fault = cache_fault(cached, row)
         fragment = None if fault is None else self.log.fragment(row["id"])
-        if fragment is not None and fragment.text is None and cached is not None \
-                and is_exact_copy(cached, row):
+        if (
+            fragment is not None
+            and fragment.text is None
+            and cached is not None
+            and is_exact_copy(cached, row)
+        ):
             fragment = None  # the log lost the body; this copy is exact (healing uses it)
         if fragment is None:
             return FragmentRecord(
-                id=row["id"], namespace=row["namespace"], text=cached.text,
-                metadata=cached.metadata, version=row["version"], status="healthy",
-                fidelity=1.0, content_hash=row["content_hash"])
+                id=row["id"],
+                namespace=row["namespace"],
+                text=cached.text,
+                metadata=cached.metadata,
+                version=row["version"],
+                status="healthy",
+                fidelity=1.0,
+                content_hash=row["content_hash"],
+            )
         if fragment.text is not None:
             self._queue_repair(fragment, fault)
-        return _record_of(row["id"], row["namespace"], row["version"], row["content_hash"],
-                          fragment)
+        return _record_of(
+            row["id"], row["namespace"], row["version"], row["content_hash"], fragment
+        )
 
     def _queue_repair(self, fragment: Any, fault: str) -> None:
         """A read met a lost copy: record the finding (the healer's queue is the log itself)
@@ -435,8 +520,13 @@ class Memory:
                 self.scheduler.wake()
 
     @_guarded("cannot search")
-    def search(self, query: str, k: int = 5, namespace: str | None = None,
-               where: dict[str, Any] | None = None) -> list[Hit]:
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        namespace: str | None = None,
+        where: dict[str, Any] | None = None,
+    ) -> list[Hit]:
         """The k live fragments nearest to the query (cosine), optionally within a namespace
         and with metadata equal to every value in `where`."""
         query = validate_text(query)
@@ -467,39 +557,57 @@ class Memory:
             if self.ledger.row(key) is None:
                 raise FragmentNotFound(key)
             return [
-                HistoryEntry(position=r["position"], version=r["version"], kind=r["kind"],
-                             at=datetime.fromisoformat(r["at"]), detail=json.loads(r["detail"]))
+                HistoryEntry(
+                    position=r["position"],
+                    version=r["version"],
+                    kind=r["kind"],
+                    at=datetime.fromisoformat(r["at"]),
+                    detail=json.loads(r["detail"]),
+                )
                 for r in self.ledger.history(str(fragment_uuid(key)))
             ]
 
     @_guarded("cannot read the log")
-    def log_events(self, since: int = 1, until: int | None = None,
-                   kinds: Iterable[str] = ()) -> Iterator[dict[str, Any]]:
+    def log_events(
+        self, since: int = 1, until: int | None = None, kinds: Iterable[str] = ()
+    ) -> Iterator[dict[str, Any]]:
         """The log itself, event by event: position, time, kind, aggregate, version and the
         event's fields (an embedding as its dimension, not its floats). `kinds` are event
         names such as "FragmentWritten"; a corrupt event is reported, never decoded."""
         wanted = set(kinds)
         unknown = wanted - set(EVENT_KINDS)
         if unknown:
-            raise InvalidInput(f"unknown event kind(s): {', '.join(sorted(unknown))}; known: "
-                               f"{', '.join(sorted(EVENT_KINDS))}")
-        if isinstance(since, bool) or not isinstance(since, int) or since < 0 or (
-                until is not None and (isinstance(until, bool) or not isinstance(until, int))):
+            raise InvalidInput(
+                f"unknown event kind(s): {', '.join(sorted(unknown))}; known: "
+                f"{', '.join(sorted(EVENT_KINDS))}"
+            )
+        if (
+            isinstance(since, bool)
+            or not isinstance(since, int)
+            or since < 0
+            or (until is not None and (isinstance(until, bool) or not isinstance(until, int)))
+        ):
             raise InvalidInput("since and until are log positions (whole numbers)")
         classes = [EVENT_KINDS[k] for k in sorted(wanted)]
         for position, event in self.log.stream(since, until, classes):
             if isinstance(event, CorruptEvent):
                 yield {"position": position, "kind": "corrupt", "error": str(event)}
                 continue
-            fields = {k: v for k, v in vars(event).items()
-                      if k not in ("originator_id", "originator_version", "timestamp",
-                                   "originator_topic")}
+            fields = {
+                k: v
+                for k, v in vars(event).items()
+                if k not in ("originator_id", "originator_version", "timestamp", "originator_topic")
+            }
             if isinstance(fields.get("embedding"), bytes):
                 fields["embedding"] = {"float32": len(fields["embedding"]) // 4}
-            yield {"position": position, "at": event.timestamp.isoformat(),
-                   "kind": type(event).__name__, "aggregate": str(event.originator_id),
-                   "version": event.originator_version,
-                   "data": json.loads(json.dumps(fields, default=str))}
+            yield {
+                "position": position,
+                "at": event.timestamp.isoformat(),
+                "kind": type(event).__name__,
+                "aggregate": str(event.originator_id),
+                "version": event.originator_version,
+                "data": json.loads(json.dumps(fields, default=str)),
+            }
 
     def export_lines(self, namespace: str | None = None) -> Iterator[dict[str, Any]]:
         """Every live fragment as a line of `export` (see carma.lines): `import_lines`
@@ -525,10 +633,12 @@ class Memory:
             return {
                 "home": str(self.home),
                 "model": {"name": profile.model, "dimension": profile.dimension}
-                if profile else None,
+                if profile
+                else None,
                 "log_position": self.log.position(),
-                "live": sum(n for s, n in counts["by_status"].items()
-                            if s not in ("deleted", "forgotten")),
+                "live": sum(
+                    n for s, n in counts["by_status"].items() if s not in ("deleted", "forgotten")
+                ),
                 "by_status": counts["by_status"],
                 "namespaces": counts["namespaces"],
                 "index_vectors": self.index.count,
@@ -548,11 +658,12 @@ class Memory:
         if not self._chain_key:
             raise StorageError(
                 "cannot verify: the chain key is lost from both copies (keys/ and "
-                "keys.mirror/); restore them from a backup" if self.database is None else
-                "cannot verify: the chain key is lost from the database's carma_chain_key "
-                "table; restore it from a backup")
-        return verify_chain(self.log.tables, self._chain_key, checksum_holds,
-                            progress).as_dict()
+                "keys.mirror/); restore them from a backup"
+                if self.database is None
+                else "cannot verify: the chain key is lost from the database's carma_chain_key "
+                "table; restore it from a backup"
+            )
+        return verify_chain(self.log.tables, self._chain_key, checksum_holds, progress).as_dict()
 
     def export_events(self, with_keys: bool = True) -> Iterator[dict[str, Any]]:
         """The whole log as it is stored, one dict per event (for backups and transfers).
@@ -563,9 +674,13 @@ class Memory:
         keys = self.log.mapper.keys
         given: set[str] = set()
         for n in self.log.stored():
-            line = {"position": n.id, "aggregate": str(n.originator_id),
-                    "version": n.originator_version, "topic": n.topic,
-                    "state": base64.b64encode(n.state).decode("ascii")}
+            line = {
+                "position": n.id,
+                "aggregate": str(n.originator_id),
+                "version": n.originator_version,
+                "topic": n.topic,
+                "state": base64.b64encode(n.state).decode("ascii"),
+            }
             uuid = str(n.originator_id)
             if with_keys and keys is not None and uuid not in given:
                 key = keys.key_for(uuid)
@@ -584,16 +699,20 @@ class Memory:
             try:
                 if "key" in line:
                     adopted[str(uuidlib.UUID(line["aggregate"]))] = base64.b64decode(
-                        line["key"], validate=True)
-                events.append(StoredEvent(
-                    originator_id=uuidlib.UUID(line["aggregate"]),
-                    originator_version=int(line["version"]), topic=str(line["topic"]),
-                    state=base64.b64decode(line["state"], validate=True)))
+                        line["key"], validate=True
+                    )
+                events.append(
+                    StoredEvent(
+                        originator_id=uuidlib.UUID(line["aggregate"]),
+                        originator_version=int(line["version"]),
+                        topic=str(line["topic"]),
+                        state=base64.b64decode(line["state"], validate=True),
+                    )
+                )
                 if events[-1].topic not in EVENT_TOPICS:
                     raise ValueError("unknown topic")
             except (KeyError, TypeError, ValueError, OverflowError, binascii.Error):
-                raise InvalidInput(f"event line {number} is not an exported CARMA event") \
-                    from None
+                raise InvalidInput(f"event line {number} is not an exported CARMA event") from None
         copies: list[StoredEvent] = []
         with self._lock:
             for uuid, fragment_key in adopted.items():  # before the events are first read
@@ -601,8 +720,7 @@ class Memory:
             appended, unchanged = self.log.append_stored(events, copies)
             self.catch_up()
         restored = self._restore_from_events(copies) if copies else 0
-        return {"appended": appended, "unchanged": unchanged - len(copies),
-                "restored": restored}
+        return {"appended": appended, "unchanged": unchanged - len(copies), "restored": restored}
 
     def _restore_from_events(self, copies: list[StoredEvent]) -> int:
         """Intact copies (from a backup) of events damaged in this log: record the damage,
@@ -613,17 +731,31 @@ class Memory:
         with self._write_lock:
             for stored in copies:
                 event = self.log.mapper.to_domain_event(stored)
-                if not isinstance(event, (Fragment.FragmentWritten, Fragment.FragmentRevised,
-                                          Fragment.FragmentReconstructed)) \
-                        or getattr(event, "text", None) is None:
+                if (
+                    not isinstance(
+                        event,
+                        (
+                            Fragment.FragmentWritten,
+                            Fragment.FragmentRevised,
+                            Fragment.FragmentReconstructed,
+                        ),
+                    )
+                    or getattr(event, "text", None) is None
+                ):
                     continue
                 fragment = self.log.fragments_by_uuid([stored.originator_id]).get(
-                    stored.originator_id)
-                if fragment is None or fragment.key is None or fragment.deleted \
-                        or content_hash(event.text) != fragment.content_hash:
+                    stored.originator_id
+                )
+                if (
+                    fragment is None
+                    or fragment.key is None
+                    or fragment.deleted
+                    or content_hash(event.text) != fragment.content_hash
+                ):
                     continue  # not the fragment's current body: an older version
-                exact[fragment.key] = Draft.of(event.text, event.metadata,
-                                               fragment.namespace, fragment.key)
+                exact[fragment.key] = Draft.of(
+                    event.text, event.metadata, fragment.namespace, fragment.key
+                )
                 embeddings[fragment.key] = event.embedding
             restored = self._restore_exact(exact, embeddings)
         self.catch_up()
@@ -640,8 +772,9 @@ class Memory:
             last = position
         return last
 
-    def replay(self, until: int | datetime | None = None, *,
-               into: str | os.PathLike[str]) -> Memory:
+    def replay(
+        self, until: int | datetime | None = None, *, into: str | os.PathLike[str]
+    ) -> Memory:
         """A new store at `into` holding this log up to `until` (a position or a moment,
         included; None: all of it), its projections rebuilt from that prefix: what the agent
         knew then, to search and read. The caller closes the returned store."""
@@ -663,8 +796,14 @@ class Memory:
                 copy_log(Home(self.home), Home(target), position)
             else:  # a copy of the shared log, taken away to read: a SQLite log of its own
                 assert self._chain_key is not None
-                copy_shared_log(self.log.tables, self.log.mapper.keys, self._chain_key,
-                                Home(target), position, self.dreamer.healer.replica.name)
+                copy_shared_log(
+                    self.log.tables,
+                    self.log.mapper.keys,
+                    self._chain_key,
+                    Home(target),
+                    position,
+                    self.dreamer.healer.replica.name,
+                )
             return self._open_replay(target)
 
     # -- healing -------------------------------------------------------------------------------
@@ -691,8 +830,12 @@ class Memory:
         return self.dreamer.dream(trigger, deep=deep)
 
     @_guarded("the calibration stopped")
-    def calibrate(self, namespace: str | None = None, force: bool = False,
-                  progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    def calibrate(
+        self,
+        namespace: str | None = None,
+        force: bool = False,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> dict[str, Any]:
         """Measure what the reconstructor achieves in each namespace (or one): a sample of its
         exact fragments is hidden and rebuilt as a repair would rebuild it, and the recall of
         each attempt is recorded with its fidelity (ReconstructionCalibrated). Runs until done;
@@ -729,9 +872,10 @@ class Memory:
         with self._lock:
             if self.scheduler is None:
                 self.scheduler = DreamScheduler(
-                    self.dreamer.dream, every,
-                    on_error=lambda exc: logger.warning("a background dream cycle failed: %s",
-                                                        exc)).start()
+                    self.dreamer.dream,
+                    every,
+                    on_error=lambda exc: logger.warning("a background dream cycle failed: %s", exc),
+                ).start()
             return self.scheduler
 
     # -- projections -----------------------------------------------------------------------------
@@ -782,8 +926,14 @@ class Memory:
         self.close()
 
 
-def _record_of(key: str, namespace: str, version: int, digest: str,
-               fragment: Fragment, expected_recall: float | None = None) -> FragmentRecord:
+def _record_of(
+    key: str,
+    namespace: str,
+    version: int,
+    digest: str,
+    fragment: Fragment,
+    expected_recall: float | None = None,
+) -> FragmentRecord:
     """A fragment as the log holds it: exact, approximate (labelled, with its fidelity), or
     lost (no text at all)."""
     if fragment.text is None:
@@ -792,11 +942,17 @@ def _record_of(key: str, namespace: str, version: int, digest: str,
         status, fidelity = "approximate", fragment.fidelity
     else:
         status, fidelity = "healthy", 1.0
-    return FragmentRecord(id=key, namespace=namespace, text=fragment.text,
-                          metadata=fragment.metadata if fragment.metadata is not None else {},
-                          version=version, status=status, fidelity=fidelity,
-                          expected_recall=expected_recall if status == "approximate" else None,
-                          content_hash=digest)
+    return FragmentRecord(
+        id=key,
+        namespace=namespace,
+        text=fragment.text,
+        metadata=fragment.metadata if fragment.metadata is not None else {},
+        version=version,
+        status=status,
+        fidelity=fidelity,
+        expected_recall=expected_recall if status == "approximate" else None,
+        content_hash=digest,
+    )
 
 
 def _size(root: Path) -> int:

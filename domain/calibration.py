@@ -44,9 +44,9 @@ class ReconstructionCalibration(Aggregate):
     def create_id(namespace: str, method: str, **_: Any) -> UUID:
         return calibration_id(namespace, method)
 
-    @event("CalibrationOpened",
-
-           topic="domain.calibration:ReconstructionCalibration.CalibrationOpened")
+    @event(
+        "CalibrationOpened", topic="domain.calibration:ReconstructionCalibration.CalibrationOpened"
+    )
     def __init__(self, namespace: str, method: str) -> None:
         self.namespace = namespace
         self.method = method
@@ -83,46 +83,71 @@ class ReconstructionCalibration(Aggregate):
         self._declined(exact_fragments=exact_fragments, needed=MIN_SAMPLE, cycle_id=cycle_id)
         return True
 
-    @event("CalibrationDeclined",
-
-           topic="domain.calibration:ReconstructionCalibration.CalibrationDeclined")
+    @event(
+        "CalibrationDeclined",
+        topic="domain.calibration:ReconstructionCalibration.CalibrationDeclined",
+    )
     def _declined(self, exact_fragments: int, needed: int, cycle_id: UUID | None) -> None:
         self.declined = {"exact_fragments": exact_fragments, "needed": needed}
         self.sample = []
 
-    def start(self, sample: list[str], exact_fragments: int, reconstructor: dict[str, Any],
-              cycle_id: UUID | None) -> None:
+    def start(
+        self,
+        sample: list[str],
+        exact_fragments: int,
+        reconstructor: dict[str, Any],
+        cycle_id: UUID | None,
+    ) -> None:
         if len(sample) < MIN_SAMPLE:
             raise ValueError(f"a calibration needs at least {MIN_SAMPLE} fragments")
-        self._started(sample=sample, exact_fragments=exact_fragments,
-                      reconstructor=reconstructor, cycle_id=cycle_id)
+        self._started(
+            sample=sample,
+            exact_fragments=exact_fragments,
+            reconstructor=reconstructor,
+            cycle_id=cycle_id,
+        )
 
-    @event("CalibrationStarted",
-
-           topic="domain.calibration:ReconstructionCalibration.CalibrationStarted")
-    def _started(self, sample: list[str], exact_fragments: int, reconstructor: dict[str, Any],
-                 cycle_id: UUID | None) -> None:
+    @event(
+        "CalibrationStarted",
+        topic="domain.calibration:ReconstructionCalibration.CalibrationStarted",
+    )
+    def _started(
+        self,
+        sample: list[str],
+        exact_fragments: int,
+        reconstructor: dict[str, Any],
+        cycle_id: UUID | None,
+    ) -> None:
         self.sample, self.measured, self.points = list(sample), [], []
         self.started_size = exact_fragments
         self.reconstructor = reconstructor
 
-    def measure(self, fragments: list[str], points: list[list[float]],
-                cycle_id: UUID | None) -> None:
+    def measure(
+        self, fragments: list[str], points: list[list[float]], cycle_id: UUID | None
+    ) -> None:
         """Record sample fragments measured (a fragment deleted meanwhile adds no point):
         each point is [fidelity, token recall, content-word recall, stage] of one attempt,
         stage 0 for the first reconstruction, k for its k-th refinement."""
         for point in points:
-            if len(point) != 4 or not all(0.0 <= p <= 1.0 for p in point[:3]) \
-                    or point[3] != int(point[3]) or point[3] < 0:
-                raise ValueError("a calibration point is 3 numbers in [0, 1] and a stage"
-                                 f" (0, 1, ...), not {point}")
+            if (
+                len(point) != 4
+                or not all(0.0 <= p <= 1.0 for p in point[:3])
+                or point[3] != int(point[3])
+                or point[3] < 0
+            ):
+                raise ValueError(
+                    "a calibration point is 3 numbers in [0, 1] and a stage"
+                    f" (0, 1, ...), not {point}"
+                )
         self._measured(fragments=fragments, points=points, cycle_id=cycle_id)
 
-    @event("CalibrationSampled",
-
-           topic="domain.calibration:ReconstructionCalibration.CalibrationSampled")
-    def _measured(self, fragments: list[str], points: list[list[float]],
-                  cycle_id: UUID | None) -> None:
+    @event(
+        "CalibrationSampled",
+        topic="domain.calibration:ReconstructionCalibration.CalibrationSampled",
+    )
+    def _measured(
+        self, fragments: list[str], points: list[list[float]], cycle_id: UUID | None
+    ) -> None:
         self.measured += fragments
         self.points += points
 
@@ -131,34 +156,43 @@ class ReconstructionCalibration(Aggregate):
         points (the sample shrank by deletions) is a declined calibration, not a guess."""
         if not self.in_progress or self.pending():
             return False
-        if len({round(p[0], 6) for p in self.points}) < 2 or \
-                len(self.measured) < MIN_SAMPLE:
-            self._declined(exact_fragments=len(self.measured), needed=MIN_SAMPLE,
-                           cycle_id=cycle_id)
+        if len({round(p[0], 6) for p in self.points}) < 2 or len(self.measured) < MIN_SAMPLE:
+            self._declined(exact_fragments=len(self.measured), needed=MIN_SAMPLE, cycle_id=cycle_id)
             return True
         n = len(self.points)
         summary = {
-            "fragments": len(self.sample), "points": n,
+            "fragments": len(self.sample),
+            "points": n,
             "exact_fragments": self.started_size,
             "mean_fidelity": round(sum(p[0] for p in self.points) / n, 4),
             "mean_recall": round(sum(p[1] for p in self.points) / n, 4),
             "mean_content_recall": round(sum(p[2] for p in self.points) / n, 4),
             "reconstructor": self.reconstructor,
         }
-        stages = [[(p[0], p[1]) for p in self.points if _stage(p) == k]
-                  for k in range(max(_stage(p) for p in self.points) + 1)]
+        stages = [
+            [(p[0], p[1]) for p in self.points if _stage(p) == k]
+            for k in range(max(_stage(p) for p in self.points) + 1)
+        ]
         summary["points_per_stage"] = [len(points) for points in stages]
-        self._calibrated(curve=monotone_fit([(p[0], p[1]) for p in self.points]),
-                         curves=[monotone_fit(points) for points in stages if points],
-                         summary=summary, cycle_id=cycle_id)
+        self._calibrated(
+            curve=monotone_fit([(p[0], p[1]) for p in self.points]),
+            curves=[monotone_fit(points) for points in stages if points],
+            summary=summary,
+            cycle_id=cycle_id,
+        )
         return True
 
-    @event("ReconstructionCalibrated",
-
-           topic="domain.calibration:ReconstructionCalibration.ReconstructionCalibrated")
-    def _calibrated(self, curve: list[list[float]], summary: dict[str, Any],
-                    cycle_id: UUID | None,
-                    curves: list[list[list[float]]] | None = None) -> None:
+    @event(
+        "ReconstructionCalibrated",
+        topic="domain.calibration:ReconstructionCalibration.ReconstructionCalibrated",
+    )
+    def _calibrated(
+        self,
+        curve: list[list[float]],
+        summary: dict[str, Any],
+        cycle_id: UUID | None,
+        curves: list[list[list[float]]] | None = None,
+    ) -> None:
         # (curves defaults: calibrations recorded before stages were told apart lack them)
         self.curve, self.curves, self.summary = curve, curves, summary
         self.calibrated_size = summary["exact_fragments"]
@@ -175,8 +209,9 @@ def _stage(point: list[float]) -> int:
     return int(point[3]) if len(point) > 3 else 0
 
 
-def curve_for(curve: list[list[float]], curves: list[list[list[float]]] | None,
-              refinements: int) -> list[list[float]]:
+def curve_for(
+    curve: list[list[float]], curves: list[list[list[float]]] | None, refinements: int
+) -> list[list[float]]:
     """The curve of a fragment refined `refinements` times: its stage's, or the last stage's
     beyond those the calibration reached; the pooled curve of a calibration without stages."""
     if not curves:
@@ -195,8 +230,11 @@ def monotone_fit(points: list[tuple[float, float]], min_block: int = 10) -> list
     for start in range(0, len(ordered), min_block):
         chunk = ordered[start : start + min_block]
         if blocks and len(chunk) < min_block:
-            blocks[-1] = [blocks[-1][0] + len(chunk), blocks[-1][1] + sum(f for f, _ in chunk),
-                          blocks[-1][2] + sum(r for _, r in chunk)]
+            blocks[-1] = [
+                blocks[-1][0] + len(chunk),
+                blocks[-1][1] + sum(f for f, _ in chunk),
+                blocks[-1][2] + sum(r for _, r in chunk),
+            ]
             continue
         blocks.append([len(chunk), sum(f for f, _ in chunk), sum(r for _, r in chunk)])
     merged: list[list[float]] = []

@@ -102,14 +102,25 @@ class Fragment(Aggregate):
             raise FragmentGone(self.key)
         if self.has_content(text, metadata):
             return False
-        self._revised(text=text, metadata=metadata, content_hash=content_hash, embedding=embedding,
-                      key=self.key, namespace=self.namespace)
+        self._revised(
+            text=text,
+            metadata=metadata,
+            content_hash=content_hash,
+            embedding=embedding,
+            key=self.key,
+            namespace=self.namespace,
+        )
         return True
 
     @event("FragmentRevised", topic="domain.fragment:Fragment.FragmentRevised")
     def _revised(
-        self, text: str, metadata: dict[str, Any], content_hash: str, embedding: bytes,
-        key: str, namespace: str,
+        self,
+        text: str,
+        metadata: dict[str, Any],
+        content_hash: str,
+        embedding: bytes,
+        key: str,
+        namespace: str,
     ) -> None:
         # A revision names its fragment too: its projections never depend on reading the
         # first event (which may be unreadable, or not at hand in a later batch).
@@ -131,7 +142,7 @@ class Fragment(Aggregate):
         self.content_version = self.version + 1
 
     def delete(self, reason: str = "") -> bool:
-        """Retire the fragment; its events stay in the log for audit. Deleting twice is no change."""
+        """Retire the fragment; its events stay in the log for audit. Twice is no change."""
         if self.deleted:
             return False
         self._deleted(reason=reason)
@@ -142,7 +153,6 @@ class Fragment(Aggregate):
         self.deleted = True
         self.deleted_reason = reason
         self.faults = {}  # a deleted fragment's copies are no longer owed a repair
-
 
     def forget(self, reason: str) -> bool:
         """Forget for good: the body and embedding become unreadable (their key is destroyed
@@ -166,8 +176,11 @@ class Fragment(Aggregate):
 
     def mark_lost(self, copy: str, fault: str, cycle_id: UUID | None) -> bool:
         """Record that a copy is lost or damaged. An open finding is recorded once: False."""
-        if copy_kind(copy) not in COPIES or fault not in FAULTS or \
-                (copy_kind(copy) == "log-body" and copy != "log-body"):
+        if (
+            copy_kind(copy) not in COPIES
+            or fault not in FAULTS
+            or (copy_kind(copy) == "log-body" and copy != "log-body")
+        ):
             raise ValueError(f"unknown copy/fault {copy}/{fault}")
         if self.deleted and fault != "extra":
             return False  # a deleted fragment has no copies to lose
@@ -176,8 +189,9 @@ class Fragment(Aggregate):
         self._lost(copy=copy, fault=fault, cycle_id=cycle_id, versions=[], recorded={})
         return True
 
-    def mark_unreadable(self, versions: list[int], recorded: dict[str, Any],
-                        cycle_id: UUID | None) -> bool:
+    def mark_unreadable(
+        self, versions: list[int], recorded: dict[str, Any], cycle_id: UUID | None
+    ) -> bool:
         """Record that events of this fragment fail their checksum (the log's own copy of
         its body is damaged). `recorded` is what an independent record (the health ledger)
         still knows of the fragment: key, namespace, content_hash, when it was written —
@@ -189,13 +203,20 @@ class Fragment(Aggregate):
         if not fresh or "log-body" in self.faults:
             return False
         recorded = {k: recorded[k] for k in RECORDED if recorded.get(k) is not None}
-        self._lost(copy="log-body", fault="corrupt", cycle_id=cycle_id, versions=fresh,
-                   recorded=recorded)
+        self._lost(
+            copy="log-body", fault="corrupt", cycle_id=cycle_id, versions=fresh, recorded=recorded
+        )
         return True
 
     @event("FragmentLost", topic="domain.fragment:Fragment.FragmentLost")
-    def _lost(self, copy: str, fault: str, cycle_id: UUID | None, versions: list[int],
-              recorded: dict[str, Any]) -> None:
+    def _lost(
+        self,
+        copy: str,
+        fault: str,
+        cycle_id: UUID | None,
+        versions: list[int],
+        recorded: dict[str, Any],
+    ) -> None:
         self.faults[copy] = fault
         for name, value in recorded.items():  # fill in what an unreadable event took away
             if getattr(self, name, None) is None:
@@ -227,8 +248,9 @@ class Fragment(Aggregate):
         return self.text is not None and self.embedding is not None
 
     @classmethod
-    def past_unreadable(cls, fragment: Fragment | None, uuid: UUID, version: int,
-                        topic: str) -> Fragment:
+    def past_unreadable(
+        cls, fragment: Fragment | None, uuid: UUID, version: int, topic: str
+    ) -> Fragment:
         """The state after an event of this fragment that cannot be read (its bytes fail
         their checksum), given the event's kind as the stored row names it: whatever body it
         may have set is unknown; a deletion or a forgetting still counts. Replay goes on
@@ -238,10 +260,24 @@ class Fragment(Aggregate):
             epoch = datetime.fromtimestamp(0, UTC)
             fragment.__base_init__(uuid, version, epoch)
             fragment.__dict__.update(
-                key=None, namespace=None, text=None, metadata=None, content_hash=None,
-                embedding=None, model=None, content_version=version, forgotten=False,
-                deleted=False, deleted_reason=None, faults={}, approximate=False,
-                fidelity=1.0, unreadable=[], answered=[], sources=[])
+                key=None,
+                namespace=None,
+                text=None,
+                metadata=None,
+                content_hash=None,
+                embedding=None,
+                model=None,
+                content_version=version,
+                forgotten=False,
+                deleted=False,
+                deleted_reason=None,
+                faults={},
+                approximate=False,
+                fidelity=1.0,
+                unreadable=[],
+                answered=[],
+                sources=[],
+            )
         kind = topic.rpartition(".")[2]
         if kind in ("FragmentWritten", "FragmentRevised"):
             fragment.text = fragment.metadata = fragment.embedding = None
@@ -259,22 +295,46 @@ class Fragment(Aggregate):
         fragment.version = version
         return fragment
 
-    def reconstruct(self, copy: str, method: str, fidelity: float, content_hash: str,
-                    sources: list[str], cycle_id: UUID | None) -> None:
+    def reconstruct(
+        self,
+        copy: str,
+        method: str,
+        fidelity: float,
+        content_hash: str,
+        sources: list[str],
+        cycle_id: UUID | None,
+    ) -> None:
         """Record a repair of a cache or index copy, exactly from the log."""
         if copy not in self.faults or copy == "log-body":
             raise ValueError(f"copy {copy!r} of fragment {self.key!r} has no open fault")
         if method != "exact-log" or fidelity != 1.0 or content_hash != self.content_hash:
             raise ValueError("an exact repair of a copy has fidelity 1.0 and the recorded hash")
-        self._reconstructed(copy=copy, method=method, fidelity=fidelity,
-                            content_hash=content_hash, sources=sources, cycle_id=cycle_id,
-                            text=None, metadata=None, embedding=None, answers=[],
-                            key=None, namespace=None)
+        self._reconstructed(
+            copy=copy,
+            method=method,
+            fidelity=fidelity,
+            content_hash=content_hash,
+            sources=sources,
+            cycle_id=cycle_id,
+            text=None,
+            metadata=None,
+            embedding=None,
+            answers=[],
+            key=None,
+            namespace=None,
+        )
 
-    def restore_body(self, method: str, fidelity: float, text: str,
-                     metadata: dict[str, Any] | None,
-                     embedding: bytes, sources: list[str], cycle_id: UUID | None,
-                     expected_recall: float | None = None) -> bool:
+    def restore_body(
+        self,
+        method: str,
+        fidelity: float,
+        text: str,
+        metadata: dict[str, Any] | None,
+        embedding: bytes,
+        sources: list[str],
+        cycle_id: UUID | None,
+        expected_recall: float | None = None,
+    ) -> bool:
         """Restate the fragment's body in the log after its own copy was damaged, or improve
         an approximate one. Exact methods (`exact-log`: the body is still readable from
         other events; `exact-copy`: a copy whose text has the recorded content hash) have
@@ -298,23 +358,32 @@ class Fragment(Aggregate):
         elif expected_recall is not None and not 0.0 <= expected_recall <= 1.0:
             raise ValueError(f"expected recall {expected_recall} is outside [0, 1]")
         if exact and (fidelity != 1.0 or not self.is_original(text, metadata)):
-            raise ValueError("an exact repair has fidelity 1.0, the recorded content hash and"
-                             " known metadata")
+            raise ValueError(
+                "an exact repair has fidelity 1.0, the recorded content hash and known metadata"
+            )
         damaged = "log-body" in self.faults
         if not damaged and not self.approximate:
             return False  # the body is whole: nothing to restore
         if not exact and not damaged and fidelity <= self.fidelity:
             return False  # a refinement that does not improve is not one
-        self._reconstructed(copy="log-body", method=method, fidelity=fidelity,
-                            content_hash=self.content_hash, sources=sources,
-                            cycle_id=cycle_id, text=text, metadata=metadata,
-                            # every damaged version it stands in for, earlier ones too:
-                            # a later reader may not be able to read the earlier repairs
-                            embedding=embedding,
-                            answers=sorted(set(self.answered) | set(self.unreadable)),
-                            key=self.key, namespace=self.namespace,
-                            expected_recall=expected_recall,
-                            refinement=None if exact else self.next_refinement)
+        self._reconstructed(
+            copy="log-body",
+            method=method,
+            fidelity=fidelity,
+            content_hash=self.content_hash,
+            sources=sources,
+            cycle_id=cycle_id,
+            text=text,
+            metadata=metadata,
+            # every damaged version it stands in for, earlier ones too:
+            # a later reader may not be able to read the earlier repairs
+            embedding=embedding,
+            answers=sorted(set(self.answered) | set(self.unreadable)),
+            key=self.key,
+            namespace=self.namespace,
+            expected_recall=expected_recall,
+            refinement=None if exact else self.next_refinement,
+        )
         return True
 
     @property
@@ -326,12 +395,23 @@ class Fragment(Aggregate):
         return self.refinements + 1
 
     @event("FragmentReconstructed", topic="domain.fragment:Fragment.FragmentReconstructed")
-    def _reconstructed(self, copy: str, method: str, fidelity: float, content_hash: str,
-                       sources: list[str], cycle_id: UUID | None, text: str | None,
-                       metadata: dict[str, Any] | None, embedding: bytes | None,
-                       answers: list[int], key: str | None, namespace: str | None,
-                       expected_recall: float | None = None,
-                       refinement: int | None = None) -> None:
+    def _reconstructed(
+        self,
+        copy: str,
+        method: str,
+        fidelity: float,
+        content_hash: str,
+        sources: list[str],
+        cycle_id: UUID | None,
+        text: str | None,
+        metadata: dict[str, Any] | None,
+        embedding: bytes | None,
+        answers: list[int],
+        key: str | None,
+        namespace: str | None,
+        expected_recall: float | None = None,
+        refinement: int | None = None,
+    ) -> None:
         # (expected_recall and refinement default: events recorded before calibration, or
         # before its stages, lack them)
         # A restatement names the fragment too, so that its projections can be rebuilt

@@ -16,6 +16,8 @@ def index_copy_id(replica: Replica) -> UUID:
     if not replica.name:
         return VECTOR_INDEX_COPY_ID
     return uuid5(CARMA_UUID_NAMESPACE, f"vector-index-copy@{replica.name}")
+
+
 INDEX_FAULTS = ("missing", "unreadable", "corrupt", "stale")
 
 
@@ -77,16 +79,38 @@ class DreamCycle(Aggregate):
         self.replica = replica
         self.report: dict[str, Any] | None = None
 
-    def complete(self, found: dict[str, int], repaired: dict[str, int],
-                 seconds: dict[str, float], health_before: float, health_after: float) -> None:
+    def complete(
+        self,
+        found: dict[str, int],
+        repaired: dict[str, int],
+        seconds: dict[str, float],
+        health_before: float,
+        health_after: float,
+    ) -> None:
         """health_before is the health as the scrub found the store; health_after, once healed."""
         if self.report is not None:
             raise ValueError("this dream cycle is already complete")
-        self._completed(found=found, repaired=repaired, seconds=seconds,
-                        health_before=health_before, health_after=health_after)
+        self._completed(
+            found=found,
+            repaired=repaired,
+            seconds=seconds,
+            health_before=health_before,
+            health_after=health_after,
+        )
 
     @event("DreamCycleCompleted", topic="domain.healing:DreamCycle.DreamCycleCompleted")
-    def _completed(self, found: dict[str, int], repaired: dict[str, int],
-                   seconds: dict[str, float], health_before: float, health_after: float) -> None:
-        self.report = {"found": found, "repaired": repaired, "seconds": seconds,
-                       "health_before": health_before, "health_after": health_after}
+    def _completed(
+        self,
+        found: dict[str, int],
+        repaired: dict[str, int],
+        seconds: dict[str, float],
+        health_before: float,
+        health_after: float,
+    ) -> None:
+        self.report = {
+            "found": found,
+            "repaired": repaired,
+            "seconds": seconds,
+            "health_before": health_before,
+            "health_after": health_after,
+        }

@@ -78,9 +78,7 @@ def validate_key(key: object) -> str:
         raise InvalidInput(f"id must have 1 to {KEY_MAX_CHARS} characters")
     _utf8(key, "id")
     if not key.isprintable() or key != key.strip():
-        raise InvalidInput(
-            f"id {key!r} holds control characters or leading/trailing white space"
-        )
+        raise InvalidInput(f"id {key!r} holds control characters or leading/trailing white space")
     return key
 
 
@@ -175,18 +173,24 @@ class Draft(BaseModel):
         return None if value is None else validate_key(value)
 
     @classmethod
-    def of(cls, text: object, metadata: object = None, namespace: object = "default",
-           id: object = None) -> Draft:
+    def of(
+        cls, text: object, metadata: object = None, namespace: object = "default", id: object = None
+    ) -> Draft:
         """Build a draft or raise InvalidInput with one clear line."""
         try:
-            return cls(text=text, metadata=metadata if metadata is not None else {},
-                       namespace=namespace, id=id)
+            return cls(
+                text=text,
+                metadata=metadata if metadata is not None else {},
+                namespace=namespace,
+                id=id,
+            )
         except ValidationError as exc:
             raise InvalidInput(_first_message(exc)) from None
 
     @classmethod
     def from_mapping(cls, item: object) -> Draft:
-        """A draft from an import line or an add_many item: {"text", "metadata"?, "namespace"?, "id"?}."""
+        """A draft from an import line or an add_many item:
+        {"text", "metadata"?, "namespace"?, "id"?}."""
         if isinstance(item, str):
             return cls.of(item)
         if not isinstance(item, dict):
@@ -196,8 +200,9 @@ class Draft(BaseModel):
             raise InvalidInput(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
         if "text" not in item:
             raise InvalidInput("missing field 'text'")
-        return cls.of(item["text"], item.get("metadata"), item.get("namespace", "default"),
-                      item.get("id"))
+        return cls.of(
+            item["text"], item.get("metadata"), item.get("namespace", "default"), item.get("id")
+        )
 
     @property
     def content_hash(self) -> str:

@@ -6,4 +6,15 @@ from carma.healing.healer import Healer, HealingLog
 from carma.healing.reconstructor import Reconstruction, Reconstructor
 from carma.healing.scrubber import Finding, Scrubber, ScrubReport
 
-__all__ = ["Calibrator", "DreamScheduler", "Dreamer", "Finding", "Healer", "HealingLog", "Reconstruction", "Reconstructor", "ScrubReport", "Scrubber"]
+__all__ = [
+    "Calibrator",
+    "DreamScheduler",
+    "Dreamer",
+    "Finding",
+    "Healer",
+    "HealingLog",
+    "Reconstruction",
+    "Reconstructor",
+    "ScrubReport",
+    "Scrubber",
+]

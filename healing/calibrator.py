@@ -4,10 +4,10 @@ Each fragment of a sample is hidden and rebuilt exactly as a real repair would r
 from its embedding and its nearest exact neighbours of the same namespace (never itself),
 with the healer's own budgets (texts scored, not seconds: the same work under any load, so
 that what is measured here is what a repair does), then refined as later dream cycles would
-refine it. Each attempt gives a point (fidelity, token recall, content-word recall, refinement stage) against
-the known original; the ReconstructionCalibration aggregate records the points and their
-monotone fit per stage, from which an approximate fragment's expected recall is read at its
-fidelity and stage.
+refine it. Each attempt gives a point (fidelity, token recall, content-word recall,
+refinement stage) against the known original; the ReconstructionCalibration aggregate records
+the points and their monotone fit per stage, from which an approximate fragment's expected
+recall is read at its fidelity and stage.
 
 A calibration costs a real repair's time per sample fragment, so it runs where it is wanted
 (a namespace with approximate bodies, or on request), within each dream cycle's budget, and
@@ -42,7 +42,8 @@ CALIBRATE_BUDGET_S = 20.0  # per dream cycle
 
 _TOKEN = re.compile(r"\w+")
 # Function words: what is left is what a reader needs back (content-word recall).
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a about above after again against all am an and any are as at be because been before being
 below between both but by can could did do does doing down during each few for from further
 had has have having he her here hers herself him himself his how i if in into is it its itself
@@ -51,7 +52,8 @@ over own same she should so some such than that the their theirs them themselves
 these they this those through to too under until up very was we were what when where which
 while who whom why will with would you your yours yourself yourselves may might must shall
 also one two use used using e g ie eg
-""".split())
+""".split()
+)
 
 
 def _words(text: str | None) -> set[str]:
@@ -71,8 +73,15 @@ def content_recall(original: str, text: str | None) -> float:
 
 
 class Calibrator:
-    def __init__(self, log: Any, healer: Healer, ledger: HealthLedger, lock: Any,
-                 refinements: int = REFINEMENTS, sample_size: int = SAMPLE_SIZE):
+    def __init__(
+        self,
+        log: Any,
+        healer: Healer,
+        ledger: HealthLedger,
+        lock: Any,
+        refinements: int = REFINEMENTS,
+        sample_size: int = SAMPLE_SIZE,
+    ):
         self.log = log
         self.healer = healer  # whose reconstructor, budgets and neighbours are calibrated
         self.ledger = ledger
@@ -86,11 +95,14 @@ class Calibrator:
 
     def describe(self) -> dict[str, Any]:
         """The reconstructor as calibrated: a change of any of these is a new calibration."""
-        return {"method": self.method, "fit": "isotonic per refinement stage",
-                "neighbours": NEIGHBOURS,
-                "reconstruct_evaluations": self.healer.reconstruct_evaluations,
-                "refine_evaluations": self.healer.refine_evaluations,
-                "refinements": self.refinements}
+        return {
+            "method": self.method,
+            "fit": "isotonic per refinement stage",
+            "neighbours": NEIGHBOURS,
+            "reconstruct_evaluations": self.healer.reconstruct_evaluations,
+            "refine_evaluations": self.healer.refine_evaluations,
+            "refinements": self.refinements,
+        }
 
     def wanted(self) -> list[str]:
         """Namespaces whose approximate bodies the current reconstructor made."""
@@ -98,47 +110,61 @@ class Calibrator:
             pairs = self.ledger.reconstructed_namespaces()
         return sorted({ns for ns, method in pairs if method == self.method})
 
-    def calibrate(self, namespaces: list[str], budget_s: float | None = None,
-                  cycle_id: UUID | None = None, force: bool = False,
-                  progress: Callable[[str, int, int], Any] | None = None) -> dict[str, Any]:
+    def calibrate(
+        self,
+        namespaces: list[str],
+        budget_s: float | None = None,
+        cycle_id: UUID | None = None,
+        force: bool = False,
+        progress: Callable[[str, int, int], Any] | None = None,
+    ) -> dict[str, Any]:
         """Calibrate each namespace where due (or `force`), within `budget_s` seconds in all
         (None: until done), measuring at least one sample fragment of each that is in
         progress, so that every call gets further; returns what became of each."""
         if self.method is None:
             return {}
         deadline = None if budget_s is None else time.perf_counter() + budget_s
-        return {ns: self._calibrate(ns, deadline, cycle_id, force, progress)
-                for ns in namespaces}
+        return {ns: self._calibrate(ns, deadline, cycle_id, force, progress) for ns in namespaces}
 
-    def _calibrate(self, namespace: str, deadline: float | None, cycle_id: UUID | None,
-                   force: bool, progress: Callable[[str, int, int], Any] | None
-                   ) -> dict[str, Any]:
+    def _calibrate(
+        self,
+        namespace: str,
+        deadline: float | None,
+        cycle_id: UUID | None,
+        force: bool,
+        progress: Callable[[str, int, int], Any] | None,
+    ) -> dict[str, Any]:
         assert self.method is not None
         calibration: ReconstructionCalibration = self.log.calibration(namespace, self.method)
         with self._lock:
             exact = self.ledger.exact_uuids(namespace)
-        stale = calibration.summary is not None and \
-            calibration.summary.get("reconstructor") != self.describe()
+        stale = (
+            calibration.summary is not None
+            and calibration.summary.get("reconstructor") != self.describe()
+        )
         if not calibration.in_progress:
             if len(exact) < MIN_SAMPLE and calibration.curve is not None and not stale:
                 return {"status": "current", **(calibration.summary or {})}  # it shrank
             if len(exact) < MIN_SAMPLE:
                 if calibration.decline(len(exact), cycle_id):
                     self._record(calibration)
-                return {"status": "too-small", "exact_fragments": len(exact),
-                        "needed": MIN_SAMPLE}
+                return {"status": "too-small", "exact_fragments": len(exact), "needed": MIN_SAMPLE}
             if not (force or stale or calibration.due(len(exact))):
                 return {"status": "current", **(calibration.summary or {})}
             # A sample that does not depend on the order fragments were written in.
-            sample = sorted(exact, key=lambda u: hashlib.sha256(
-                f"{namespace}:{u}".encode()).digest())[: self.sample_size]
+            sample = sorted(
+                exact, key=lambda u: hashlib.sha256(f"{namespace}:{u}".encode()).digest()
+            )[: self.sample_size]
             calibration.start(sample, len(exact), self.describe(), cycle_id)
             if not self._record(calibration):
                 return {"status": "busy"}  # another process is calibrating it
         started = len(calibration.measured)
         while calibration.pending():
-            if len(calibration.measured) > started and deadline is not None \
-                    and time.perf_counter() >= deadline:
+            if (
+                len(calibration.measured) > started
+                and deadline is not None
+                and time.perf_counter() >= deadline
+            ):
                 break
             measured, points = self._measure_some(calibration, deadline, namespace, progress)
             calibration.measure(measured, points, cycle_id)
@@ -146,15 +172,22 @@ class Calibrator:
             if not self._record(calibration):
                 return {"status": "busy"}
         if calibration.in_progress:
-            return {"status": "calibrating", "measured": len(calibration.measured),
-                    "of": len(calibration.sample)}
+            return {
+                "status": "calibrating",
+                "measured": len(calibration.measured),
+                "of": len(calibration.sample),
+            }
         if calibration.curve is None:
             return {"status": "too-small", **(calibration.declined or {})}
         return {"status": "calibrated", **(calibration.summary or {})}
 
-    def _measure_some(self, calibration: ReconstructionCalibration, deadline: float | None,
-                      namespace: str, progress: Callable[[str, int, int], Any] | None
-                      ) -> tuple[list[str], list[list[float]]]:
+    def _measure_some(
+        self,
+        calibration: ReconstructionCalibration,
+        deadline: float | None,
+        namespace: str,
+        progress: Callable[[str, int, int], Any] | None,
+    ) -> tuple[list[str], list[list[float]]]:
         batch = calibration.pending()[:RECORD_EVERY]
         fragments = self.log.fragments_by_uuid(UUID(u) for u in batch)
         measured: list[str] = []
@@ -163,14 +196,20 @@ class Calibrator:
             if measured and deadline is not None and time.perf_counter() >= deadline:
                 break
             fragment = fragments.get(UUID(uuid))
-            if fragment is not None and not fragment.deleted and not fragment.approximate \
-                    and fragment.text is not None and fragment.embedding is not None \
-                    and content_hash(fragment.text) == fragment.content_hash:
+            if (
+                fragment is not None
+                and not fragment.deleted
+                and not fragment.approximate
+                and fragment.text is not None
+                and fragment.embedding is not None
+                and content_hash(fragment.text) == fragment.content_hash
+            ):
                 points += self.measure(fragment)
             measured.append(uuid)  # a fragment deleted meanwhile adds no point
             if progress:
-                progress(namespace, len(calibration.measured) + len(measured),
-                         len(calibration.sample))
+                progress(
+                    namespace, len(calibration.measured) + len(measured), len(calibration.sample)
+                )
         return measured, points
 
     def measure(self, fragment: Fragment) -> list[list[float]]:
@@ -179,8 +218,9 @@ class Calibrator:
         reconstructor = self.healer.reconstructor
         assert reconstructor is not None and fragment.text is not None
         target = np.frombuffer(fragment.embedding, dtype="<f4")
-        texts = [t for _, t in self.healer.neighbours(target, fragment.namespace,
-                                                      exclude=fragment.id)]
+        texts = [
+            t for _, t in self.healer.neighbours(target, fragment.namespace, exclude=fragment.id)
+        ]
         if not texts:
             return []
         result = reconstructor.reconstruct(target, texts, self.healer.reconstruct_evaluations)
@@ -188,8 +228,9 @@ class Calibrator:
             return []
         points = [self._point(fragment.text, result, 0)]
         for stage in range(1, self.refinements + 1):
-            better = reconstructor.refine(target, result, vocabulary_of(texts + [result.text]),
-                                          self.healer.refine_evaluations)
+            better = reconstructor.refine(
+                target, result, vocabulary_of(texts + [result.text]), self.healer.refine_evaluations
+            )
             if round(better.fidelity, 6) <= round(result.fidelity, 6):
                 break  # the healer records a refinement only when it raises the fidelity
             result = better
@@ -198,9 +239,12 @@ class Calibrator:
 
     @staticmethod
     def _point(original: str, result: Reconstruction, stage: int) -> list[float]:
-        return [round(min(max(result.fidelity, 0.0), 1.0), 6),
-                round(token_recall(original, result.text), 6),
-                round(content_recall(original, result.text), 6), stage]
+        return [
+            round(min(max(result.fidelity, 0.0), 1.0), 6),
+            round(token_recall(original, result.text), 6),
+            round(content_recall(original, result.text), 6),
+            stage,
+        ]
 
     def _record(self, calibration: ReconstructionCalibration) -> bool:
         try:

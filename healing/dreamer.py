@@ -24,13 +24,19 @@ class Dreamer:
     """Runs one scrub-and-heal pass. Holds the store's lock only in short sections, so queries
     keep being answered while it works."""
 
-    def __init__(self, log: HealingLog, scrubber: Scrubber, healer: Healer,
-                 catch_up: Callable[[], Any], health: Callable[[], dict[str, Any]],
-                 restore_keys: Callable[[], int] = lambda: 0,
-                 refine_budget_s: float = REFINE_BUDGET_S,
-                 target_fidelity: float = TARGET_FIDELITY,
-                 calibrator: Calibrator | None = None,
-                 calibrate_budget_s: float = CALIBRATE_BUDGET_S):
+    def __init__(
+        self,
+        log: HealingLog,
+        scrubber: Scrubber,
+        healer: Healer,
+        catch_up: Callable[[], Any],
+        health: Callable[[], dict[str, Any]],
+        restore_keys: Callable[[], int] = lambda: 0,
+        refine_budget_s: float = REFINE_BUDGET_S,
+        target_fidelity: float = TARGET_FIDELITY,
+        calibrator: Calibrator | None = None,
+        calibrate_budget_s: float = CALIBRATE_BUDGET_S,
+    ):
         self.refine_budget_s = refine_budget_s
         self.calibrator = calibrator
         self.calibrate_budget_s = calibrate_budget_s
@@ -56,12 +62,17 @@ class Dreamer:
         scanned = time.perf_counter()
         recorded = self.record(report.findings, report.index_file, cycle_id)
         self.scrubber.done(report)
-        return {"found": found, "recorded": recorded, "checked": report.checked,
-                "seconds": {"scan": round(scanned - started, 4),
-                            "record": round(time.perf_counter() - scanned, 4)}}
+        return {
+            "found": found,
+            "recorded": recorded,
+            "checked": report.checked,
+            "seconds": {
+                "scan": round(scanned - started, 4),
+                "record": round(time.perf_counter() - scanned, 4),
+            },
+        }
 
-    def record(self, findings: list[Finding], index_file: str | None,
-               cycle_id: UUID | None) -> int:
+    def record(self, findings: list[Finding], index_file: str | None, cycle_id: UUID | None) -> int:
         """FragmentLost for each finding not already open (a finding is recorded once)."""
         recorded = 0
         # The log is safe to use from several threads: no store lock is held here, so
@@ -107,11 +118,9 @@ class Dreamer:
         for f in findings:
             fragment = fragments[UUID(f.uuid)]
             if f.copy == "log-body":
-                marked_now = fragment.mark_unreadable(list(f.versions), f.recorded or {},
-                                                      cycle_id)
+                marked_now = fragment.mark_unreadable(list(f.versions), f.recorded or {}, cycle_id)
             else:
-                marked_now = fragment.mark_lost(self.healer.replica.copy(f.copy), f.fault,
-                                                cycle_id)
+                marked_now = fragment.mark_lost(self.healer.replica.copy(f.copy), f.fault, cycle_id)
             if marked_now:
                 touched[f.uuid] = fragment
                 marked += 1
@@ -119,8 +128,9 @@ class Dreamer:
             self.log.record(*touched.values())
         return marked
 
-    def heal(self, cycle_id: UUID | None = None,
-             found: Counter[str] | None = None) -> dict[str, int]:
+    def heal(
+        self, cycle_id: UUID | None = None, found: Counter[str] | None = None
+    ) -> dict[str, int]:
         repaired = dict(self.healer.heal(cycle_id, found))
         self._catch_up()
         return repaired
@@ -139,10 +149,17 @@ class Dreamer:
             calibrating = time.perf_counter()
             # Where approximate bodies are, measure what their reconstructor achieves there,
             # so that each can say how much of it is likely to be real.
-            calibration = {} if self.calibrator is None else {
-                ns: done for ns, done in self.calibrator.calibrate(
-                    self.calibrator.wanted(), self.calibrate_budget_s, cycle.id).items()
-                if done["status"] != "current"}
+            calibration = (
+                {}
+                if self.calibrator is None
+                else {
+                    ns: done
+                    for ns, done in self.calibrator.calibrate(
+                        self.calibrator.wanted(), self.calibrate_budget_s, cycle.id
+                    ).items()
+                    if done["status"] != "current"
+                }
+            )
             if calibration:
                 self._catch_up()
             refining = time.perf_counter()
@@ -152,25 +169,45 @@ class Dreamer:
                 repaired["log-body/refined"] = refined["refined"]
                 self._catch_up()
             after = self._health()["score"]
-            seconds = {**scrub["seconds"], "heal": round(calibrating - healing, 4),
-                       "calibrate": round(refining - calibrating, 4),
-                       "refine": round(time.perf_counter() - refining, 4),
-                       "total": round(time.perf_counter() - started, 4)}
-            cycle.complete(found=found, repaired=repaired, seconds=seconds,
-                           health_before=before, health_after=after)
+            seconds = {
+                **scrub["seconds"],
+                "heal": round(calibrating - healing, 4),
+                "calibrate": round(refining - calibrating, 4),
+                "refine": round(time.perf_counter() - refining, 4),
+                "total": round(time.perf_counter() - started, 4),
+            }
+            cycle.complete(
+                found=found,
+                repaired=repaired,
+                seconds=seconds,
+                health_before=before,
+                health_after=after,
+            )
             self.log.record(cycle)
             self._catch_up()
-            return {"id": str(cycle.id), "trigger": trigger, "found": found,
-                    "recorded": scrub["recorded"], "checked": scrub["checked"],
-                    "repaired": repaired, "calibration": calibration, "seconds": seconds,
-                    "health_before": before, "health_after": after}
+            return {
+                "id": str(cycle.id),
+                "trigger": trigger,
+                "found": found,
+                "recorded": scrub["recorded"],
+                "checked": scrub["checked"],
+                "repaired": repaired,
+                "calibration": calibration,
+                "seconds": seconds,
+                "health_before": before,
+                "health_after": after,
+            }
 
 
 class DreamScheduler:
     """Runs dream cycles every `every` seconds in a daemon thread until stopped."""
 
-    def __init__(self, dream: Callable[[str], Any], every: float,
-                 on_error: Callable[[BaseException], None] | None = None):
+    def __init__(
+        self,
+        dream: Callable[[str], Any],
+        every: float,
+        on_error: Callable[[BaseException], None] | None = None,
+    ):
         if not every > 0:
             raise ValueError("dream_every must be a positive number of seconds")
         self._dream = dream

@@ -63,8 +63,10 @@ class Expected:
         count, live, gone = self.count, dict(self.live), dict(self.gone)
         for shard, rows in by_shard.items():
             # A folder that changed is copied, never edited: the state before is still whole.
-            live_files, gone_files = dict(live.get(shard, NO_FILES)), dict(
-                gone.get(shard, NO_FILES))
+            live_files, gone_files = (
+                dict(live.get(shard, NO_FILES)),
+                dict(gone.get(shard, NO_FILES)),
+            )
             for row in rows:
                 name = f"{row[HEX]}.json"
                 # One string per status, not one per row.
@@ -77,12 +79,19 @@ class Expected:
 
     @cached_property
     def index(self) -> IndexExpected:
-        known = sorted((row for folders in (self.live, self.gone)
-                        for files in folders.values() for row in files.values()),
-                       key=itemgetter(FAISS_ID))
+        known = sorted(
+            (
+                row
+                for folders in (self.live, self.gone)
+                for files in folders.values()
+                for row in files.values()
+            ),
+            key=itemgetter(FAISS_ID),
+        )
         count = len(known)
         return IndexExpected(
             known,
             np.fromiter(map(itemgetter(FAISS_ID), known), dtype=np.int64, count=count),
             np.fromiter(map(itemgetter(FINGERPRINT), known), dtype=np.int64, count=count),
-            np.fromiter((r[STATUS] not in GONE for r in known), dtype=bool, count=count))
+            np.fromiter((r[STATUS] not in GONE for r in known), dtype=bool, count=count),
+        )

@@ -47,9 +47,15 @@ class TokenModel(Protocol):
 class GradientReconstructor(Reconstructor):
     method = METHOD
 
-    def __init__(self, embed: Callable[[Sequence[str]], np.ndarray],
-                 tokens: Callable[[], TokenModel], *, batch: int = 48, top_k: int = 24,
-                 max_tokens: int = 64):
+    def __init__(
+        self,
+        embed: Callable[[Sequence[str]], np.ndarray],
+        tokens: Callable[[], TokenModel],
+        *,
+        batch: int = 48,
+        top_k: int = 24,
+        max_tokens: int = 64,
+    ):
         super().__init__(embed, batch=batch)
         self._tokens = tokens  # loaded on first use: opening a store never loads the model
         self._model: TokenModel | None = None
@@ -62,33 +68,47 @@ class GradientReconstructor(Reconstructor):
             self._model = self._tokens()
         return self._model
 
-    def reconstruct(self, target: np.ndarray, neighbours: Sequence[str],
-                    evaluations: int = RECONSTRUCT_EVALUATIONS) -> Reconstruction | None:
+    def reconstruct(
+        self,
+        target: np.ndarray,
+        neighbours: Sequence[str],
+        evaluations: int = RECONSTRUCT_EVALUATIONS,
+    ) -> Reconstruction | None:
         """Search from the nearest neighbour's text (neighbours come nearest first)."""
         if not neighbours or not neighbours[0].strip():
             return None
         start = neighbours[0]
         fidelity = float(self.score([start], target)[0])
-        return self.refine(target, Reconstruction(start, fidelity, (0,)), (),
-                           max(0, evaluations - 1))
+        return self.refine(
+            target, Reconstruction(start, fidelity, (0,)), (), max(0, evaluations - 1)
+        )
 
-    def refine(self, target: np.ndarray, current: Reconstruction, vocabulary: Sequence[str],
-               evaluations: int = REFINE_EVALUATIONS) -> Reconstruction:
+    def refine(
+        self,
+        target: np.ndarray,
+        current: Reconstruction,
+        vocabulary: Sequence[str],
+        evaluations: int = REFINE_EVALUATIONS,
+    ) -> Reconstruction:
         """Gradient-proposed edits kept only when they raise the cosine, until `evaluations`
         texts' worth of model work is spent or no edit helps (the vocabulary is not used: the
         model proposes)."""
         tokens = self.tokens
         limit = min(self.max_tokens, tokens.max_tokens)
-        seed = hashlib.sha256(np.asarray(target, dtype=np.float32).tobytes()
-                              + current.text.encode()).digest()
+        seed = hashlib.sha256(
+            np.asarray(target, dtype=np.float32).tobytes() + current.text.encode()
+        ).digest()
         rng = random.Random(seed)
         text, fidelity = current.text, current.fidelity
         ids = tokens.tokenize(text)[:limit]
         spent = stale = 0
         while ids and spent < evaluations and stale < 3:
             proposals = self._proposals(ids, tokens.gradient(ids, target), limit, rng)
-            texts = list(dict.fromkeys(t for t in (tokens.detokenize(p) for p in proposals)
-                                       if t.strip() and t != text))
+            texts = list(
+                dict.fromkeys(
+                    t for t in (tokens.detokenize(p) for p in proposals) if t.strip() and t != text
+                )
+            )
             spent += GRADIENT_COST + len(texts)
             if not texts:
                 break
@@ -101,8 +121,9 @@ class GradientReconstructor(Reconstructor):
                 stale += 1
         return Reconstruction(text, fidelity, current.sources)
 
-    def _proposals(self, ids: list[int], gradient: np.ndarray, limit: int,
-                   rng: random.Random) -> list[list[int]]:
+    def _proposals(
+        self, ids: list[int], gradient: np.ndarray, limit: int, rng: random.Random
+    ) -> list[list[int]]:
         grad = np.array(gradient, dtype=np.float32, copy=True)
         grad[:, ~self.tokens.allowed] = -np.inf
         k = min(self.top_k, grad.shape[1] - 1)

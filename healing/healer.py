@@ -70,12 +70,20 @@ class HealingLog(Protocol):
 class Healer:
     answers = (Fragment.FragmentLost, VectorIndexCopy.IndexLost)
 
-    def __init__(self, log: HealingLog, cache: FragmentCache, index: VectorIndex,
-                 ledger: HealthLedger, lock: Any, reconstructor: Reconstructor | None = None,
-                 batch_size: int = 256, after_batch: Callable[[], Any] = lambda: None,
-                 reconstruct_evaluations: int = RECONSTRUCT_EVALUATIONS,
-                 refine_evaluations: int = REFINE_EVALUATIONS,
-                 replica: Replica = SOLE_REPLICA):
+    def __init__(
+        self,
+        log: HealingLog,
+        cache: FragmentCache,
+        index: VectorIndex,
+        ledger: HealthLedger,
+        lock: Any,
+        reconstructor: Reconstructor | None = None,
+        batch_size: int = 256,
+        after_batch: Callable[[], Any] = lambda: None,
+        reconstruct_evaluations: int = RECONSTRUCT_EVALUATIONS,
+        refine_evaluations: int = REFINE_EVALUATIONS,
+        replica: Replica = SOLE_REPLICA,
+    ):
         self.log = log
         # Whose copies it repairs (and the log's body, which is everyone's): on a shared
         # log each replica's healer answers its own findings, from its own position.
@@ -93,8 +101,7 @@ class Healer:
         self.reconstruct_evaluations = reconstruct_evaluations  # the first attempt
         self.refine_evaluations = refine_evaluations  # each refinement
 
-    def heal(self, cycle_id: UUID | None = None,
-             found: Counter[str] | None = None) -> Counter[str]:
+    def heal(self, cycle_id: UUID | None = None, found: Counter[str] | None = None) -> Counter[str]:
         """Answer every finding not answered yet; returns repairs per 'copy/method'. Damage a
         replay meets that no scrub has recorded is recorded too, and counted in `found`.
 
@@ -143,8 +150,9 @@ class Healer:
                     continue
                 pending = batch
 
-    def _plan(self, after: int, cycle_id: UUID | None,
-              waiting_on: dict[UUID, Any]) -> _Batch | None:
+    def _plan(
+        self, after: int, cycle_id: UUID | None, waiting_on: dict[UUID, Any]
+    ) -> _Batch | None:
         """The repairs that answer the next findings after a position, gathered before any is
         made; None if there are none to plan now.
 
@@ -155,15 +163,16 @@ class Healer:
         events = self.log.read(after, self.batch_size, kinds=self.answers)
         full = len(events) == self.batch_size
         if waiting_on:
-            events = list(itertools.takewhile(
-                lambda found: getattr(found[1], "originator_id", None) not in waiting_on,
-                events))
+            events = list(
+                itertools.takewhile(
+                    lambda found: getattr(found[1], "originator_id", None) not in waiting_on, events
+                )
+            )
         if not events:
             return None
         batch = _Batch(last=events[-1][0], full=full)
         findings = [e for _, e in events if isinstance(e, Fragment.FragmentLost)]
-        fragments = self.log.fragments_by_uuid((e.originator_id for e in findings),
-                                               known=findings)
+        fragments = self.log.fragments_by_uuid((e.originator_id for e in findings), known=findings)
         for _, event in events:
             if not isinstance(event, self.answers):
                 continue  # an unreadable finding: the scrubber reports it as log damage
@@ -197,9 +206,11 @@ class Healer:
             if batch.index_file is not None:
                 started = time.perf_counter()
                 self.index.save()
-                batch.index_file.rebuilt(position=self.index.position,
-                                         seconds=round(time.perf_counter() - started, 4),
-                                         cycle_id=cycle_id)
+                batch.index_file.rebuilt(
+                    position=self.index.position,
+                    seconds=round(time.perf_counter() - started, 4),
+                    cycle_id=cycle_id,
+                )
         try:
             self.log.record_tracked(self.name, batch.last, *batch.touched.values())
         except ConflictError:
@@ -214,8 +225,9 @@ class Healer:
             return self.replica.owns(event.copy)
         return event.originator_id == self._index_copy
 
-    def _plan_fragment(self, batch: _Batch, fragment: Fragment, copy: str,
-                       cycle_id: UUID | None) -> str | None:
+    def _plan_fragment(
+        self, batch: _Batch, fragment: Fragment, copy: str, cycle_id: UUID | None
+    ) -> str | None:
         kind = copy_kind(copy)  # "cache" or "index": this replica's own
         fault = fragment.faults.get(copy)
         if fault is None:
@@ -228,8 +240,9 @@ class Healer:
             # file that is no exact copy of it is of no use to anyone meanwhile.
             with self._lock:
                 row = self.ledger.row_by_uuid(str(fragment.id))
-            if row is not None and fragment.mark_unreadable(fragment.unreadable,
-                                                            recorded_identity(row), cycle_id):
+            if row is not None and fragment.mark_unreadable(
+                fragment.unreadable, recorded_identity(row), cycle_id
+            ):
                 # The replay met unreadable events that no scrub has recorded yet (it reads
                 # old events on a rolling schedule): record the damage now, as a read does,
                 # and the body's repair follows in this heal's next batch.
@@ -244,8 +257,11 @@ class Healer:
             if fragment.deleted:
                 batch.cache_removals.append(uuid)
             else:
-                batch.files.append(CachedFragment.of(uuid, fragment.key, fragment.namespace,
-                                                     fragment, fragment.content_version))
+                batch.files.append(
+                    CachedFragment.of(
+                        uuid, fragment.key, fragment.namespace, fragment, fragment.content_version
+                    )
+                )
         elif kind == "index":
             if fragment.deleted:
                 batch.index_removals.append(faiss_id(uuid))
@@ -253,8 +269,14 @@ class Healer:
                 batch.vectors[faiss_id(uuid)] = fragment.embedding
         else:
             return None  # the log's own body: repaired by reconstruction, not from the log
-        fragment.reconstruct(copy=copy, method=EXACT_LOG, fidelity=1.0,
-                             content_hash=fragment.content_hash, sources=[], cycle_id=cycle_id)
+        fragment.reconstruct(
+            copy=copy,
+            method=EXACT_LOG,
+            fidelity=1.0,
+            content_hash=fragment.content_hash,
+            sources=[],
+            cycle_id=cycle_id,
+        )
         return f"{kind}/{EXACT_LOG}"
 
     # -- the log's own copy of a body -----------------------------------------------------------
@@ -272,8 +294,12 @@ class Healer:
         if metadata is None and row is not None and row["metadata"] is not None:
             metadata = json.loads(row["metadata"])
         embedding = fragment.embedding or self._surviving_embedding(fragment, row)
-        if fragment.text is not None and content_hash(fragment.text) == fragment.content_hash \
-                and embedding is not None and metadata is not None:
+        if (
+            fragment.text is not None
+            and content_hash(fragment.text) == fragment.content_hash
+            and embedding is not None
+            and metadata is not None
+        ):
             method, text, fidelity, sources = EXACT_LOG, fragment.text, 1.0, []
         elif (copy := self._verified_copy(fragment, row)) is not None:
             text, metadata = copy.text, copy.metadata
@@ -288,12 +314,18 @@ class Healer:
             # the log no longer depends on that event. Refining it is the refiner's work.
             text, fidelity, sources = fragment.text, fragment.fidelity, list(fragment.sources)
             method = fragment.reconstructed_by or METHOD
-        elif embedding is not None and self.reconstructor is not None \
-                and fragment.namespace is not None:
+        elif (
+            embedding is not None
+            and self.reconstructor is not None
+            and fragment.namespace is not None
+        ):
             found = self._reconstruct(fragment, embedding)
             if found is None:  # no neighbour to draw on yet: keep what survives
-                return "log-body/embedding-kept" \
-                    if fragment.keep_embedding(embedding, cycle_id) else None
+                return (
+                    "log-body/embedding-kept"
+                    if fragment.keep_embedding(embedding, cycle_id)
+                    else None
+                )
             text, fidelity, sources = found
             method = self.reconstructor.method
             if fragment.is_original(text, metadata):  # proven so, though rebuilt
@@ -302,11 +334,16 @@ class Healer:
             if embedding is not None and fragment.keep_embedding(embedding, cycle_id):
                 return "log-body/embedding-kept"  # no text yet: kept for a later cycle
             return None  # nothing left: no body and no embedding anywhere
-        if not fragment.restore_body(method=method, fidelity=fidelity, text=text,
-                                     metadata=metadata, embedding=embedding,
-                                     sources=sources, cycle_id=cycle_id,
-                                     expected_recall=self.expected_recall(fragment, method,
-                                                                          fidelity)):
+        if not fragment.restore_body(
+            method=method,
+            fidelity=fidelity,
+            text=text,
+            metadata=metadata,
+            embedding=embedding,
+            sources=sources,
+            cycle_id=cycle_id,
+            expected_recall=self.expected_recall(fragment, method, fidelity),
+        ):
             return None
         return f"log-body/{method}"
 
@@ -316,11 +353,11 @@ class Healer:
         if method.startswith("exact-") or fragment.namespace is None:
             return None
         with self._lock:
-            return self.ledger.expected_recall(fragment.namespace, method, fidelity,
-                                               fragment.next_refinement)
+            return self.ledger.expected_recall(
+                fragment.namespace, method, fidelity, fragment.next_refinement
+            )
 
-    def _surviving_embedding(self, fragment: Fragment, row: dict[str, Any] | None
-                             ) -> bytes | None:
+    def _surviving_embedding(self, fragment: Fragment, row: dict[str, Any] | None) -> bytes | None:
         """The fragment's vector in the index, if it is the one the ledger recorded."""
         if row is None or not row["embedding_fingerprint"]:
             return None
@@ -329,34 +366,42 @@ class Healer:
         if vector is None:
             return None
         embedding = _as_bytes(vector)
-        return embedding if embedding_fingerprint(embedding) == row["embedding_fingerprint"] \
-            else None
+        return (
+            embedding if embedding_fingerprint(embedding) == row["embedding_fingerprint"] else None
+        )
 
-    def _verified_copy(self, fragment: Fragment, row: dict[str, Any] | None
-                       ) -> CachedFragment | None:
+    def _verified_copy(
+        self, fragment: Fragment, row: dict[str, Any] | None
+    ) -> CachedFragment | None:
         """The cache file's body, if its text has the recorded content hash (and its
         metadata is the ledger's, where the ledger knows it)."""
         cached, _ = self.cache.inspect(fragment.id)
-        if cached is None or fragment.content_hash is None \
-                or not is_exact_copy(cached, row, fragment.content_hash):
+        if (
+            cached is None
+            or fragment.content_hash is None
+            or not is_exact_copy(cached, row, fragment.content_hash)
+        ):
             return None
         return cached
 
-    def _reconstruct(self, fragment: Fragment, embedding: bytes
-                     ) -> tuple[str, float, list[str]] | None:
+    def _reconstruct(
+        self, fragment: Fragment, embedding: bytes
+    ) -> tuple[str, float, list[str]] | None:
         assert self.reconstructor is not None
         target = np.frombuffer(embedding, dtype="<f4")
         neighbours = self.neighbours(target, fragment.namespace, exclude=fragment.id)
         if not neighbours:
             return None
-        result = self.reconstructor.reconstruct(target, [t for _, t in neighbours],
-                                                self.reconstruct_evaluations)
+        result = self.reconstructor.reconstruct(
+            target, [t for _, t in neighbours], self.reconstruct_evaluations
+        )
         if result is None:
             return None
         return result.text, round(result.fidelity, 6), [neighbours[i][0] for i in result.sources]
 
-    def neighbours(self, target: np.ndarray, namespace: str, exclude: UUID,
-                   k: int = NEIGHBOURS) -> list[tuple[str, str]]:
+    def neighbours(
+        self, target: np.ndarray, namespace: str, exclude: UUID, k: int = NEIGHBOURS
+    ) -> list[tuple[str, str]]:
         """(id, text) of the k nearest live fragments of the namespace whose bodies are exact,
         never the fragment itself, nor deleted, forgotten, approximate or lost ones."""
         with self._lock:
@@ -378,8 +423,9 @@ class Healer:
                 out.append((row["id"], neighbour.text))
         return out
 
-    def refine(self, budget_s: float, target_fidelity: float,
-               cycle_id: UUID | None = None) -> dict[str, Any]:
+    def refine(
+        self, budget_s: float, target_fidelity: float, cycle_id: UUID | None = None
+    ) -> dict[str, Any]:
         """Spend at most `budget_s` improving approximate bodies below `target_fidelity`,
         lowest fidelity first; a result is recorded only when it raises the fidelity."""
         if self.reconstructor is None:
@@ -411,25 +457,34 @@ class Healer:
                 break
             uuid = UUID(row["uuid"])
             fragment = self.log.fragments_by_uuid([uuid]).get(uuid)
-            if fragment is None or not fragment.approximate or fragment.deleted \
-                    or fragment.embedding is None or fragment.text is None:
+            if (
+                fragment is None
+                or not fragment.approximate
+                or fragment.deleted
+                or fragment.embedding is None
+                or fragment.text is None
+            ):
                 continue
             tried += 1
             target = np.frombuffer(fragment.embedding, dtype="<f4")
             neighbours = self.neighbours(target, fragment.namespace, exclude=uuid)
             vocabulary = vocabulary_of([t for _, t in neighbours] + [fragment.text])
             current = Reconstruction(fragment.text, fragment.fidelity, ())
-            better = self.reconstructor.refine(
-                target, current, vocabulary, self.refine_evaluations)
+            better = self.reconstructor.refine(target, current, vocabulary, self.refine_evaluations)
             fidelity = round(better.fidelity, 6)
             method = self.reconstructor.method  # what made this text, now
             if fragment.is_original(better.text, fragment.metadata):
                 fidelity, method = 1.0, EXACT_REBUILT
             if fidelity <= fragment.fidelity or not fragment.restore_body(
-                    method=method, fidelity=fidelity, text=better.text,
-                    metadata=fragment.metadata, embedding=fragment.embedding,
-                    sources=list(fragment.sources), cycle_id=cycle_id,
-                    expected_recall=self.expected_recall(fragment, method, fidelity)):
+                method=method,
+                fidelity=fidelity,
+                text=better.text,
+                metadata=fragment.metadata,
+                embedding=fragment.embedding,
+                sources=list(fragment.sources),
+                cycle_id=cycle_id,
+                expected_recall=self.expected_recall(fragment, method, fidelity),
+            ):
                 continue
             try:
                 self.log.record(fragment)
@@ -438,12 +493,14 @@ class Healer:
             self.log.snapshot(fragment)
             refined += 1
             gains.append(fidelity - row["fidelity"])
-        return {"refined": refined, "tried": tried,
-                "mean_gain": round(sum(gains) / len(gains), 6) if gains else 0.0}
+        return {
+            "refined": refined,
+            "tried": tried,
+            "mean_gain": round(sum(gains) / len(gains), 6) if gains else 0.0,
+        }
 
     @staticmethod
-    def _plan_index_file(batch: _Batch, copy: VectorIndexCopy, cycle_id: UUID | None
-                         ) -> str | None:
+    def _plan_index_file(batch: _Batch, copy: VectorIndexCopy, cycle_id: UUID | None) -> str | None:
         if copy.fault is None or batch.index_file is not None:
             return None
         batch.index_file = copy  # saved, and its IndexRebuilt recorded, with the batch

@@ -49,8 +49,14 @@ class Reconstructor:
 
     method = METHOD
 
-    def __init__(self, embed: Callable[[Sequence[str]], np.ndarray], *, max_words: int = 80,
-                 batch: int = 48, blend_rounds: int = 4):
+    def __init__(
+        self,
+        embed: Callable[[Sequence[str]], np.ndarray],
+        *,
+        max_words: int = 80,
+        batch: int = 48,
+        blend_rounds: int = 4,
+    ):
         self._embed = embed
         self.max_words = max_words
         self.batch = batch
@@ -66,8 +72,12 @@ class Reconstructor:
         cosines = vectors @ np.asarray(target, dtype=np.float32) / np.maximum(norms, 1e-12)
         return np.clip(cosines, 0.0, 1.0)
 
-    def reconstruct(self, target: np.ndarray, neighbours: Sequence[str],
-                    evaluations: int = RECONSTRUCT_EVALUATIONS) -> Reconstruction | None:
+    def reconstruct(
+        self,
+        target: np.ndarray,
+        neighbours: Sequence[str],
+        evaluations: int = RECONSTRUCT_EVALUATIONS,
+    ) -> Reconstruction | None:
         """The best blend of the neighbours, refined until about `evaluations` texts have
         been scored (the neighbours' own sentences are always scored); None without any."""
         pieces: dict[str, int] = {}  # sentence -> index of the neighbour it came from
@@ -86,8 +96,11 @@ class Reconstructor:
         text, fidelity, used = candidates[best], float(scores[best]), [candidates[best]]
         pool = [candidates[i] for i in order[1:25]]
         for _ in range(self.blend_rounds):
-            trials = [(s, f"{text} {s}") for s in pool if s not in used
-                      and len(f"{text} {s}".split()) <= self.max_words]
+            trials = [
+                (s, f"{text} {s}")
+                for s in pool
+                if s not in used and len(f"{text} {s}".split()) <= self.max_words
+            ]
             if not trials or spent >= evaluations:
                 break
             spent += len(trials)
@@ -99,15 +112,22 @@ class Reconstructor:
             used.append(trials[i][0])
         sources = tuple(sorted({pieces[s] for s in used}))
         vocabulary = vocabulary_of(neighbours)
-        return self.refine(target, Reconstruction(text, fidelity, sources), vocabulary,
-                           max(0, evaluations - spent))
+        return self.refine(
+            target, Reconstruction(text, fidelity, sources), vocabulary, max(0, evaluations - spent)
+        )
 
-    def refine(self, target: np.ndarray, current: Reconstruction, vocabulary: Sequence[str],
-               evaluations: int = REFINE_EVALUATIONS) -> Reconstruction:
+    def refine(
+        self,
+        target: np.ndarray,
+        current: Reconstruction,
+        vocabulary: Sequence[str],
+        evaluations: int = REFINE_EVALUATIONS,
+    ) -> Reconstruction:
         """Single-word edits kept only when they raise the cosine, until `evaluations` texts
         have been scored or no edit helps. Deterministic for a given target and text."""
-        seed = hashlib.sha256(np.asarray(target, dtype=np.float32).tobytes()
-                              + current.text.encode()).digest()
+        seed = hashlib.sha256(
+            np.asarray(target, dtype=np.float32).tobytes() + current.text.encode()
+        ).digest()
         rng = random.Random(seed)
         words = _WORD.findall(current.text)
         fidelity = current.fidelity
@@ -125,8 +145,9 @@ class Reconstructor:
                 stale += 1
         return Reconstruction(" ".join(words), fidelity, current.sources)
 
-    def _edits(self, words: list[str], vocabulary: Sequence[str],
-               rng: random.Random) -> list[list[str]]:
+    def _edits(
+        self, words: list[str], vocabulary: Sequence[str], rng: random.Random
+    ) -> list[list[str]]:
         proposals: list[list[str]] = []
         n = len(words)
         third = self.batch // 3

@@ -94,11 +94,18 @@ class Scrubber:
     """Checks the cache files, the in-memory index and the index file against the ledger,
     which mirrors the log's current state (content hash, version and embedding digest)."""
 
-    def __init__(self, cache: FragmentCache, index: VectorIndex, ledger: HealthLedger,
-                 lock: Any, head: Callable[[], int], refresh: Callable[[], Any] = lambda: None,
-                 unreadable: Callable[[], Iterable[Any]] = tuple,
-                 answered: Callable[[list[UUID]], set[tuple[str, int]]] = lambda _: set(),
-                 log_passes: int = LOG_PASSES):
+    def __init__(
+        self,
+        cache: FragmentCache,
+        index: VectorIndex,
+        ledger: HealthLedger,
+        lock: Any,
+        head: Callable[[], int],
+        refresh: Callable[[], Any] = lambda: None,
+        unreadable: Callable[[], Iterable[Any]] = tuple,
+        answered: Callable[[list[UUID]], set[tuple[str, int]]] = lambda _: set(),
+        log_passes: int = LOG_PASSES,
+    ):
         self._unreadable = unreadable  # the log's events that fail their checksum
         self._answered = answered  # of those, (uuid, version) a later event stands in for
         self.cache = cache
@@ -173,8 +180,12 @@ class Scrubber:
         ranges, marks = self._log_ranges(head, deep)
         versions: dict[str, list[int]] = {}
         positions: dict[str, list[int]] = {}
-        damaged = (stored for after, upto in ranges if upto > after
-                   for stored in self._unreadable(after, upto))
+        damaged = (
+            stored
+            for after, upto in ranges
+            if upto > after
+            for stored in self._unreadable(after, upto)
+        )
         for stored in damaged:
             if isinstance(stored.originator_id, UUID):
                 uuid = str(stored.originator_id)
@@ -182,12 +193,14 @@ class Scrubber:
                 positions.setdefault(uuid, []).append(stored.id)
             else:  # the id itself is damaged
                 report.unattributed.append(stored.id)
-        report.checked["log_events"] = sum(upto - after for after, upto in ranges
-                                           if upto > after)  # positions, gaps included
+        report.checked["log_events"] = sum(
+            upto - after for after, upto in ranges if upto > after
+        )  # positions, gaps included
         report.checked["log_deep"] = int(ranges == [(0, head)])
         report.log_marks = marks
         report.checked["log_damaged_events"] = sum(map(len, positions.values())) + len(
-            report.unattributed)
+            report.unattributed
+        )
         if not versions:
             report.checked["log_damaged_not_live"] = len(report.unattributed)
             return []
@@ -205,8 +218,16 @@ class Scrubber:
             if row is None or row["status"] in GONE:
                 report.unattributed.extend(positions[uuid])
             else:
-                findings.append(Finding(uuid, row["id"], "log-body", "corrupt",
-                                        tuple(damaged), recorded_identity(row)))
+                findings.append(
+                    Finding(
+                        uuid,
+                        row["id"],
+                        "log-body",
+                        "corrupt",
+                        tuple(damaged),
+                        recorded_identity(row),
+                    )
+                )
         report.checked["log_damaged_not_live"] = len(report.unattributed)
         return findings
 
@@ -266,15 +287,17 @@ class Scrubber:
         expected = row["embedding_fingerprint"]
         return None if int(vector_fingerprints(present[None, :])[0]) == expected else "corrupt"
 
-    def _scrub_cache(self, expected: Expected, report: ScrubReport, deep: bool = False
-                     ) -> None:
+    def _scrub_cache(self, expected: Expected, report: ScrubReport, deep: bool = False) -> None:
         # Folder by folder: each expected file costs what opening, reading and hashing it
         # costs, since its digest is the one the ledger expects (a missing one fails to
         # open); only a file that differs is parsed to say how (in _confirm). The folder's
         # listing says what is there beyond what the ledger expects (see _listing).
         root = str(self.cache.root)
-        shards = sorted({n for n in os.listdir(root) if len(n) == 2} | expected.live.keys()
-                        | expected.gone.keys())
+        shards = sorted(
+            {n for n in os.listdir(root) if len(n) == 2}
+            | expected.live.keys()
+            | expected.gone.keys()
+        )
         on_disk = 0
         now = self._fs_clock()
         for shard in shards:
@@ -285,28 +308,32 @@ class Scrubber:
                 # folder, not one per file.
                 folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
             except (FileNotFoundError, NotADirectoryError) as exc:
-                report.findings.extend(_finding(row, "cache", "missing")
-                                       for row in live.values())
+                report.findings.extend(_finding(row, "cache", "missing") for row in live.values())
                 if isinstance(exc, NotADirectoryError) and _is_shard(shard):
                     report.misplaced.append(folder)
                 continue
             try:
-                listing = self._listing(shard, folder_fd, live,
-                                        expected.gone.get(shard, NO_FILES), now,
-                                        reuse=not deep)
+                listing = self._listing(
+                    shard, folder_fd, live, expected.gone.get(shard, NO_FILES), now, reuse=not deep
+                )
                 report.findings.extend(_scrub_files(folder_fd, live))
             finally:
                 os.close(folder_fd)
             on_disk += listing.files
-            report.findings.extend(_finding(row, "cache", "extra")
-                                   for row in listing.gone_present)
+            report.findings.extend(_finding(row, "cache", "extra") for row in listing.gone_present)
             # What the snapshot does not know of: confirmed (or not) after the scan.
-            report.stray_files.extend((stem, f"{folder}/{name}")
-                                      for stem, name in listing.strays)
+            report.stray_files.extend((stem, f"{folder}/{name}") for stem, name in listing.strays)
         report.checked["cache_files"] = on_disk
 
-    def _listing(self, shard: str, folder_fd: int, live: Folder, gone: Folder,
-                 now: int | None, reuse: bool = True) -> Listing:
+    def _listing(
+        self,
+        shard: str,
+        folder_fd: int,
+        live: Folder,
+        gone: Folder,
+        now: int | None,
+        reuse: bool = True,
+    ) -> Listing:
         """What a cache folder holds beyond its live fragments' files: the last scrub's
         answer (if `reuse`) while neither the folder (see SETTLED_NS) nor the ledger's rows
         for it changed since; else from a fresh listing. `now`: the file system's clock
@@ -314,8 +341,14 @@ class Scrubber:
         st = os.fstat(folder_fd)
         stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         last = self._listings.get(shard)
-        if (reuse and last is not None and last.stamp == stamp and last.settled
-                and last.live is live and last.gone is gone):
+        if (
+            reuse
+            and last is not None
+            and last.stamp == stamp
+            and last.settled
+            and last.live is live
+            and last.gone is gone
+        ):
             return last
         names = set(os.listdir(folder_fd))
         strays = []
@@ -324,9 +357,15 @@ class Scrubber:
             is_fragment = name.endswith(".json") and len(stem) == 32 and stem[:2] == shard
             strays.append((stem if is_fragment else None, name))
         settled = now is not None and max(stamp[:2]) < now - self.settled_ns
-        listing = Listing(stamp, settled, live, gone, len(names),
-                          tuple(row for name, row in gone.items() if name in names),
-                          tuple(strays))
+        listing = Listing(
+            stamp,
+            settled,
+            live,
+            gone,
+            len(names),
+            tuple(row for name, row in gone.items() if name in names),
+            tuple(strays),
+        )
         self._listings[shard] = listing
         return listing
 
@@ -448,8 +487,12 @@ def _finding(row: tuple[Any, ...], copy: str, fault: str) -> Finding:
 def recorded_identity(row: dict[str, Any]) -> dict[str, Any]:
     """What the ledger knows of a fragment whose own events are unreadable (never its text
     or metadata: see Fragment.mark_unreadable)."""
-    return {"key": row["id"], "namespace": row["namespace"],
-            "content_hash": row["content_hash"], "written_at": row["written_at"]}
+    return {
+        "key": row["id"],
+        "namespace": row["namespace"],
+        "content_hash": row["content_hash"],
+        "written_at": row["written_at"],
+    }
 
 
 def is_exact_copy(cached: Any, row: dict[str, Any] | None, digest: str | None = None) -> bool:
@@ -461,8 +504,11 @@ def is_exact_copy(cached: Any, row: dict[str, Any] | None, digest: str | None = 
         return False
     if row is None:
         return True
-    return (cached.key == row["id"] and cached.namespace == row["namespace"]
-            and (not row["metadata"] or canonical_json(cached.metadata) == row["metadata"]))
+    return (
+        cached.key == row["id"]
+        and cached.namespace == row["namespace"]
+        and (not row["metadata"] or canonical_json(cached.metadata) == row["metadata"])
+    )
 
 
 def cache_fault(cached: Any, row: dict[str, Any]) -> str | None:
@@ -479,4 +525,3 @@ def cache_fault(cached: Any, row: dict[str, Any]) -> str | None:
     ):
         return "corrupt"
     return None
-

@@ -30,13 +30,18 @@ class CachedFragment:
     version: int
 
     @classmethod
-    def of(cls, uuid: Any, key: str, namespace: str, content: Any, version: int
-           ) -> CachedFragment:
+    def of(cls, uuid: Any, key: str, namespace: str, content: Any, version: int) -> CachedFragment:
         """From anything with text, metadata and content_hash: an event or an aggregate."""
-        return cls(uuid=str(uuid), key=key, namespace=namespace, text=content.text,
-                   # (None: a reconstruction whose metadata is unknown; the ledger says so)
-                   metadata=content.metadata or {}, content_hash=content.content_hash,
-                   version=version)
+        return cls(
+            uuid=str(uuid),
+            key=key,
+            namespace=namespace,
+            text=content.text,
+            # (None: a reconstruction whose metadata is unknown; the ledger says so)
+            metadata=content.metadata or {},
+            content_hash=content.content_hash,
+            version=version,
+        )
 
 
 class FragmentCache:
@@ -99,8 +104,16 @@ class FragmentCache:
             if event.key is None:
                 continue  # a restatement of a fragment no record could name: nothing to file
             # Every event that sets a body also names its fragment (id, namespace).
-            files.append((self.name_of(uuid), render(CachedFragment.of(
-                uuid, event.key, event.namespace, event, event.originator_version))))
+            files.append(
+                (
+                    self.name_of(uuid),
+                    render(
+                        CachedFragment.of(
+                            uuid, event.key, event.namespace, event, event.originator_version
+                        )
+                    ),
+                )
+            )
         # One flush of the whole batch instead of an fsync per file (4x faster here), before
         # the position that claims it: a crash never records a batch that is not on disk.
         write_batch(self.root, removals, files)
@@ -111,8 +124,9 @@ class FragmentCache:
 
     def _record_position(self, position: int, durable: bool = True) -> None:
         if position > self._position:
-            atomic_write(self._position_file, json.dumps({"position": position}).encode(),
-                         fsync=durable)
+            atomic_write(
+                self._position_file, json.dumps({"position": position}).encode(), fsync=durable
+            )
             self._position = position
 
     def writer(self) -> CacheWriter:
@@ -120,7 +134,8 @@ class FragmentCache:
         return CacheWriter(self)
 
     def read(self, uuid: UUID | str) -> CachedFragment | None:
-        """The cached copy, or None when it is missing or unreadable (callers fall back to the log)."""
+        """The cached copy, or None when it is missing or unreadable (callers fall back to
+        the log)."""
         return self.inspect(uuid)[0]
 
     def inspect(self, uuid: UUID | str) -> tuple[CachedFragment | None, str | None]:
@@ -171,8 +186,13 @@ class CacheWriter(BatchWriter):
         self._done: deque[OSError | None] = deque()  # batches written at once, not waited for
         self._process: FileWriter | None = None
 
-    def submit(self, removals: Iterable[UUID], fragments: Iterable[CachedFragment], *,
-               background: bool = False) -> None:
+    def submit(
+        self,
+        removals: Iterable[UUID],
+        fragments: Iterable[CachedFragment],
+        *,
+        background: bool = False,
+    ) -> None:
         name_of = self._cache.name_of
         names = [name_of(uuid) for uuid in removals]
         files = [(name_of(fragment.uuid), render(fragment)) for fragment in fragments]

@@ -146,7 +146,10 @@ class FileWriter(BatchWriter):
         # decides when the writer stops (by closing the pipe), never in the middle of a batch.
         self._process = subprocess.Popen(
             [sys.executable, "-I", "-S", __file__, str(self.folder)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=0)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            process_group=0,
+        )
         # sys.executable may be a program that embeds Python and cannot run this one: the
         # caller is told (OSError) and writes its files itself.
         assert self._process.stdout is not None
@@ -203,8 +206,10 @@ class FileWriter(BatchWriter):
         self._outstanding = 0
 
     def _stopped(self) -> OSError:
-        return OSError(f"the file writer process stopped (exit status "
-                       f"{self._process.poll()}); nothing after its last report was made durable")
+        return OSError(
+            f"the file writer process stopped (exit status "
+            f"{self._process.poll()}); nothing after its last report was made durable"
+        )
 
 
 def serve(folder: Path, requests: IO[bytes], replies: IO[bytes]) -> None:
@@ -222,8 +227,11 @@ def serve(folder: Path, requests: IO[bytes], replies: IO[bytes]) -> None:
             write_batch(folder, removals, files)
             failure: dict[str, Any] = {}
         except OSError as exc:
-            failure = {"errno": exc.errno, "error": exc.strerror or str(exc),
-                       "filename": None if exc.filename is None else str(exc.filename)}
+            failure = {
+                "errno": exc.errno,
+                "error": exc.strerror or str(exc),
+                "filename": None if exc.filename is None else str(exc.filename),
+            }
         replies.write(json.dumps(failure).encode() + b"\n")
         replies.flush()
 

@@ -22,7 +22,8 @@ def faiss_id(uuid: UUID | str) -> int:
 
 
 _WEIGHTS = np.random.default_rng(0x5EED).integers(
-    1, 2**63, size=DIMENSION_MAX, dtype=np.uint64) | np.uint64(1)  # odd: one flip always shows
+    1, 2**63, size=DIMENSION_MAX, dtype=np.uint64
+) | np.uint64(1)  # odd: one flip always shows
 
 
 def vector_fingerprints(vectors: np.ndarray) -> np.ndarray:
@@ -97,7 +98,9 @@ class VectorIndex:
         except FileNotFoundError:
             raise IndexFileError("missing", "index file is missing") from None
         except OSError as exc:
-            raise IndexFileError("unreadable", f"index file is unreadable: {exc.strerror}") from None
+            raise IndexFileError(
+                "unreadable", f"index file is unreadable: {exc.strerror}"
+            ) from None
         head, sep, body = raw.partition(b"\n")
         try:
             header = json.loads(head)
@@ -113,7 +116,9 @@ class VectorIndex:
         if not isinstance(index, faiss.IndexIDMap2):
             raise IndexFileError("corrupt", "index file holds another kind of index")
         if index.ntotal != header.get("count"):
-            raise IndexFileError("corrupt", "index file holds another number of vectors than its header")
+            raise IndexFileError(
+                "corrupt", "index file holds another number of vectors than its header"
+            )
         self._verified, self._verified_position = _signature(self.path), int(header["position"])
         return index, int(header["position"])
 
@@ -133,14 +138,24 @@ class VectorIndex:
                 continue
             if isinstance(event, Fragment.FragmentWritten) and event.embedding is not None:
                 added[faiss_id(event.originator_id)] = event.embedding
-            elif isinstance(event, (Fragment.FragmentRevised, Fragment.FragmentReconstructed,
-                                    Fragment.EmbeddingKept)) \
-                    and getattr(event, "embedding", None) is not None:
+            elif (
+                isinstance(
+                    event,
+                    (
+                        Fragment.FragmentRevised,
+                        Fragment.FragmentReconstructed,
+                        Fragment.EmbeddingKept,
+                    ),
+                )
+                and getattr(event, "embedding", None) is not None
+            ):
                 fid = faiss_id(event.originator_id)
                 removed.add(fid)
                 added[fid] = event.embedding
-            elif isinstance(event, (Fragment.FragmentDeleted, Fragment.FragmentForgotten)) \
-                    or unreadable_body(event) is not None:
+            elif (
+                isinstance(event, (Fragment.FragmentDeleted, Fragment.FragmentForgotten))
+                or unreadable_body(event) is not None
+            ):
                 # (an unreadable body's vector is unknown until a repair restates it)
                 fid = faiss_id(event.originator_id)
                 removed.add(fid)
@@ -158,8 +173,9 @@ class VectorIndex:
         self._position = max(self._position, batch[-1][0])
         self._dirty = True
 
-    def search(self, query: np.ndarray, k: int,
-               allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+    def search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
         """Top-k (faiss id, inner product); `allowed` restricts the search to those ids."""
         if k <= 0 or self._index.ntotal == 0:
             return []
@@ -215,8 +231,11 @@ class VectorIndex:
     def _check_position(self, position: int, head: int, stale_after: int) -> str | None:
         if position > head:
             return "stale"
-        behind = self._changed_since_file if position == self._file_position \
+        behind = (
+            self._changed_since_file
+            if position == self._file_position
             else self._position - position
+        )
         return "stale" if behind > stale_after else None
 
     def fingerprints(self) -> tuple[np.ndarray, np.ndarray]:
@@ -226,10 +245,14 @@ class VectorIndex:
         ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
         flat = faiss.downcast_index(self._index.index)
         count, dim = flat.ntotal, flat.d
-        stored = (faiss.rev_swig_ptr(flat.get_xb(), count * dim).reshape(count, dim)
-                  if count else np.zeros((0, dim), dtype=np.float32))
-        parts = [vector_fingerprints(stored[start : start + 8192])
-                 for start in range(0, count, 8192)]
+        stored = (
+            faiss.rev_swig_ptr(flat.get_xb(), count * dim).reshape(count, dim)
+            if count
+            else np.zeros((0, dim), dtype=np.float32)
+        )
+        parts = [
+            vector_fingerprints(stored[start : start + 8192]) for start in range(0, count, 8192)
+        ]
         return ids, np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def put(self, entries: dict[int, bytes]) -> None:
@@ -239,7 +262,8 @@ class VectorIndex:
         ids = np.fromiter(entries.keys(), dtype=np.int64, count=len(entries))
         self._index.remove_ids(ids)
         vectors = np.frombuffer(b"".join(entries.values()), dtype="<f4").reshape(
-            len(entries), self.dimension)
+            len(entries), self.dimension
+        )
         self._index.add_with_ids(vectors, ids)
         self._changed_since_file += len(entries)
         self._dirty = True
@@ -254,8 +278,11 @@ class VectorIndex:
         """Persist the index with the position it reflects (on close and after a rebuild)."""
         body = faiss.serialize_index(self._index).tobytes()
         header = {
-            "format": FORMAT, "position": self._position, "dimension": self.dimension,
-            "count": int(self._index.ntotal), "sha256": hashlib.sha256(body).hexdigest(),
+            "format": FORMAT,
+            "position": self._position,
+            "dimension": self.dimension,
+            "count": int(self._index.ntotal),
+            "sha256": hashlib.sha256(body).hexdigest(),
         }
         atomic_write(self.path, json.dumps(header).encode() + b"\n" + body)
         self._dirty = False

@@ -69,8 +69,7 @@ class HealthLedger:
         # about their own files are theirs (the log's body is everyone's).
         self.replica = replica
         self._index_copy = str(index_copy_id(replica))
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                               timeout=30)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         # No fsync per commit: the ledger is a projection, and its position commits with its
         # rows. A power loss may take its last commits (never a process crash: the WAL is
@@ -90,14 +89,28 @@ class HealthLedger:
             db.execute(f"PRAGMA user_version = {SCHEMA}")
         db["fragments"].create(
             {
-                "uuid": str, "id": str, "faiss_id": int, "namespace": str, "version": int,
-                "status": str, "content_hash": str, "embedding_fingerprint": int, "cache_digest": str, "metadata": str,
-                "fidelity": float, "expected_recall": float, "reconstructed_by": str,
+                "uuid": str,
+                "id": str,
+                "faiss_id": int,
+                "namespace": str,
+                "version": int,
+                "status": str,
+                "content_hash": str,
+                "embedding_fingerprint": int,
+                "cache_digest": str,
+                "metadata": str,
+                "fidelity": float,
+                "expected_recall": float,
+                "reconstructed_by": str,
                 "refinements": int,
-                "last_fault": str, "last_method": str, "written_at": str, "updated_at": str,
+                "last_fault": str,
+                "last_method": str,
+                "written_at": str,
+                "updated_at": str,
                 "changed": int,
             },
-            pk="uuid", if_not_exists=True,
+            pk="uuid",
+            if_not_exists=True,
         )
         # The scan clock: a count of changes to what a scrub compares (the scan columns),
         # stamped on the row changed, so that a scrub reads only the rows changed since its
@@ -107,45 +120,81 @@ class HealthLedger:
         # rebuild writes again read as changed. (sqlite-utils turns recursive_triggers on:
         # a trigger on UPDATE of this table without a column list would fire itself.)
         # Its generation tells one clock from another made after it (the tables made again).
-        db.execute("CREATE TABLE IF NOT EXISTS scan_clock (tick INTEGER NOT NULL,"
-                   " generation TEXT NOT NULL)")
-        db.execute("INSERT INTO scan_clock SELECT 0, lower(hex(randomblob(8)))"
-                   " WHERE NOT EXISTS (SELECT 1 FROM scan_clock)")
-        for name, when in (("scan_row_added", "INSERT"),
-                           ("scan_row_changed", f"UPDATE OF {', '.join(self._SCAN_COLUMNS)}")):
-            db.execute(f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {when} ON fragments BEGIN"
-                       " UPDATE scan_clock SET tick = tick + 1;"
-                       " UPDATE fragments SET changed = (SELECT tick FROM scan_clock)"
-                       " WHERE uuid = NEW.uuid; END")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS scan_clock (tick INTEGER NOT NULL,"
+            " generation TEXT NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO scan_clock SELECT 0, lower(hex(randomblob(8)))"
+            " WHERE NOT EXISTS (SELECT 1 FROM scan_clock)"
+        )
+        for name, when in (
+            ("scan_row_added", "INSERT"),
+            ("scan_row_changed", f"UPDATE OF {', '.join(self._SCAN_COLUMNS)}"),
+        ):
+            db.execute(
+                f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {when} ON fragments BEGIN"
+                " UPDATE scan_clock SET tick = tick + 1;"
+                " UPDATE fragments SET changed = (SELECT tick FROM scan_clock)"
+                " WHERE uuid = NEW.uuid; END"
+            )
         db["history"].create(
-            {"position": int, "uuid": str, "version": int, "kind": str, "at": str,
-             "detail": str},
-            pk="position", if_not_exists=True,
+            {"position": int, "uuid": str, "version": int, "kind": str, "at": str, "detail": str},
+            pk="position",
+            if_not_exists=True,
         )
         db["positions"].create({"name": str, "position": int}, pk="name", if_not_exists=True)
         # Open findings: a copy found lost or damaged and not yet repaired.
         db["faults"].create(
             {"uuid": str, "copy": str, "fault": str, "position": int, "cycle_id": str},
-            pk=("uuid", "copy"), if_not_exists=True,
+            pk=("uuid", "copy"),
+            if_not_exists=True,
         )
         db["repairs"].create(
-            {"position": int, "uuid": str, "copy": str, "method": str, "fidelity": float,
-             "cycle_id": str},
-            pk="position", if_not_exists=True,
+            {
+                "position": int,
+                "uuid": str,
+                "copy": str,
+                "method": str,
+                "fidelity": float,
+                "cycle_id": str,
+            },
+            pk="position",
+            if_not_exists=True,
         )
         db["cycles"].create(
-            {"id": str, "trigger": str, "started_at": str, "completed_at": str,
-             "health_before": float, "health_after": float, "found": str, "repaired": str,
-             "seconds": str},
-            pk="id", if_not_exists=True,
+            {
+                "id": str,
+                "trigger": str,
+                "started_at": str,
+                "completed_at": str,
+                "health_before": float,
+                "health_after": float,
+                "found": str,
+                "repaired": str,
+                "seconds": str,
+            },
+            pk="id",
+            if_not_exists=True,
         )
         # Per namespace and reconstruction method: the latest calibration (domain/calibration).
         db["calibrations"].create(
-            {"uuid": str, "namespace": str, "method": str, "status": str, "sampled": int,
-             "sample": int,
-             "curve": str, "curves": str, "summary": str, "declined": str, "position": int,
-             "at": str},
-            pk="uuid", if_not_exists=True,
+            {
+                "uuid": str,
+                "namespace": str,
+                "method": str,
+                "status": str,
+                "sampled": int,
+                "sample": int,
+                "curve": str,
+                "curves": str,
+                "summary": str,
+                "declined": str,
+                "position": int,
+                "at": str,
+            },
+            pk="uuid",
+            if_not_exists=True,
         )
         db["fragments"].create_index(["id"], unique=True, if_not_exists=True)
         db["fragments"].create_index(["faiss_id"], if_not_exists=True)
@@ -206,22 +255,30 @@ class HealthLedger:
         """Positions in the log that other processes keep here beside the ledger's own (the
         scrubber's progress through the log's checksums): 0 for one not kept yet. They go
         with a reset, as the rows they were taken against do."""
-        found = dict(self.db.execute(
-            f"SELECT name, position FROM positions WHERE name IN ({','.join('?' * len(names))})",
-            names).fetchall())
+        found = dict(
+            self.db.execute(
+                "SELECT name, position FROM positions WHERE name IN"
+                f" ({','.join('?' * len(names))})",
+                names,
+            ).fetchall()
+        )
         return [found.get(name, 0) for name in names]
 
     def set_marks(self, marks: dict[str, int]) -> None:
         with self._transaction() as conn:
-            conn.executemany("INSERT INTO positions(name, position) VALUES (?, ?) ON CONFLICT(name)"
-                             " DO UPDATE SET position = excluded.position", list(marks.items()))
+            conn.executemany(
+                "INSERT INTO positions(name, position) VALUES (?, ?) ON CONFLICT(name)"
+                " DO UPDATE SET position = excluded.position",
+                list(marks.items()),
+            )
 
     def apply(self, batch: Batch) -> None:
         with self._transaction() as conn:
             # Read the position inside the write transaction: another process sharing this
             # home may have applied part of the batch already.
-            row = conn.execute("SELECT position FROM positions WHERE name = ?",
-                               [self.name]).fetchone()
+            row = conn.execute(
+                "SELECT position FROM positions WHERE name = ?", [self.name]
+            ).fetchone()
             applied = row[0] if row else 0
             repairs: list[tuple[int, Any]] = []  # a run of them, written together
             for position, event in batch:
@@ -246,8 +303,11 @@ class HealthLedger:
         """A repair of this replica's cache file or index entry: a heal records them by the
         hundred, and each one's rows are its own (nothing read back), so a run of them is
         written with one statement per table (_apply_copy_repairs)."""
-        return type(event) is Fragment.FragmentReconstructed \
-            and copy_kind(event.copy) != "log-body" and self.replica.owns(event.copy)
+        return (
+            type(event) is Fragment.FragmentReconstructed
+            and copy_kind(event.copy) != "log-body"
+            and self.replica.owns(event.copy)
+        )
 
     @staticmethod
     def _apply_copy_repairs(conn: sqlite3.Connection, run: list[tuple[int, Any]]) -> None:
@@ -255,23 +315,47 @@ class HealthLedger:
         history (a body's repair also restates the body: _body_restored, first)."""
         faults, repairs, touched, history = [], [], [], []
         for position, event in run:
-            uuid, copy, cycle_id = str(event.originator_id), copy_kind(event.copy), \
-                _str(event.cycle_id)
+            uuid, copy, cycle_id = (
+                str(event.originator_id),
+                copy_kind(event.copy),
+                _str(event.cycle_id),
+            )
             at = event.timestamp.isoformat()
             faults.append((uuid, copy))
             repairs.append((position, uuid, copy, event.method, event.fidelity, cycle_id))
             touched.append((at, event.method, uuid))
-            history.append((position, uuid, event.originator_version, "reconstructed", at,
-                            canonical_json({"copy": copy, "method": event.method,
-                                            "fidelity": event.fidelity,
-                                            "sources": event.sources, "cycle_id": cycle_id})))
+            history.append(
+                (
+                    position,
+                    uuid,
+                    event.originator_version,
+                    "reconstructed",
+                    at,
+                    canonical_json(
+                        {
+                            "copy": copy,
+                            "method": event.method,
+                            "fidelity": event.fidelity,
+                            "sources": event.sources,
+                            "cycle_id": cycle_id,
+                        }
+                    ),
+                )
+            )
         conn.executemany("DELETE FROM faults WHERE uuid = ? AND copy = ?", faults)
-        conn.executemany("INSERT OR REPLACE INTO repairs(position, uuid, copy, method, fidelity,"
-                         " cycle_id) VALUES (?, ?, ?, ?, ?, ?)", repairs)
-        conn.executemany("UPDATE fragments SET updated_at = ?, last_method = ? WHERE uuid = ?",
-                         touched)
-        conn.executemany("INSERT OR REPLACE INTO history(position, uuid, version, kind, at,"
-                         " detail) VALUES (?, ?, ?, ?, ?, ?)", history)
+        conn.executemany(
+            "INSERT OR REPLACE INTO repairs(position, uuid, copy, method, fidelity,"
+            " cycle_id) VALUES (?, ?, ?, ?, ?, ?)",
+            repairs,
+        )
+        conn.executemany(
+            "UPDATE fragments SET updated_at = ?, last_method = ? WHERE uuid = ?", touched
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO history(position, uuid, version, kind, at,"
+            " detail) VALUES (?, ?, ?, ?, ?, ?)",
+            history,
+        )
 
     def _apply_one(self, conn: sqlite3.Connection, position: int, event: Any) -> None:
         kind = KIND_OF.get(type(event))
@@ -282,7 +366,9 @@ class HealthLedger:
                     "UPDATE fragments SET status = 'lost', fidelity = 0.0, version = ?,"
                     " cache_digest = '', embedding_fingerprint = 0, metadata = NULL,"
                     " expected_recall = NULL, reconstructed_by = NULL"
-                    f" WHERE uuid = ? AND {LIVE}", [event.version, str(uuid)])
+                    f" WHERE uuid = ? AND {LIVE}",
+                    [event.version, str(uuid)],
+                )
             return
         uuid = str(event.originator_id)
         if not self._ours(kind, uuid, event):
@@ -291,8 +377,10 @@ class HealthLedger:
         detail: dict[str, Any]
         readable = getattr(event, "text", "") is not None  # None: sealed, its key destroyed
         # A revision of a fragment whose first event is unreadable is the first to name it.
-        names_it = kind == "written" or (kind == "revised" and conn.execute(
-            "SELECT 1 FROM fragments WHERE uuid = ?", [uuid]).fetchone() is None)
+        names_it = kind == "written" or (
+            kind == "revised"
+            and conn.execute("SELECT 1 FROM fragments WHERE uuid = ?", [uuid]).fetchone() is None
+        )
         if kind == "revised":
             # A new body is whole: it answers any damage to the log's copy of the old one, and
             # to the copies the projections rewrite from it (Fragment._revised).
@@ -301,13 +389,24 @@ class HealthLedger:
             digest = _cache_digest(uuid, event.key, event.namespace, event) if readable else ""
             conn.execute(
                 "INSERT OR REPLACE INTO fragments(uuid, id, faiss_id, namespace, version, status,"
-                " content_hash, embedding_fingerprint, cache_digest, metadata, fidelity, written_at,"
-                " updated_at, last_method) VALUES (?, ?, ?, ?, ?, 'healthy', ?, ?, ?, ?, 1.0, ?, ?,"
+                " content_hash, embedding_fingerprint, cache_digest, metadata, fidelity,"
+                " written_at, updated_at, last_method)"
+                " VALUES (?, ?, ?, ?, ?, 'healthy', ?, ?, ?, ?, 1.0, ?, ?,"
                 f" {LAST_REPAIR_METHOD})",
-                [uuid, event.key, faiss_id(uuid), event.namespace, event.originator_version,
-                 event.content_hash,
-                 embedding_fingerprint(event.embedding) if readable else 0, digest,
-                 canonical_json(event.metadata if readable else {}), at, at, uuid],
+                [
+                    uuid,
+                    event.key,
+                    faiss_id(uuid),
+                    event.namespace,
+                    event.originator_version,
+                    event.content_hash,
+                    embedding_fingerprint(event.embedding) if readable else 0,
+                    digest,
+                    canonical_json(event.metadata if readable else {}),
+                    at,
+                    at,
+                    uuid,
+                ],
             )
             detail = {"namespace": event.namespace, "content_hash": event.content_hash}
         elif kind == "revised":
@@ -315,10 +414,15 @@ class HealthLedger:
                 "UPDATE fragments SET version = ?, content_hash = ?, embedding_fingerprint = ?,"
                 " cache_digest = ?, metadata = ?, updated_at = ?, status = 'healthy',"
                 " fidelity = 1.0, expected_recall = NULL, reconstructed_by = NULL WHERE uuid = ?",
-                [event.originator_version, event.content_hash,
-                 embedding_fingerprint(event.embedding) if readable else 0,
-                 _cache_digest(uuid, event.key, event.namespace, event) if readable else "",
-                 canonical_json(event.metadata if readable else {}), at, uuid],
+                [
+                    event.originator_version,
+                    event.content_hash,
+                    embedding_fingerprint(event.embedding) if readable else 0,
+                    _cache_digest(uuid, event.key, event.namespace, event) if readable else "",
+                    canonical_json(event.metadata if readable else {}),
+                    at,
+                    uuid,
+                ],
             )
             detail = {"content_hash": event.content_hash}
         elif kind == "deleted":
@@ -333,7 +437,9 @@ class HealthLedger:
             conn.execute(
                 "UPDATE fragments SET status = 'forgotten', metadata = '{}', cache_digest = '',"
                 " embedding_fingerprint = 0,"
-                " updated_at = ? WHERE uuid = ?", [at, uuid])
+                " updated_at = ? WHERE uuid = ?",
+                [at, uuid],
+            )
             _close_findings(conn, uuid)
             detail = {"reason": event.reason}
         elif kind in ("lost", "index-lost"):
@@ -353,32 +459,49 @@ class HealthLedger:
             return
         elif kind == "index-rebuilt":
             copy, method = INDEX_FILE, "exact-log"
-            detail = {"copy": copy, "method": method, "position": event.position,
-                      "seconds": event.seconds, "cycle_id": _str(event.cycle_id)}
+            detail = {
+                "copy": copy,
+                "method": method,
+                "position": event.position,
+                "seconds": event.seconds,
+                "cycle_id": _str(event.cycle_id),
+            }
             conn.execute("DELETE FROM faults WHERE uuid = ? AND copy = ?", [uuid, copy])
             conn.execute(
                 "INSERT OR REPLACE INTO repairs(position, uuid, copy, method, fidelity, cycle_id)"
-                " VALUES (?, ?, ?, ?, 1.0, ?)", [position, uuid, copy, method, detail["cycle_id"]])
+                " VALUES (?, ?, ?, ?, 1.0, ?)",
+                [position, uuid, copy, method, detail["cycle_id"]],
+            )
             self._touch(conn, uuid, event, at, last_method=method)
         elif kind == "embedding-kept":
-            conn.execute("UPDATE fragments SET embedding_fingerprint = ?, updated_at = ?"
-                         " WHERE uuid = ?",
-                         [embedding_fingerprint(event.embedding) if event.embedding else 0,
-                          at, uuid])
+            conn.execute(
+                "UPDATE fragments SET embedding_fingerprint = ?, updated_at = ? WHERE uuid = ?",
+                [embedding_fingerprint(event.embedding) if event.embedding else 0, at, uuid],
+            )
             detail = {"copy": "log-body", "cycle_id": _str(event.cycle_id)}
         elif kind.startswith("calibration"):
             self._calibration(conn, position, kind, event, at)
             return  # not a fragment's story: the calibration's own events tell it
         elif kind == "cycle-started":
-            conn.execute("INSERT OR REPLACE INTO cycles(id, trigger, started_at) VALUES (?, ?, ?)",
-                         [uuid, event.trigger, at])
+            conn.execute(
+                "INSERT OR REPLACE INTO cycles(id, trigger, started_at) VALUES (?, ?, ?)",
+                [uuid, event.trigger, at],
+            )
             detail = {"trigger": event.trigger}
         else:  # cycle-completed
             conn.execute(
                 "UPDATE cycles SET completed_at = ?, health_before = ?, health_after = ?,"
                 " found = ?, repaired = ?, seconds = ? WHERE id = ?",
-                [at, event.health_before, event.health_after, canonical_json(event.found), canonical_json(event.repaired),
-                 canonical_json(event.seconds), uuid])
+                [
+                    at,
+                    event.health_before,
+                    event.health_after,
+                    canonical_json(event.found),
+                    canonical_json(event.repaired),
+                    canonical_json(event.seconds),
+                    uuid,
+                ],
+            )
             detail = {"found": event.found, "repaired": event.repaired}
         if uuid == self._index_copy or kind.startswith("cycle"):
             return  # the history table is each fragment's own story
@@ -411,19 +534,32 @@ class HealthLedger:
                 " content_hash, embedding_fingerprint, cache_digest, metadata, fidelity,"
                 " written_at, updated_at, last_method) VALUES (?, ?, ?, ?, ?, 'lost', ?, 0, '',"
                 f" NULL, 0.0, ?, ?, {LAST_REPAIR_METHOD})",
-                [uuid, recorded["key"], faiss_id(uuid), recorded["namespace"],
-                 event.originator_version, recorded.get("content_hash", ""),
-                 recorded.get("written_at", at), at, uuid])
-        conn.execute("UPDATE fragments SET status = 'lost', fidelity = 0.0,"
-                     " expected_recall = NULL, reconstructed_by = NULL,"
-                     " content_hash = coalesce(?, content_hash) WHERE uuid = ?"
-                     f" AND {LIVE}", [recorded.get("content_hash"), uuid])
+                [
+                    uuid,
+                    recorded["key"],
+                    faiss_id(uuid),
+                    recorded["namespace"],
+                    event.originator_version,
+                    recorded.get("content_hash", ""),
+                    recorded.get("written_at", at),
+                    at,
+                    uuid,
+                ],
+            )
+        conn.execute(
+            "UPDATE fragments SET status = 'lost', fidelity = 0.0,"
+            " expected_recall = NULL, reconstructed_by = NULL,"
+            " content_hash = coalesce(?, content_hash) WHERE uuid = ?"
+            f" AND {LIVE}",
+            [recorded.get("content_hash"), uuid],
+        )
 
     @staticmethod
     def _body_restored(conn: sqlite3.Connection, uuid: str, event: Any, at: str) -> None:
         """A repair restated the body (exactly, or approximately with its fidelity)."""
-        found = conn.execute("SELECT id, namespace FROM fragments WHERE uuid = ?",
-                             [uuid]).fetchone()
+        found = conn.execute(
+            "SELECT id, namespace FROM fragments WHERE uuid = ?", [uuid]
+        ).fetchone()
         if found is None or event.text is None:
             return
         key, namespace = found
@@ -433,8 +569,9 @@ class HealthLedger:
             # The namespace's calibration as of this point in the log, as `get` reads it (the
             # repair's own figure may predate a calibration it had not seen yet).
             refinements = getattr(event, "refinement", None) or 0
-            expected = HealthLedger._read_off(conn, namespace, event.method, event.fidelity,
-                                              refinements)
+            expected = HealthLedger._read_off(
+                conn, namespace, event.method, event.fidelity, refinements
+            )
             if expected is None:
                 expected = getattr(event, "expected_recall", None)
         _close_findings(conn, uuid)
@@ -442,66 +579,107 @@ class HealthLedger:
             "UPDATE fragments SET version = ?, status = ?, fidelity = ?, content_hash = ?,"
             " embedding_fingerprint = ?, cache_digest = ?, metadata = ?, expected_recall = ?,"
             f" reconstructed_by = ?, refinements = ? WHERE uuid = ? AND {LIVE}",
-            [event.originator_version, "healthy" if exact else "approximate",
-             event.fidelity, event.content_hash, embedding_fingerprint(event.embedding),
-             _cache_digest(uuid, key, namespace, event),
-             None if event.metadata is None else canonical_json(event.metadata),
-             expected, None if exact else event.method, refinements, uuid])
+            [
+                event.originator_version,
+                "healthy" if exact else "approximate",
+                event.fidelity,
+                event.content_hash,
+                embedding_fingerprint(event.embedding),
+                _cache_digest(uuid, key, namespace, event),
+                None if event.metadata is None else canonical_json(event.metadata),
+                expected,
+                None if exact else event.method,
+                refinements,
+                uuid,
+            ],
+        )
 
     @staticmethod
-    def _read_off(conn: sqlite3.Connection, namespace: str, method: str, fidelity: float,
-                  refinements: int) -> float | None:
-        row = conn.execute("SELECT curve, curves FROM calibrations WHERE namespace = ?"
-                           " AND method = ? AND curve IS NOT NULL",
-                           [namespace, method]).fetchone()
+    def _read_off(
+        conn: sqlite3.Connection, namespace: str, method: str, fidelity: float, refinements: int
+    ) -> float | None:
+        row = conn.execute(
+            "SELECT curve, curves FROM calibrations WHERE namespace = ?"
+            " AND method = ? AND curve IS NOT NULL",
+            [namespace, method],
+        ).fetchone()
         if row is None:
             return None
         curve = curve_for(json.loads(row[0]), json.loads(row[1] or "null"), refinements)
         return read_off(curve, fidelity)
 
     @staticmethod
-    def _calibration(conn: sqlite3.Connection, position: int, kind: str, event: Any,
-                     at: str) -> None:
+    def _calibration(
+        conn: sqlite3.Connection, position: int, kind: str, event: Any, at: str
+    ) -> None:
         """A calibration's progress; a completed one re-reads the expected recall of every
         approximate fragment its method rebuilt in its namespace."""
         if kind == "calibration-opened":
-            conn.execute("INSERT OR IGNORE INTO calibrations(uuid, namespace, method, status,"
-                         " sampled, sample, position, at) VALUES (?, ?, ?, 'new', 0, 0, ?, ?)",
-                         [str(event.originator_id), event.namespace, event.method, position,
-                          at])
+            conn.execute(
+                "INSERT OR IGNORE INTO calibrations(uuid, namespace, method, status,"
+                " sampled, sample, position, at) VALUES (?, ?, ?, 'new', 0, 0, ?, ?)",
+                [str(event.originator_id), event.namespace, event.method, position, at],
+            )
             return
         where, uuid = "WHERE uuid = ?", str(event.originator_id)
-        found = conn.execute(f"SELECT namespace, method FROM calibrations {where}",
-                             [uuid]).fetchone()
+        found = conn.execute(
+            f"SELECT namespace, method FROM calibrations {where}", [uuid]
+        ).fetchone()
         if found is None:
             return  # its opening event cannot be read: nothing to attach it to
         namespace, method = found
         if kind == "calibration-started":
-            conn.execute(f"UPDATE calibrations SET status = 'calibrating', sampled = 0,"
-                         f" sample = ?, position = ?, at = ? {where}",
-                         [len(event.sample), position, at, uuid])
+            conn.execute(
+                f"UPDATE calibrations SET status = 'calibrating', sampled = 0,"
+                f" sample = ?, position = ?, at = ? {where}",
+                [len(event.sample), position, at, uuid],
+            )
         elif kind == "calibration-sampled":
-            conn.execute(f"UPDATE calibrations SET sampled = sampled + ?, position = ?, at = ?"
-                         f" {where}", [len(event.fragments), position, at, uuid])
+            conn.execute(
+                f"UPDATE calibrations SET sampled = sampled + ?, position = ?, at = ? {where}",
+                [len(event.fragments), position, at, uuid],
+            )
         elif kind == "calibration-declined":
-            conn.execute(f"UPDATE calibrations SET status = CASE WHEN curve IS NULL THEN"
-                         f" 'declined' ELSE 'calibrated' END, declined = ?, position = ?,"
-                         f" at = ? {where}",
-                         [canonical_json({"exact_fragments": event.exact_fragments,
-                                          "needed": event.needed}), position, at, uuid])
+            conn.execute(
+                f"UPDATE calibrations SET status = CASE WHEN curve IS NULL THEN"
+                f" 'declined' ELSE 'calibrated' END, declined = ?, position = ?,"
+                f" at = ? {where}",
+                [
+                    canonical_json(
+                        {"exact_fragments": event.exact_fragments, "needed": event.needed}
+                    ),
+                    position,
+                    at,
+                    uuid,
+                ],
+            )
         else:  # calibration-completed
             curves = getattr(event, "curves", None)
-            conn.execute(f"UPDATE calibrations SET status = 'calibrated', curve = ?,"
-                         f" curves = ?, summary = ?, declined = NULL, position = ?, at = ?"
-                         f" {where}", [canonical_json(event.curve), canonical_json(curves),
-                                       canonical_json(event.summary), position, at, uuid])
+            conn.execute(
+                f"UPDATE calibrations SET status = 'calibrated', curve = ?,"
+                f" curves = ?, summary = ?, declined = NULL, position = ?, at = ?"
+                f" {where}",
+                [
+                    canonical_json(event.curve),
+                    canonical_json(curves),
+                    canonical_json(event.summary),
+                    position,
+                    at,
+                    uuid,
+                ],
+            )
             rows = conn.execute(
                 "SELECT uuid, fidelity, refinements FROM fragments WHERE status = 'approximate'"
-                " AND namespace = ? AND reconstructed_by = ?", [namespace, method]).fetchall()
+                " AND namespace = ? AND reconstructed_by = ?",
+                [namespace, method],
+            ).fetchall()
             conn.executemany(
                 "UPDATE fragments SET expected_recall = ? WHERE uuid = ?",
-                [(read_off(curve_for(event.curve, curves, refinements or 0), fidelity), fragment)
-                 for fragment, fidelity, refinements in rows])
+                [
+                    (read_off(curve_for(event.curve, curves, refinements or 0), fidelity), fragment)
+                    for fragment, fidelity, refinements in rows
+                ],
+            )
 
     @staticmethod
     def _touch(conn: sqlite3.Connection, uuid: str, event: Any, at: str, **columns: str) -> None:
@@ -514,8 +692,15 @@ class HealthLedger:
 
     def reset(self) -> None:
         with self._transaction() as conn:
-            for table in ("fragments", "history", "positions", "faults", "repairs", "cycles",
-                          "calibrations"):
+            for table in (
+                "fragments",
+                "history",
+                "positions",
+                "faults",
+                "repairs",
+                "cycles",
+                "calibrations",
+            ):
                 conn.execute(f"DELETE FROM {table}")
 
     # -- plain queries: the read model -----------------------------------------------------------
@@ -533,35 +718,52 @@ class HealthLedger:
         for chunk in _chunks(sorted(set(keys)), 500):
             marks = ",".join("?" * len(chunk))
             for key, digest, metadata in self.db.execute(
-                    f"SELECT id, content_hash, metadata FROM fragments WHERE id IN ({marks})"
-                    " AND status IN ('lost', 'approximate')", chunk).fetchall():
+                f"SELECT id, content_hash, metadata FROM fragments WHERE id IN ({marks})"
+                " AND status IN ('lost', 'approximate')",
+                chunk,
+            ).fetchall():
                 found[key] = (digest, metadata)
         return found
 
     def exact_faiss_ids(self, namespace: str) -> list[int]:
         """Ids of the live fragments of a namespace whose bodies are exact: the only ones a
         reconstruction may draw on."""
-        return [r[0] for r in self.db.execute(
-            "SELECT faiss_id FROM fragments f WHERE namespace = ? AND status = 'healthy'"
-            " AND NOT EXISTS (SELECT 1 FROM faults x WHERE x.uuid = f.uuid"
-            " AND x.copy = 'log-body')", [namespace]).fetchall()]
+        return [
+            r[0]
+            for r in self.db.execute(
+                "SELECT faiss_id FROM fragments f WHERE namespace = ? AND status = 'healthy'"
+                " AND NOT EXISTS (SELECT 1 FROM faults x WHERE x.uuid = f.uuid"
+                " AND x.copy = 'log-body')",
+                [namespace],
+            ).fetchall()
+        ]
 
     def exact_uuids(self, namespace: str) -> list[str]:
         """Uuids of the live fragments of a namespace whose bodies are exact, in order."""
-        return [r[0] for r in self.db.execute(
-            "SELECT uuid FROM fragments f WHERE namespace = ? AND status = 'healthy'"
-            " AND NOT EXISTS (SELECT 1 FROM faults x WHERE x.uuid = f.uuid"
-            " AND x.copy = 'log-body') ORDER BY uuid", [namespace]).fetchall()]
+        return [
+            r[0]
+            for r in self.db.execute(
+                "SELECT uuid FROM fragments f WHERE namespace = ? AND status = 'healthy'"
+                " AND NOT EXISTS (SELECT 1 FROM faults x WHERE x.uuid = f.uuid"
+                " AND x.copy = 'log-body') ORDER BY uuid",
+                [namespace],
+            ).fetchall()
+        ]
 
     def reconstructed_namespaces(self) -> list[tuple[str, str]]:
         """(namespace, method) of every approximate body: where a calibration is wanted."""
-        return [tuple(r) for r in self.db.execute(
-            "SELECT DISTINCT namespace, reconstructed_by FROM fragments"
-            " WHERE status = 'approximate' AND reconstructed_by IS NOT NULL"
-            " ORDER BY 1, 2").fetchall()]
+        return [
+            tuple(r)
+            for r in self.db.execute(
+                "SELECT DISTINCT namespace, reconstructed_by FROM fragments"
+                " WHERE status = 'approximate' AND reconstructed_by IS NOT NULL"
+                " ORDER BY 1, 2"
+            ).fetchall()
+        ]
 
-    def expected_recall(self, namespace: str, method: str, fidelity: float,
-                        refinements: int = 0) -> float | None:
+    def expected_recall(
+        self, namespace: str, method: str, fidelity: float, refinements: int = 0
+    ) -> float | None:
         """The share of words a reconstruction of this fidelity, refined `refinements` times,
         is expected to hold, read off the namespace's calibration for the method; None where
         there is none."""
@@ -579,22 +781,36 @@ class HealthLedger:
             if row["declined"]:
                 entry["too_small"] = json.loads(row["declined"])
             if summary:
-                entry.update({k: summary[k] for k in (
-                    "fragments", "exact_fragments", "mean_fidelity", "mean_recall",
-                    "mean_content_recall")})
+                entry.update(
+                    {
+                        k: summary[k]
+                        for k in (
+                            "fragments",
+                            "exact_fragments",
+                            "mean_fidelity",
+                            "mean_recall",
+                            "mean_content_recall",
+                        )
+                    }
+                )
             found.setdefault(row["namespace"], {})[row["method"]] = entry
         return found
 
     def lost_rows(self) -> list[dict[str, Any]]:
         """Live fragments whose body is lost."""
-        return list(self.db.query(
-            "SELECT uuid, id FROM fragments WHERE status = 'lost' ORDER BY uuid"))
+        return list(
+            self.db.query("SELECT uuid, id FROM fragments WHERE status = 'lost' ORDER BY uuid")
+        )
 
     def approximate_rows(self, below: float) -> list[dict[str, Any]]:
         """Approximate fragments whose fidelity is below a target, lowest first."""
-        return list(self.db.query(
-            "SELECT uuid, id, fidelity FROM fragments WHERE status = 'approximate'"
-            " AND fidelity < ? ORDER BY fidelity, uuid", [below]))
+        return list(
+            self.db.query(
+                "SELECT uuid, id, fidelity FROM fragments WHERE status = 'approximate'"
+                " AND fidelity < ? ORDER BY fidelity, uuid",
+                [below],
+            )
+        )
 
     def live_keys_with_content(self, slots: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """For (namespace, content hash) pairs, the id of the oldest live fragment holding
@@ -605,7 +821,8 @@ class HealthLedger:
             marks = ",".join("?" * len(chunk))
             for namespace, digest, key in self.db.execute(
                 f"SELECT namespace, content_hash, id FROM fragments WHERE content_hash IN ({marks})"
-                " AND " + LIVE + " ORDER BY written_at DESC", chunk,
+                " AND " + LIVE + " ORDER BY written_at DESC",
+                chunk,
             ).fetchall():
                 found[(namespace, digest)] = key  # oldest last: it wins
         return found
@@ -614,9 +831,7 @@ class HealthLedger:
         found: dict[int, dict[str, Any]] = {}
         for chunk in _chunks(ids, 500):
             marks = ",".join("?" * len(chunk))
-            for row in self.db.query(
-                f"SELECT * FROM fragments WHERE faiss_id IN ({marks})", chunk
-            ):
+            for row in self.db.query(f"SELECT * FROM fragments WHERE faiss_id IN ({marks})", chunk):
                 found[row["faiss_id"]] = row
         return found
 
@@ -632,30 +847,35 @@ class HealthLedger:
                 clauses.append("json_type(metadata, ?) = ?")
                 params += [path, "null" if value is None else ("true" if value else "false")]
             elif isinstance(value, list):
-                clauses.append("json_type(metadata, ?) = 'array' AND json_extract(metadata, ?)"
-                               " = json(?)")
+                clauses.append(
+                    "json_type(metadata, ?) = 'array' AND json_extract(metadata, ?) = json(?)"
+                )
                 params += [path, path, canonical_json(value)]
             elif isinstance(value, str):
                 clauses.append("json_type(metadata, ?) = 'text' AND json_extract(metadata, ?) = ?")
                 params += [path, path, value]
             else:
-                clauses.append("json_type(metadata, ?) IN ('integer', 'real')"
-                               " AND json_extract(metadata, ?) = ?")
+                clauses.append(
+                    "json_type(metadata, ?) IN ('integer', 'real')"
+                    " AND json_extract(metadata, ?) = ?"
+                )
                 params += [path, path, value]
         sql = f"SELECT faiss_id FROM fragments WHERE {' AND '.join(clauses)}"
         return [r[0] for r in self.db.execute(sql, params).fetchall()]
 
     def history(self, uuid: str) -> list[dict[str, Any]]:
-        return list(self.db.query(
-            "SELECT * FROM history WHERE uuid = ? ORDER BY position", [uuid]
-        ))
+        return list(self.db.query("SELECT * FROM history WHERE uuid = ? ORDER BY position", [uuid]))
 
     def counts(self) -> dict[str, Any]:
-        by_status = dict(self.db.execute(
-            "SELECT status, count(*) FROM fragments GROUP BY status").fetchall())
-        namespaces = dict(self.db.execute(
-            f"SELECT namespace, count(*) FROM fragments WHERE {LIVE}"
-            " GROUP BY namespace ORDER BY namespace").fetchall())
+        by_status = dict(
+            self.db.execute("SELECT status, count(*) FROM fragments GROUP BY status").fetchall()
+        )
+        namespaces = dict(
+            self.db.execute(
+                f"SELECT namespace, count(*) FROM fragments WHERE {LIVE}"
+                " GROUP BY namespace ORDER BY namespace"
+            ).fetchall()
+        )
         return {"by_status": by_status, "namespaces": namespaces}
 
     def health(self) -> dict[str, Any]:
@@ -674,42 +894,65 @@ class HealthLedger:
             "SELECT count(*), coalesce(sum(fidelity), 0), avg(fidelity), min(fidelity),"
             " avg(expected_recall), count(expected_recall)"
             " FROM fragments f WHERE status = 'approximate' AND NOT EXISTS"
-            " (SELECT 1 FROM faults x WHERE x.uuid = f.uuid AND x.fault != 'extra')").fetchone()
+            " (SELECT 1 FROM faults x WHERE x.uuid = f.uuid AND x.fault != 'extra')"
+        ).fetchone()
         healthy = live - body_lost - degraded - approx[0]
-        by_fault = dict(q(
-            "SELECT copy || '/' || fault, count(*) FROM faults GROUP BY 1 ORDER BY 1").fetchall())
-        by_method = dict(q(
-            "SELECT method, count(*) FROM repairs GROUP BY 1 ORDER BY 1").fetchall())
-        cycle = next(iter(self.db.query(
-            "SELECT * FROM cycles WHERE completed_at IS NOT NULL"
-            " ORDER BY completed_at DESC LIMIT 1")), None)
+        by_fault = dict(
+            q("SELECT copy || '/' || fault, count(*) FROM faults GROUP BY 1 ORDER BY 1").fetchall()
+        )
+        by_method = dict(q("SELECT method, count(*) FROM repairs GROUP BY 1 ORDER BY 1").fetchall())
+        cycle = next(
+            iter(
+                self.db.query(
+                    "SELECT * FROM cycles WHERE completed_at IS NOT NULL"
+                    " ORDER BY completed_at DESC LIMIT 1"
+                )
+            ),
+            None,
+        )
         if cycle:
             for key in ("found", "repaired", "seconds"):
                 cycle[key] = json.loads(cycle[key])
         return {
             "score": 1.0 if live == 0 else (healthy + approx[1]) / live,
             "live": live,
-            "by_status": {"healthy": healthy, "approximate": approx[0], "degraded": degraded,
-                          "lost": body_lost},
+            "by_status": {
+                "healthy": healthy,
+                "approximate": approx[0],
+                "degraded": degraded,
+                "lost": body_lost,
+            },
             "servable": 1.0 if live == 0 else (live - body_lost) / live,
             "by_fault": by_fault,
             "by_method": by_method,
             "fidelity": {"mean": approx[2], "min": approx[3]},
             # The calibrated share of the original's words the approximate bodies hold.
-            "expected_recall": {"mean": None if approx[4] is None else round(approx[4], 4),
-                                "calibrated": approx[5], "not_calibrated": approx[0] - approx[5]},
+            "expected_recall": {
+                "mean": None if approx[4] is None else round(approx[4], 4),
+                "calibrated": approx[5],
+                "not_calibrated": approx[0] - approx[5],
+            },
             "calibration": self.calibrations(),
             "last_cycle": cycle,
         }
 
-    _SCRUB_COLUMNS = ("uuid", "id", "faiss_id", "namespace", "version", "status",
-                      "content_hash", "embedding_fingerprint", "cache_digest", "metadata",
-                      "written_at")
+    _SCRUB_COLUMNS = (
+        "uuid",
+        "id",
+        "faiss_id",
+        "namespace",
+        "version",
+        "status",
+        "content_hash",
+        "embedding_fingerprint",
+        "cache_digest",
+        "metadata",
+        "written_at",
+    )
 
     # What tells whether a copy is right, and nothing more (no metadata): a whole-store scan
     # reads these for every fragment; a difference is then diagnosed from the full row.
-    _SCAN_COLUMNS = ("uuid", "id", "faiss_id", "status", "embedding_fingerprint",
-                     "cache_digest")
+    _SCAN_COLUMNS = ("uuid", "id", "faiss_id", "status", "embedding_fingerprint", "cache_digest")
 
     def scan_changes(self, since: int = 0) -> ScanChanges:
         """Every fragment whose scan columns changed after the scan clock read `since` (0:
@@ -717,20 +960,23 @@ class HealthLedger:
         hex as its cache file is named (a scrub reads one per fragment: no dicts; see
         rows_for for whole rows); with the clock and the count of fragments as of then."""
         with self._reading() as conn:
-            tick, generation = conn.execute("SELECT tick, generation FROM scan_clock"
-                                            ).fetchone()
+            tick, generation = conn.execute("SELECT tick, generation FROM scan_clock").fetchone()
             (count,) = conn.execute("SELECT count(*) FROM fragments").fetchone()
             columns = ", ".join(self._SCAN_COLUMNS[1:])
-            rows = conn.execute(f"SELECT replace(uuid, '-', ''), {columns} FROM fragments"
-                                " WHERE changed > ?", [since]).fetchall()
+            rows = conn.execute(
+                f"SELECT replace(uuid, '-', ''), {columns} FROM fragments WHERE changed > ?",
+                [since],
+            ).fetchall()
         return ScanChanges(tick, count, rows, generation)
 
     def rows_for(self, uuids: Iterable[str]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         for chunk in _chunks(sorted(uuids), 500):
             marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(f"SELECT {', '.join(self._SCRUB_COLUMNS)} FROM fragments"
-                                   f" WHERE uuid IN ({marks})", chunk)
+            rows = self.db.execute(
+                f"SELECT {', '.join(self._SCRUB_COLUMNS)} FROM fragments WHERE uuid IN ({marks})",
+                chunk,
+            )
             found += [dict(zip(self._SCRUB_COLUMNS, row)) for row in rows.fetchall()]
         return found
 
@@ -738,8 +984,12 @@ class HealthLedger:
         known: list[int] = []
         for chunk in _chunks(ids, 500):
             marks = ",".join("?" * len(chunk))
-            known += [r[0] for r in self.db.execute(
-                f"SELECT faiss_id FROM fragments WHERE faiss_id IN ({marks})", chunk)]
+            known += [
+                r[0]
+                for r in self.db.execute(
+                    f"SELECT faiss_id FROM fragments WHERE faiss_id IN ({marks})", chunk
+                )
+            ]
         return known
 
     def live_rows(self, namespace: str | None = None) -> Iterator[dict[str, Any]]:
@@ -754,8 +1004,9 @@ class HealthLedger:
         # Not the scan clock's stamps: they count this ledger's own changes, not the log's.
         columns = [c for c in self.db["fragments"].columns_dict if c != "changed"]
         return {
-            "fragments": list(self.db.query(f"SELECT {', '.join(columns)} FROM fragments"
-                                            " ORDER BY uuid")),
+            "fragments": list(
+                self.db.query(f"SELECT {', '.join(columns)} FROM fragments ORDER BY uuid")
+            ),
             "history": list(self.db.query("SELECT * FROM history ORDER BY position")),
         }
 
@@ -772,8 +1023,9 @@ def _close_findings(conn: sqlite3.Connection, uuid: str) -> None:
 
 def _cache_digest(uuid: str, key: str, namespace: str, event: Any) -> str:
     """The digest of the cache file this content must have: a scrub compares file digests."""
-    return file_digest(render(CachedFragment.of(uuid, key, namespace, event,
-                                                event.originator_version)))
+    return file_digest(
+        render(CachedFragment.of(uuid, key, namespace, event, event.originator_version))
+    )
 
 
 def _str(value: Any) -> str | None:

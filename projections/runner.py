@@ -16,10 +16,15 @@ BODY_EVENTS = (".FragmentWritten", ".FragmentRevised")
 def unreadable_body(event: Any) -> UUID | None:
     """The fragment whose body an unreadable event (a CorruptEvent in a batch) may have
     set: from there on its projections must not show an older body as the current one."""
-    if isinstance(event, CorruptEvent) and isinstance(event.originator_id, UUID) \
-            and event.topic.endswith(BODY_EVENTS):
+    if (
+        isinstance(event, CorruptEvent)
+        and isinstance(event.originator_id, UUID)
+        and event.topic.endswith(BODY_EVENTS)
+    ):
         return event.originator_id
     return None
+
+
 Reader = Callable[[int, int], Batch]
 
 
@@ -43,8 +48,13 @@ class ProjectionRunner:
     (the eventsourcing library's documented pattern for SQLite).
     """
 
-    def __init__(self, read: Reader, head: Callable[[], int], projections: Sequence[Projection],
-                 batch_size: int = 500):
+    def __init__(
+        self,
+        read: Reader,
+        head: Callable[[], int],
+        projections: Sequence[Projection],
+        batch_size: int = 500,
+    ):
         self._read = read
         self._head = head
         self.projections = list(projections)
@@ -55,8 +65,9 @@ class ProjectionRunner:
         head = self._head()
         return {p.name: head - p.position for p in self.projections}
 
-    def catch_up(self, progress: Callable[[int], None] | None = None, *,
-                 strict: bool = False) -> int:
+    def catch_up(
+        self, progress: Callable[[int], None] | None = None, *, strict: bool = False
+    ) -> int:
         """Apply every event not yet applied; returns how many events were read.
 
         A projection that fails (a full disk, say) stops where it is and the others go on:
@@ -87,8 +98,13 @@ class ProjectionRunner:
                 self.errors[projection.name] = f"{type(exc).__name__}: {exc}"
             return 0
 
-    def _apply_until(self, head: int, active: list[Projection],
-                     progress: Callable[[int], None] | None, strict: bool) -> int:
+    def _apply_until(
+        self,
+        head: int,
+        active: list[Projection],
+        progress: Callable[[int], None] | None,
+        strict: bool,
+    ) -> int:
         after = min(p.position for p in active)
         read = 0
         while after < head and active:

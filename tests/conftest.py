@@ -19,15 +19,21 @@ os.environ.pop("CARMA_EMBEDDER", None)
 os.environ.pop("CARMA_DATABASE_URL", None)  # each test says which log it wants (see below)
 
 # CI runs the default profile; `pytest --hypothesis-profile=long` runs 25x more examples.
-_RELAXED = [HealthCheck.too_slow, HealthCheck.filter_too_much,
-            HealthCheck.function_scoped_fixture]
-settings.register_profile("default", max_examples=40, stateful_step_count=40, deadline=None,
-                          suppress_health_check=_RELAXED)
-settings.register_profile("long", max_examples=1000, stateful_step_count=80, deadline=None,
-                          suppress_health_check=_RELAXED)
+_RELAXED = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture]
+settings.register_profile(
+    "default",
+    max_examples=40,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=_RELAXED,
+)
+settings.register_profile(
+    "long", max_examples=1000, stateful_step_count=80, deadline=None, suppress_health_check=_RELAXED
+)
 # In CI the same examples every run (hypothesis's own "ci" profile would replace ours).
-settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True,
-                          database=None)
+settings.register_profile(
+    "ci", parent=settings.get_profile("default"), derandomize=True, database=None
+)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 import carma  # noqa: E402
@@ -50,11 +56,15 @@ _schemas: set[str] = set()  # created (or about to be) by this session, not yet 
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "sqlite_only(reason): the test is about the SQLite file itself; it does not "
-        "run on PostgreSQL")
+        "markers",
+        "sqlite_only(reason): the test is about the SQLite file itself; it does not "
+        "run on PostgreSQL",
+    )
     config.addinivalue_line(
-        "markers", "postgres_xfail(reason): a known CARMA bug on PostgreSQL; the postgres run "
-        "is xfail(strict=True)")
+        "markers",
+        "postgres_xfail(reason): a known CARMA bug on PostgreSQL; the postgres run "
+        "is xfail(strict=True)",
+    )
 
 
 def pytest_generate_tests(metafunc):
@@ -65,14 +75,19 @@ def pytest_generate_tests(metafunc):
         return
     postgres: Any = "postgres"
     # The real model's tests stay on SQLite, as tests/realmodel does: the model is what they test.
-    if metafunc.definition.get_closest_marker("sqlite_only") or \
-            metafunc.definition.get_closest_marker("realmodel"):
+    if metafunc.definition.get_closest_marker(
+        "sqlite_only"
+    ) or metafunc.definition.get_closest_marker("realmodel"):
         backends = ["sqlite"]
     else:
         xfail = metafunc.definition.get_closest_marker("postgres_xfail")
         if xfail:
-            postgres = pytest.param("postgres", marks=pytest.mark.xfail(
-                strict=True, reason=xfail.kwargs.get("reason") or xfail.args[0]))
+            postgres = pytest.param(
+                "postgres",
+                marks=pytest.mark.xfail(
+                    strict=True, reason=xfail.kwargs.get("reason") or xfail.args[0]
+                ),
+            )
         backends = ["sqlite", postgres]
     metafunc.parametrize("backend", backends, indirect=True, scope="module")
 
@@ -156,8 +171,7 @@ def _drop(schemas, base_url: str | None) -> None:
     with psycopg.connect(base_url, autocommit=True) as conn:
         conn.execute("SET lock_timeout = '20s'")
         for schema in sorted(schemas):
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                sql.Identifier(schema)))
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
             _schemas.discard(schema)
 
 
@@ -169,8 +183,10 @@ def backend(request) -> Iterator[Backend]:
         return
     url = os.environ.get(TEST_DATABASE_VARIABLE)
     if not url:
-        message = (f"{TEST_DATABASE_VARIABLE} is not set: start a throwaway server with "
-                   f"`eval \"$(.ci/postgres start)\"`")
+        message = (
+            f"{TEST_DATABASE_VARIABLE} is not set: start a throwaway server with "
+            f'`eval "$(.ci/postgres start)"`'
+        )
         if os.environ.get(REQUIRE_VARIABLE) != "1":
             pytest.skip(message)
         unavailable = Backend("postgres")
@@ -179,8 +195,7 @@ def backend(request) -> Iterator[Backend]:
         return
     chosen = Backend("postgres", url)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(carma.config, "database_for",
-                      chosen.database_for(carma.config.database_for))
+        patch.setattr(carma.config, "database_for", chosen.database_for(carma.config.database_for))
         yield chosen
         _drop(set(_schemas), chosen.base_url)
 
@@ -231,12 +246,25 @@ def raw_log(target: Any) -> Iterator[Any]:
     from carma.log import CHAIN_KEY_SETTING, MemoryLog
 
     database = carma.config.database_for(Home(home), None)
-    persistence = database.settings() if database is not None else {
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-        "SQLITE_DBNAME": str(home / "events.sqlite"), "SQLITE_LOCK_TIMEOUT": "30"}
+    persistence = (
+        database.settings()
+        if database is not None
+        else {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(home / "events.sqlite"),
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+    )
     # No keys, no cipher: nothing is decoded, only stored rows are read and written.
-    log = MemoryLog(env={**persistence, CHAIN_KEY_SETTING: "", "CIPHER_TOPIC": "",
-                         "CIPHER_KEY": "", "COMPRESSOR_TOPIC": ""})
+    log = MemoryLog(
+        env={
+            **persistence,
+            CHAIN_KEY_SETTING: "",
+            "CIPHER_TOPIC": "",
+            "CIPHER_KEY": "",
+            "COMPRESSOR_TOPIC": "",
+        }
+    )
     try:
         yield log
     finally:
@@ -303,24 +331,27 @@ def stored_bytes(target: Any) -> bytes:
         from psycopg import sql
 
         with tables.datastore.transaction(commit=False) as c:
-            c.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-                      [tables.schema])
+            c.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                [tables.schema],
+            )
             names = [r["table_name"] for r in c.fetchall()]
             chunks = []
             for name in names:
                 c.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(tables.schema, name)))
                 for row in c.fetchall():
                     for value in row.values():
-                        chunks.append(bytes(value) if isinstance(value, (bytes, memoryview))
-                                      else str(value).encode())
+                        chunks.append(
+                            bytes(value)
+                            if isinstance(value, (bytes, memoryview))
+                            else str(value).encode()
+                        )
         return b"".join(chunks)
 
 
 def store_state(mem) -> dict:
     """Everything the projections hold, in a comparable form."""
-    files = {
-        p.relative_to(mem.cache.root).as_posix(): p.read_bytes() for p in mem.cache.files()
-    }
+    files = {p.relative_to(mem.cache.root).as_posix(): p.read_bytes() for p in mem.cache.files()}
     ids = sorted(int(i) for i in mem.index.ids())
     vectors = {i: mem.index.vector(i).tobytes() for i in ids}
     return {"ledger": mem.ledger.dump(), "cache": files, "index": vectors}
@@ -331,8 +362,11 @@ def tiny_disk(tmp_path):
     """A real 3 MiB file system (tmpfs), so that the disk really fills up."""
     mount = tmp_path / "tiny"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.fail(f"cannot mount a tmpfs for the disk-full test: {done.stderr.strip()}")
     yield mount

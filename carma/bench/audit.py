@@ -28,9 +28,10 @@ def _raw_read(db: Path) -> tuple[float, int]:
     try:
         rows = 0
         for _ in conn.execute(
-                "SELECT e.rowid, e.originator_id, e.originator_version, e.topic, e.state, c.mac"
-                " FROM stored_events e LEFT JOIN event_chain c ON c.position = e.rowid"
-                " ORDER BY e.rowid"):
+            "SELECT e.rowid, e.originator_id, e.originator_version, e.topic, e.state, c.mac"
+            " FROM stored_events e LEFT JOIN event_chain c ON c.position = e.rowid"
+            " ORDER BY e.rowid"
+        ):
             rows += 1
     finally:
         conn.close()
@@ -61,15 +62,24 @@ def bench_audit(*, n: int | None = None, workdir: Path, progress: Progress = Non
     raw_replay = (raw_2 + raw_3) / 2
     say(progress, f"audit: verify {verify_s:.2f} s, replay {replay_s:.2f} s")
     return {
-        "benchmark": "audit", "n": n, "events": events, "method": __doc__,
-        "verify": {"ok": verified["ok"], "seconds": round(verify_s, 4),
-                   "events_per_s": round(events / verify_s, 1),
-                   "raw_read_events_per_s": round(events / raw_verify, 1),
-                   "ratio": round(raw_verify / verify_s, 4)},
-        "replay": {"live": replica_live, "seconds": round(replay_s, 4),
-                   "events_per_s": round(events / replay_s, 1),
-                   "raw_read_events_per_s": round(events / raw_replay, 1),
-                   "ratio": round(raw_replay / replay_s, 4)},
+        "benchmark": "audit",
+        "n": n,
+        "events": events,
+        "method": __doc__,
+        "verify": {
+            "ok": verified["ok"],
+            "seconds": round(verify_s, 4),
+            "events_per_s": round(events / verify_s, 1),
+            "raw_read_events_per_s": round(events / raw_verify, 1),
+            "ratio": round(raw_verify / verify_s, 4),
+        },
+        "replay": {
+            "live": replica_live,
+            "seconds": round(replay_s, 4),
+            "events_per_s": round(events / replay_s, 1),
+            "raw_read_events_per_s": round(events / raw_replay, 1),
+            "ratio": round(raw_replay / replay_s, 4),
+        },
         "target": {"description": "none set: reported as ratios", "met": None},
         "rss": rss(before),
         "environment": environment(),

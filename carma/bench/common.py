@@ -24,7 +24,6 @@ ENCODE_BATCH = 64  # the batch SentenceTransformerEmbedder.embed encodes in
 EVENT_HEADER = 18  # CARMA's checksum header on every stored event: b"C1" + a 16-byte blake2b digest
 
 
-
 def say(progress: Progress, message: str) -> None:
     if progress is not None:
         progress(message)
@@ -79,8 +78,11 @@ def environment() -> dict[str, Any]:
 
 
 def rss(before: float) -> dict[str, Any]:
-    return {"peak_before_mib": before, "peak_after_mib": peak_rss_mib(),
-            "current_after_mib": current_rss_mib()}
+    return {
+        "peak_before_mib": before,
+        "peak_after_mib": peak_rss_mib(),
+        "current_after_mib": current_rss_mib(),
+    }
 
 
 def ratio(a: float, b: float) -> float | None:
@@ -110,8 +112,9 @@ def tree_bytes(root: Path) -> int:
     return total
 
 
-def warm_model(embedder: SentenceTransformerEmbedder, texts: list[str],
-                progress: Progress) -> tuple[Any, float]:
+def warm_model(
+    embedder: SentenceTransformerEmbedder, texts: list[str], progress: Progress
+) -> tuple[Any, float]:
     """Load the model and run one encode, so that neither side of a ratio pays for either."""
     say(progress, "loading all-MiniLM-L6-v2 and warming it up")
     start = time.perf_counter()
@@ -122,8 +125,13 @@ def warm_model(embedder: SentenceTransformerEmbedder, texts: list[str],
 
 def encode(model: Any, texts: Sequence[str]) -> np.ndarray:
     """The bare baseline: exactly the call SentenceTransformerEmbedder.embed makes."""
-    return model.encode(list(texts), batch_size=ENCODE_BATCH, normalize_embeddings=True,
-                        convert_to_numpy=True, show_progress_bar=False)
+    return model.encode(
+        list(texts),
+        batch_size=ENCODE_BATCH,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
 
 
 def faiss_ids_by_key(mem: Any) -> dict[str, int]:

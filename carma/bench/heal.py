@@ -52,8 +52,9 @@ PROTOTYPE_5_FILES_S = 0.07
 SCRUB_ROUNDS = 5  # scrubs measured, each between two raw reads: medians of each side
 
 
-def _scrub_rounds(scrubber: Any, paths: list[Path],
-                  before: Callable[[], None] = lambda: None) -> tuple[float, float, Any]:
+def _scrub_rounds(
+    scrubber: Any, paths: list[Path], before: Callable[[], None] = lambda: None
+) -> tuple[float, float, Any]:
     """The median seconds of raw reads and of scrubs, alternated (one scrub varies by ±7%
     from the next here), and the last scrub's report."""
     raws, scrubs = [_raw_read_and_hash(paths)], []
@@ -243,42 +244,58 @@ def _one_size(n: int, workdir: Path, progress: Progress) -> dict[str, Any]:
         cycle = mem.dream()
         count = len(victims)
         return {
-            "n": n, "build_s": round(build_s, 2), "cache_files": len(paths),
-            "scrub": {"files_per_s": round(len(paths) / scrub_s, 1),
-                      "raw_read_hash_files_per_s": round(len(paths) / raw_scrub_s, 1),
-                      "ratio": ratio(raw_scrub_s, scrub_s), "target": SCRUB_TARGET,
-                      "met": raw_scrub_s / scrub_s >= SCRUB_TARGET,
-                      "log_positions_read": clean.checked["log_events"],
-                      # the same scrub when every folder changed just before (listed again)
-                      "listing_every_folder": {
-                          "files_per_s": round(len(paths) / listed_s, 1),
-                          "raw_read_hash_files_per_s": round(len(paths) / raw_listed_s, 1),
-                          "ratio": ratio(raw_listed_s, listed_s)},
-                      "plain_read_hash_files_per_s": round(len(paths) / plain_s, 1),
-                      "ratio_to_plain_read": ratio(plain_s, scrub_s)},
-            "deep_scrub": {"files_per_s": round(len(paths) / deep_s, 1),
-                           "raw_read_hash_files_per_s": round(len(paths) / raw_deep_s, 1),
-                           "ratio": ratio(raw_deep_s, deep_s),
-                           "log_positions_read": deep.checked["log_events"]},
-            "heal": {"deleted": count, "repaired": repaired, "exact": exact,
-                     "files_per_s": round(count / heal_s, 1),
-                     "raw_write_files_per_s": round(count / raw_write_s, 1),
-                     "ratio": ratio(raw_write_s, heal_s), "target": HEAL_TARGET,
-                     "met": raw_write_s / heal_s >= HEAL_TARGET,
-                     "raw_write_s": [round(raw_write_a, 3), round(raw_write_b, 3)],
-                     # the same raw writes from two processes: the heal writes from a
-                     # process of its own beside its replay (Healer.heal)
-                     "raw_write_two_processes_files_per_s": round(count / two_writers_s, 1),
-                     "ratio_to_two_process_writes": ratio(two_writers_s, heal_s),
-                     "settled_after_damage_s": round(settled_s, 1),
-                     "scrub_and_record_s": round(found_s, 3), "heal_s": round(heal_s, 3),
-                     "found": scrub["found"]},
-            "five_files": {"dream_cycle_s": cycle["seconds"]["total"],
-                           # where it goes: the scan of every copy, recording, the repairs
-                           "phases_s": cycle["seconds"],
-                           "repaired": cycle["repaired"],
-                           "prototype_s": PROTOTYPE_5_FILES_S,
-                           "health_after": cycle["health_after"]},
+            "n": n,
+            "build_s": round(build_s, 2),
+            "cache_files": len(paths),
+            "scrub": {
+                "files_per_s": round(len(paths) / scrub_s, 1),
+                "raw_read_hash_files_per_s": round(len(paths) / raw_scrub_s, 1),
+                "ratio": ratio(raw_scrub_s, scrub_s),
+                "target": SCRUB_TARGET,
+                "met": raw_scrub_s / scrub_s >= SCRUB_TARGET,
+                "log_positions_read": clean.checked["log_events"],
+                # the same scrub when every folder changed just before (listed again)
+                "listing_every_folder": {
+                    "files_per_s": round(len(paths) / listed_s, 1),
+                    "raw_read_hash_files_per_s": round(len(paths) / raw_listed_s, 1),
+                    "ratio": ratio(raw_listed_s, listed_s),
+                },
+                "plain_read_hash_files_per_s": round(len(paths) / plain_s, 1),
+                "ratio_to_plain_read": ratio(plain_s, scrub_s),
+            },
+            "deep_scrub": {
+                "files_per_s": round(len(paths) / deep_s, 1),
+                "raw_read_hash_files_per_s": round(len(paths) / raw_deep_s, 1),
+                "ratio": ratio(raw_deep_s, deep_s),
+                "log_positions_read": deep.checked["log_events"],
+            },
+            "heal": {
+                "deleted": count,
+                "repaired": repaired,
+                "exact": exact,
+                "files_per_s": round(count / heal_s, 1),
+                "raw_write_files_per_s": round(count / raw_write_s, 1),
+                "ratio": ratio(raw_write_s, heal_s),
+                "target": HEAL_TARGET,
+                "met": raw_write_s / heal_s >= HEAL_TARGET,
+                "raw_write_s": [round(raw_write_a, 3), round(raw_write_b, 3)],
+                # the same raw writes from two processes: the heal writes from a
+                # process of its own beside its replay (Healer.heal)
+                "raw_write_two_processes_files_per_s": round(count / two_writers_s, 1),
+                "ratio_to_two_process_writes": ratio(two_writers_s, heal_s),
+                "settled_after_damage_s": round(settled_s, 1),
+                "scrub_and_record_s": round(found_s, 3),
+                "heal_s": round(heal_s, 3),
+                "found": scrub["found"],
+            },
+            "five_files": {
+                "dream_cycle_s": cycle["seconds"]["total"],
+                # where it goes: the scan of every copy, recording, the repairs
+                "phases_s": cycle["seconds"],
+                "repaired": cycle["repaired"],
+                "prototype_s": PROTOTYPE_5_FILES_S,
+                "health_after": cycle["health_after"],
+            },
         }
     finally:
         mem.close()
@@ -292,8 +309,11 @@ def bench_heal(*, n: int | None = None, workdir: Path, progress: Progress = None
         "benchmark": "heal",
         "method": __doc__,
         "sizes": results,
-        "target": {"scrub_ratio_at_least": SCRUB_TARGET, "heal_ratio_at_least": HEAL_TARGET,
-                   "met": all(r["scrub"]["met"] and r["heal"]["met"] for r in results)},
+        "target": {
+            "scrub_ratio_at_least": SCRUB_TARGET,
+            "heal_ratio_at_least": HEAL_TARGET,
+            "met": all(r["scrub"]["met"] and r["heal"]["met"] for r in results),
+        },
         "rss": rss(before),
         "environment": environment(),
     }

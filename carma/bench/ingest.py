@@ -57,7 +57,7 @@ def bench_ingest(*, n: int | None = None, workdir: Path, progress: Progress = No
     step = max(1, len(batches) // 10)
     try:
         for b, batch in enumerate(batches):
-            for side in (("bare", "carma") if b % 2 == 0 else ("carma", "bare")):
+            for side in ("bare", "carma") if b % 2 == 0 else ("carma", "bare"):
                 if side == "bare":
                     t0 = time.perf_counter()
                     encode(model, batch)
@@ -68,8 +68,11 @@ def bench_ingest(*, n: int | None = None, workdir: Path, progress: Progress = No
                     carma_times.append(time.perf_counter() - t0)
                     added += result.added
             if (b + 1) % step == 0 or b + 1 == len(batches):
-                say(progress, f"ingest: {min((b + 1) * INGEST_BATCH, n)}/{n} texts "
-                               f"(carma {sum(carma_times):.1f} s, bare {sum(bare_times):.1f} s)")
+                say(
+                    progress,
+                    f"ingest: {min((b + 1) * INGEST_BATCH, n)}/{n} texts "
+                    f"(carma {sum(carma_times):.1f} s, bare {sum(bare_times):.1f} s)",
+                )
         live = mem.stats()["live"]
     finally:
         start = time.perf_counter()
@@ -93,8 +96,14 @@ def bench_ingest(*, n: int | None = None, workdir: Path, progress: Progress = No
             "bare first on even batches and CARMA first on odd ones; each side's time is the "
             "sum over its batches. Store open and close are timed separately, not included."
         ),
-        "carma": {"seconds": rounded(carma_s), "texts_per_s": rounded(carma_rate, 2), "added": added,
-                  "live_after": live, "open_s": rounded(open_s), "close_s": rounded(close_s)},
+        "carma": {
+            "seconds": rounded(carma_s),
+            "texts_per_s": rounded(carma_rate, 2),
+            "added": added,
+            "live_after": live,
+            "open_s": rounded(open_s),
+            "close_s": rounded(close_s),
+        },
         "bare": {"seconds": rounded(bare_s), "texts_per_s": rounded(bare_rate, 2)},
         "model_load_and_warmup_s": rounded(warm_s),
         "ratios": {
@@ -102,8 +111,11 @@ def bench_ingest(*, n: int | None = None, workdir: Path, progress: Progress = No
             "per_batch_time_ratio_median": rounded(float(np.median(per_batch))),
             "carma_overhead_ms_per_text": rounded((carma_s - bare_s) / n * 1000.0),
         },
-        "target": {"description": f"carma_over_bare_throughput >= {INGEST_TARGET}",
-                   "value": INGEST_TARGET, "met": bool(throughput_ratio >= INGEST_TARGET)},
+        "target": {
+            "description": f"carma_over_bare_throughput >= {INGEST_TARGET}",
+            "value": INGEST_TARGET,
+            "met": bool(throughput_ratio >= INGEST_TARGET),
+        },
         "rss": rss(rss_before),
         "environment": environment(),
     }

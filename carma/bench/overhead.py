@@ -108,12 +108,14 @@ def bench_overhead(*, n: int | None = None, workdir: Path, progress: Progress = 
             carma_times.append(time.perf_counter() - t0)
             added += result.added
             if reader is None:  # the log's file exists once the first batch is in
-                reader = sqlite3.connect(f"file:{events_db}?mode=ro", uri=True,
-                                         isolation_level=None)
+                reader = sqlite3.connect(
+                    f"file:{events_db}?mode=ro", uri=True, isolation_level=None
+                )
 
             rows = reader.execute(
                 "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events"
-                " WHERE rowid > ? ORDER BY rowid", (last_rowid,),
+                " WHERE rowid > ? ORDER BY rowid",
+                (last_rowid,),
             ).fetchall()
             if rows:
                 last_rowid = rows[-1][0]
@@ -133,8 +135,11 @@ def bench_overhead(*, n: int | None = None, workdir: Path, progress: Progress = 
 
             if (b + 1) % step == 0 or b + 1 == len(batches):
                 done = min((b + 1) * OVERHEAD_BATCH, n)
-                say(progress, f"overhead: ingested {done}/{n} (carma {sum(carma_times):.1f} s, "
-                               f"last batch {carma_times[-1]:.2f} s; raw {sum(raw_times):.2f} s)")
+                say(
+                    progress,
+                    f"overhead: ingested {done}/{n} (carma {sum(carma_times):.1f} s, "
+                    f"last batch {carma_times[-1]:.2f} s; raw {sum(raw_times):.2f} s)",
+                )
         for conn in (reader, raw):
             if conn is not None:
                 conn.close()
@@ -212,7 +217,8 @@ def bench_overhead(*, n: int | None = None, workdir: Path, progress: Progress = 
             "ingest_ratio_excluding_embedder": rounded(ingest_ratio_ex),
             "rebuild_time_ratio": rounded(rebuild_ratio),
             "ingest_slowdown_last_over_first_tenth": rounded(
-                float(np.mean(carma_times[-tenth:]) / np.mean(carma_times[:tenth]))),
+                float(np.mean(carma_times[-tenth:]) / np.mean(carma_times[:tenth]))
+            ),
         },
         "target": {
             "description": "none set: the store's own overhead is reported, not judged",

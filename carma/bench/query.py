@@ -62,8 +62,9 @@ def _default_queries(n: int) -> int:
     return min(200, max(10, n // 10))
 
 
-def bench_query(*, n: int | None = None, workdir: Path, progress: Progress = None,
-                queries: int | None = None) -> dict:
+def bench_query(
+    *, n: int | None = None, workdir: Path, progress: Progress = None, queries: int | None = None
+) -> dict:
     """Memory.search(q, k=10) vs bare model.encode([q]) + faiss.IndexFlatIP search, per query.
 
     The store is built honestly (add_many with the real model). The baseline index holds the
@@ -110,8 +111,9 @@ def bench_query(*, n: int | None = None, workdir: Path, progress: Progress = Non
 
         def run_bare(q: str) -> tuple[float, list[int]]:
             t0 = time.perf_counter()
-            v = model.encode([q], normalize_embeddings=True, convert_to_numpy=True,
-                             show_progress_bar=False)
+            v = model.encode(
+                [q], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )
             _, found = bare_index.search(np.ascontiguousarray(v, dtype=np.float32), QUERY_K)
             return time.perf_counter() - t0, [int(ids[j]) for j in found[0] if j != -1]
 
@@ -156,11 +158,23 @@ def bench_query(*, n: int | None = None, workdir: Path, progress: Progress = Non
             "Queries: stored sentences with every fourth word dropped, alternating with the "
             "corpus sentences that follow the stored ones."
         ),
-        "build": {"seconds": rounded(build_s), "fragments_per_s": rounded(n / build_s, 2),
-                  "live": live, "index_vectors": len(ids)},
+        "build": {
+            "seconds": rounded(build_s),
+            "fragments_per_s": rounded(n / build_s, 2),
+            "live": live,
+            "index_vectors": len(ids),
+        },
         "model_load_and_warmup_s": rounded(warm_s),
-        "carma_ms": {"p50": rounded(c50), "p95": rounded(c95), "mean": rounded(float(np.mean(carma_s)) * 1e3)},
-        "bare_ms": {"p50": rounded(b50), "p95": rounded(b95), "mean": rounded(float(np.mean(bare_s)) * 1e3)},
+        "carma_ms": {
+            "p50": rounded(c50),
+            "p95": rounded(c95),
+            "mean": rounded(float(np.mean(carma_s)) * 1e3),
+        },
+        "bare_ms": {
+            "p50": rounded(b50),
+            "p95": rounded(b95),
+            "mean": rounded(float(np.mean(bare_s)) * 1e3),
+        },
         "ratios": {
             "p50": rounded(p50_ratio),
             "p95": rounded(c95 / b95),
@@ -168,8 +182,11 @@ def bench_query(*, n: int | None = None, workdir: Path, progress: Progress = Non
             "carma_overhead_ms_p50": rounded(float(np.median(np.asarray(carma_s) - bare_s)) * 1e3),
         },
         "top_k_agreement": rounded(float(np.mean(overlap))),
-        "target": {"description": f"p50 ratio <= {QUERY_TARGET}", "value": QUERY_TARGET,
-                   "met": bool(p50_ratio <= QUERY_TARGET)},
+        "target": {
+            "description": f"p50 ratio <= {QUERY_TARGET}",
+            "value": QUERY_TARGET,
+            "met": bool(p50_ratio <= QUERY_TARGET),
+        },
         "rss": rss(rss_before),
         "environment": environment(),
     }

@@ -49,9 +49,15 @@ JOIN_EVENTS = 100_000
 JOIN_BATCH = 500
 
 
-def bench_shared(*, database_url: str, n: int | None = None, workdir: Path,
-                 progress: Progress = None, join_events: int = JOIN_EVENTS,
-                 lag_seconds: float = LAG_SECONDS) -> dict[str, Any]:
+def bench_shared(
+    *,
+    database_url: str,
+    n: int | None = None,
+    workdir: Path,
+    progress: Progress = None,
+    join_events: int = JOIN_EVENTS,
+    lag_seconds: float = LAG_SECONDS,
+) -> dict[str, Any]:
     n = n or N
     before = peak_rss_mib()
     base = config.postgres().PostgresURL.parse(database_url)
@@ -59,13 +65,19 @@ def bench_shared(*, database_url: str, n: int | None = None, workdir: Path,
     url = _with_schema(database_url, schema)
     try:
         texts = corpus(n)
-        model = _throughput(texts, workdir / "model", url, SentenceTransformerEmbedder(),
-                            progress, "real model")
-        storage = _throughput(texts, workdir / "hashing", _with_schema(url, schema + "_h"),
-                              HashingEmbedder(dimension=DIMENSION), progress, "hashing")
+        model = _throughput(
+            texts, workdir / "model", url, SentenceTransformerEmbedder(), progress, "real model"
+        )
+        storage = _throughput(
+            texts,
+            workdir / "hashing",
+            _with_schema(url, schema + "_h"),
+            HashingEmbedder(dimension=DIMENSION),
+            progress,
+            "hashing",
+        )
         lag = _lag(_with_schema(url, schema + "_l"), workdir / "lag", lag_seconds, progress)
-        join = _join(_with_schema(url, schema + "_j"), workdir / "join", join_events,
-                     progress)
+        join = _join(_with_schema(url, schema + "_j"), workdir / "join", join_events, progress)
     finally:
         _drop(base, [schema, schema + "_h", schema + "_l", schema + "_j"])
     return {
@@ -96,47 +108,70 @@ def _drop(base: Any, schemas: list[str]) -> None:
 
     with base.connect() as conn:
         for schema in schemas:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                sql.Identifier(schema)))
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def _throughput(texts: list[str], workdir: Path, url: str, embedder: Any,
-                progress: Progress, label: str) -> dict[str, Any]:
+def _throughput(
+    texts: list[str], workdir: Path, url: str, embedder: Any, progress: Progress, label: str
+) -> dict[str, Any]:
     embedder.embed(texts[:BATCH])  # loaded and warm before either side is timed
     lite = carma.open(workdir / "sqlite", embedder=embedder, database_url="")
     shared = carma.open(workdir / "postgres", embedder=embedder, database_url=url)
     times: dict[str, list[float]] = {"sqlite": [], "postgres": []}
     try:
-        batches = [[{"text": t, "id": f"t{i + j}"} for j, t in enumerate(texts[i:i + BATCH])]
-                   for i in range(0, len(texts), BATCH)]
+        batches = [
+            [{"text": t, "id": f"t{i + j}"} for j, t in enumerate(texts[i : i + BATCH])]
+            for i in range(0, len(texts), BATCH)
+        ]
         for b, batch in enumerate(batches):
             order = (("sqlite", lite), ("postgres", shared))
             for side, mem in order if b % 2 == 0 else order[::-1]:
                 started = time.perf_counter()
                 mem.add_many(batch)
                 times[side].append(time.perf_counter() - started)
-        say(progress, f"ingest-shared: {label}: sqlite {sum(times['sqlite']):.1f} s, "
-                       f"postgres {sum(times['postgres']):.1f} s for {len(texts)} texts")
+        say(
+            progress,
+            f"ingest-shared: {label}: sqlite {sum(times['sqlite']):.1f} s, "
+            f"postgres {sum(times['postgres']):.1f} s for {len(texts)} texts",
+        )
         assert shared.stats()["live"] == lite.stats()["live"] == len(texts)
     finally:
         lite.close()
         shared.close()
     rates = {side: len(texts) / sum(t) for side, t in times.items()}
-    return {"embedder": embedder.name, "texts": len(texts), "batch": BATCH,
-            "texts_per_s": {k: round(v, 1) for k, v in rates.items()},
-            "postgres_over_sqlite": round(rates["postgres"] / rates["sqlite"], 3)}
+    return {
+        "embedder": embedder.name,
+        "texts": len(texts),
+        "batch": BATCH,
+        "texts_per_s": {k: round(v, 1) for k, v in rates.items()},
+        "postgres_over_sqlite": round(rates["postgres"] / rates["sqlite"], 3),
+    }
 
 
 def _lag(url: str, workdir: Path, seconds: float, progress: Progress) -> dict[str, Any]:
-    follower = carma.open(workdir / "follower", embedder=HashingEmbedder(dimension=DIMENSION),
-                          database_url=url)
+    follower = carma.open(
+        workdir / "follower", embedder=HashingEmbedder(dimension=DIMENSION), database_url=url
+    )
     samples: list[tuple[float, int]] = []  # (time after a catch-up, position it reached)
     behind: list[int] = []
     try:
-        writers = [subprocess.Popen(
-            [sys.executable, "-m", "carma.bench.shared", url, str(workdir / f"writer{i}"),
-             str(i), str(seconds)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for i in range(2)]
+        writers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "carma.bench.shared",
+                    url,
+                    str(workdir / f"writer{i}"),
+                    str(i),
+                    str(seconds),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(2)
+        ]
         while any(w.poll() is None for w in writers):
             head = follower.log.position()
             applied = min(p.position for p in follower.runner.projections)
@@ -161,15 +196,29 @@ def _lag(url: str, workdir: Path, seconds: float, progress: Progress) -> dict[st
         later = np.flatnonzero((times >= acked_at) & (reached >= head))
         if len(later):
             lags_ms.append((times[later[0]] - acked_at) * 1000.0)
-    say(progress, f"ingest-shared: lag over {len(acks)} acknowledged batches: p50 "
-                   f"{_pct(lags_ms, 50):.1f} ms")
-    return {"writers": 2, "seconds": seconds, "batch": WRITER_BATCH,
-            "every_s": WRITER_EVERY_S, "fragments_written": written,
-            "batches_acknowledged": len(acks), "catch_ups": len(behind),
-            "lag_ms": {"p50": _pct(lags_ms, 50), "p95": _pct(lags_ms, 95),
-                       "max": round(max(lags_ms), 2) if lags_ms else None},
-            "positions_behind": {"p50": _pct(behind, 50), "p95": _pct(behind, 95),
-                                 "max": max(behind) if behind else None}}
+    say(
+        progress,
+        f"ingest-shared: lag over {len(acks)} acknowledged batches: p50 {_pct(lags_ms, 50):.1f} ms",
+    )
+    return {
+        "writers": 2,
+        "seconds": seconds,
+        "batch": WRITER_BATCH,
+        "every_s": WRITER_EVERY_S,
+        "fragments_written": written,
+        "batches_acknowledged": len(acks),
+        "catch_ups": len(behind),
+        "lag_ms": {
+            "p50": _pct(lags_ms, 50),
+            "p95": _pct(lags_ms, 95),
+            "max": round(max(lags_ms), 2) if lags_ms else None,
+        },
+        "positions_behind": {
+            "p50": _pct(behind, 50),
+            "p95": _pct(behind, 95),
+            "max": max(behind) if behind else None,
+        },
+    }
 
 
 def _join(url: str, workdir: Path, events: int, progress: Progress) -> dict[str, Any]:
@@ -180,8 +229,15 @@ def _join(url: str, workdir: Path, events: int, progress: Progress) -> dict[str,
         with carma.open(workdir / f"{side}-writer", embedder=embedder, **kwargs) as mem:
             for start in range(0, events - 1, JOIN_BATCH):  # one more: the store's profile
                 count = min(JOIN_BATCH, events - 1 - start)
-                mem.add_many([{"text": f"{texts[(start + j) % len(texts)]} ({start + j})",
-                               "id": f"j{start + j}"} for j in range(count)])
+                mem.add_many(
+                    [
+                        {
+                            "text": f"{texts[(start + j) % len(texts)]} ({start + j})",
+                            "id": f"j{start + j}",
+                        }
+                        for j in range(count)
+                    ]
+                )
             written[side] = mem.log.position()
         say(progress, f"ingest-shared: join: {side} log of {written[side]} events written")
     with carma.open(workdir / "sqlite-writer", embedder=embedder, database_url="") as mem:
@@ -195,13 +251,19 @@ def _join(url: str, workdir: Path, events: int, progress: Progress) -> dict[str,
         join_s = time.perf_counter() - started
         joined = min(p.position for p in mem.runner.projections)
         live = mem.stats()["live"]
-    say(progress, f"ingest-shared: join: {joined} events in {join_s:.1f} s "
-                   f"(sqlite rebuild {rebuild_s:.1f} s)")
+    say(
+        progress,
+        f"ingest-shared: join: {joined} events in {join_s:.1f} s "
+        f"(sqlite rebuild {rebuild_s:.1f} s)",
+    )
     rates = {"postgres": joined / join_s, "sqlite": sqlite_events / rebuild_s}
-    return {"events": joined, "live": live,
-            "seconds": {"postgres_join": round(join_s, 2), "sqlite_rebuild": round(rebuild_s, 2)},
-            "events_per_s": {k: round(v, 1) for k, v in rates.items()},
-            "postgres_over_sqlite": round(rates["postgres"] / rates["sqlite"], 3)}
+    return {
+        "events": joined,
+        "live": live,
+        "seconds": {"postgres_join": round(join_s, 2), "sqlite_rebuild": round(rebuild_s, 2)},
+        "events_per_s": {k: round(v, 1) for k, v in rates.items()},
+        "postgres_over_sqlite": round(rates["postgres"] / rates["sqlite"], 3),
+    }
 
 
 def _pct(values: list[float] | list[int], q: float) -> float | None:
@@ -218,8 +280,15 @@ def _writer(url: str, home: str, seed: int, seconds: float) -> None:
         deadline, n = time.monotonic() + seconds, 0
         next_at = time.monotonic()
         while time.monotonic() < deadline:
-            mem.add_many([{"text": f"{texts[(n + j) % len(texts)]} [{seed}:{n + j}]",
-                           "id": f"w{seed}-{n + j}"} for j in range(WRITER_BATCH)])
+            mem.add_many(
+                [
+                    {
+                        "text": f"{texts[(n + j) % len(texts)]} [{seed}:{n + j}]",
+                        "id": f"w{seed}-{n + j}",
+                    }
+                    for j in range(WRITER_BATCH)
+                ]
+            )
             print(repr(time.time()), mem.log.position(), flush=True)
             n += WRITER_BATCH
             next_at += WRITER_EVERY_S

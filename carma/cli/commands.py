@@ -42,8 +42,7 @@ from carma.domain import CarmaError, Draft, InvalidInput
 from carma.lines import InvalidLines, parse_json
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"],
-                                "max_content_width": 120})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
 @click.version_option(package_name="carma")
 def cli() -> None:
     """CARMA: a self-healing, event-sourced memory store for AI agents."""
@@ -68,7 +67,7 @@ def add_cmd(ctx: Context, text: str, metadata: str | None, namespace: str, key: 
 @click.option("--namespace", default="default", show_default=True)
 @click.option("--metadata", help="JSON object applied to every text.")
 def add_many_cmd(ctx: Context, texts: tuple[str, ...], namespace: str, metadata: str | None):
-    """Store several texts in one transaction (all or none). '-' reads one text per line of stdin."""
+    """Store several texts in one transaction (all or none); '-' reads one per line of stdin."""
     items = list(texts)
     if items == ["-"]:
         items = [line.rstrip("\n") for line in sys.stdin if line.strip()]
@@ -83,12 +82,22 @@ def add_many_cmd(ctx: Context, texts: tuple[str, ...], namespace: str, metadata:
 
 @command(cli, "import")
 @click.argument("source", type=click.File("r", encoding="utf-8"))
-@click.option("--skip-invalid", is_flag=True,
-              help="Write the valid lines and count the others as rejected.")
-@click.option("--events", "events", is_flag=True,
-              help="SOURCE is an `export --events` file: append its events (all or none).")
-@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1, 10_000),
-              help="With --skip-invalid: lines per transaction.")
+@click.option(
+    "--skip-invalid", is_flag=True, help="Write the valid lines and count the others as rejected."
+)
+@click.option(
+    "--events",
+    "events",
+    is_flag=True,
+    help="SOURCE is an `export --events` file: append its events (all or none).",
+)
+@click.option(
+    "--batch-size",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="With --skip-invalid: lines per transaction.",
+)
 def import_cmd(ctx: Context, source: Any, skip_invalid: bool, events: bool, batch_size: int):
     """Import JSON lines {"text", "metadata"?, "namespace"?, "id"?} from FILE or - (stdin).
 
@@ -98,31 +107,36 @@ def import_cmd(ctx: Context, source: Any, skip_invalid: bool, events: bool, batc
     transaction (twice changes nothing).
     """
     if events:
-        lines = [parse_json(line, f"line {n}") for n, line in enumerate(source, 1)
-                 if line.strip()]
+        lines = [parse_json(line, f"line {n}") for n, line in enumerate(source, 1) if line.strip()]
         with ctx.memory(create=True) as mem, progress_bar("importing events", 1) as bar:
             counts = mem.import_events(lines)  # one transaction: the bar ends when it commits
             bar(1)
-        ctx.emit(counts, lambda: f"appended {counts['appended']}, unchanged "
-                                 f"{counts['unchanged']}")
+        ctx.emit(counts, lambda: f"appended {counts['appended']}, unchanged {counts['unchanged']}")
         return
     lines = source.readlines()
     try:
-        with ctx.memory(create=True) as mem, \
-                progress_bar("importing", sum(1 for line in lines if line.strip())) as bar:
-            result = mem.import_lines(lines, skip_invalid=skip_invalid, batch_size=batch_size,
-                                      progress=bar)
+        with (
+            ctx.memory(create=True) as mem,
+            progress_bar("importing", sum(1 for line in lines if line.strip())) as bar,
+        ):
+            result = mem.import_lines(
+                lines, skip_invalid=skip_invalid, batch_size=batch_size, progress=bar
+            )
     except InvalidLines as exc:
-        for problem in exc.problems[:InvalidLines.SHOWN]:
+        for problem in exc.problems[: InvalidLines.SHOWN]:
             click.echo(problem, err=True)
-        more = f" (and {len(exc.problems) - InvalidLines.SHOWN} more)" \
-            if len(exc.problems) > InvalidLines.SHOWN else ""
-        raise InvalidInput(f"{len(exc.problems)} invalid line(s){more}; nothing was imported "
-                           "(--skip-invalid imports the rest)") from None
+        more = (
+            f" (and {len(exc.problems) - InvalidLines.SHOWN} more)"
+            if len(exc.problems) > InvalidLines.SHOWN
+            else ""
+        )
+        raise InvalidInput(
+            f"{len(exc.problems)} invalid line(s){more}; nothing was imported "
+            "(--skip-invalid imports the rest)"
+        ) from None
     for problem in result.problems:
         click.echo(problem, err=True)
-    counts = result.model_dump(include={"added", "unchanged", "revised", "restored",
-                                        "rejected"})
+    counts = result.model_dump(include={"added", "unchanged", "revised", "restored", "rejected"})
     ctx.emit(counts, lambda: ", ".join(f"{k} {v}" for k, v in counts.items()))
     if result.rejected:
         sys.exit(1)
@@ -130,13 +144,19 @@ def import_cmd(ctx: Context, source: Any, skip_invalid: bool, events: bool, batc
 
 @command(cli, "export")
 @click.option("--namespace", default=None)
-@click.option("--events", "events", is_flag=True,
-              help="The whole event log as stored (a backup), instead of the live fragments.")
-@click.option("--without-keys", is_flag=True,
-              help="With --events: leave out the fragments' keys (no body is readable).")
+@click.option(
+    "--events",
+    "events",
+    is_flag=True,
+    help="The whole event log as stored (a backup), instead of the live fragments.",
+)
+@click.option(
+    "--without-keys",
+    is_flag=True,
+    help="With --events: leave out the fragments' keys (no body is readable).",
+)
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-")
-def export_cmd(ctx: Context, namespace: str | None, events: bool, without_keys: bool,
-               output: Any):
+def export_cmd(ctx: Context, namespace: str | None, events: bool, without_keys: bool, output: Any):
     """Write every live fragment as a JSON line (import's shape plus id, version, status,
     fidelity), or with --events every event of the log."""
     n = 0
@@ -169,12 +189,15 @@ def get_cmd(ctx: Context, id: str):
 @click.argument("query")
 @click.option("-k", default=5, show_default=True, type=int)
 @click.option("--namespace", default=None, help="Only this namespace (default: all).")
-@click.option("--where", help='JSON object: metadata values that must be equal, e.g. {"lang": "en"}.')
+@click.option(
+    "--where", help='JSON object: metadata values that must be equal, e.g. {"lang": "en"}.'
+)
 def search_cmd(ctx: Context, query: str, k: int, namespace: str | None, where: str | None):
     """The k fragments nearest in meaning to QUERY."""
     with ctx.memory() as mem:
-        hits = mem.search(query, k=k, namespace=namespace, where=parse_json_option(where,
-                                                                     "--where"))
+        hits = mem.search(
+            query, k=k, namespace=namespace, where=parse_json_option(where, "--where")
+        )
     ctx.emit(hits, lambda: hits_table(hits))
 
 
@@ -196,8 +219,9 @@ def delete_cmd(ctx: Context, id: str, reason: str):
     """Delete a fragment; its history stays in the log."""
     with ctx.memory() as mem:
         deleted = mem.delete(id, reason)
-    ctx.emit({"id": id, "deleted": deleted},
-             f"deleted {id}" if deleted else f"{id} was already deleted")
+    ctx.emit(
+        {"id": id, "deleted": deleted}, f"deleted {id}" if deleted else f"{id} was already deleted"
+    )
 
 
 @command(cli, "forget")
@@ -207,8 +231,10 @@ def forget_cmd(ctx: Context, id: str, reason: str):
     """Forget a fragment for good: its body and embedding become unreadable everywhere."""
     with ctx.memory() as mem:
         forgotten = mem.forget(id, reason)
-    ctx.emit({"id": id, "forgotten": forgotten},
-             f"forgot {id}" if forgotten else f"{id} was already forgotten")
+    ctx.emit(
+        {"id": id, "forgotten": forgotten},
+        f"forgot {id}" if forgotten else f"{id} was already forgotten",
+    )
 
 
 @command(cli, "history")
@@ -217,19 +243,33 @@ def history_cmd(ctx: Context, id: str):
     """Every event of a fragment, with its log position and time."""
     with ctx.memory() as mem:
         entries = mem.history(id)
-    ctx.emit(entries, lambda: "\n".join(
-        f"{e.position:>8}  v{e.version:<3} {e.at:%Y-%m-%d %H:%M:%S}  {e.kind:<13} "
-        + shorten(", ".join(f"{k}={v}" for k, v in e.detail.items() if v is not None), 90)
-        for e in entries))
+    ctx.emit(
+        entries,
+        lambda: "\n".join(
+            f"{e.position:>8}  v{e.version:<3} {e.at:%Y-%m-%d %H:%M:%S}  {e.kind:<13} "
+            + shorten(", ".join(f"{k}={v}" for k, v in e.detail.items() if v is not None), 90)
+            for e in entries
+        ),
+    )
 
 
 @command(cli, "log")
-@click.option("--since", type=click.IntRange(0, 2**63 - 1), default=1, show_default=True,
-              help="First log position (included).")
-@click.option("--until", type=click.IntRange(0, 2**63 - 1), default=None,
-              help="Last log position (included).")
-@click.option("--kind", "kinds", multiple=True,
-              help="Only these event kinds, e.g. --kind FragmentWritten (repeatable).")
+@click.option(
+    "--since",
+    type=click.IntRange(0, 2**63 - 1),
+    default=1,
+    show_default=True,
+    help="First log position (included).",
+)
+@click.option(
+    "--until", type=click.IntRange(0, 2**63 - 1), default=None, help="Last log position (included)."
+)
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    help="Only these event kinds, e.g. --kind FragmentWritten (repeatable).",
+)
 def log_cmd(ctx: Context, since: int, until: int | None, kinds: tuple[str, ...]):
     """Stream the log: one line per event (--json: JSON lines). Exit 1 if an event is corrupt."""
     corrupt = 0
@@ -241,9 +281,11 @@ def log_cmd(ctx: Context, since: int, until: int | None, kinds: tuple[str, ...])
             elif entry["kind"] == "corrupt":
                 click.echo(f"{entry['position']:>8}  CORRUPT  {entry['error']}")
             else:
-                click.echo(f"{entry['position']:>8}  {entry['at'][:19]}  {entry['kind']:<22} "
-                           f"{entry['aggregate'][:8]} v{entry['version']}  "
-                           + shorten(json.dumps(entry["data"], ensure_ascii=False), 80))
+                click.echo(
+                    f"{entry['position']:>8}  {entry['at'][:19]}  {entry['kind']:<22} "
+                    f"{entry['aggregate'][:8]} v{entry['version']}  "
+                    + shorten(json.dumps(entry["data"], ensure_ascii=False), 80)
+                )
     if corrupt:
         sys.exit(1)
 
@@ -254,20 +296,28 @@ def verify_cmd(ctx: Context):
     with ctx.memory() as mem:
         with progress_bar("verifying", mem.log.position()) as bar:
             report = mem.verify(progress=bar)
-    ctx.emit({k: report[k] for k in ("ok", "events", "first_bad", "reason", "head",
-                                     "head_position")},
-             lambda: (f"ok: {report['events']} events, chain head {report['head'][:16]}… at "
-                      f"position {report['head_position']} ({report['seconds']:.2f} s)")
-             if report["ok"] else
-             f"TAMPERED at log position {report['first_bad']}: {report['reason']}")
+    ctx.emit(
+        {k: report[k] for k in ("ok", "events", "first_bad", "reason", "head", "head_position")},
+        lambda: (
+            (
+                f"ok: {report['events']} events, chain head {report['head'][:16]}… at "
+                f"position {report['head_position']} ({report['seconds']:.2f} s)"
+            )
+            if report["ok"]
+            else f"TAMPERED at log position {report['first_bad']}: {report['reason']}"
+        ),
+    )
     if not report["ok"]:
         sys.exit(1)
 
 
 @command(cli, "replay")
-@click.option("--until", "until", default=None,
-              help="A log position, or a time (ISO 8601, e.g. 2026-11-26T10:00:00Z). "
-                   "Default: the whole log.")
+@click.option(
+    "--until",
+    "until",
+    default=None,
+    help="A log position, or a time (ISO 8601, e.g. 2026-11-26T10:00:00Z). Default: the whole log.",
+)
 @click.option("--into", "into", required=True, type=str, help="An empty folder for the new store.")
 def replay_cmd(ctx: Context, until: str | None, into: str):
     """A new store holding the log up to a position or a moment: what the agent knew then."""
@@ -279,14 +329,18 @@ def replay_cmd(ctx: Context, until: str | None, into: str):
             try:
                 moment = datetime.fromisoformat(until.replace("Z", "+00:00"))
             except ValueError:
-                raise InvalidInput(f"--until {until!r} is neither a log position nor an ISO "
-                                   "8601 time") from None
+                raise InvalidInput(
+                    f"--until {until!r} is neither a log position nor an ISO 8601 time"
+                ) from None
     with ctx.memory() as mem:
         with mem.replay(moment, into=into) as replica:
             stats = replica.stats()
     report = {"into": stats["home"], "position": stats["log_position"], "live": stats["live"]}
-    ctx.emit(report, f"replayed the log up to position {report['position']} into "
-                     f"{report['into']}: {report['live']} live fragment(s)")
+    ctx.emit(
+        report,
+        f"replayed the log up to position {report['position']} into "
+        f"{report['into']}: {report['live']} live fragment(s)",
+    )
 
 
 @command(cli, "rebuild")
@@ -298,9 +352,16 @@ def rebuild_cmd(ctx: Context):
         with progress_bar("rebuilding", total) as bar:
             events = mem.rebuild(progress=bar)
         stats = mem.stats()
-    report = {"events": events, "live": stats["live"], "seconds": round(time.perf_counter() - started, 3)}
-    ctx.emit(report, f"rebuilt from {events} event(s): {stats['live']} live fragment(s) "
-                     f"in {report['seconds']} s")
+    report = {
+        "events": events,
+        "live": stats["live"],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    ctx.emit(
+        report,
+        f"rebuilt from {events} event(s): {stats['live']} live fragment(s) "
+        f"in {report['seconds']} s",
+    )
 
 
 @command(cli, "stats")
@@ -311,8 +372,10 @@ def stats_cmd(ctx: Context):
     ctx.emit(stats, lambda: "\n".join(f"{k:<14} {json.dumps(v)}" for k, v in stats.items()))
 
 
-DEEP_HELP = ("Read every event's checksum in the log now (by default a scrub reads the new "
-             "events and a rolling slice of the old ones: all of them every 8 scrubs).")
+DEEP_HELP = (
+    "Read every event's checksum in the log now (by default a scrub reads the new "
+    "events and a rolling slice of the old ones: all of them every 8 scrubs)."
+)
 
 
 @command(cli, "scrub")
@@ -322,8 +385,14 @@ def scrub_cmd(ctx: Context, deep: bool):
     with ctx.memory() as mem:
         report = mem.scrub(deep=deep)
         open_findings = mem.health()["by_fault"]
-    ctx.emit(report, lambda: counts_line("found", report["found"])
-             + f"\nnew findings recorded: {report['recorded']}\n" + log_line(report))
+    ctx.emit(
+        report,
+        lambda: (
+            counts_line("found", report["found"])
+            + f"\nnew findings recorded: {report['recorded']}\n"
+            + log_line(report)
+        ),
+    )
     if open_findings:
         sys.exit(1)
 
@@ -365,15 +434,28 @@ def calibrate_cmd(ctx: Context, namespace: str | None, force: bool):
     approximate bodies are; this command does it now, to the end."""
     with ctx.memory() as mem:
         report = mem.calibrate(namespace, force, progress=calibration_progress())
-    ctx.emit(report, lambda: "\n".join(f"{ns}: {calibration_text(c)}"
-                                       for ns, c in report.items()) or "no namespace")
+    ctx.emit(
+        report,
+        lambda: (
+            "\n".join(f"{ns}: {calibration_text(c)}" for ns, c in report.items()) or "no namespace"
+        ),
+    )
 
 
 @command(cli, "watch")
-@click.option("--every", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
-              help="Seconds between dream cycles.")
-@click.option("--cycles", type=click.IntRange(min=1), default=None,
-              help="Stop after this many cycles (default: until interrupted).")
+@click.option(
+    "--every",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds between dream cycles.",
+)
+@click.option(
+    "--cycles",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after this many cycles (default: until interrupted).",
+)
 def watch_cmd(ctx: Context, every: float, cycles: int | None):
     """Keep the store healthy: run a dream cycle every --every seconds until Ctrl-C."""
     stop = threading.Event()
@@ -391,27 +473,60 @@ def watch_cmd(ctx: Context, every: float, cycles: int | None):
 
 
 @command(cli, "chaos")
-@click.option("--cache-delete", type=click.FloatRange(0, 1), default=0.3, show_default=True,
-              help="Share of cache files to delete.")
-@click.option("--cache-corrupt", type=click.FloatRange(0, 1), default=0.05, show_default=True,
-              help="Share of cache files to corrupt (flipped bytes or truncated).")
-@click.option("--index", "index_damage", type=click.Choice(["drop", "truncate", "keep"]),
-              default="drop", show_default=True, help="What to do to the index file.")
+@click.option(
+    "--cache-delete",
+    type=click.FloatRange(0, 1),
+    default=0.3,
+    show_default=True,
+    help="Share of cache files to delete.",
+)
+@click.option(
+    "--cache-corrupt",
+    type=click.FloatRange(0, 1),
+    default=0.05,
+    show_default=True,
+    help="Share of cache files to corrupt (flipped bytes or truncated).",
+)
+@click.option(
+    "--index",
+    "index_damage",
+    type=click.Choice(["drop", "truncate", "keep"]),
+    default="drop",
+    show_default=True,
+    help="What to do to the index file.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True)
-@click.option("--queries", type=click.IntRange(1), default=200, show_default=True,
-              help="Queries before and after the damage (during: until healed).")
-def chaos_cmd(ctx: Context, cache_delete: float, cache_corrupt: float, index_damage: str,
-              seed: int, threads: int, queries: int):
+@click.option(
+    "--queries",
+    type=click.IntRange(1),
+    default=200,
+    show_default=True,
+    help="Queries before and after the damage (during: until healed).",
+)
+def chaos_cmd(
+    ctx: Context,
+    cache_delete: float,
+    cache_corrupt: float,
+    index_damage: str,
+    seed: int,
+    threads: int,
+    queries: int,
+):
     """Damage this store on disk for real, query it from several threads while a dream cycle
     heals it, and report. Exit 1 if any query failed or answered differently."""
     # chaos damages an existing store only
     ctx.home = str(resolve_existing_home(ctx.home, ctx.database_url))
     report = run_chaos(
         ctx.open_store,
-        cache_delete=cache_delete, cache_corrupt=cache_corrupt, index=index_damage, seed=seed,
-        threads=threads, queries=queries,
-        say=(lambda s: None) if ctx.as_json else (lambda s: click.echo(s, err=True)))
+        cache_delete=cache_delete,
+        cache_corrupt=cache_corrupt,
+        index=index_damage,
+        seed=seed,
+        threads=threads,
+        queries=queries,
+        say=(lambda s: None) if ctx.as_json else (lambda s: click.echo(s, err=True)),
+    )
     ctx.emit(report, lambda: chaos_text(report))
     if report["queries_failed"] or report["wrong_answers"]:
         sys.exit(1)
@@ -423,26 +538,42 @@ def demo_cmd(ctx: Context, count: int):
     """Build a store from the standard library's docstrings and show what CARMA does."""
     if ctx.home is None:
         ctx.home = ".carma-demo"
-    report = run_demo(ctx.open_store, ctx.home, count,
-                      say=(lambda s: None) if ctx.as_json else click.echo,
-                      progress=progress_bar)
+    report = run_demo(
+        ctx.open_store,
+        ctx.home,
+        count,
+        say=(lambda s: None) if ctx.as_json else click.echo,
+        progress=progress_bar,
+    )
     if ctx.as_json:
         ctx.emit(report, "")
 
 
 @cli.command("bench")
 @click.argument("name", type=click.Choice(list(BENCHMARKS)))
-@click.option("-n", "n", type=click.IntRange(1, 10_000_000), default=None,
-              help="Size (default: the benchmark's own).")
-@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Also write the JSON report here (default bench-results/NAME-TIME.json).")
+@click.option(
+    "-n",
+    "n",
+    type=click.IntRange(1, 10_000_000),
+    default=None,
+    help="Size (default: the benchmark's own).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Also write the JSON report here (default bench-results/NAME-TIME.json).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
-@click.option("--database-url", default=None, metavar="URL",
-              help="ingest only: PostgreSQL against SQLite in the same run (throughput, a "
-                   "follower's lag under two writers, a new process joining a 100k-event "
-                   "log), in a schema of its own that is dropped afterwards.")
-def bench_cmd(name: str, n: int | None, out: str | None, as_json: bool,
-              database_url: str | None):
+@click.option(
+    "--database-url",
+    default=None,
+    metavar="URL",
+    help="ingest only: PostgreSQL against SQLite in the same run (throughput, a "
+    "follower's lag under two writers, a new process joining a 100k-event "
+    "log), in a schema of its own that is dropped afterwards.",
+)
+def bench_cmd(name: str, n: int | None, out: str | None, as_json: bool, database_url: str | None):
     """Measure CARMA against a bare baseline in the same run; figures are ratios."""
     if database_url is not None and name != "ingest":
         raise click.UsageError("--database-url goes with `bench ingest` only")
@@ -451,15 +582,20 @@ def bench_cmd(name: str, n: int | None, out: str | None, as_json: bool,
         try:
             if database_url is not None:
                 name, bench_shared = SHARED_LOG_BENCHMARK
-                report = bench_shared(n=n, workdir=Path(workdir), progress=progress,
-                                      database_url=database_url)
+                report = bench_shared(
+                    n=n, workdir=Path(workdir), progress=progress, database_url=database_url
+                )
             else:
                 report = BENCHMARKS[name](n=n, workdir=Path(workdir), progress=progress)
         except CarmaError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
     text = json.dumps(report, indent=2)
-    path = Path(out) if out else Path("bench-results") / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path = (
+        Path(out)
+        if out
+        else Path("bench-results") / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")
     click.echo(text if as_json else f"{name}: report written to {path}\n{text}")

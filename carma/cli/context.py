@@ -30,16 +30,18 @@ def embedder_named(name: str | None) -> carma.Embedder | None:
 
 
 class Context:
-    def __init__(self, home: str | None, as_json: bool, embedder: str | None,
-                 database_url: str | None = None):
+    def __init__(
+        self, home: str | None, as_json: bool, embedder: str | None, database_url: str | None = None
+    ):
         self.home = home
         self.as_json = as_json
         self.embedder_name = embedder
         self.database_url = database_url
 
     def open_store(self) -> carma.Memory:
-        return carma.open(self.home, embedder=embedder_named(self.embedder_name),
-                          database_url=self.database_url)
+        return carma.open(
+            self.home, embedder=embedder_named(self.embedder_name), database_url=self.database_url
+        )
 
     @contextmanager
     def memory(self, create: bool = False) -> Iterator[carma.Memory]:
@@ -71,20 +73,37 @@ def command(group: click.Group, name: str, **kwargs: Any):
 
     def decorate(fn: Callable[..., Any]) -> click.Command:
         @group.command(name, **kwargs)
-        @click.option("--home", type=str, default=None,
-                      help="Store folder (default $CARMA_HOME, else ./.carma).")
+        @click.option(
+            "--home",
+            type=str,
+            default=None,
+            help="Store folder (default $CARMA_HOME, else ./.carma).",
+        )
         @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-        @click.option("--embedder", type=click.Choice(config.EMBEDDERS), default=None,
-                      help="minilm: all-MiniLM-L6-v2 (semantic). hashing: lexical, no model. "
-                           "Default: $CARMA_EMBEDDER, else the store's own; minilm for a new store.")
-        @click.option("--database-url", default=None, metavar="URL",
-                      help="Keep the log in PostgreSQL, shared with other processes "
-                           "(postgresql://user:password@host:5432/dbname[?schema=name]; "
-                           "default $CARMA_DATABASE_URL for a new home). The home then holds "
-                           "this process's projections of it.")
+        @click.option(
+            "--embedder",
+            type=click.Choice(config.EMBEDDERS),
+            default=None,
+            help="minilm: all-MiniLM-L6-v2 (semantic). hashing: lexical, no model. "
+            "Default: $CARMA_EMBEDDER, else the store's own; minilm for a new store.",
+        )
+        @click.option(
+            "--database-url",
+            default=None,
+            metavar="URL",
+            help="Keep the log in PostgreSQL, shared with other processes "
+            "(postgresql://user:password@host:5432/dbname[?schema=name]; "
+            "default $CARMA_DATABASE_URL for a new home). The home then holds "
+            "this process's projections of it.",
+        )
         @functools.wraps(fn)
-        def wrapper(home: str | None, as_json: bool, embedder: str | None,
-                    database_url: str | None, **params: Any) -> None:
+        def wrapper(
+            home: str | None,
+            as_json: bool,
+            embedder: str | None,
+            database_url: str | None,
+            **params: Any,
+        ) -> None:
             ctx = Context(home, as_json, embedder, database_url)
             try:
                 fn(ctx, **params)
@@ -94,12 +113,15 @@ def command(group: click.Group, name: str, **kwargs: Any):
             except BrokenPipeError:
                 sys.stderr.close()  # the reader went away (| head): not an error
             except UnicodeDecodeError as exc:
-                click.echo(f"error: the input is not UTF-8 text ({exc.reason} at byte "
-                           f"{exc.start})", err=True)
+                click.echo(
+                    f"error: the input is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                    err=True,
+                )
                 sys.exit(2)
             except OSError as exc:  # an output file or a folder the command itself writes
-                click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
-                           err=True)
+                click.echo(
+                    f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True
+                )
                 sys.exit(1)
 
         return wrapper
@@ -118,8 +140,10 @@ def calibration_progress() -> Callable[[str, int, int], None]:
         return lambda *_: None
 
     def show(namespace: str, measured: int, of: int) -> None:
-        click.echo(f"\rcalibrating {namespace}: {measured}/{of}", file=sys.stderr,
-                   nl=measured >= of)
+        click.echo(
+            f"\rcalibrating {namespace}: {measured}/{of}", file=sys.stderr, nl=measured >= of
+        )
+
     return show
 
 
@@ -131,8 +155,9 @@ def resolve_existing_home(home: str | None, database_url: str | None = None) -> 
         return path
     database = config.database_for(Home(path), database_url)
     if database is None or not database.has_log():
-        raise InvalidInput(f"no store at {path}" + ("" if database is None else
-                                                    f" nor in {database.redacted}"))
+        raise InvalidInput(
+            f"no store at {path}" + ("" if database is None else f" nor in {database.redacted}")
+        )
     return path
 
 
@@ -142,6 +167,7 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
     if not sys.stderr.isatty():
         yield lambda _n: None
         return
-    with click.progressbar(length=max(total, 0), label=label, file=sys.stderr,
-                           show_pos=True) as bar:
+    with click.progressbar(
+        length=max(total, 0), label=label, file=sys.stderr, show_pos=True
+    ) as bar:
         yield bar.update

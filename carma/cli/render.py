@@ -9,15 +9,23 @@ from typing import Any
 
 def fragment_text(f: Any) -> str:
     meta = json.dumps(f.metadata, ensure_ascii=False) if f.metadata else "{}"
-    return (f"id:        {f.id}\nnamespace: {f.namespace}\nversion:   {f.version}\n"
-            f"status:    {status_text(f)}\nmetadata:  {meta}\n\n{body_text(f)}")
+    return (
+        f"id:        {f.id}\nnamespace: {f.namespace}\nversion:   {f.version}\n"
+        f"status:    {status_text(f)}\nmetadata:  {meta}\n\n{body_text(f)}"
+    )
 
 
 def status_text(f: Any) -> str:
     if f.status == "approximate":
-        recall = " · share of words unknown (namespace not calibrated)" \
-            if f.expected_recall is None else f" · ~{f.expected_recall:.0%} of words expected"
-        return f"≈ approximate · fidelity {f.fidelity:.2f}{recall} (a reconstruction, not the original)"
+        recall = (
+            " · share of words unknown (namespace not calibrated)"
+            if f.expected_recall is None
+            else f" · ~{f.expected_recall:.0%} of words expected"
+        )
+        return (
+            f"≈ approximate · fidelity {f.fidelity:.2f}{recall} "
+            "(a reconstruction, not the original)"
+        )
     if f.status == "lost":
         return "lost · nothing is left to rebuild its text from"
     return f.status
@@ -62,14 +70,21 @@ def log_line(report: dict[str, Any]) -> str:
 
 
 def cycle_text(report: dict[str, Any]) -> str:
-    calibration = "".join(f"calibration {ns}: {calibration_text(c)}\n"
-                          for ns, c in report.get("calibration", {}).items())
-    return (f"dream cycle {report['id']} ({report['trigger']})\n"
-            + counts_line("found", report["found"]) + "\n"
-            + counts_line("repaired", report["repaired"]) + "\n" + calibration
-            + (log_line(report) + "\n" if "checked" in report else "")
-            + f"health {report['health_before']:.1%} -> {report['health_after']:.1%} "
-            f"in {report['seconds']['total']:.2f} s")
+    calibration = "".join(
+        f"calibration {ns}: {calibration_text(c)}\n"
+        for ns, c in report.get("calibration", {}).items()
+    )
+    return (
+        f"dream cycle {report['id']} ({report['trigger']})\n"
+        + counts_line("found", report["found"])
+        + "\n"
+        + counts_line("repaired", report["repaired"])
+        + "\n"
+        + calibration
+        + (log_line(report) + "\n" if "checked" in report else "")
+        + f"health {report['health_before']:.1%} -> {report['health_after']:.1%} "
+        f"in {report['seconds']['total']:.2f} s"
+    )
 
 
 def counts_line(label: str, counts: dict[str, int]) -> str:
@@ -79,19 +94,35 @@ def counts_line(label: str, counts: dict[str, int]) -> str:
 
 
 def health_table(h: dict[str, Any]) -> str:
-    rows = [("health", f"{h['score']:.1%}  of {h['live']} live fragment(s)"),
-            ("servable", f"{h['servable']:.1%}  (a body can be read, exact or approximate)")]
+    rows = [
+        ("health", f"{h['score']:.1%}  of {h['live']} live fragment(s)"),
+        ("servable", f"{h['servable']:.1%}  (a body can be read, exact or approximate)"),
+    ]
     rows += [(f"  {status}", str(n)) for status, n in h["by_status"].items()]
-    rows += [("open findings", inline(h["by_fault"]) or "none"),
-             ("repairs", inline(h["by_method"]) or "none")]
+    rows += [
+        ("open findings", inline(h["by_fault"]) or "none"),
+        ("repairs", inline(h["by_method"]) or "none"),
+    ]
     if h["fidelity"]["mean"] is not None:
-        rows.append(("fidelity", f"mean {h['fidelity']['mean']:.3f}, min {h['fidelity']['min']:.3f}"))
+        rows.append(
+            ("fidelity", f"mean {h['fidelity']['mean']:.3f}, min {h['fidelity']['min']:.3f}")
+        )
         expected = h["expected_recall"]
-        rows.append(("expected recall",
-                     ("unknown" if expected["mean"] is None else
-                      f"mean ~{expected['mean']:.0%} of the original's words")
-                     + (f" ({expected['not_calibrated']} not calibrated)"
-                        if expected["not_calibrated"] else "")))
+        rows.append(
+            (
+                "expected recall",
+                (
+                    "unknown"
+                    if expected["mean"] is None
+                    else f"mean ~{expected['mean']:.0%} of the original's words"
+                )
+                + (
+                    f" ({expected['not_calibrated']} not calibrated)"
+                    if expected["not_calibrated"]
+                    else ""
+                ),
+            )
+        )
     for namespace, methods in h["calibration"].items():
         for method, c in methods.items():
             rows.append((f"  {namespace}", f"{method}: {calibration_text(c)}"))
@@ -99,25 +130,40 @@ def health_table(h: dict[str, Any]) -> str:
     for name, error in h.get("projection_errors", {}).items():
         # Said loudly: writes are still acknowledged (the log has them) and reads fall back
         # to the log, so nothing else would tell that a copy has stopped following it.
-        rows.append(("BEHIND", f"{name} stopped following the log: {error} (it retries on "
-                               "every read; reads are served from the log meanwhile)"))
+        rows.append(
+            (
+                "BEHIND",
+                f"{name} stopped following the log: {error} (it retries on "
+                "every read; reads are served from the log meanwhile)",
+            )
+        )
     cycle = h["last_cycle"]
-    rows.append(("last cycle", "never" if not cycle else
-                 f"{cycle['completed_at'][:19]} {cycle['trigger']}: "
-                 f"{cycle['health_before']:.1%} -> {cycle['health_after']:.1%}"))
+    rows.append(
+        (
+            "last cycle",
+            "never"
+            if not cycle
+            else f"{cycle['completed_at'][:19]} {cycle['trigger']}: "
+            f"{cycle['health_before']:.1%} -> {cycle['health_after']:.1%}",
+        )
+    )
     return "\n".join(f"{k:<14} {v}" for k, v in rows)
 
 
 def calibration_text(c: dict[str, Any]) -> str:
     status = c["status"]
     if status in ("calibrated", "current") and "mean_recall" in c:
-        return (f"{status} on {c['fragments']} of {c['exact_fragments']} exact fragments: "
-                f"mean fidelity {c['mean_fidelity']:.2f}, ~{c['mean_recall']:.0%} of words "
-                f"({c['mean_content_recall']:.0%} of content words) recovered")
+        return (
+            f"{status} on {c['fragments']} of {c['exact_fragments']} exact fragments: "
+            f"mean fidelity {c['mean_fidelity']:.2f}, ~{c['mean_recall']:.0%} of words "
+            f"({c['mean_content_recall']:.0%} of content words) recovered"
+        )
     if status in ("too-small", "declined"):
         small = c.get("too_small", c)
-        return (f"too small to calibrate ({small['exact_fragments']} exact fragments; "
-                f"{small['needed']} needed)")
+        return (
+            f"too small to calibrate ({small['exact_fragments']} exact fragments; "
+            f"{small['needed']} needed)"
+        )
     if status == "calibrating":
         progress = c.get("progress", c)
         return f"calibrating ({progress.get('measured', 0)} of {progress.get('of', '?')})"

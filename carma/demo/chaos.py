@@ -15,8 +15,9 @@ import numpy as np
 from carma.domain import CarmaError
 
 
-def damage_store(home: Path, *, cache_delete: float, cache_corrupt: float, index: str,
-                 seed: int) -> dict[str, int]:
+def damage_store(
+    home: Path, *, cache_delete: float, cache_corrupt: float, index: str, seed: int
+) -> dict[str, int]:
     """Delete and corrupt cache files and the index file of a closed store, at the given
     rates, reproducibly (damage to an open store could be saved over on close)."""
     rng = random.Random(seed)
@@ -39,8 +40,11 @@ def damage_store(home: Path, *, cache_delete: float, cache_corrupt: float, index
         path.unlink(missing_ok=True)
     elif index == "truncate" and path.exists():
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
-    return {"cache_deleted": n_delete, "cache_corrupted": n_corrupt,
-            "index_file": 0 if index == "keep" else 1}
+    return {
+        "cache_deleted": n_delete,
+        "cache_corrupted": n_corrupt,
+        "index_file": 0 if index == "keep" else 1,
+    }
 
 
 class QueryLoad:
@@ -53,8 +57,9 @@ class QueryLoad:
         self.threads = threads
         self.expected: dict[str, list[str]] = {}
 
-    def run(self, count: int | None = None, until: threading.Event | None = None,
-            learn: bool = False) -> dict[str, Any]:
+    def run(
+        self, count: int | None = None, until: threading.Event | None = None, learn: bool = False
+    ) -> dict[str, Any]:
         latencies: list[float] = []
         failures: list[str] = []
         wrong = 0
@@ -94,10 +99,14 @@ class QueryLoad:
         for w in workers:
             w.join()
         ms = np.array(latencies) if latencies else np.zeros(1)
-        return {"queries": len(latencies) + len(failures), "failed": len(failures),
-                "wrong_answers": wrong, "p50_ms": round(float(np.percentile(ms, 50)), 2),
-                "p95_ms": round(float(np.percentile(ms, 95)), 2),
-                "first_failure": failures[0] if failures else None}
+        return {
+            "queries": len(latencies) + len(failures),
+            "failed": len(failures),
+            "wrong_answers": wrong,
+            "p50_ms": round(float(np.percentile(ms, 50)), 2),
+            "p95_ms": round(float(np.percentile(ms, 95)), 2),
+            "first_failure": failures[0] if failures else None,
+        }
 
 
 def destroy_bodies(mem: Any, keys: list[str]) -> None:
@@ -121,10 +130,17 @@ def destroy_bodies(mem: Any, keys: list[str]) -> None:
         mem.cache.path_of(row["uuid"]).unlink(missing_ok=True)
 
 
-def run_chaos(open_store: Callable[[], Any], *, cache_delete: float = 0.3,
-              cache_corrupt: float = 0.05, index: str = "drop", seed: int = 0,
-              threads: int = 4, queries: int = 200,
-              say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+def run_chaos(
+    open_store: Callable[[], Any],
+    *,
+    cache_delete: float = 0.3,
+    cache_corrupt: float = 0.05,
+    index: str = "drop",
+    seed: int = 0,
+    threads: int = 4,
+    queries: int = 200,
+    say: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
     """Damage the store at `open_store()`'s home, restart it, and query it while it heals."""
     mem = open_store()
     try:
@@ -134,8 +150,10 @@ def run_chaos(open_store: Callable[[], Any], *, cache_delete: float = 0.3,
         rng = random.Random(seed)
         sample = rng.sample(live, min(len(live), 100))
         # Queries: stored texts with every third word dropped (near, not identical).
-        texts = [" ".join(w for i, w in enumerate(r.text.split()) if i % 3 != 2) or r.text
-                 for r in sample]
+        texts = [
+            " ".join(w for i, w in enumerate(r.text.split()) if i % 3 != 2) or r.text
+            for r in sample
+        ]
         load = QueryLoad(mem, texts, threads)
         say(f"before: {queries} queries from {threads} threads on {len(live)} fragments")
         before = load.run(count=queries, learn=True)
@@ -144,10 +162,13 @@ def run_chaos(open_store: Callable[[], Any], *, cache_delete: float = 0.3,
         home = mem.home
     finally:
         mem.close()
-    say(f"damage: {cache_delete:.0%} of cache files deleted, {cache_corrupt:.0%} corrupted, "
-        f"index file: {index}")
-    damaged = damage_store(home, cache_delete=cache_delete, cache_corrupt=cache_corrupt,
-                           index=index, seed=seed)
+    say(
+        f"damage: {cache_delete:.0%} of cache files deleted, {cache_corrupt:.0%} corrupted, "
+        f"index file: {index}"
+    )
+    damaged = damage_store(
+        home, cache_delete=cache_delete, cache_corrupt=cache_corrupt, index=index, seed=seed
+    )
     # Restart on the damaged home, as a crashed agent would: the index file cannot be trusted.
     started = time.perf_counter()
     mem = open_store()
@@ -178,20 +199,26 @@ def run_chaos(open_store: Callable[[], Any], *, cache_delete: float = 0.3,
         health = mem.health()
         say(f"healed in {cycle['seconds']['total']:.2f} s: {cycle['repaired']}")
         return {
-            "fragments": len(live), "seed": seed, "threads": threads,
+            "fragments": len(live),
+            "seed": seed,
+            "threads": threads,
             "damage": damaged,
             "phases": {"before": before, "during": during, "after": after},
             "queries_run": before["queries"] + during["queries"] + after["queries"],
             "queries_failed": before["failed"] + during["failed"] + after["failed"],
             "wrong_answers": during["wrong_answers"] + after["wrong_answers"],
             "reopen_seconds": round(reopen_s, 3),
-            "found": cycle["found"], "repaired": cycle["repaired"],
+            "found": cycle["found"],
+            "repaired": cycle["repaired"],
             "heal_seconds": cycle["seconds"]["total"],
             # where the cycle's time went: the scan, the repairs, and any calibration and
             # refinement of approximate bodies the store holds (real-model work)
             "cycle_phases_s": cycle["seconds"],
-            "health": {"before_damage": health_start,
-                       "as_found": cycle["health_before"], "after": health["score"]},
+            "health": {
+                "before_damage": health_start,
+                "as_found": cycle["health_before"],
+                "after": health["score"],
+            },
         }
     finally:
         mem.close()
@@ -199,17 +226,24 @@ def run_chaos(open_store: Callable[[], Any], *, cache_delete: float = 0.3,
 
 def chaos_text(r: dict[str, Any]) -> str:
     """A chaos report as a table."""
-    lines = [f"chaos on {r['fragments']} fragments (seed {r['seed']}, {r['threads']} threads)",
-             f"damage: {r['damage']}",
-             f"{'phase':<8} {'queries':>8} {'failed':>7} {'wrong':>6} {'p50 ms':>8} {'p95 ms':>8}"]
+    lines = [
+        f"chaos on {r['fragments']} fragments (seed {r['seed']}, {r['threads']} threads)",
+        f"damage: {r['damage']}",
+        f"{'phase':<8} {'queries':>8} {'failed':>7} {'wrong':>6} {'p50 ms':>8} {'p95 ms':>8}",
+    ]
     for name, p in r["phases"].items():
-        lines.append(f"{name:<8} {p['queries']:>8} {p['failed']:>7} {p['wrong_answers']:>6} "
-                     f"{p['p50_ms']:>8.1f} {p['p95_ms']:>8.1f}")
+        lines.append(
+            f"{name:<8} {p['queries']:>8} {p['failed']:>7} {p['wrong_answers']:>6} "
+            f"{p['p50_ms']:>8.1f} {p['p95_ms']:>8.1f}"
+        )
     h = r["health"]
-    lines += [_counts("found", r["found"]), _counts("repaired", r["repaired"]),
-              f"restart {r['reopen_seconds']:.2f} s, dream cycle {r['heal_seconds']:.2f} s "
-              f"(repairs {r['cycle_phases_s']['heal']:.2f} s); health "
-              f"{h['before_damage']:.1%} -> {h['as_found']:.1%} (as found) -> {h['after']:.1%}"]
+    lines += [
+        _counts("found", r["found"]),
+        _counts("repaired", r["repaired"]),
+        f"restart {r['reopen_seconds']:.2f} s, dream cycle {r['heal_seconds']:.2f} s "
+        f"(repairs {r['cycle_phases_s']['heal']:.2f} s); health "
+        f"{h['before_damage']:.1%} -> {h['as_found']:.1%} (as found) -> {h['after']:.1%}",
+    ]
     return "\n".join(lines)
 
 

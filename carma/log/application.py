@@ -56,25 +56,38 @@ from carma.log.mapper import (
 )
 from carma.log.sqlite import ChainedSQLiteRecorder, SQLiteTables
 
-EVENT_KINDS = {cls.__name__: cls for cls in (
-    Fragment.FragmentWritten, Fragment.FragmentRevised, Fragment.FragmentDeleted,
-    Fragment.FragmentLost, Fragment.FragmentReconstructed, Fragment.EmbeddingKept,
-    Fragment.FragmentForgotten, StoreProfile.StoreCreated,
-    VectorIndexCopy.IndexCopyTracked, VectorIndexCopy.IndexLost, VectorIndexCopy.IndexRebuilt,
-    DreamCycle.DreamCycleStarted, DreamCycle.DreamCycleCompleted,
-    ReconstructionCalibration.CalibrationOpened, ReconstructionCalibration.CalibrationStarted,
-    ReconstructionCalibration.CalibrationSampled,
-    ReconstructionCalibration.ReconstructionCalibrated,
-    ReconstructionCalibration.CalibrationDeclined)}
+EVENT_KINDS = {
+    cls.__name__: cls
+    for cls in (
+        Fragment.FragmentWritten,
+        Fragment.FragmentRevised,
+        Fragment.FragmentDeleted,
+        Fragment.FragmentLost,
+        Fragment.FragmentReconstructed,
+        Fragment.EmbeddingKept,
+        Fragment.FragmentForgotten,
+        StoreProfile.StoreCreated,
+        VectorIndexCopy.IndexCopyTracked,
+        VectorIndexCopy.IndexLost,
+        VectorIndexCopy.IndexRebuilt,
+        DreamCycle.DreamCycleStarted,
+        DreamCycle.DreamCycleCompleted,
+        ReconstructionCalibration.CalibrationOpened,
+        ReconstructionCalibration.CalibrationStarted,
+        ReconstructionCalibration.CalibrationSampled,
+        ReconstructionCalibration.ReconstructionCalibrated,
+        ReconstructionCalibration.CalibrationDeclined,
+    )
+}
 # Only these topics may enter the log by import: decoding a topic imports its module.
 EVENT_TOPICS = {get_topic(cls) for cls in EVENT_KINDS.values()}
 CHAIN_KEY_SETTING = "CARMA_CHAIN_KEY"  # hex, handed over by bootstrap, never logged
-CONFLICT = ("another writer changed the same fragment at the same time; nothing was "
-            "written, try again")
+CONFLICT = (
+    "another writer changed the same fragment at the same time; nothing was written, try again"
+)
 
 
-def _collected(tracking: Tracking | None, aggregates: Iterable[Aggregate]
-               ) -> ProcessingEvent[UUID]:
+def _collected(tracking: Tracking | None, aggregates: Iterable[Aggregate]) -> ProcessingEvent[UUID]:
     """Aggregates' pending events, to record in one transaction: what
     ProcessingEvent.collect_events does for aggregates, without its two isinstance checks
     against runtime-checkable Protocols (telling events from aggregates), which cost about
@@ -154,8 +167,9 @@ class RecentEvents:
         self._events = {}
         self._first = self._last = 0
 
-    def after(self, after: int, limit: int, kinds: tuple[type, ...]
-              ) -> tuple[list[tuple[int, Any]], int] | None:
+    def after(
+        self, after: int, limit: int, kinds: tuple[type, ...]
+    ) -> tuple[list[tuple[int, Any]], int] | None:
         """Up to `limit` events after a position (of these classes, if any), and the last
         position looked at; None unless the next position is held."""
         with self._lock:
@@ -205,8 +219,11 @@ class MemoryLog(Application[UUID]):
             )
 
             recorder = postgres.ChainedPostgresRecorder(
-                datastore, events_table_name=postgres.EVENTS,
-                tracking_table_name=postgres.TRACKING, chain_table_name=postgres.CHAIN)
+                datastore,
+                events_table_name=postgres.EVENTS,
+                tracking_table_name=postgres.TRACKING,
+                chain_table_name=postgres.CHAIN,
+            )
             self.tables: Any = postgres.PostgresTables(datastore)
         else:
             recorder = ChainedSQLiteRecorder(datastore=datastore)
@@ -256,16 +273,17 @@ class MemoryLog(Application[UUID]):
         found = self._aggregates(fragment_uuid(k) for k in keys)
         return {k: found.get(fragment_uuid(k)) for k in keys}
 
-    def fragments_by_uuid(self, uuids: Iterable[UUID], known: Iterable[Any] = ()
-                          ) -> dict[UUID, Fragment]:
+    def fragments_by_uuid(
+        self, uuids: Iterable[UUID], known: Iterable[Any] = ()
+    ) -> dict[UUID, Fragment]:
         """Fragments replayed; `known`: some of their events, decoded already (the findings a
         healer has just read), which the replay takes as they are instead of decoding them
         again (the log is append-only: the event at a version never changes)."""
-        return self._aggregates(uuids, {(e.originator_id, e.originator_version): e
-                                        for e in known})
+        return self._aggregates(uuids, {(e.originator_id, e.originator_version): e for e in known})
 
-    def _aggregates(self, uuids: Iterable[UUID],
-                    known: dict[tuple[UUID, int], Any] | None = None) -> dict[UUID, Any]:
+    def _aggregates(
+        self, uuids: Iterable[UUID], known: dict[tuple[UUID, int], Any] | None = None
+    ) -> dict[UUID, Any]:
         """Aggregates replayed from their latest readable snapshot and the events after it,
         one query per 500 (healing works in batches: one query per aggregate cost as much
         as the repairs themselves). An event that fails its checksum does not stop the
@@ -280,11 +298,15 @@ class MemoryLog(Application[UUID]):
 
     def _keys_held(self, uuids: Sequence[UUID]) -> Any:
         mapper = self.mapper
-        return mapper.keys_held(uuids) if isinstance(mapper, ChecksummedMapper) \
+        return (
+            mapper.keys_held(uuids)
+            if isinstance(mapper, ChecksummedMapper)
             else contextlib.nullcontext()
+        )
 
-    def _replayed(self, wanted: Sequence[UUID], known: dict[tuple[UUID, int], Any]
-                  ) -> dict[UUID, Any]:
+    def _replayed(
+        self, wanted: Sequence[UUID], known: dict[tuple[UUID, int], Any]
+    ) -> dict[UUID, Any]:
         found: dict[UUID, Any] = {}
         snapshot_rows, event_rows = self.tables.snapshots_and_events(wanted)
         snapshots: dict[UUID, Any] = {}
@@ -292,8 +314,7 @@ class MemoryLog(Application[UUID]):
             uuid = UUID(originator_id)
             if uuid not in snapshots:
                 try:  # a damaged snapshot is passed over: the events are the truth
-                    snapshot = self.mapper.to_domain_event(
-                        StoredEvent(uuid, version, topic, state))
+                    snapshot = self.mapper.to_domain_event(StoredEvent(uuid, version, topic, state))
                 except CorruptEvent:
                     continue
                 # A snapshot stands in for unreadable events only once a repair has
@@ -309,13 +330,18 @@ class MemoryLog(Application[UUID]):
             snapshot = snapshots.get(uuid)
             aggregate = snapshot.mutate(None) if snapshot is not None else None
             after = aggregate.version if aggregate is not None else 0
-            found[uuid] = self._replay(uuid, aggregate,
-                                       [e for e in stored if e.originator_version > after],
-                                       known)
+            found[uuid] = self._replay(
+                uuid, aggregate, [e for e in stored if e.originator_version > after], known
+            )
         return found
 
-    def _replay(self, uuid: UUID, aggregate: Any, stored: list[StoredEvent],
-                known: dict[tuple[UUID, int], Any]) -> Any:
+    def _replay(
+        self,
+        uuid: UUID,
+        aggregate: Any,
+        stored: list[StoredEvent],
+        known: dict[tuple[UUID, int], Any],
+    ) -> Any:
         for event in stored:
             domain_event = known.get((uuid, event.originator_version))
             if domain_event is None:
@@ -323,9 +349,11 @@ class MemoryLog(Application[UUID]):
                     domain_event = self.mapper.to_domain_event(event)
                 except CorruptEvent:
                     if isinstance(aggregate, Fragment) or (
-                            aggregate is None and event.topic.startswith(Fragment.TOPIC + ".")):
+                        aggregate is None and event.topic.startswith(Fragment.TOPIC + ".")
+                    ):
                         aggregate = Fragment.past_unreadable(
-                            aggregate, uuid, event.originator_version, event.topic)
+                            aggregate, uuid, event.originator_version, event.topic
+                        )
                     elif aggregate is not None:
                         aggregate.version = event.originator_version  # a report's hole: go on
                     continue
@@ -335,9 +363,12 @@ class MemoryLog(Application[UUID]):
     def answered_damage(self, uuids: list[UUID]) -> set[tuple[str, int]]:
         """(uuid, version) of unreadable events that a later event of the same fragment
         stands in for (a restated body, a new revision): not a loss any more."""
-        return {(str(uuid), version)
-                for uuid, fragment in self._aggregates(uuids).items()
-                if isinstance(fragment, Fragment) for version in fragment.answered}
+        return {
+            (str(uuid), version)
+            for uuid, fragment in self._aggregates(uuids).items()
+            if isinstance(fragment, Fragment)
+            for version in fragment.answered
+        }
 
     def snapshot(self, *fragments: Fragment) -> None:
         """Snapshot repaired fragments, so that their state no longer depends on the events
@@ -375,8 +406,13 @@ class MemoryLog(Application[UUID]):
                 if w.embedding is None:
                     raise ConflictError(f"fragment {w.key!r} vanished while it was being written")
                 fragment = Fragment(
-                    key=w.key, namespace=d.namespace, text=d.text, metadata=d.metadata,
-                    content_hash=d.content_hash, embedding=w.embedding, model=model,
+                    key=w.key,
+                    namespace=d.namespace,
+                    text=d.text,
+                    metadata=d.metadata,
+                    content_hash=d.content_hash,
+                    embedding=w.embedding,
+                    model=model,
                 )
                 outcome = "added"
             else:
@@ -398,10 +434,14 @@ class MemoryLog(Application[UUID]):
         if changed:
             if isinstance(self.mapper, ChecksummedMapper) and self.mapper.keys is not None:
                 self.mapper.keys.create_many(
-                    [str(f.id) for key, f in changed.items() if current.get(key) is None])
+                    [str(f.id) for key, f in changed.items() if current.get(key) is None]
+                )
             # The first write also records the store's profile, in the same transaction.
-            first = [] if self.check_profile(model["name"], model["dimension"]) else [
-                StoreProfile(model=model["name"], dimension=model["dimension"])]
+            first = (
+                []
+                if self.check_profile(model["name"], model["dimension"])
+                else [StoreProfile(model=model["name"], dimension=model["dimension"])]
+            )
             try:
                 self._save(*first, *changed.values())
             except ConflictError:
@@ -466,21 +506,24 @@ class MemoryLog(Application[UUID]):
         """The position of the last event in the log (0 when empty)."""
         return self.recorder.max_notification_id() or 0
 
-    def _notifications(self, since: int = 1, until: int | None = None,
-                       kinds: Sequence[type] = (), page: int = 500) -> Iterator[Any]:
+    def _notifications(
+        self, since: int = 1, until: int | None = None, kinds: Sequence[type] = (), page: int = 500
+    ) -> Iterator[Any]:
         """Stored events from position `since` to `until` (both included), page by page."""
         after = max(since, 1) - 1
         topics = [get_topic(k) for k in kinds]
         while True:
             notifications = self.recorder.select_notifications(
-                start=after, limit=page, stop=until, inclusive_of_start=False, topics=topics)
+                start=after, limit=page, stop=until, inclusive_of_start=False, topics=topics
+            )
             yield from notifications
             if len(notifications) < page:
                 return
             after = notifications[-1].id
 
-    def stream(self, since: int = 1, until: int | None = None,
-               kinds: Sequence[type] = ()) -> Iterator[tuple[int, Any]]:
+    def stream(
+        self, since: int = 1, until: int | None = None, kinds: Sequence[type] = ()
+    ) -> Iterator[tuple[int, Any]]:
         """Every event from position `since` to `until` (both included), in log order, as
         (position, event) — or (position, CorruptEvent) for an event that fails its
         checksum, so that a reader of the whole log is told and goes on."""
@@ -492,11 +535,14 @@ class MemoryLog(Application[UUID]):
 
     def _stored_at(self, originator_id: UUID, version: int) -> list[StoredEvent]:
         """The stored event at a version, as stored (its checksum unchecked)."""
-        return [StoredEvent(originator_id, version, topic, state)
-                for topic, state in self.tables.stored_at(originator_id, version)]
+        return [
+            StoredEvent(originator_id, version, topic, state)
+            for topic, state in self.tables.stored_at(originator_id, version)
+        ]
 
-    def append_stored(self, events: Sequence[StoredEvent],
-                      copies: list[StoredEvent] | None = None) -> tuple[int, int]:
+    def append_stored(
+        self, events: Sequence[StoredEvent], copies: list[StoredEvent] | None = None
+    ) -> tuple[int, int]:
         """Append events exported from a CARMA log (for `import --events`), byte for byte, in
         one transaction, chained under this log's key. An event already here with the same
         bytes is skipped (importing twice changes nothing); one whose checksum fails, or that
@@ -517,7 +563,8 @@ class MemoryLog(Application[UUID]):
                 elif here[0].state != event.state or here[0].topic != event.topic:
                     raise ConflictError(
                         f"event {event.originator_id} v{event.originator_version} differs from "
-                        "the one already in this log; nothing was imported")
+                        "the one already in this log; nothing was imported"
+                    )
                 latest[event.originator_id] = event.originator_version
                 continue
             previous = latest.get(event.originator_id)
@@ -527,19 +574,23 @@ class MemoryLog(Application[UUID]):
             if event.originator_version != previous + 1:
                 raise InvalidInput(
                     f"event {event.originator_id} v{event.originator_version} follows "
-                    f"v{previous}: an export must be imported whole and in order")
+                    f"v{previous}: an export must be imported whole and in order"
+                )
             latest[event.originator_id] = event.originator_version
             fresh.append(event)
         if fresh:
             try:
                 self.recorder.insert_events(fresh)
             except IntegrityError:
-                raise ConflictError("another writer changed the log during the import; "
-                                    "nothing was imported, try again") from None
+                raise ConflictError(
+                    "another writer changed the log during the import; "
+                    "nothing was imported, try again"
+                ) from None
         return len(fresh), len(events) - len(fresh)
 
-    def read(self, after: int, limit: int = 500,
-             kinds: Sequence[type] = ()) -> list[tuple[int, Any]]:
+    def read(
+        self, after: int, limit: int = 500, kinds: Sequence[type] = ()
+    ) -> list[tuple[int, Any]]:
         """Decoded events after a position, in log order, optionally only of some event
         classes. An event that fails its checksum comes as its CorruptEvent: readers pass
         over it (the scrubber records the damage; a repair restates what it held)."""
@@ -551,10 +602,13 @@ class MemoryLog(Application[UUID]):
             found += self._read_stored(last, limit - len(found), kinds)
         return found
 
-    def _read_stored(self, after: int, limit: int, kinds: Sequence[type] = ()
-                     ) -> list[tuple[int, Any]]:
+    def _read_stored(
+        self, after: int, limit: int, kinds: Sequence[type] = ()
+    ) -> list[tuple[int, Any]]:
         notifications = self.recorder.select_notifications(
-            start=after, limit=limit, inclusive_of_start=False,
+            start=after,
+            limit=limit,
+            inclusive_of_start=False,
             topics=[get_topic(k) for k in kinds],
         )
         return list(self._decoded(notifications))
@@ -566,8 +620,9 @@ class MemoryLog(Application[UUID]):
             except CorruptEvent as exc:
                 yield n.id, exc
 
-    def unreadable(self, after: int = 0, upto: int | None = None,
-                   page: int = 2_000) -> Iterator[Notification]:
+    def unreadable(
+        self, after: int = 0, upto: int | None = None, page: int = 2_000
+    ) -> Iterator[Notification]:
         """Every stored event whose bytes fail their checksum, in log order, at positions
         after `after` and up to `upto` (None: to the end): the scrubber's check of the log
         itself, checksums only, nothing is decoded."""
@@ -575,13 +630,17 @@ class MemoryLog(Application[UUID]):
             rows = self.tables.scan(after, page, upto)
             for position, originator_id, version, topic, state in rows:
                 # No objects per event: this pass reads much of the log.
-                if len(originator_id) == 32 and digest_holds(dashed_uuid(originator_id), version,
-                                                              topic, state):
+                if len(originator_id) == 32 and digest_holds(
+                    dashed_uuid(originator_id), version, topic, state
+                ):
                     continue
-                yield Notification(originator_id=_uuid_or_str(originator_id),
-                                   originator_version=version, topic=topic, state=state,
-                                   id=position)
+                yield Notification(
+                    originator_id=_uuid_or_str(originator_id),
+                    originator_version=version,
+                    topic=topic,
+                    state=state,
+                    id=position,
+                )
             if len(rows) < page:
                 return
             after = rows[-1][0]
-

@@ -8,9 +8,10 @@ follows commit order exactly. On SQLite the key lives outside the log (`<home>/k
 mirrored in `<home>/keys.mirror/`), so whoever can write the database file cannot recompute
 the chain. On PostgreSQL every process needs it, so it is kept in the database: the chain
 then proves integrity and order against faults and against anyone who cannot read that
-table, and the head anchored elsewhere proves it against the rest. `verify` replays it: an edited, deleted, reordered,
-renumbered or inserted event breaks it at the first bad position. Cutting events off the end
-cannot be told from the file alone: anchor the head (`verify --json`) elsewhere.
+table, and the head anchored elsewhere proves it against the rest. `verify` replays it: an
+edited, deleted, reordered, renumbered or inserted event breaks it at the first bad position.
+Cutting events off the end cannot be told from the file alone: anchor the head
+(`verify --json`) elsewhere.
 """
 
 from __future__ import annotations
@@ -39,8 +40,15 @@ GENESIS = bytes(32)
 KEY_BYTES = 32
 
 
-def chain_mac(key: bytes, previous: bytes, position: int, originator_id: UUID | str,
-              version: int, topic: str, state: bytes) -> bytes:
+def chain_mac(
+    key: bytes,
+    previous: bytes,
+    position: int,
+    originator_id: UUID | str,
+    version: int,
+    topic: str,
+    state: bytes,
+) -> bytes:
     h = hmac.new(key, previous, hashlib.sha256)
     h.update(f"\x1f{position}\x1f{originator_id}\x1f{version}\x1f{topic}\x1f".encode())
     h.update(state)
@@ -63,8 +71,10 @@ class ChainKey:
         else:
             key = found[0]
             if any(k != key for k in found):
-                raise StorageError("the two copies of the chain key differ: restore keys/ "
-                                   "and keys.mirror/ from a backup")
+                raise StorageError(
+                    "the two copies of the chain key differ: restore keys/ "
+                    "and keys.mirror/ from a backup"
+                )
         for path in self.paths:  # write the missing copy back
             if not path.is_file() or path.read_bytes() != key:
                 path.parent.mkdir(mode=0o700, exist_ok=True)
@@ -76,13 +86,15 @@ class ChainKey:
         return key
 
 
-def chain_links(key: bytes, previous: bytes, positions: Sequence[int],
-                stored_events: Sequence[StoredEvent]) -> list[tuple[int, bytes]]:
+def chain_links(
+    key: bytes, previous: bytes, positions: Sequence[int], stored_events: Sequence[StoredEvent]
+) -> list[tuple[int, bytes]]:
     """(position, mac) of newly inserted events, each chained to the one before."""
     links = []
     for position, s in zip(positions, stored_events):
-        previous = chain_mac(key, previous, position, _id(s.originator_id),
-                             s.originator_version, s.topic, s.state)
+        previous = chain_mac(
+            key, previous, position, _id(s.originator_id), s.originator_version, s.topic, s.state
+        )
         links.append((position, previous))
     return links
 
@@ -105,8 +117,9 @@ class Verification:
         return dict(self.__dict__)
 
 
-def verify_chain(tables: Any, key: bytes, verify_checksum: Any,
-                 progress: Any = None) -> Verification:
+def verify_chain(
+    tables: Any, key: bytes, verify_checksum: Any, progress: Any = None
+) -> Verification:
     """Replay the chain over the whole log, reading its tables directly (carma.log.postgres)."""
     started = time.perf_counter()
     chained, rows = tables.chained()
@@ -120,16 +133,16 @@ def verify_chain(tables: Any, key: bytes, verify_checksum: Any,
             if mac is None:
                 first_bad, reason = position, "an event that was never chained"
             else:
-                computed = chain_mac(key, previous, position, originator_id, version,
-                                     topic, state)
+                computed = chain_mac(key, previous, position, originator_id, version, topic, state)
                 if not hmac.compare_digest(computed, mac):
                     # A gap alone is no evidence (on PostgreSQL a rolled-back transaction
                     # leaves one in the sequence); a gap where the chain breaks is.
-                    first_bad, reason = (expected, "an event is missing (a gap in the log)") \
-                        if position != expected else \
-                        (position, "the chain breaks here (edited, reordered or inserted)")
-                elif not verify_checksum(StoredEvent(UUID(originator_id), version, topic,
-                                                     state)):
+                    first_bad, reason = (
+                        (expected, "an event is missing (a gap in the log)")
+                        if position != expected
+                        else (position, "the chain breaks here (edited, reordered or inserted)")
+                    )
+                elif not verify_checksum(StoredEvent(UUID(originator_id), version, topic, state)):
                     first_bad, reason = position, "the event fails its checksum"
                 else:
                     previous = computed  # the head of the verified prefix
@@ -139,9 +152,15 @@ def verify_chain(tables: Any, key: bytes, verify_checksum: Any,
     if first_bad is None and chained:
         first_bad, reason = min(chained), "an event is missing (its chain entry remains)"
     head_position = first_bad - 1 if first_bad is not None else expected - 1
-    return Verification(ok=first_bad is None, events=count, first_bad=first_bad, reason=reason,
-                        head=previous.hex(), head_position=head_position,
-                        seconds=round(time.perf_counter() - started, 4))
+    return Verification(
+        ok=first_bad is None,
+        events=count,
+        first_bad=first_bad,
+        reason=reason,
+        head=previous.hex(),
+        head_position=head_position,
+        seconds=round(time.perf_counter() - started, 4),
+    )
 
 
 def copy_log(source: Home, target: Home, until: int) -> None:
@@ -156,24 +175,33 @@ def copy_log(source: Home, target: Home, until: int) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(
             "CREATE TABLE IF NOT EXISTS stored_events (originator_id TEXT, originator_version "
-            "INTEGER, topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))")
-        conn.execute("CREATE TABLE IF NOT EXISTS event_chain "
-                     "(position INTEGER PRIMARY KEY, mac BLOB NOT NULL)")
+            "INTEGER, topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))"
+        )
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS event_chain "
+            "(position INTEGER PRIMARY KEY, mac BLOB NOT NULL)"
+        )
         conn.execute("ATTACH DATABASE ? AS source", (f"file:{source.events}?mode=ro",))
         with conn:
             conn.execute(
                 "INSERT INTO stored_events(rowid, originator_id, originator_version, topic, state)"
                 " SELECT rowid, originator_id, originator_version, topic, state"
-                " FROM source.stored_events WHERE rowid <= ? ORDER BY rowid", (until,))
-            conn.execute("INSERT INTO event_chain SELECT position, mac FROM source.event_chain"
-                         " WHERE position <= ?", (until,))
+                " FROM source.stored_events WHERE rowid <= ? ORDER BY rowid",
+                (until,),
+            )
+            conn.execute(
+                "INSERT INTO event_chain SELECT position, mac FROM source.event_chain"
+                " WHERE position <= ?",
+                (until,),
+            )
         conn.execute("DETACH DATABASE source")
     finally:
         conn.close()
 
 
-def copy_shared_log(tables: Any, keys: Any, chain_key: bytes, target: Home,
-                    until: int, replica: str) -> None:
+def copy_shared_log(
+    tables: Any, keys: Any, chain_key: bytes, target: Home, until: int, replica: str
+) -> None:
     """Copy a PostgreSQL log's events and chain up to position `until`, byte for byte and at
     the same positions, with the keys it needs, into a new home with a SQLite log of its
     own (a replay is a copy to read, taken away from the shared log), which reads the log
@@ -196,17 +224,22 @@ def copy_shared_log(tables: Any, keys: Any, chain_key: bytes, target: Home,
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(
             "CREATE TABLE IF NOT EXISTS stored_events (originator_id TEXT, originator_version "
-            "INTEGER, topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))")
-        conn.execute("CREATE TABLE IF NOT EXISTS event_chain "
-                     "(position INTEGER PRIMARY KEY, mac BLOB NOT NULL)")
+            "INTEGER, topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))"
+        )
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS event_chain "
+            "(position INTEGER PRIMARY KEY, mac BLOB NOT NULL)"
+        )
         _, rows = tables.chained()
         with conn:
             for position, originator_id, version, topic, state, mac in rows:
                 if position > until:
                     break
-                conn.execute("INSERT INTO stored_events(rowid, originator_id,"
-                             " originator_version, topic, state) VALUES (?, ?, ?, ?, ?)",
-                             (position, originator_id, version, topic, state))
+                conn.execute(
+                    "INSERT INTO stored_events(rowid, originator_id,"
+                    " originator_version, topic, state) VALUES (?, ?, ?, ?, ?)",
+                    (position, originator_id, version, topic, state),
+                )
                 if mac is not None:
                     conn.execute("INSERT INTO event_chain VALUES (?, ?)", (position, mac))
     finally:

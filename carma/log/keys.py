@@ -26,8 +26,7 @@ class FragmentKeys:
         self._conns = []
         for path in self.paths:
             path.parent.mkdir(mode=0o700, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                   timeout=30)
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA journal_mode=DELETE")
             conn.execute("PRAGMA secure_delete=ON")
             conn.execute("CREATE TABLE IF NOT EXISTS keys (uuid TEXT PRIMARY KEY, key BLOB)")
@@ -56,9 +55,13 @@ class FragmentKeys:
                 missing = [u for u in uuids if u not in found]
                 for start in range(0, len(missing), 500):
                     chunk = missing[start : start + 500]
-                    found.update(conn.execute(
-                        f"SELECT uuid, key FROM keys WHERE uuid IN ({','.join('?' * len(chunk))})",
-                        chunk).fetchall())
+                    found.update(
+                        conn.execute(
+                            "SELECT uuid, key FROM keys WHERE uuid IN"
+                            f" ({','.join('?' * len(chunk))})",
+                            chunk,
+                        ).fetchall()
+                    )
         return {u: found.get(u) for u in uuids}
 
     def create_many(self, uuids: list[str]) -> None:
@@ -89,8 +92,10 @@ class FragmentKeys:
         with self._lock:
             for conn in self._conns:
                 conn.execute("DELETE FROM keys WHERE uuid = ?", [uuid])
-            if any(c.execute("SELECT 1 FROM keys WHERE uuid = ?", [uuid]).fetchone()
-                   for c in self._conns):
+            if any(
+                c.execute("SELECT 1 FROM keys WHERE uuid = ?", [uuid]).fetchone()
+                for c in self._conns
+            ):
                 raise StorageError("a fragment key could not be destroyed")
 
     def restore_copies(self) -> int:
@@ -100,8 +105,10 @@ class FragmentKeys:
         restored = 0
         with self._lock:
             rows = [dict(c.execute("SELECT uuid, key FROM keys").fetchall()) for c in self._conns]
-            for conn, mine, theirs in ((self._conns[0], rows[0], rows[1]),
-                                       (self._conns[1], rows[1], rows[0])):
+            for conn, mine, theirs in (
+                (self._conns[0], rows[0], rows[1]),
+                (self._conns[1], rows[1], rows[0]),
+            ):
                 for uuid in theirs.keys() - mine.keys():
                     conn.execute("INSERT OR IGNORE INTO keys VALUES (?, ?)", [uuid, theirs[uuid]])
                     restored += 1

@@ -42,8 +42,13 @@ class BytesAsBase64(Transcoding):
         return base64.b64decode(data)
 
 
-SEALED_EVENTS = (Fragment.FragmentWritten, Fragment.FragmentRevised,
-                 Fragment.FragmentReconstructed, Fragment.EmbeddingKept, Snapshot)
+SEALED_EVENTS = (
+    Fragment.FragmentWritten,
+    Fragment.FragmentRevised,
+    Fragment.FragmentReconstructed,
+    Fragment.EmbeddingKept,
+    Snapshot,
+)
 _MAGIC = b"C1"
 _DIGEST_SIZE = 16
 
@@ -90,7 +95,9 @@ class ChecksummedMapper(Mapper[UUID]):
             elif getattr(domain_event, "embedding", None) is not None:
                 domain_event = self._sealed(domain_event)
         stored = super().to_stored_event(domain_event)
-        digest = _digest(stored.originator_id, stored.originator_version, stored.topic, stored.state)
+        digest = _digest(
+            stored.originator_id, stored.originator_version, stored.topic, stored.state
+        )
         return replace(stored, state=_MAGIC + digest + stored.state)
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
@@ -106,8 +113,9 @@ class ChecksummedMapper(Mapper[UUID]):
         if snapshot.state.get("text") is None and snapshot.state.get("embedding") is None:
             return snapshot
         carrier = type("Body", (), {})()
-        vars(carrier).update(originator_id=snapshot.originator_id,
-                             **{k: snapshot.state[k] for k in SEALED_FIELDS})
+        vars(carrier).update(
+            originator_id=snapshot.originator_id, **{k: snapshot.state[k] for k in SEALED_FIELDS}
+        )
         sealed = vars(self._sealed(carrier))
         state = {k: v for k, v in snapshot.state.items() if k not in SEALED_FIELDS}
         state.update(sealed=sealed["sealed"], sealed_embedding=sealed["sealed_embedding"])
@@ -115,9 +123,11 @@ class ChecksummedMapper(Mapper[UUID]):
 
     def _unseal_snapshot(self, snapshot: Any) -> None:
         carrier = type("Body", (), {})()
-        vars(carrier).update(originator_id=snapshot.originator_id,
-                             sealed=snapshot.state.pop("sealed"),
-                             sealed_embedding=snapshot.state.pop("sealed_embedding"))
+        vars(carrier).update(
+            originator_id=snapshot.originator_id,
+            sealed=snapshot.state.pop("sealed"),
+            sealed_embedding=snapshot.state.pop("sealed_embedding"),
+        )
         self._unseal(carrier)
         snapshot.state.update({k: vars(carrier)[k] for k in SEALED_FIELDS})
 
@@ -177,16 +187,21 @@ _HEAD = len(_MAGIC) + _DIGEST_SIZE
 
 def digest_holds(originator_id: UUID | str, version: int, topic: str, state: Any) -> bool:
     """Whether a stored event's bytes are framed and match their digest."""
-    return (isinstance(state, bytes) and len(state) >= _HEAD
-            and state[: len(_MAGIC)] == _MAGIC
-            and hmac.compare_digest(state[len(_MAGIC) : _HEAD],
-                                    _digest(originator_id, version, topic, state[_HEAD:])))
+    return (
+        isinstance(state, bytes)
+        and len(state) >= _HEAD
+        and state[: len(_MAGIC)] == _MAGIC
+        and hmac.compare_digest(
+            state[len(_MAGIC) : _HEAD], _digest(originator_id, version, topic, state[_HEAD:])
+        )
+    )
 
 
 def verified_payload(stored: StoredEvent) -> bytes:
     """The payload of a stored event whose checksum holds; CorruptEvent otherwise."""
-    if not digest_holds(stored.originator_id, stored.originator_version, stored.topic,
-                         stored.state):
+    if not digest_holds(
+        stored.originator_id, stored.originator_version, stored.topic, stored.state
+    ):
         raise CorruptEvent(
             originator_id=stored.originator_id,
             version=stored.originator_version,
@@ -194,5 +209,3 @@ def verified_payload(stored: StoredEvent) -> bytes:
             position=getattr(stored, "id", None),
         )
     return stored.state[_HEAD:]
-
-

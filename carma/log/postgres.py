@@ -62,17 +62,23 @@ class PostgresURL:
         except ValueError:
             raise InvalidInput(f"not a database URL: {redact(url)}") from None
         if parts.scheme not in ("postgresql", "postgres"):
-            raise InvalidInput(f"a database URL starts with postgresql://, not "
-                               f"{parts.scheme or 'nothing'}:// ({redact(url)})")
+            raise InvalidInput(
+                f"a database URL starts with postgresql://, not "
+                f"{parts.scheme or 'nothing'}:// ({redact(url)})"
+            )
         dbname = unquote(parts.path.lstrip("/"))
         if not parts.hostname or not dbname or not parts.username:
-            raise InvalidInput("a database URL names a user, a host and a database: "
-                               f"postgresql://user:password@host:5432/dbname ({redact(url)})")
+            raise InvalidInput(
+                "a database URL names a user, a host and a database: "
+                f"postgresql://user:password@host:5432/dbname ({redact(url)})"
+            )
         query = parse_qs(parts.query, keep_blank_values=True)
         unknown = sorted(set(query) - set(_SETTINGS))
         if unknown:
-            raise InvalidInput(f"unknown database URL setting(s): {', '.join(unknown)} "
-                               f"(known: {', '.join(_SETTINGS)})")
+            raise InvalidInput(
+                f"unknown database URL setting(s): {', '.join(unknown)} "
+                f"(known: {', '.join(_SETTINGS)})"
+            )
         settings: dict[str, Any] = {}
         for name, values in query.items():
             value = values[-1]
@@ -84,30 +90,46 @@ class PostgresURL:
                 if not value.isdigit() or not 1 <= int(value) <= 1000:
                     raise InvalidInput(f"{name} is a whole number from 1 to 1000")
                 settings[name] = int(value)
-        return cls(user=unquote(parts.username), password=unquote(parts.password or ""),
-                   host=parts.hostname, port=port, dbname=dbname, **settings)
+        return cls(
+            user=unquote(parts.username),
+            password=unquote(parts.password or ""),
+            host=parts.hostname,
+            port=port,
+            dbname=dbname,
+            **settings,
+        )
 
     @property
     def redacted(self) -> str:
         """The URL as it may be shown: never the password."""
         secret = ":***" if self.password else ""
-        return f"postgresql://{self.user}{secret}@{self.host}:{self.port}/{self.dbname}" + \
-            ("" if self.schema == "public" else f"?schema={self.schema}")
+        return f"postgresql://{self.user}{secret}@{self.host}:{self.port}/{self.dbname}" + (
+            "" if self.schema == "public" else f"?schema={self.schema}"
+        )
 
     @property
     def place(self) -> dict[str, Any]:
         """Which log this is, as a home records it: no secret."""
-        return {"host": self.host, "port": self.port, "dbname": self.dbname,
-                "schema": self.schema, "user": self.user}
+        return {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.dbname,
+            "schema": self.schema,
+            "user": self.user,
+        }
 
     def settings(self) -> dict[str, str]:
         """The `eventsourcing.postgres` settings of the log's application."""
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "POSTGRES_DBNAME": self.dbname, "POSTGRES_HOST": self.host,
-            "POSTGRES_PORT": str(self.port), "POSTGRES_USER": self.user,
-            "POSTGRES_PASSWORD": self.password, "POSTGRES_SCHEMA": self.schema,
-            "POSTGRES_POOL_SIZE": str(self.pool_size), "POSTGRES_MAX_OVERFLOW": "6",
+            "POSTGRES_DBNAME": self.dbname,
+            "POSTGRES_HOST": self.host,
+            "POSTGRES_PORT": str(self.port),
+            "POSTGRES_USER": self.user,
+            "POSTGRES_PASSWORD": self.password,
+            "POSTGRES_SCHEMA": self.schema,
+            "POSTGRES_POOL_SIZE": str(self.pool_size),
+            "POSTGRES_MAX_OVERFLOW": "6",
             "POSTGRES_CONNECT_TIMEOUT": str(self.connect_timeout),
             # Writers queue for the table lock that keeps positions in commit order.
             "POSTGRES_LOCK_TIMEOUT": "30",
@@ -119,21 +141,34 @@ class PostgresURL:
     def connect(self) -> Any:
         """A connection of its own, for what the library does not do (the schema)."""
         try:
-            return psycopg.connect(dbname=self.dbname, host=self.host, port=self.port,
-                                   user=self.user, password=self.password,
-                                   connect_timeout=self.connect_timeout, autocommit=True)
+            return psycopg.connect(
+                dbname=self.dbname,
+                host=self.host,
+                port=self.port,
+                user=self.user,
+                password=self.password,
+                connect_timeout=self.connect_timeout,
+                autocommit=True,
+            )
         except psycopg.Error as exc:
-            raise StorageError(f"cannot reach the database at {self.redacted}: "
-                               f"{_reason(exc, self.password)}") from None
+            raise StorageError(
+                f"cannot reach the database at {self.redacted}: {_reason(exc, self.password)}"
+            ) from None
 
     def has_log(self) -> bool:
         """Whether the schema holds a CARMA log with events (a new home may join it)."""
         with self.connect() as conn:
-            found = conn.execute("SELECT to_regclass(%s)",
-                                 [f"{self.schema}.{EVENTS}"]).fetchone()[0]
-            return found is not None and conn.execute(sql.SQL(
-                "SELECT EXISTS (SELECT 1 FROM {})").format(
-                sql.Identifier(self.schema, EVENTS))).fetchone()[0]
+            found = conn.execute("SELECT to_regclass(%s)", [f"{self.schema}.{EVENTS}"]).fetchone()[
+                0
+            ]
+            return (
+                found is not None
+                and conn.execute(
+                    sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
+                        sql.Identifier(self.schema, EVENTS)
+                    )
+                ).fetchone()[0]
+            )
 
     @contextmanager
     def setup_lock(self) -> Iterator[None]:
@@ -145,13 +180,13 @@ class PostgresURL:
             try:
                 yield
             finally:
-                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))",
-                             [f"carma:{self.schema}"])
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [f"carma:{self.schema}"])
 
     def create_schema(self) -> None:
         with self.connect() as conn:
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                sql.Identifier(self.schema)))
+            conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+            )
 
 
 def redact(url: str) -> str:
@@ -172,29 +207,45 @@ class ChainedPostgresRecorder(PostgresProcessRecorder):
 
     key: bytes = b""
 
-    def __init__(self, datastore: Any, *, events_table_name: str, tracking_table_name: str,
-                 chain_table_name: str):
-        super().__init__(datastore, events_table_name=events_table_name,
-                         tracking_table_name=tracking_table_name)
+    def __init__(
+        self,
+        datastore: Any,
+        *,
+        events_table_name: str,
+        tracking_table_name: str,
+        chain_table_name: str,
+    ):
+        super().__init__(
+            datastore, events_table_name=events_table_name, tracking_table_name=tracking_table_name
+        )
         self.chain_table = sql.Identifier(datastore.schema, chain_table_name)
-        self.sql_create_statements.append(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, mac bytea NOT NULL)"
-        ).format(self.chain_table))
+        self.sql_create_statements.append(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, mac bytea NOT NULL)"
+            ).format(self.chain_table)
+        )
 
-    def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[StoredEvent],
-                                       **kwargs: Any) -> Sequence[int] | None:
+    def _fetch_ids_after_insert_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
         positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         if not stored_events:
             return positions
         if not self.key:
-            raise StorageError("the log's chain key is lost: it is kept in the database's "
-                               "carma_chain_key table; restore it from a backup")
-        curs.execute(sql.SQL("SELECT mac FROM {} ORDER BY position DESC LIMIT 1").format(
-            self.chain_table))
+            raise StorageError(
+                "the log's chain key is lost: it is kept in the database's "
+                "carma_chain_key table; restore it from a backup"
+            )
+        curs.execute(
+            sql.SQL("SELECT mac FROM {} ORDER BY position DESC LIMIT 1").format(self.chain_table)
+        )
         row = curs.fetchone()
-        curs.executemany(sql.SQL("INSERT INTO {} (position, mac) VALUES (%s, %s)").format(
-            self.chain_table), chain_links(self.key, bytes(row["mac"]) if row else GENESIS,
-                                           positions or [], stored_events))
+        curs.executemany(
+            sql.SQL("INSERT INTO {} (position, mac) VALUES (%s, %s)").format(self.chain_table),
+            chain_links(
+                self.key, bytes(row["mac"]) if row else GENESIS, positions or [], stored_events
+            ),
+        )
         return positions
 
 
@@ -216,23 +267,44 @@ class PostgresTables:
 
     def snapshots_and_events(self, uuids: list[UUID]) -> tuple[list[tuple], list[tuple]]:
         columns = "originator_id, originator_version, topic, state"
-        return (self._rows(self._sql(f"SELECT {columns} FROM {{}} WHERE originator_id ="
-                                     " ANY(%s) ORDER BY originator_id, originator_version DESC",
-                                     SNAPSHOTS), [uuids]),
-                self._rows(self._sql(f"SELECT {columns} FROM {{}} WHERE originator_id ="
-                                     " ANY(%s) ORDER BY originator_id, originator_version",
-                                     EVENTS), [uuids]))
+        return (
+            self._rows(
+                self._sql(
+                    f"SELECT {columns} FROM {{}} WHERE originator_id ="
+                    " ANY(%s) ORDER BY originator_id, originator_version DESC",
+                    SNAPSHOTS,
+                ),
+                [uuids],
+            ),
+            self._rows(
+                self._sql(
+                    f"SELECT {columns} FROM {{}} WHERE originator_id ="
+                    " ANY(%s) ORDER BY originator_id, originator_version",
+                    EVENTS,
+                ),
+                [uuids],
+            ),
+        )
 
     def stored_at(self, uuid: UUID, version: int) -> list[tuple[str, bytes]]:
-        return self._rows(self._sql("SELECT topic, state FROM {} WHERE originator_id = %s"
-                                    " AND originator_version = %s", EVENTS), [uuid, version])
+        return self._rows(
+            self._sql(
+                "SELECT topic, state FROM {} WHERE originator_id = %s AND originator_version = %s",
+                EVENTS,
+            ),
+            [uuid, version],
+        )
 
     def scan(self, after: int, limit: int, upto: int | None = None) -> list[tuple]:
-        return self._rows(self._sql(
-            "SELECT notification_id, originator_id, originator_version, topic, state FROM {}"
-            " WHERE notification_id > %s AND notification_id <= %s"
-            " ORDER BY notification_id LIMIT %s", EVENTS),
-            [after, _up_to(upto), limit])
+        return self._rows(
+            self._sql(
+                "SELECT notification_id, originator_id, originator_version, topic, state FROM {}"
+                " WHERE notification_id > %s AND notification_id <= %s"
+                " ORDER BY notification_id LIMIT %s",
+                EVENTS,
+            ),
+            [after, _up_to(upto), limit],
+        )
 
     def chained(self) -> tuple[set[int], Iterator[tuple]]:
         positions = {r[0] for r in self._rows(self._sql("SELECT position FROM {}", CHAIN), [])}
@@ -240,11 +312,16 @@ class PostgresTables:
         def rows() -> Iterator[tuple]:
             after = 0
             while True:
-                page = self._rows(self._sql(
-                    "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic,"
-                    " e.state, c.mac FROM {} e LEFT JOIN {} c ON c.position = e.notification_id"
-                    " WHERE e.notification_id > %s ORDER BY e.notification_id LIMIT 5000",
-                    EVENTS, CHAIN), [after])
+                page = self._rows(
+                    self._sql(
+                        "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic,"
+                        " e.state, c.mac FROM {} e LEFT JOIN {} c ON c.position = e.notification_id"
+                        " WHERE e.notification_id > %s ORDER BY e.notification_id LIMIT 5000",
+                        EVENTS,
+                        CHAIN,
+                    ),
+                    [after],
+                )
                 yield from page
                 if len(page) < 5000:
                     return
@@ -254,8 +331,13 @@ class PostgresTables:
 
     def overwrite(self, uuid: UUID, version: int, state: bytes) -> None:
         with self.datastore.transaction(commit=True) as c:
-            c.execute(self._sql("UPDATE {} SET state = %s WHERE originator_id = %s AND"
-                                " originator_version = %s", EVENTS), [state, uuid, version])
+            c.execute(
+                self._sql(
+                    "UPDATE {} SET state = %s WHERE originator_id = %s AND originator_version = %s",
+                    EVENTS,
+                ),
+                [state, uuid, version],
+            )
 
 
 def _hex(value: Any) -> Any:
@@ -276,10 +358,19 @@ class PostgresKeys:
         self.schema = datastore.schema
         self._lock = threading.Lock()
         with datastore.transaction(commit=True) as c:
-            c.execute(self._sql("CREATE TABLE IF NOT EXISTS {} (uuid text PRIMARY KEY,"
-                                " key bytea NOT NULL)", FRAGMENT_KEYS))
-            c.execute(self._sql("CREATE TABLE IF NOT EXISTS {} (id int PRIMARY KEY"
-                                " CHECK (id = 1), key bytea NOT NULL)", CHAIN_KEY))
+            c.execute(
+                self._sql(
+                    "CREATE TABLE IF NOT EXISTS {} (uuid text PRIMARY KEY, key bytea NOT NULL)",
+                    FRAGMENT_KEYS,
+                )
+            )
+            c.execute(
+                self._sql(
+                    "CREATE TABLE IF NOT EXISTS {} (id int PRIMARY KEY"
+                    " CHECK (id = 1), key bytea NOT NULL)",
+                    CHAIN_KEY,
+                )
+            )
 
     def _sql(self, text: str, *tables: str) -> Any:
         return sql.SQL(text).format(*(sql.Identifier(self.schema, t) for t in tables))
@@ -288,9 +379,13 @@ class PostgresKeys:
     def chain_key(self, create: bool) -> bytes | None:
         with self.datastore.transaction(commit=True) as c:
             if create:
-                c.execute(self._sql("INSERT INTO {} (id, key) VALUES (1, %s)"
-                                    " ON CONFLICT (id) DO NOTHING", CHAIN_KEY),
-                          [os.urandom(32)])
+                c.execute(
+                    self._sql(
+                        "INSERT INTO {} (id, key) VALUES (1, %s) ON CONFLICT (id) DO NOTHING",
+                        CHAIN_KEY,
+                    ),
+                    [os.urandom(32)],
+                )
             c.execute(self._sql("SELECT key FROM {} WHERE id = 1", CHAIN_KEY))
             row = c.fetchone()
         return bytes(row["key"]) if row else None
@@ -310,8 +405,9 @@ class PostgresKeys:
     def keys_for(self, uuids: list[str]) -> dict[str, bytes | None]:
         found: dict[str, bytes] = {}
         with self.datastore.transaction(commit=False) as c:
-            c.execute(self._sql("SELECT uuid, key FROM {} WHERE uuid = ANY(%s)", FRAGMENT_KEYS),
-                      [uuids])
+            c.execute(
+                self._sql("SELECT uuid, key FROM {} WHERE uuid = ANY(%s)", FRAGMENT_KEYS), [uuids]
+            )
             found.update((r["uuid"], bytes(r["key"])) for r in c.fetchall())
         return {u: found.get(u) for u in uuids}
 
@@ -326,8 +422,13 @@ class PostgresKeys:
 
     def _insert(self, rows: list[tuple[str, bytes]]) -> None:
         with self.datastore.transaction(commit=True) as c:
-            c.executemany(self._sql("INSERT INTO {} (uuid, key) VALUES (%s, %s)"
-                                    " ON CONFLICT (uuid) DO NOTHING", FRAGMENT_KEYS), rows)
+            c.executemany(
+                self._sql(
+                    "INSERT INTO {} (uuid, key) VALUES (%s, %s) ON CONFLICT (uuid) DO NOTHING",
+                    FRAGMENT_KEYS,
+                ),
+                rows,
+            )
 
     def destroy(self, uuid: str) -> None:
         with self.datastore.transaction(commit=True) as c:

@@ -23,25 +23,29 @@ class ChainedSQLiteRecorder(SQLiteProcessRecorder):
     key: bytes = b""
 
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(),
-                "CREATE TABLE IF NOT EXISTS event_chain "
-                "(position INTEGER PRIMARY KEY, mac BLOB NOT NULL)"]
+        return [
+            *super().construct_create_table_statements(),
+            "CREATE TABLE IF NOT EXISTS event_chain "
+            "(position INTEGER PRIMARY KEY, mac BLOB NOT NULL)",
+        ]
 
-    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
-                       **kwargs: Any) -> Sequence[int] | None:
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
         positions = super()._insert_events(c, stored_events, **kwargs)
         if not stored_events:
             return positions
         if not self.key:
-            raise StorageError("the log's chain key is lost from both copies: restore keys/ "
-                               "from a backup")
+            raise StorageError(
+                "the log's chain key is lost from both copies: restore keys/ from a backup"
+            )
         c.execute("SELECT mac FROM event_chain ORDER BY position DESC LIMIT 1")
         row = c.fetchone()
-        c.executemany("INSERT INTO event_chain(position, mac) VALUES (?, ?)",
-                      chain_links(self.key, row[0] if row else GENESIS, positions or [],
-                                  stored_events))
+        c.executemany(
+            "INSERT INTO event_chain(position, mac) VALUES (?, ?)",
+            chain_links(self.key, row[0] if row else GENESIS, positions or [], stored_events),
+        )
         return positions
-
 
 
 class SQLiteTables:
@@ -60,23 +64,37 @@ class SQLiteTables:
     def snapshots_and_events(self, uuids: list[UUID]) -> tuple[list[tuple], list[tuple]]:
         chunk = [u.hex for u in uuids]
         marks = ",".join("?" * len(chunk))
-        return (self._rows("SELECT originator_id, originator_version, topic, state FROM"
-                           f" stored_snapshots WHERE originator_id IN ({marks})"
-                           " ORDER BY originator_id, originator_version DESC", chunk),
-                self._rows("SELECT originator_id, originator_version, topic, state FROM"
-                           f" stored_events WHERE originator_id IN ({marks})"
-                           " ORDER BY originator_id, originator_version", chunk))
+        return (
+            self._rows(
+                "SELECT originator_id, originator_version, topic, state FROM"
+                f" stored_snapshots WHERE originator_id IN ({marks})"
+                " ORDER BY originator_id, originator_version DESC",
+                chunk,
+            ),
+            self._rows(
+                "SELECT originator_id, originator_version, topic, state FROM"
+                f" stored_events WHERE originator_id IN ({marks})"
+                " ORDER BY originator_id, originator_version",
+                chunk,
+            ),
+        )
 
     def stored_at(self, uuid: UUID, version: int) -> list[tuple[str, bytes]]:
-        return self._rows("SELECT topic, state FROM stored_events WHERE originator_id = ?"
-                          " AND originator_version = ?", [uuid.hex, version])
+        return self._rows(
+            "SELECT topic, state FROM stored_events WHERE originator_id = ?"
+            " AND originator_version = ?",
+            [uuid.hex, version],
+        )
 
     def scan(self, after: int, limit: int, upto: int | None = None) -> list[tuple]:
         """(position, originator id, version, topic, state) after a position (and up to
         `upto`, if given), in log order."""
-        return self._rows("SELECT rowid, originator_id, originator_version, topic, state"
-                          " FROM stored_events WHERE rowid > ? AND rowid <= ?"
-                          " ORDER BY rowid LIMIT ?", [after, _up_to(upto), limit])
+        return self._rows(
+            "SELECT rowid, originator_id, originator_version, topic, state"
+            " FROM stored_events WHERE rowid > ? AND rowid <= ?"
+            " ORDER BY rowid LIMIT ?",
+            [after, _up_to(upto), limit],
+        )
 
     def chained(self) -> tuple[set[int], Iterator[tuple]]:
         """The chain's positions, and (position, originator id, version, topic, state, mac)
@@ -90,7 +108,8 @@ class SQLiteTables:
                     # CAST: an edited payload may have been stored back as text.
                     "SELECT e.rowid, e.originator_id, e.originator_version, e.topic,"
                     " CAST(e.state AS BLOB), CAST(c.mac AS BLOB) FROM stored_events e"
-                    " LEFT JOIN event_chain c ON c.position = e.rowid ORDER BY e.rowid")
+                    " LEFT JOIN event_chain c ON c.position = e.rowid ORDER BY e.rowid"
+                )
             finally:
                 conn.close()
 
@@ -100,8 +119,11 @@ class SQLiteTables:
         """Put other bytes in a stored event's place (chaos and benchmarks damage the log
         with this; nothing in CARMA's own paths ever rewrites an event)."""
         with sqlite3.connect(self.path) as conn:
-            conn.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND"
-                         " originator_version = ?", [state, uuid.hex, version])
+            conn.execute(
+                "UPDATE stored_events SET state = ? WHERE originator_id = ? AND"
+                " originator_version = ?",
+                [state, uuid.hex, version],
+            )
 
 
 def _up_to(upto: int | None) -> int:

@@ -52,9 +52,12 @@ class Attacker:
         from carma.log.postgres import PostgresURL
 
         schema = PostgresURL.parse(self.url).schema
-        statement = (statement.replace("?", "%s").replace("rowid", "notification_id")
-                     .replace("stored_events", f"{schema}.carma_events")
-                     .replace("event_chain", f"{schema}.carma_event_chain"))
+        statement = (
+            statement.replace("?", "%s")
+            .replace("rowid", "notification_id")
+            .replace("stored_events", f"{schema}.carma_events")
+            .replace("event_chain", f"{schema}.carma_event_chain")
+        )
         with psycopg.connect(self.url.split("?")[0], autocommit=True) as conn:
             cursor = conn.execute(statement, params)
             return cursor.fetchall() if cursor.description else []
@@ -72,7 +75,7 @@ class Attacker:
 
     def close_the_gap(self, n):
         """After the n-th event was deleted, move every later one a place back."""
-        for before, after in zip(self.positions[n - 1:], self.positions[n:]):
+        for before, after in zip(self.positions[n - 1 :], self.positions[n:]):
             self._run("UPDATE stored_events SET rowid = ? WHERE rowid = ?", [before, after])
 
     def copy_state(self, source, target):
@@ -81,13 +84,14 @@ class Attacker:
 
     def forge(self, n, chained):
         """Append a copy of the n-th event as another version; with a forged chain entry."""
-        self._run("INSERT INTO stored_events(originator_id, originator_version, topic, state)"
-                  " SELECT originator_id, 99, topic, state FROM stored_events WHERE rowid = ?",
-                  [self.at(n)])
+        self._run(
+            "INSERT INTO stored_events(originator_id, originator_version, topic, state)"
+            " SELECT originator_id, 99, topic, state FROM stored_events WHERE rowid = ?",
+            [self.at(n)],
+        )
         (forged,) = [r[0] for r in stored_rows(self.home) if r[0] not in self.positions]
         if chained:
-            self._run("INSERT INTO event_chain(position, mac) VALUES (?, ?)",
-                      [forged, bytes(32)])
+            self._run("INSERT INTO event_chain(position, mac) VALUES (?, ?)", [forged, bytes(32)])
         return forged
 
 
@@ -100,22 +104,27 @@ def test_a_clean_log_verifies_and_names_its_head(store, embedder):
     assert len(report["head"]) == 64
 
 
-@pytest.mark.parametrize("attack", [
-    # edit one byte of an event's payload
-    lambda a: (a.edit(4, lambda state: state[:40] + b"\0" + state[41:]), a.at(4))[1],
-    # delete an event in the middle
-    lambda a: (a.delete(5), a.at(5))[1],
-    # delete it and its chain entry, then renumber the rest to close the gap
-    lambda a: (a.delete(5), a.delete_chain_entry(5), a.close_the_gap(5), a.at(5))[3],
-    # swap the payloads of two events of the same aggregate version order
-    lambda a: (a.copy_state(3, 6), a.at(6))[1],
-    # insert a forged event at the end, with a forged chain entry
-    lambda a: a.forge(2, chained=True),
-    # insert a forged event without a chain entry
-    lambda a: a.forge(2, chained=False),
-], ids=["edit", "delete", "delete-and-renumber", "swap", "forge-chained", "forge"])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        # edit one byte of an event's payload
+        lambda a: (a.edit(4, lambda state: state[:40] + b"\0" + state[41:]), a.at(4))[1],
+        # delete an event in the middle
+        lambda a: (a.delete(5), a.at(5))[1],
+        # delete it and its chain entry, then renumber the rest to close the gap
+        lambda a: (a.delete(5), a.delete_chain_entry(5), a.close_the_gap(5), a.at(5))[3],
+        # swap the payloads of two events of the same aggregate version order
+        lambda a: (a.copy_state(3, 6), a.at(6))[1],
+        # insert a forged event at the end, with a forged chain entry
+        lambda a: a.forge(2, chained=True),
+        # insert a forged event without a chain entry
+        lambda a: a.forge(2, chained=False),
+    ],
+    ids=["edit", "delete", "delete-and-renumber", "swap", "forge-chained", "forge"],
+)
 def test_tampering_with_the_database_is_caught_at_the_first_bad_position(
-        store, embedder, backend, attack):
+    store, embedder, backend, attack
+):
     home, _ = store
     first_bad = attack(Attacker(home, backend))  # the position the attack starts at
     report = verify(home, embedder)
@@ -135,9 +144,13 @@ def test_the_cli_exits_1_on_tampering_and_0_when_clean(tmp_path, backend):
     tampered = run("verify", "--json")
     assert tampered.exit_code == 1
     assert json.loads(tampered.stdout) | {"head": None} == {
-        "ok": False, "events": 3, "first_bad": attacker.at(1) + 1,
-        "reason": "an event is missing (a gap in the log)", "head": None,
-        "head_position": attacker.at(1)}
+        "ok": False,
+        "events": 3,
+        "first_bad": attacker.at(1) + 1,
+        "reason": "an event is missing (a gap in the log)",
+        "head": None,
+        "head_position": attacker.at(1),
+    }
 
 
 @pytest.mark.sqlite_only  # a SQLite home keeps its chain key in two files; PostgreSQL, in a table
@@ -184,8 +197,9 @@ def test_the_log_streams_every_event_with_its_position_and_kind(store, embedder)
         entries = list(mem.log_events())
         assert [e["position"] for e in entries] == positions and len(positions) == 9
         assert [e["kind"] for e in entries][-2:] == ["FragmentRevised", "FragmentDeleted"]
-        written = list(mem.log_events(kinds=["FragmentWritten"], since=positions[2],
-                                      until=positions[3]))
+        written = list(
+            mem.log_events(kinds=["FragmentWritten"], since=positions[2], until=positions[3])
+        )
         assert [e["position"] for e in written] == positions[2:4]
         assert written[0]["data"]["embedding"] == {"float32": 64}
         with pytest.raises(carma.InvalidInput, match="unknown event kind"):
@@ -247,8 +261,9 @@ def test_the_cli_replays_by_position_and_by_time(tmp_path):
     assert json.loads(done.stdout)["live"] == 1
     bad = run("replay", "--until", "yesterday", "--into", str(tmp_path / "x"))
     assert bad.exit_code == 2 and "neither a log position" in bad.stderr
-    timed = run("replay", "--until", "2000-01-01T00:00:00Z", "--into", str(tmp_path / "t"),
-                "--json")
+    timed = run(
+        "replay", "--until", "2000-01-01T00:00:00Z", "--into", str(tmp_path / "t"), "--json"
+    )
     assert json.loads(timed.stdout) | {"into": None} == {"into": None, "position": 0, "live": 0}
 
 

@@ -52,8 +52,14 @@ def test_overhead_reports_ingest_rebuild_and_rss(tmp_path):
     assert ingest["fragments_added"] == 2000
     assert ingest["events"] >= 2000  # the fragments' events, plus the store's profile
     assert ingest["payload_bytes"] > 2000 * 18
-    for field in ("carma_s", "carma_events_per_s", "carma_events_per_s_excluding_embedder",
-                  "embedder_alone_s", "raw_sqlite_s", "raw_sqlite_events_per_s"):
+    for field in (
+        "carma_s",
+        "carma_events_per_s",
+        "carma_events_per_s_excluding_embedder",
+        "embedder_alone_s",
+        "raw_sqlite_s",
+        "raw_sqlite_events_per_s",
+    ):
         assert _positive(ingest[field]), field
 
     rebuild = report["rebuild"]
@@ -62,12 +68,15 @@ def test_overhead_reports_ingest_rebuild_and_rss(tmp_path):
     assert rebuild["index_vectors_after"] == 2000
     assert _positive(rebuild["carma_s"]) and _positive(rebuild["raw_read_s_mean"])
 
-    for field in ("ingest_ratio", "ingest_ratio_excluding_embedder", "rebuild_time_ratio",
-                  "ingest_slowdown_last_over_first_tenth"):
+    for field in (
+        "ingest_ratio",
+        "ingest_ratio_excluding_embedder",
+        "rebuild_time_ratio",
+        "ingest_slowdown_last_over_first_tenth",
+    ):
         assert _positive(report["ratios"][field]), field
     # Excluding the embedder's time can only raise CARMA's throughput.
-    assert (report["ratios"]["ingest_ratio_excluding_embedder"]
-            >= report["ratios"]["ingest_ratio"])
+    assert report["ratios"]["ingest_ratio_excluding_embedder"] >= report["ratios"]["ingest_ratio"]
     assert report["bytes_on_disk"]["raw_sqlite"] > 0
 
 

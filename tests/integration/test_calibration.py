@@ -49,10 +49,15 @@ def texts():
 def damaged(home, embedder, texts):
     """A namespace big enough to calibrate and one too small, each with destroyed bodies."""
     with carma.open(home, embedder=embedder) as mem:
-        mem.add_many([{"text": t, "id": f"b{i}", "namespace": "big"}
-                      for i, t in enumerate(texts[:BIG])])
-        mem.add_many([{"text": t, "id": f"t{i}", "namespace": "tiny"}
-                      for i, t in enumerate(texts[BIG : BIG + TINY])])
+        mem.add_many(
+            [{"text": t, "id": f"b{i}", "namespace": "big"} for i, t in enumerate(texts[:BIG])]
+        )
+        mem.add_many(
+            [
+                {"text": t, "id": f"t{i}", "namespace": "tiny"}
+                for i, t in enumerate(texts[BIG : BIG + TINY])
+            ]
+        )
     mem = destroy(home, lambda: carma.open(home, embedder=embedder), [*VICTIMS, "t2"])
     yield mem
     mem.close()
@@ -69,15 +74,18 @@ def expected(mem, calibrated, key):
     curve = curve_for(calibrated["curve"], calibrated["curves"], fragment.refinements)
     return read_off(curve, fragment.fidelity)
 
-def test_a_dream_calibrates_where_reconstructions_are_and_each_says_what_to_expect(damaged,
-                                                                                    texts):
+
+def test_a_dream_calibrates_where_reconstructions_are_and_each_says_what_to_expect(damaged, texts):
     mem = damaged
     report = mem.dream()
     assert report["repaired"]["log-body/semantic-blend"] == 4
     assert report["calibration"]["big"]["status"] == "calibrated"
     assert report["calibration"]["big"]["fragments"] == MIN_SAMPLE
-    assert report["calibration"]["tiny"] == {"status": "too-small", "exact_fragments": TINY - 1,
-                                             "needed": MIN_SAMPLE}
+    assert report["calibration"]["tiny"] == {
+        "status": "too-small",
+        "exact_fragments": TINY - 1,
+        "needed": MIN_SAMPLE,
+    }
     # In the log, for the audit trail: the sample, its points, the fit; and the refusal.
     (calibrated,) = events(mem, "ReconstructionCalibrated")
     curve = calibrated["data"]["curve"]
@@ -118,8 +126,10 @@ def test_a_dream_calibrates_where_reconstructions_are_and_each_says_what_to_expe
     assert 0.0 <= health["expected_recall"]["mean"] <= 1.0
     assert health["calibration"]["big"]["semantic-blend"]["status"] == "calibrated"
     assert health["calibration"]["tiny"]["semantic-blend"] == {
-        "status": "declined", "method": "semantic-blend",
-        "too_small": {"exact_fragments": TINY - 1, "needed": MIN_SAMPLE}}
+        "status": "declined",
+        "method": "semantic-blend",
+        "too_small": {"exact_fragments": TINY - 1, "needed": MIN_SAMPLE},
+    }
 
     again = mem.dream()  # current: nothing recalibrated, and the refusal is not repeated
     assert "big" not in again["calibration"]
@@ -134,7 +144,9 @@ def test_a_calibration_resumes_across_cycles_and_restarts(damaged, home, embedde
     assert first["status"] == "calibrating" and 0 < first["measured"] < MIN_SAMPLE
     assert mem.get("b1").expected_recall is None  # not calibrated yet: no guess
     assert mem.health()["calibration"]["big"]["semantic-blend"]["progress"] == {
-        "measured": first["measured"], "of": MIN_SAMPLE}
+        "measured": first["measured"],
+        "of": MIN_SAMPLE,
+    }
     mem.close()
     mem = small_budgets(carma.open(home, embedder=embedder))  # progress is in the log
     mem.dreamer.calibrate_budget_s = 0
@@ -159,8 +171,12 @@ def test_a_namespace_grown_by_half_is_recalibrated_and_a_rebuild_agrees(damaged,
     mem = damaged
     mem.dream()
     before = {k: mem.get(k).expected_recall for k in VICTIMS}
-    mem.add_many([{"text": t, "id": f"n{i}", "namespace": "big"}
-                  for i, t in enumerate(texts[BIG + TINY : BIG + TINY + 30])])
+    mem.add_many(
+        [
+            {"text": t, "id": f"n{i}", "namespace": "big"}
+            for i, t in enumerate(texts[BIG + TINY : BIG + TINY + 30])
+        ]
+    )
     report = mem.dream()  # 39 exact fragments grew to 69: at least half again
     assert report["calibration"]["big"]["status"] == "calibrated"
     assert report["calibration"]["big"]["exact_fragments"] == 69
@@ -202,14 +218,18 @@ def test_the_cli_shows_both_numbers_and_a_namespace_too_small(damaged, home):
     assert got["status"] == "approximate" and 0 < got["fidelity"] < 1
     assert 0 <= got["expected_recall"] <= 1
     shown = run("get", "b1")
-    assert f"≈ approximate · fidelity {got['fidelity']:.2f} · " \
-           f"~{got['expected_recall']:.0%} of words expected" in shown
+    assert (
+        f"≈ approximate · fidelity {got['fidelity']:.2f} · "
+        f"~{got['expected_recall']:.0%} of words expected" in shown
+    )
     assert "namespace not calibrated" in run("get", "t2")
     small = json.loads(run("calibrate", "--namespace", "tiny", "--json"))
-    assert small == {"tiny": {"status": "too-small", "exact_fragments": TINY - 1,
-                              "needed": MIN_SAMPLE}}
+    assert small == {
+        "tiny": {"status": "too-small", "exact_fragments": TINY - 1, "needed": MIN_SAMPLE}
+    }
     assert "too small to calibrate (5 exact fragments; 20 needed)" in run(
-        "calibrate", "--namespace", "tiny")
+        "calibrate", "--namespace", "tiny"
+    )
     table = run("health")
     assert "expected recall" in table and "too small to calibrate" in table
     lines = [json.loads(line) for line in run("export").splitlines()]
@@ -222,8 +242,19 @@ def test_the_cli_shows_both_numbers_and_a_namespace_too_small(damaged, home):
 def test_the_audit_log_shows_the_calibration(damaged, home):
     damaged.dream()
     damaged.close()
-    result = CliRunner().invoke(cli, ["log", "--kind", "ReconstructionCalibrated", "--kind",
-                                      "CalibrationDeclined", "--json", "--home", str(home)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "log",
+            "--kind",
+            "ReconstructionCalibrated",
+            "--kind",
+            "CalibrationDeclined",
+            "--json",
+            "--home",
+            str(home),
+        ],
+    )
     assert result.exit_code == 0, result.output
     entries = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["kind"] for e in entries] == ["ReconstructionCalibrated", "CalibrationDeclined"]
@@ -234,7 +265,8 @@ def test_the_audit_log_shows_the_calibration(damaged, home):
 
 
 def test_a_reconstructor_is_chosen_by_name_and_a_wrong_choice_changes_nothing(
-        tmp_path, embedder, monkeypatch):
+    tmp_path, embedder, monkeypatch
+):
     home = tmp_path / "fresh"
     with pytest.raises(InvalidInput, match="unknown reconstructor 'magic'"):
         carma.open(home, embedder=embedder, reconstructor="magic")

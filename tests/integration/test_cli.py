@@ -1,4 +1,5 @@
-"""The CLI through click's CliRunner: shapes of --json output, exit codes, nothing changed on error."""
+"""The CLI through click's CliRunner: shapes of --json output, exit codes, nothing changed on
+error."""
 
 import json
 
@@ -14,8 +15,12 @@ def run(home):
     runner = CliRunner()
 
     def invoke(*args, input=None):
-        return runner.invoke(cli, [*args, "--home", str(home), "--embedder", "hashing"],
-                             input=input, catch_exceptions=False)
+        return runner.invoke(
+            cli,
+            [*args, "--home", str(home), "--embedder", "hashing"],
+            input=input,
+            catch_exceptions=False,
+        )
 
     return invoke
 
@@ -25,19 +30,41 @@ def ok_json(result):
     return json.loads(result.stdout)
 
 
-FRAGMENT_KEYS = {"id", "namespace", "text", "metadata", "version", "status", "fidelity",
-                 "expected_recall", "content_hash"}
+FRAGMENT_KEYS = {
+    "id",
+    "namespace",
+    "text",
+    "metadata",
+    "version",
+    "status",
+    "fidelity",
+    "expected_recall",
+    "content_hash",
+}
 
 
 def test_add_get_search_revise_delete_history_round_trip(run):
-    added = ok_json(run("add", "The heron waits in the shallows.", "--metadata",
-                        '{"bird": "heron"}', "--namespace", "nature", "--json"))
+    added = ok_json(
+        run(
+            "add",
+            "The heron waits in the shallows.",
+            "--metadata",
+            '{"bird": "heron"}',
+            "--namespace",
+            "nature",
+            "--json",
+        )
+    )
     assert added["outcome"] == "added"
     key = added["id"]
     got = ok_json(run("get", key, "--json"))
     assert set(got) == FRAGMENT_KEYS
     assert (got["text"], got["metadata"], got["namespace"], got["status"]) == (
-        "The heron waits in the shallows.", {"bird": "heron"}, "nature", "healthy")
+        "The heron waits in the shallows.",
+        {"bird": "heron"},
+        "nature",
+        "healthy",
+    )
     hits = ok_json(run("search", "heron shallows", "-k", "3", "--json"))
     assert hits[0]["id"] == key and set(hits[0]) == FRAGMENT_KEYS | {"score"}
     filtered = ok_json(run("search", "heron", "--where", '{"bird": "crow"}', "--json"))
@@ -52,26 +79,37 @@ def test_add_get_search_revise_delete_history_round_trip(run):
 
 
 def test_add_many_reads_stdin_and_reports_ids(run):
-    result = ok_json(run("add-many", "-", "--namespace", "n1", "--json",
-                         input="first line\n\nsecond line\nfirst line\n"))
+    result = ok_json(
+        run(
+            "add-many",
+            "-",
+            "--namespace",
+            "n1",
+            "--json",
+            input="first line\n\nsecond line\nfirst line\n",
+        )
+    )
     assert (result["added"], result["unchanged"], len(result["ids"])) == (2, 1, 3)
 
 
-@pytest.mark.parametrize("args, message", [
-    (("add", ""), "text is empty"),
-    (("add", "x", "--metadata", "{not json"), "--metadata is not valid JSON"),
-    (("add", "x", "--metadata", '{"a": {"b": 1}}'), "flat lists"),
-    (("add", "x", "--metadata", '{"a": NaN}'), "finite"),
-    (("add", "x", "--namespace", "../../etc"), "namespace"),
-    (("add", "x", "--id", "a\tb"), "control characters"),
-    (("get", "missing"), "no fragment with id 'missing'"),
-    (("revise", "missing", "--text", "y"), "no fragment"),
-    (("revise", "seed"), "revise needs"),
-    (("delete", "missing"), "no fragment"),
-    (("search", "x", "-k", "0"), "k must be"),
-    (("search", "x", "--where", "[1]"), "JSON object"),
-    (("add", "x", "--id", "seed", "--namespace", "other"), "lives in namespace"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("add", ""), "text is empty"),
+        (("add", "x", "--metadata", "{not json"), "--metadata is not valid JSON"),
+        (("add", "x", "--metadata", '{"a": {"b": 1}}'), "flat lists"),
+        (("add", "x", "--metadata", '{"a": NaN}'), "finite"),
+        (("add", "x", "--namespace", "../../etc"), "namespace"),
+        (("add", "x", "--id", "a\tb"), "control characters"),
+        (("get", "missing"), "no fragment with id 'missing'"),
+        (("revise", "missing", "--text", "y"), "no fragment"),
+        (("revise", "seed"), "revise needs"),
+        (("delete", "missing"), "no fragment"),
+        (("search", "x", "-k", "0"), "k must be"),
+        (("search", "x", "--where", "[1]"), "JSON object"),
+        (("add", "x", "--id", "seed", "--namespace", "other"), "lives in namespace"),
+    ],
+)
 def test_bad_input_prints_one_line_exits_2_and_changes_nothing(run, home, args, message):
     run("add", "the seed fragment", "--id", "seed")
     before = log_length(home)
@@ -91,7 +129,12 @@ def test_import_export_round_trip_is_identical_and_import_is_idempotent(run, hom
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert ok_json(run("import", str(source), "--json")) == {
-        "added": 3, "unchanged": 0, "revised": 0, "restored": 0, "rejected": 0}
+        "added": 3,
+        "unchanged": 0,
+        "revised": 0,
+        "restored": 0,
+        "rejected": 0,
+    }
     length = log_length(home)
     assert ok_json(run("import", str(source), "--json"))["unchanged"] == 3
     assert log_length(home) == length
@@ -99,18 +142,22 @@ def test_import_export_round_trip_is_identical_and_import_is_idempotent(run, hom
     assert exported.exit_code == 0
     rows = [json.loads(line) for line in exported.stdout.splitlines()]
     assert [(r["text"], r["metadata"], r["namespace"]) for r in rows] == [
-        (line["text"], line.get("metadata", {}), line.get("namespace", "default"))
-        for line in lines]
+        (line["text"], line.get("metadata", {}), line.get("namespace", "default")) for line in lines
+    ]
     assert all({"id", "version", "status", "fidelity"} <= set(r) for r in rows)
     # Importing the export into a fresh home reproduces the same fragments, ids included.
     second = tmp_path / "second"
     back = tmp_path / "export.jsonl"
-    back.write_text("".join(
-        json.dumps({k: r[k] for k in ("text", "metadata", "namespace", "id")}) + "\n"
-        for r in rows))
+    back.write_text(
+        "".join(
+            json.dumps({k: r[k] for k in ("text", "metadata", "namespace", "id")}) + "\n"
+            for r in rows
+        )
+    )
     runner = CliRunner()
-    again = runner.invoke(cli, ["import", str(back), "--home", str(second), "--embedder",
-                                "hashing"])
+    again = runner.invoke(
+        cli, ["import", str(back), "--home", str(second), "--embedder", "hashing"]
+    )
     assert again.exit_code == 0, again.output
     re_exported = runner.invoke(cli, ["export", "--home", str(second), "--embedder", "hashing"])
     assert re_exported.stdout == exported.stdout
@@ -125,8 +172,13 @@ def test_an_import_with_a_bad_line_changes_nothing_unless_told_to_skip(run, home
     assert log_length(home) == 0
     skipped = run("import", str(source), "--skip-invalid", "--json")
     assert skipped.exit_code == 1
-    assert json.loads(skipped.stdout) == {"added": 1, "unchanged": 0, "revised": 0,
-                                          "restored": 0, "rejected": 3}
+    assert json.loads(skipped.stdout) == {
+        "added": 1,
+        "unchanged": 0,
+        "revised": 0,
+        "restored": 0,
+        "rejected": 3,
+    }
 
 
 def test_rebuild_and_stats(run):
@@ -151,8 +203,9 @@ def test_a_home_that_is_a_file_is_a_clear_usage_error(tmp_path):
     target.write_text("not a store")
     result = CliRunner().invoke(cli, ["add", "x", "--home", str(target), "--embedder", "hashing"])
     assert result.exit_code == 2 and "is not a folder" in result.stderr
-    reading = CliRunner().invoke(cli, ["stats", "--home", str(tmp_path / "none"),
-                                       "--embedder", "hashing"])
+    reading = CliRunner().invoke(
+        cli, ["stats", "--home", str(tmp_path / "none"), "--embedder", "hashing"]
+    )
     assert reading.exit_code == 2 and "no store at" in reading.stderr
     assert not (tmp_path / "none").exists()  # a read never creates a store
 
@@ -166,8 +219,16 @@ def test_healing_commands_report_in_the_documented_shapes(run, home):
     assert scrubbed.exit_code == 1  # open findings: a failure found
     assert json.loads(scrubbed.stdout)["found"] == {"cache/missing": 3}
     health = ok_json(run("health", "--json"))
-    assert {"score", "live", "by_status", "by_fault", "by_method", "fidelity", "lag",
-            "last_cycle"} <= set(health)
+    assert {
+        "score",
+        "live",
+        "by_status",
+        "by_fault",
+        "by_method",
+        "fidelity",
+        "lag",
+        "last_cycle",
+    } <= set(health)
     assert health["score"] == 0.0 and health["by_fault"] == {"cache/missing": 3}
     cycle = ok_json(run("dream", "--json"))
     assert {"id", "found", "repaired", "seconds", "health_before", "health_after"} <= set(cycle)
@@ -197,8 +258,9 @@ def test_chaos_damages_for_real_and_no_query_fails(run, home):
     assert 0 < report["cycle_phases_s"]["heal"] <= report["heal_seconds"]
     text = run("chaos", "--queries", "10", "--threads", "2", "--seed", "4")
     assert text.exit_code == 0 and "queries" in text.output and "repairs" in text.output
-    missing = CliRunner().invoke(cli, ["chaos", "--home", str(home / "nope"), "--embedder",
-                                       "hashing"])
+    missing = CliRunner().invoke(
+        cli, ["chaos", "--home", str(home / "nope"), "--embedder", "hashing"]
+    )
     assert missing.exit_code == 2 and "no store at" in missing.stderr
 
 
@@ -214,10 +276,13 @@ def test_an_import_the_log_refuses_late_in_the_file_changes_nothing(run, home, t
     assert log_length(home) == before
 
 
-@pytest.mark.parametrize("args, message", [
-    (("log", "--since", "99999999999999999999"), "Invalid value"),
-    (("replay", "--until", "²", "--into", "/tmp/carma-never"), "neither a log position"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("log", "--since", "99999999999999999999"), "Invalid value"),
+        (("replay", "--until", "²", "--into", "/tmp/carma-never"), "neither a log position"),
+    ],
+)
 def test_odd_arguments_are_usage_errors_not_tracebacks(run, args, message):
     run("add", "something")
     result = run(*args)
@@ -233,12 +298,23 @@ def test_a_file_that_is_not_utf8_or_not_an_export_is_refused_in_one_line(run, ho
     result = run("import", str(latin))
     assert result.exit_code == 2 and "not UTF-8" in result.stderr
     forged = tmp_path / "forged.jsonl"
-    forged.write_text(json.dumps({"aggregate": "5f6c2f0e-8a57-4c1b-9d8e-0c4a2f6d7b31",
-                                  "version": 1, "topic": "os:system", "state": ""}) + "\n")
+    forged.write_text(
+        json.dumps(
+            {
+                "aggregate": "5f6c2f0e-8a57-4c1b-9d8e-0c4a2f6d7b31",
+                "version": 1,
+                "topic": "os:system",
+                "state": "",
+            }
+        )
+        + "\n"
+    )
     result = run("import", "--events", str(forged))
     assert result.exit_code == 2 and "not an exported CARMA event" in result.stderr
     huge = tmp_path / "huge.jsonl"
-    huge.write_text('{"aggregate": "5f6c2f0e-8a57-4c1b-9d8e-0c4a2f6d7b31", "version": 1e400,'
-                    ' "topic": "x", "state": ""}\n')
+    huge.write_text(
+        '{"aggregate": "5f6c2f0e-8a57-4c1b-9d8e-0c4a2f6d7b31", "version": 1e400,'
+        ' "topic": "x", "state": ""}\n'
+    )
     assert run("import", "--events", str(huge)).exit_code == 2
     assert log_length(home) == before

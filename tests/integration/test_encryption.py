@@ -34,12 +34,16 @@ def test_an_encrypted_log_holds_no_plaintext_and_reads_back_with_its_key(home, e
             assert replica.get(fragment).text == mem.get(fragment).text
 
 
-@pytest.mark.parametrize("other, message", [
-    (None, "it is encrypted and CARMA_CIPHER_KEY is not set"),
-    ("wrong", "the key is wrong, or the store is not encrypted"),
-])
-def test_a_missing_or_wrong_key_is_a_clear_error_and_changes_nothing(home, embedder, other,
-                                                                   message):
+@pytest.mark.parametrize(
+    "other, message",
+    [
+        (None, "it is encrypted and CARMA_CIPHER_KEY is not set"),
+        ("wrong", "the key is wrong, or the store is not encrypted"),
+    ],
+)
+def test_a_missing_or_wrong_key_is_a_clear_error_and_changes_nothing(
+    home, embedder, other, message
+):
     with carma.open(home, embedder=embedder, cipher_key=new_key()) as mem:
         mem.add(SECRET)
     before = log_length(home)
@@ -64,13 +68,16 @@ def test_the_cli_takes_the_key_from_the_environment(tmp_path):
     home = str(tmp_path / "home")
     runner = CliRunner()
     key = new_key()
-    added = runner.invoke(cli, ["add", SECRET, "--home", home, "--embedder", "hashing"],
-                          env={"CARMA_CIPHER_KEY": key})
+    added = runner.invoke(
+        cli, ["add", SECRET, "--home", home, "--embedder", "hashing"], env={"CARMA_CIPHER_KEY": key}
+    )
     assert added.exit_code == 0
-    got = runner.invoke(cli, ["get", added.stdout.strip(), "--home", home],
-                        env={"CARMA_CIPHER_KEY": key})
+    got = runner.invoke(
+        cli, ["get", added.stdout.strip(), "--home", home], env={"CARMA_CIPHER_KEY": key}
+    )
     assert got.exit_code == 0 and SECRET in got.stdout
-    wrong = runner.invoke(cli, ["get", added.stdout.strip(), "--home", home],
-                          env={"CARMA_CIPHER_KEY": new_key()})
+    wrong = runner.invoke(
+        cli, ["get", added.stdout.strip(), "--home", home], env={"CARMA_CIPHER_KEY": new_key()}
+    )
     assert wrong.exit_code == 2 and wrong.stderr.count("\n") == 1
     assert "the key is wrong" in wrong.stderr and key not in wrong.stderr

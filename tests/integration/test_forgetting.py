@@ -45,7 +45,8 @@ def test_a_forgotten_fragment_leaves_no_byte_of_its_body_in_the_home(home, embed
 
 
 def test_a_forgotten_fragment_is_never_healed_and_replays_and_rebuilds_without_it(
-        home, embedder, tmp_path):
+    home, embedder, tmp_path
+):
     with carma.open(home, embedder=embedder) as mem:
         key = mem.add(SECRET, id="dana")
         mem.add("another fragment", id="other")
@@ -81,8 +82,9 @@ def test_losing_one_copy_of_the_fragment_keys_loses_nothing(home, embedder):
 def test_the_cli_forgets_with_a_reason(tmp_path):
     home = str(tmp_path / "home")
     runner = CliRunner()
-    key = runner.invoke(cli, ["add", SECRET, "--home", home, "--embedder", "hashing"]
-                        ).stdout.strip()
+    key = runner.invoke(
+        cli, ["add", SECRET, "--home", home, "--embedder", "hashing"]
+    ).stdout.strip()
     no_reason = runner.invoke(cli, ["forget", key, "--home", home])
     assert no_reason.exit_code == 2
     done = runner.invoke(cli, ["forget", key, "--reason", "asked to", "--home", home, "--json"])
@@ -100,8 +102,12 @@ def test_a_repaired_fragment_forgotten_leaves_no_byte_in_its_snapshots_either(ho
         mem.add("an unrelated fragment that stays", id="keep")
         key = mem.add(SECRET, {"note": MARKER}, id="dana")
         embedding = mem.log.fragment(key).embedding
-        assert damage_event(mem, fragment_uuid(key), 1,
-                            lambda state: state[:100] + bytes([state[100] ^ 1]) + state[101:])
+        assert damage_event(
+            mem,
+            fragment_uuid(key),
+            1,
+            lambda state: state[:100] + bytes([state[100] ^ 1]) + state[101:],
+        )
         assert mem.dream()["repaired"] == {"log-body/exact-copy": 1}
         assert snapshot_count(mem) == 1
         assert mem.forget(key, reason="erasure")
@@ -118,8 +124,8 @@ def test_an_event_export_with_a_forgetting_imports_into_a_new_home(tmp_path, emb
         a.forget("dana", "erasure")
         lines = list(a.export_events())
     with carma.open(tmp_path / "b", embedder=embedder) as b:
-        assert b.import_events(lines) == {"appended": len(lines), "unchanged": 0,
-                                          "restored": 0}
+        assert b.import_events(lines) == {"appended": len(lines), "unchanged": 0, "restored": 0}
         assert [e.kind for e in b.history("dana")] == ["written", "forgotten"]
         assert [e["kind"] for e in b.log_events(kinds=["FragmentForgotten"])] == [
-            "FragmentForgotten"]
+            "FragmentForgotten"
+        ]

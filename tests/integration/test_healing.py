@@ -1,4 +1,5 @@
-"""Healing on real files: every fault detected, recorded once, repaired exactly; queries never fail."""
+"""Healing on real files: every fault detected, recorded once, repaired exactly; queries never
+fail."""
 
 import dataclasses
 import json
@@ -56,8 +57,14 @@ def test_every_cache_fault_is_found_recorded_once_and_repaired_exactly(mem):
     in_flight.write_text("{")  # fresh: may belong to a writer about to rename it
 
     report = mem.scrub()
-    assert report["found"] == {"cache/missing": 1, "cache/unreadable": 1, "cache/corrupt": 1,
-                               "cache/stale": 1, "cache/extra": 1, "stray": 1}
+    assert report["found"] == {
+        "cache/missing": 1,
+        "cache/unreadable": 1,
+        "cache/corrupt": 1,
+        "cache/stale": 1,
+        "cache/extra": 1,
+        "stray": 1,
+    }
     assert report["recorded"] == 5
     assert not stray.exists() and in_flight.exists()
     assert mem.scrub()["recorded"] == 0  # idempotent: nothing new
@@ -91,8 +98,13 @@ def test_every_index_fault_is_found_and_repaired(mem):
     mem.index.put({12345: row.embedding})  # an id no fragment ever had
     mem.index.path.unlink()
     report = mem.scrub()
-    assert report["found"] == {"index/missing": 1, "index/corrupt": 1, "index/extra": 1,
-                               "index-file/missing": 1, "stray": 1}
+    assert report["found"] == {
+        "index/missing": 1,
+        "index/corrupt": 1,
+        "index/extra": 1,
+        "index-file/missing": 1,
+        "stray": 1,
+    }
     assert mem.scrub()["recorded"] == 0
     assert mem.heal() == {"index/exact-log": 3, "index-file/exact-log": 1}
     assert mem.scrub()["found"] == {}
@@ -100,11 +112,14 @@ def test_every_index_fault_is_found_and_repaired(mem):
     assert mem.index.check_file(mem.log.position(), 100) is None
 
 
-@pytest.mark.parametrize("damage, fault", [
-    (lambda p: p.unlink(), "missing"),
-    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "corrupt"),
-    (lambda p: p.write_bytes(b"garbage"), "unreadable"),
-])
+@pytest.mark.parametrize(
+    "damage, fault",
+    [
+        (lambda p: p.unlink(), "missing"),
+        (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "corrupt"),
+        (lambda p: p.write_bytes(b"garbage"), "unreadable"),
+    ],
+)
 def test_a_damaged_index_file_is_one_finding_about_the_index(mem, home, damage, fault):
     fragments(mem, 30)
     mem.close()
@@ -159,8 +174,7 @@ def test_queries_succeed_with_correct_results_while_copies_are_missing(mem):
 
 def test_a_crash_in_the_middle_of_healing_resumes_without_repeating_or_skipping(mem):
     # Caller ids make the uuids, and so the order of findings, the same in every run.
-    ids = mem.add_many([{"text": f"note {i} on the harbour", "id": f"n{i}"}
-                        for i in range(20)]).ids
+    ids = mem.add_many([{"text": f"note {i} on the harbour", "id": f"n{i}"} for i in range(20)]).ids
     for path in mem.cache.files():
         path.unlink()
     assert mem.scrub()["recorded"] == 20
@@ -234,8 +248,7 @@ def test_a_fragment_deleted_between_a_batch_plan_and_its_record_is_not_repaired(
         mem.get(victim)
 
 
-def test_a_writer_process_killed_mid_heal_stops_the_heal_and_the_next_one_resumes(
-        mem, monkeypatch):
+def test_a_writer_process_killed_mid_heal_stops_the_heal_and_the_next_one_resumes(mem, monkeypatch):
     class DoomedFileWriter(carma.projections.files.FileWriter):
         def submit(self, removals, files):
             super().submit(removals, files)
@@ -253,8 +266,9 @@ def test_a_writer_process_killed_mid_heal_stops_the_heal_and_the_next_one_resume
     with pytest.raises(carma.StorageError, match="healing stopped.*file writer process stopped"):
         mem.heal()
     # A repair is recorded only for a batch whose files were reported durable.
-    repaired = [o for _, o, _, topic, _ in stored_rows(mem)
-                if topic.endswith("FragmentReconstructed")]
+    repaired = [
+        o for _, o, _, topic, _ in stored_rows(mem) if topic.endswith("FragmentReconstructed")
+    ]
     recorded = len(repaired)
     assert recorded < 20 and recorded % 4 == 0
     assert all(mem.cache.path_of(o).exists() for o in repaired)
@@ -368,10 +382,12 @@ def test_a_whole_cache_folder_lost_is_one_finding_per_fragment_and_repaired(mem,
         folder.write_bytes(b"not a folder")  # would stop every repair in it
     report = mem.dream()
     assert report["found"] == {"cache/missing": len(inside)} | (
-        {"stray": 1} if damage == "a file in its place" else {})
+        {"stray": 1} if damage == "a file in its place" else {}
+    )
     assert report["repaired"] == {"cache/exact-log": len(inside)}
-    assert all(mem.get(k).text == json.loads(cache_path(mem, k).read_text())["text"]
-               for k in inside)
+    assert all(
+        mem.get(k).text == json.loads(cache_path(mem, k).read_text())["text"] for k in inside
+    )
     assert mem.scrub()["found"] == {}
 
 
@@ -386,8 +402,9 @@ def test_a_scrub_reads_only_the_rows_changed_since_its_last_and_misses_none_of_t
     old_copy = cache_path(mem, ids[1]).read_bytes()
     mem.revise(ids[1], text="note 1, revised between two scrubs")
     changes = mem.ledger.scan_changes(tick)
-    assert {r[0] for r in changes.rows} == {uuid_of(mem, k).replace("-", "")
-                                            for k in (new, ids[0], ids[1])}
+    assert {r[0] for r in changes.rows} == {
+        uuid_of(mem, k).replace("-", "") for k in (new, ids[0], ids[1])
+    }
     assert changes.count == 7
     cache_path(mem, new).unlink()
     cache_path(mem, ids[0]).write_bytes(deleted_copy)
@@ -418,7 +435,7 @@ def test_a_cache_folder_listing_is_reused_only_while_the_folder_and_its_rows_sta
     keys = fragments(mem, 12)
     folder = cache_path(mem, keys[0]).parent
     scrubber = mem.dreamer.scrubber
-    scrubber.settled_ns = -10**12  # any listing counts as taken long after a change
+    scrubber.settled_ns = -(10**12)  # any listing counts as taken long after a change
     mem.scrub()
     listed = listing_of(mem, folder)
     mem.scrub()
@@ -435,7 +452,8 @@ def test_a_cache_folder_listing_is_reused_only_while_the_folder_and_its_rows_sta
     cache_path(mem, keys[0]).write_text("{}")  # a copy of the deleted fragment reappears
     st = os.stat(folder)
     scrubber._listings[folder.name] = dataclasses.replace(
-        listed, stamp=(st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+        listed, stamp=(st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    )
     assert mem.scrub()["found"] == {"cache/extra": 1}
     mem.heal()
     # A deep scrub lists every folder, settled or not.

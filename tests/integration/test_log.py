@@ -15,7 +15,7 @@ from tests.conftest import damage_event, stored_rows
 
 
 def flip(mem, position, offset):
-    (uuid, version), = [(o, v) for p, o, v, _, _ in stored_rows(mem) if p == position]
+    ((uuid, version),) = [(o, v) for p, o, v, _, _ in stored_rows(mem) if p == position]
 
     def flipped(state):
         damaged = bytearray(state)
@@ -33,8 +33,10 @@ def test_embeddings_are_stored_as_float32_bytes_not_float_lists(mem):
     # floats would take ~1,200 on its own.
     compact = state.replace(b" ", b"")
     assert b'"sealed_embedding":{"_type_":"b64","_data_":"' in compact
-    assert len(compact.split(b'"sealed_embedding":{"_type_":"b64","_data_":"')[1]
-               .split(b'"')[0]) == 380
+    assert (
+        len(compact.split(b'"sealed_embedding":{"_type_":"b64","_data_":"')[1].split(b'"')[0])
+        == 380
+    )
     assert b'"embedding":[' not in compact and len(state) < 1000
 
 
@@ -57,8 +59,12 @@ def test_any_single_bit_flip_anywhere_in_a_stored_event_is_detected(mem, offset,
     notification = mem.log.recorder.select_notifications(start=None, limit=10)[-1]
     state = bytearray(notification.state)
     state[offset % len(state)] ^= 1 << bit
-    damaged = StoredEvent(notification.originator_id, notification.originator_version,
-                          notification.topic, bytes(state))
+    damaged = StoredEvent(
+        notification.originator_id,
+        notification.originator_version,
+        notification.topic,
+        bytes(state),
+    )
     with pytest.raises(CorruptEvent):
         verified_payload(damaged)
 
@@ -69,8 +75,14 @@ def test_topic_and_version_are_covered_by_the_checksum(mem):
     with pytest.raises(CorruptEvent):
         verified_payload(StoredEvent(n.originator_id, n.originator_version + 1, n.topic, n.state))
     with pytest.raises(CorruptEvent):
-        verified_payload(StoredEvent(n.originator_id, n.originator_version,
-                                     n.topic.replace("Written", "Revised"), n.state))
+        verified_payload(
+            StoredEvent(
+                n.originator_id,
+                n.originator_version,
+                n.topic.replace("Written", "Revised"),
+                n.state,
+            )
+        )
 
 
 @pytest.mark.sqlite_only  # WAL is a mode of the SQLite file; PostgreSQL has its own journal
@@ -104,7 +116,8 @@ def test_a_rebuild_reads_the_log_as_stored_not_what_was_recorded(mem, tmp_path):
     mem.rebuild()
     with mem.replay(into=tmp_path / "replica") as replica:  # reads nothing but the stored log
         assert [(e.kind, e.detail) for e in mem.history(key)] == [
-            (e.kind, e.detail) for e in replica.history(key)]
+            (e.kind, e.detail) for e in replica.history(key)
+        ]
         assert mem.health()["by_status"] == replica.health()["by_status"]
 
 

@@ -28,6 +28,7 @@ TOPICS = [
 def flip_event(target, key, version=1, offset=150):
     """Flip one byte of a fragment's stored event, as bit rot would (target: an open store,
     or the home of a closed one)."""
+
     def flipped(state):
         damaged = bytearray(state)
         damaged[offset % len(damaged)] ^= 0x20
@@ -42,9 +43,12 @@ def kinds(mem, key):
 
 def open_faults(mem, key):
     """The health ledger's open findings about a fragment's copies."""
-    return [(r["copy"], r["fault"]) for r in mem.ledger.db.query(
-        "SELECT copy, fault FROM faults WHERE uuid = ? ORDER BY copy",
-        [str(fragment_uuid(key))])]
+    return [
+        (r["copy"], r["fault"])
+        for r in mem.ledger.db.query(
+            "SELECT copy, fault FROM faults WHERE uuid = ? ORDER BY copy", [str(fragment_uuid(key))]
+        )
+    ]
 
 
 @pytest.fixture
@@ -76,8 +80,10 @@ def test_damage_is_recorded_once_and_repaired_exactly_from_a_verified_copy(store
     assert report["repaired"] == {"log-body/exact-copy": 1}
     again = mem.dream()  # the damaged event is still there, but already answered
     assert again["recorded"] == 0 and again["repaired"] == {}
-    assert kinds(mem, "k1")[-2:] == [("lost", "log-body", None),
-                                     ("reconstructed", "log-body", "exact-copy")]
+    assert kinds(mem, "k1")[-2:] == [
+        ("lost", "log-body", None),
+        ("reconstructed", "log-body", "exact-copy"),
+    ]
     lost = [e for e in mem.history("k1") if e.kind == "lost"][0]
     assert lost.detail["fault"] == "corrupt"
     # The log no longer depends on the damaged event: a snapshot holds the restated state.
@@ -132,7 +138,8 @@ def test_deleted_and_forgotten_fragments_are_never_repaired(store):
     assert "log-body/corrupt" not in report["found"]
     assert not any(k.startswith("log-body") for k in report["repaired"])
     assert ("reconstructed", "log-body", None) not in [
-        (k, c, None) for k, c, _ in kinds(mem, "k0") + kinds(mem, "k1")]
+        (k, c, None) for k, c, _ in kinds(mem, "k0") + kinds(mem, "k1")
+    ]
 
 
 def test_nothing_left_stays_lost_reported_and_counts_zero(store):
@@ -175,17 +182,18 @@ def test_fidelity_never_goes_down_from_cycle_to_cycle(store):
         mem.dream()
         fidelities.append(mem.get("k1").fidelity)
     assert fidelities == sorted(fidelities)
-    reconstructions = [e.detail["fidelity"] for e in mem.history("k1")
-                       if e.kind == "reconstructed"]
+    reconstructions = [e.detail["fidelity"] for e in mem.history("k1") if e.kind == "reconstructed"]
     assert reconstructions == sorted(reconstructions) and len(set(reconstructions)) == len(
-        reconstructions)
+        reconstructions
+    )
 
 
 def test_damage_to_a_cycle_report_is_reported_and_harms_nothing(store):
     mem, _ = store
     mem.dream()
-    (uuid, version), = [(o, v) for _, o, v, topic, _ in stored_rows(mem)
-                        if topic.endswith("DreamCycleCompleted")]
+    ((uuid, version),) = [
+        (o, v) for _, o, v, topic, _ in stored_rows(mem) if topic.endswith("DreamCycleCompleted")
+    ]
     assert damage_event(mem, UUID(uuid), version, lambda state: state[:40] + b"\0" + state[41:])
     report = mem.dream()
     assert report["found"] == {}  # no copy of anything live is lost
@@ -214,12 +222,14 @@ def test_the_cli_marks_a_reconstruction_and_an_original_text_restores_it(home, t
     from carma.cli import cli
 
     def run(*args):
-        return CliRunner().invoke(cli, [*args, "--home", str(home), "--embedder", "hashing"],
-                                  catch_exceptions=False)
+        return CliRunner().invoke(
+            cli, [*args, "--home", str(home), "--embedder", "hashing"], catch_exceptions=False
+        )
 
     source = tmp_path / "in.jsonl"
-    source.write_text("".join(json.dumps({"text": t, "id": f"k{i}"}) + "\n"
-                              for i, t in enumerate(TOPICS)))
+    source.write_text(
+        "".join(json.dumps({"text": t, "id": f"k{i}"}) + "\n" for i, t in enumerate(TOPICS))
+    )
     assert run("import", str(source)).exit_code == 0
     flip_event(home, "k3")
     (path,) = home.glob(f"cache/*/{fragment_uuid('k3').hex}.json")
@@ -233,8 +243,19 @@ def test_the_cli_marks_a_reconstruction_and_an_original_text_restores_it(home, t
     exported = tmp_path / "export.jsonl"
     exported.write_text(run("export").stdout)
     other = tmp_path / "other"
-    refused = CliRunner().invoke(cli, ["import", str(exported), "--skip-invalid", "--json",
-                                       "--home", str(other), "--embedder", "hashing"])
+    refused = CliRunner().invoke(
+        cli,
+        [
+            "import",
+            str(exported),
+            "--skip-invalid",
+            "--json",
+            "--home",
+            str(other),
+            "--embedder",
+            "hashing",
+        ],
+    )
     assert refused.exit_code == 1
     assert json.loads(refused.stdout)["added"] == 4 and json.loads(refused.stdout)["rejected"] == 1
     # Importing the original file again restores the text exactly.
@@ -304,8 +325,9 @@ def test_chaos_and_the_reconstruct_benchmark_damage_the_stored_log(store):
 def test_the_log_is_scrubbed_on_a_rolling_schedule_and_deep_on_demand(mem):
     """A scrub reads the events appended since the last one and a slice of the older ones,
     so that every event is read again within `log_passes` scrubs; `deep` reads them all."""
-    mem.add_many([{"text": f"fragment number {i} of a rolling scrub", "id": f"r{i}"}
-                  for i in range(40)])
+    mem.add_many(
+        [{"text": f"fragment number {i} of a rolling scrub", "id": f"r{i}"} for i in range(40)]
+    )
     scrubber = mem.dreamer.scrubber
     scrubber.log_passes, scrubber.log_slice_min = 4, 1
     first = mem.scrub()["checked"]  # nothing checked before: the whole log
@@ -337,11 +359,13 @@ def test_a_body_restated_in_one_batch_keeps_the_cache_file_the_next_batch_names(
     written; a finding about the same fragment waits until the restatement is recorded. A
     plan made before would see the body still lost and have the writer process remove the
     cache file the projection had just written from the restated body."""
-    topics = ["Rivers carry sediment from the mountains down to the sea.",
-              "The river delta is built from sediment carried by the water.",
-              "Mountains erode slowly as rain and rivers carry rock away.",
-              "Sediment settles where the river slows near the sea.",
-              "A glacier carves a valley as it moves down the mountain."]
+    topics = [
+        "Rivers carry sediment from the mountains down to the sea.",
+        "The river delta is built from sediment carried by the water.",
+        "Mountains erode slowly as rain and rivers carry rock away.",
+        "Sediment settles where the river slows near the sea.",
+        "A glacier carves a valley as it moves down the mountain.",
+    ]
     mem.add_many([{"text": t, "id": f"k{i}"} for i, t in enumerate(topics)])
     flip_event(mem, "k1")
     path = mem.cache.path_of(mem.ledger.row("k1")["uuid"])
@@ -358,8 +382,9 @@ def test_damage_the_rolling_scrub_has_not_read_is_recorded_when_a_repair_meets_i
     scrub has read yet, the healer records that damage and repairs the body in the same
     cycle (here, from the cache file that survives), rather than leave the fragment lost
     until the rolling slice comes round to it."""
-    mem.add_many([{"text": f"fragment number {i} of a rolling scrub", "id": f"r{i}"}
-                  for i in range(40)])
+    mem.add_many(
+        [{"text": f"fragment number {i} of a rolling scrub", "id": f"r{i}"} for i in range(40)]
+    )
     scrubber = mem.dreamer.scrubber
     scrubber.log_passes, scrubber.log_slice_min = 8, 1
     mem.dream()  # the whole log read once: later scrubs roll
@@ -370,8 +395,11 @@ def test_damage_the_rolling_scrub_has_not_read_is_recorded_when_a_repair_meets_i
     assert report["checked"]["log_deep"] == 0
     assert report["found"] == {"index/missing": 1, "log-body/corrupt": 1}
     assert report["repaired"] == {"log-body/exact-copy": 1}
-    assert kinds(mem, "r30")[-3:] == [("lost", "index", None), ("lost", "log-body", None),
-                                      ("reconstructed", "log-body", "exact-copy")]
+    assert kinds(mem, "r30")[-3:] == [
+        ("lost", "index", None),
+        ("lost", "log-body", None),
+        ("reconstructed", "log-body", "exact-copy"),
+    ]
     record = mem.get("r30")
     assert record.status == "healthy" and record.text == "fragment number 30 of a rolling scrub"
     assert [h.id for h in mem.search(record.text, k=1)] == ["r30"]
@@ -412,8 +440,10 @@ def test_a_revision_answers_the_copy_findings_recorded_while_its_body_was_lost(m
     assert report["found"] == {"log-body/corrupt": 1, "cache/missing": 1}
     assert report["repaired"] == {"log-body/embedding-kept": 1}
     faults = mem.log.fragment("alone").faults  # on PostgreSQL a copy names its replica
-    assert {copy_kind(c): f for c, f in faults.items()} == {"log-body": "corrupt",
-                                                            "cache": "missing"}
+    assert {copy_kind(c): f for c, f in faults.items()} == {
+        "log-body": "corrupt",
+        "cache": "missing",
+    }
     mem.revise("alone", text="A lone fragment, written anew.", metadata={})
     assert mem.log.fragment("alone").faults == {}
     assert open_faults(mem, "alone") == []

@@ -16,8 +16,13 @@ def test_a_fragment_reads_back_exactly_after_reopening(mem, home, embedder):
     with carma.open(home, embedder=embedder) as again:
         got = again.get(key)
     assert (got.text, got.metadata, got.namespace, got.version, got.status, got.fidelity) == (
-        "Agents remember what they were told.", {"source": "chat", "turn": 3}, "default", 1,
-        "healthy", 1.0)
+        "Agents remember what they were told.",
+        {"source": "chat", "turn": 3},
+        "default",
+        1,
+        "healthy",
+        1.0,
+    )
     assert got.expected_recall is None
 
 
@@ -84,31 +89,50 @@ def test_a_deleted_fragment_is_gone_from_reads_and_search_but_not_from_history(m
 
 
 def test_search_ranks_by_similarity_and_filters_by_namespace_and_metadata(mem):
-    mem.add_many([
-        {"text": "red apples grow on trees", "metadata": {"kind": "fruit", "ripe": True},
-         "namespace": "food"},
-        {"text": "green apples are sour", "metadata": {"kind": "fruit", "ripe": False,
-                                                       "tags": ["sour", "green"]},
-         "namespace": "food"},
-        {"text": "apples of the eye", "metadata": {"kind": "idiom", "n": 2}, "namespace": "words"},
-        {"text": "trains run on rails", "metadata": {"kind": "transport", "n": None}},
-    ])
+    mem.add_many(
+        [
+            {
+                "text": "red apples grow on trees",
+                "metadata": {"kind": "fruit", "ripe": True},
+                "namespace": "food",
+            },
+            {
+                "text": "green apples are sour",
+                "metadata": {"kind": "fruit", "ripe": False, "tags": ["sour", "green"]},
+                "namespace": "food",
+            },
+            {
+                "text": "apples of the eye",
+                "metadata": {"kind": "idiom", "n": 2},
+                "namespace": "words",
+            },
+            {"text": "trains run on rails", "metadata": {"kind": "transport", "n": None}},
+        ]
+    )
     hits = mem.search("red apples", k=4)
     assert hits[0].text == "red apples grow on trees"
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert {h.namespace for h in mem.search("apples", k=10, namespace="food")} == {"food"}
     assert [h.text for h in mem.search("apples", k=10, where={"kind": "idiom"})] == [
-        "apples of the eye"]
+        "apples of the eye"
+    ]
     assert [h.text for h in mem.search("apples", k=10, where={"ripe": False})] == [
-        "green apples are sour"]
+        "green apples are sour"
+    ]
     assert [h.text for h in mem.search("apples", where={"tags": ["sour", "green"]})] == [
-        "green apples are sour"]
+        "green apples are sour"
+    ]
     assert [h.text for h in mem.search("trains", where={"n": None})] == ["trains run on rails"]
     assert [h.text for h in mem.search("apples", where={"n": 2.0})] == ["apples of the eye"]
     assert mem.search("apples", namespace="food", where={"kind": "idiom"}) == []
     assert mem.search("apples", namespace="empty") == []
-    for bad in ({"k": 0}, {"k": 10_001}, {"k": "3"}, {"namespace": "../x"},
-                {"where": {"a": {"b": 1}}}):
+    for bad in (
+        {"k": 0},
+        {"k": 10_001},
+        {"k": "3"},
+        {"namespace": "../x"},
+        {"where": {"a": {"b": 1}}},
+    ):
         with pytest.raises(InvalidInput):
             mem.search("apples", **bad)
     with pytest.raises(InvalidInput):
@@ -135,7 +159,11 @@ def test_history_lists_every_event_with_its_log_position(mem):
     mem.revise(key, text="v2")
     mem.delete(key, reason="done")
     history = mem.history(key)
-    assert [(e.version, e.kind) for e in history] == [(1, "written"), (2, "revised"), (3, "deleted")]
+    assert [(e.version, e.kind) for e in history] == [
+        (1, "written"),
+        (2, "revised"),
+        (3, "deleted"),
+    ]
     positions = [e.position for e in history]
     assert positions == sorted(positions) and len(set(positions)) == 3
     with pytest.raises(FragmentNotFound):
@@ -208,8 +236,7 @@ def test_the_home_is_private_to_its_owner(home, embedder):
     assert home.stat().st_mode & 0o077 == 0
 
 
-def test_each_home_keeps_its_log_on_the_backend_of_the_run(mem, home, embedder, tmp_path,
-                                                         backend):
+def test_each_home_keeps_its_log_on_the_backend_of_the_run(mem, home, embedder, tmp_path, backend):
     mem.add("Kept in the log of this run's backend.", id="here")
     assert (home / "database.json").is_file() is backend.postgres
     assert (home / "events.sqlite").is_file() is not backend.postgres

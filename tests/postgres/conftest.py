@@ -13,8 +13,10 @@ def shared_url():
     """A fresh schema on the test server: one shared log for the processes of one test."""
     base = os.environ.get("CARMA_TEST_DATABASE_URL")
     if not base:
-        message = ("no PostgreSQL server: start one with eval \"$(.ci/postgres start)\", "
-                   "which sets CARMA_TEST_DATABASE_URL")
+        message = (
+            'no PostgreSQL server: start one with eval "$(.ci/postgres start)", '
+            "which sets CARMA_TEST_DATABASE_URL"
+        )
         if REQUIRED:
             pytest.fail(message)
         pytest.skip(message)

@@ -24,8 +24,9 @@ def test_a_full_home_on_a_shared_log_is_reported_loudly_and_catches_up(tiny_disk
     home = tiny_disk / "home"
     embedder = HashingEmbedder(dimension=64)
     with carma.open(home, embedder=embedder, database_url=shared_url) as mem:
-        mem.add_many([{"text": f"written while there was room {i}", "id": f"a{i}"}
-                      for i in range(20)])
+        mem.add_many(
+            [{"text": f"written while there was room {i}", "id": f"a{i}"} for i in range(20)]
+        )
         assert mem.health()["projection_errors"] == {}
         fill(tiny_disk / "filler")
         for i in range(20):  # acknowledged: the log is on the server, not on this disk
@@ -51,8 +52,9 @@ def test_a_full_home_on_a_shared_log_is_reported_loudly_and_catches_up(tiny_disk
         assert health["projection_errors"] == {}
         assert set(health["lag"].values()) == {0}
         assert health["score"] == 1.0 and health["live"] == 40
-        assert [mem.get(f"b{i}").text.split(" words")[0] for i in range(20)] == \
-            [f"written on a full disk {i}" for i in range(20)]
+        assert [mem.get(f"b{i}").text.split(" words")[0] for i in range(20)] == [
+            f"written on a full disk {i}" for i in range(20)
+        ]
         assert mem.scrub()["found"] == {}
     shown = runner.invoke(cli, ["health", *args])
     assert "BEHIND" not in shown.output

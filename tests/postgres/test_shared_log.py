@@ -19,9 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def spawn(url: str, home: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.postgres.worker", url, str(home),
-                             *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.postgres.worker", url, str(home), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen) -> list[str]:
@@ -35,11 +39,11 @@ def open_on(url: str, home: Path):
 
 
 def test_a_write_acknowledged_in_one_process_is_read_in_another_which_keeps_its_place(
-        shared_url, tmp_path):
+    shared_url, tmp_path
+):
     reader = open_on(shared_url, tmp_path / "b")
     try:
-        writers = [spawn(shared_url, tmp_path / f"a{i}", "write", str(i), "25")
-                   for i in range(2)]
+        writers = [spawn(shared_url, tmp_path / f"a{i}", "write", str(i), "25") for i in range(2)]
         acked = [line.split()[3:] for w in writers for line in finish(w)]
         keys = [k for batch in acked for k in batch]
         assert len(keys) == len(set(keys)) > 50
@@ -81,8 +85,9 @@ def test_two_processes_healing_the_same_damage_record_each_repair_once(shared_ur
     # Each home loses copies of its own: cache files, and one index file.
     for n, home in enumerate(homes):
         for key in keys[n::7]:
-            (home / "cache" / fragment_uuid(key).hex[:2] / f"{fragment_uuid(key).hex}.json"
-             ).unlink(missing_ok=True)
+            (home / "cache" / fragment_uuid(key).hex[:2] / f"{fragment_uuid(key).hex}.json").unlink(
+                missing_ok=True
+            )
     (homes[1] / "index" / "vectors.faiss").unlink()
 
     healers = [spawn(shared_url, home, "dream", "3") for home in homes]
@@ -91,12 +96,19 @@ def test_two_processes_healing_the_same_damage_record_each_repair_once(shared_ur
 
     mem = open_on(shared_url, homes[0])
     try:
-        events = list(mem.log_events(kinds=["FragmentLost", "FragmentReconstructed",
-                                            "IndexLost", "IndexRebuilt"]))
-        lost = Counter((e["aggregate"], e["data"]["copy"]) for e in events
-                       if e["kind"] == "FragmentLost")
-        repaired = Counter((e["aggregate"], e["data"]["copy"]) for e in events
-                           if e["kind"] == "FragmentReconstructed")
+        events = list(
+            mem.log_events(
+                kinds=["FragmentLost", "FragmentReconstructed", "IndexLost", "IndexRebuilt"]
+            )
+        )
+        lost = Counter(
+            (e["aggregate"], e["data"]["copy"]) for e in events if e["kind"] == "FragmentLost"
+        )
+        repaired = Counter(
+            (e["aggregate"], e["data"]["copy"])
+            for e in events
+            if e["kind"] == "FragmentReconstructed"
+        )
         # Every finding recorded once, and answered once: by a repair of its own copy, or by
         # the restatement of its fragment's body, which rewrites every copy (a replica may
         # find its copies of a lost body missing before the other restates it). None twice,
@@ -153,14 +165,14 @@ def test_a_home_stays_with_its_log_and_no_secret_reaches_a_message(shared_url, t
         assert not (tmp_path / "new" / "database.json").exists()
 
 
-def test_the_shared_log_benchmark_reports_its_ratios_and_leaves_no_schema(shared_url,
-                                                                            tmp_path):
+def test_the_shared_log_benchmark_reports_its_ratios_and_leaves_no_schema(shared_url, tmp_path):
     import psycopg
 
     from carma.bench.shared import bench_shared
 
-    report = bench_shared(database_url=shared_url, n=128, workdir=tmp_path, join_events=1_200,
-                          lag_seconds=1.5)
+    report = bench_shared(
+        database_url=shared_url, n=128, workdir=tmp_path, join_events=1_200, lag_seconds=1.5
+    )
     ratios = report["ratios"]
     assert all(isinstance(v, float) and v > 0 for v in ratios.values())
     assert report["throughput"]["hashing_384d"]["texts"] == 128
@@ -169,22 +181,33 @@ def test_the_shared_log_benchmark_reports_its_ratios_and_leaves_no_schema(shared
     assert lag["fragments_written"] == lag["batches_acknowledged"] * lag["batch"]
     assert report["join"]["events"] >= 1_200 and report["join"]["live"] == 1_199
     with psycopg.connect(shared_url.split("?")[0]) as conn:
-        left = conn.execute("SELECT count(*) FROM information_schema.schemata"
-                            " WHERE schema_name = ANY(%s)", [report["schemas"]]).fetchone()[0]
+        left = conn.execute(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = ANY(%s)",
+            [report["schemas"]],
+        ).fetchone()[0]
     assert len(report["schemas"]) == 4 and left == 0
 
 
 def test_processes_that_start_at_once_on_a_new_log_all_open_it(shared_url, tmp_path):
     """Creating the log's tables is not safe to race in PostgreSQL ("tuple concurrently
     updated"): processes that start together take turns."""
-    code = ("import sys, carma; from carma.embedding import HashingEmbedder; "
-            "m = carma.open(sys.argv[1], embedder=HashingEmbedder(dimension=8), "
-            "database_url=sys.argv[2]); m.add('from ' + sys.argv[1]); m.close()")
-    starting = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / f"h{i}"),
-                                  shared_url], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-                for i in range(6)]
+    code = (
+        "import sys, carma; from carma.embedding import HashingEmbedder; "
+        "m = carma.open(sys.argv[1], embedder=HashingEmbedder(dimension=8), "
+        "database_url=sys.argv[2]); m.add('from ' + sys.argv[1]); m.close()"
+    )
+    starting = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / f"h{i}"), shared_url],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(6)
+    ]
     errors = [p.communicate(timeout=120)[1] for p in starting]
     assert [p.returncode for p in starting] == [0] * 6, errors
-    with carma.open(tmp_path / "reader", embedder=HashingEmbedder(dimension=8),
-                    database_url=shared_url) as mem:
+    with carma.open(
+        tmp_path / "reader", embedder=HashingEmbedder(dimension=8), database_url=shared_url
+    ) as mem:
         assert mem.stats()["live"] == 6

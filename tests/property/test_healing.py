@@ -13,8 +13,9 @@ from carma.embedding import HashingEmbedder
 WORDS = ["moss", "iron", "tide", "lamp", "wren", "dust", "opal", "reed"]
 texts = st.lists(st.sampled_from(WORDS), min_size=2, max_size=6).map(" ".join)
 keys = st.sampled_from([f"k{i}" for i in range(8)])
-damages = st.sampled_from(["unlink", "truncate", "garble", "drop-index-file", "drop-vector",
-                           "wrong-vector"])
+damages = st.sampled_from(
+    ["unlink", "truncate", "garble", "drop-index-file", "drop-vector", "wrong-vector"]
+)
 
 operations = st.lists(
     st.one_of(
@@ -24,7 +25,8 @@ operations = st.lists(
         st.tuples(st.just("dream")),
         st.tuples(st.just("reopen")),
     ),
-    min_size=1, max_size=30,
+    min_size=1,
+    max_size=30,
 )
 
 

@@ -36,8 +36,9 @@ from tests.conftest import damage_event, store_state
 WORDS = ["amber", "basalt", "cedar", "delta", "ember", "fjord", "garnet", "harbor", "iris"]
 texts = st.lists(st.sampled_from(WORDS), min_size=1, max_size=6).map(" ".join)
 namespaces = st.sampled_from(["alpha", "beta"])
-metadata = st.dictionaries(st.sampled_from(["kind", "n"]), st.integers(0, 3) | st.booleans(),
-                           max_size=2)
+metadata = st.dictionaries(
+    st.sampled_from(["kind", "n"]), st.integers(0, 3) | st.booleans(), max_size=2
+)
 
 
 class StoreAgainstModel(RuleBasedStateMachine):
@@ -64,8 +65,14 @@ class StoreAgainstModel(RuleBasedStateMachine):
     # -- writes -------------------------------------------------------------------------------
 
     def _live_key_with(self, text, namespace):
-        return next((k for k, (t, _, ns) in self.model.items()
-                     if k not in self.deleted and t == text and ns == namespace), None)
+        return next(
+            (
+                k
+                for k, (t, _, ns) in self.model.items()
+                if k not in self.deleted and t == text and ns == namespace
+            ),
+            None,
+        )
 
     @rule(target=keys, text=texts, meta=metadata, namespace=namespaces)
     def add(self, text, meta, namespace):
@@ -148,8 +155,11 @@ class StoreAgainstModel(RuleBasedStateMachine):
     @rule(query=texts, namespace=namespaces, k=st.integers(1, 8))
     def search(self, query, namespace, k):
         hits = self.mem.search(query, k=k, namespace=namespace)
-        live_here = {key for key, (_, _, ns) in self.model.items()
-                     if ns == namespace and key not in self.deleted}
+        live_here = {
+            key
+            for key, (_, _, ns) in self.model.items()
+            if ns == namespace and key not in self.deleted
+        }
         assert {h.id for h in hits} <= live_here
         if not self.vectors_dropped:  # a vector dropped from memory is missed until a dream
             # (and a body lost with its embedding has no vector at all)
@@ -232,15 +242,19 @@ class StoreAgainstModel(RuleBasedStateMachine):
         metadata no record knows any longer proves its text alone."""
         row = self.mem.ledger.row(key)
         cached = self.mem.cache.read(row["uuid"])
-        return cached is not None and is_exact_copy(cached, row) \
-            and row["metadata"] is not None \
+        return (
+            cached is not None
+            and is_exact_copy(cached, row)
+            and row["metadata"] is not None
             and (cached.text, cached.metadata) == self.model[key][:2]
+        )
 
     @rule()
     def dream(self):
         # A body whose log event and cache copy are both damaged has no exact copy left.
-        destroyed = {k for k in self.log_damaged if k not in self.deleted
-                     and not self._cache_is_exact(k)}
+        destroyed = {
+            k for k in self.log_damaged if k not in self.deleted and not self._cache_is_exact(k)
+        }
         report = self.mem.dream()
         self.vectors_dropped = False
         self.inexact |= destroyed
@@ -284,12 +298,14 @@ class StoreAgainstModel(RuleBasedStateMachine):
         first = {str(n.originator_id) for n in unreadable if n.originator_version == 1}
         bodiless = ("lost", "deleted", "forgotten")
         for state in (incremental, rebuilt):
-            state["ledger"]["history"] = [row for row in state["ledger"]["history"]
-                                          if row["position"] not in damaged]
+            state["ledger"]["history"] = [
+                row for row in state["ledger"]["history"] if row["position"] not in damaged
+            ]
             state["ledger"]["fragments"] = [
                 _unsaid(row) if row["uuid"] in touched and row["status"] in bodiless else row
                 for row in state["ledger"]["fragments"]
-                if row["uuid"] not in first or row["status"] not in ("deleted", "forgotten")]
+                if row["uuid"] not in first or row["status"] not in ("deleted", "forgotten")
+            ]
         assert rebuilt == incremental
 
     # -- invariants ---------------------------------------------------------------------------
@@ -308,10 +324,25 @@ def _unsaid(row):
     unreadable events said: its version, content hash, metadata, embedding fingerprint, the
     digest of the cache file it had, its last fault and repair (with what a repair's
     restated body said: its method, refinements and expected recall), when it last changed."""
-    return {k: v for k, v in row.items()
-            if k not in ("version", "content_hash", "cache_digest", "metadata",
-                         "embedding_fingerprint", "fidelity", "updated_at", "last_method",
-                         "last_fault", "reconstructed_by", "refinements", "expected_recall")}
+    return {
+        k: v
+        for k, v in row.items()
+        if k
+        not in (
+            "version",
+            "content_hash",
+            "cache_digest",
+            "metadata",
+            "embedding_fingerprint",
+            "fidelity",
+            "updated_at",
+            "last_method",
+            "last_fault",
+            "reconstructed_by",
+            "refinements",
+            "expected_recall",
+        )
+    }
 
 
 def test_store_against_model(backend):

@@ -16,8 +16,9 @@ from tests.conftest import store_state
 WORDS = ["river", "stone", "cloud", "ember", "quiet", "glass", "north", "salt"]
 texts = st.lists(st.sampled_from(WORDS), min_size=1, max_size=5).map(" ".join)
 keys = st.sampled_from(["a", "b", "c", "d", "e"])
-metadata = st.dictionaries(st.sampled_from(["x", "y"]), st.integers(-3, 3) | st.booleans(),
-                           max_size=2)
+metadata = st.dictionaries(
+    st.sampled_from(["x", "y"]), st.integers(-3, 3) | st.booleans(), max_size=2
+)
 
 operations = st.lists(
     st.one_of(

@@ -10,61 +10,93 @@ from click.testing import CliRunner
 
 import carma
 from carma.cli import cli
-from carma.demo.tour import RECONSTRUCT_VICTIMS
 from carma.demo.corpus import corpus
+from carma.demo.tour import RECONSTRUCT_VICTIMS
 from carma.embedding import SentenceTransformerEmbedder
 
 pytestmark = pytest.mark.realmodel
 
 # Hand-written (stored text, paraphrased question): the question shares few words with its source.
 PAIRS = [
-    ("The meeting with the supplier moved to Thursday at 3 pm.",
-     "When is the vendor appointment now?"),
-    ("Alice is allergic to peanuts and carries an epinephrine pen.",
-     "Does Alice have any food allergies?"),
-    ("The production database is backed up every night at 2 am to cold storage.",
-     "How often do we make copies of the prod DB?"),
-    ("Our office Wi-Fi password was changed to 'blue-heron-42' last week.",
-     "What is the new wireless network passphrase?"),
-    ("The user prefers answers in French and short bullet points.",
-     "Which language and format does the customer like replies in?"),
-    ("Invoices must be paid within 30 days of receipt.",
-     "What is the payment deadline for bills?"),
-    ("Bob's flight to Tokyo departs from gate 14 at 7:45.",
-     "Where and when does Bob board his plane to Japan?"),
-    ("The cat needs her thyroid medication twice a day with food.",
-     "How often should the kitty get her pills?"),
-    ("The API rate limit is 100 requests per minute per key.",
-     "How many calls can a client make to the service each minute?"),
-    ("Maria's daughter starts kindergarten in September.",
-     "When does Maria's child begin school?"),
-    ("The kitchen faucet has been leaking since Monday.",
-     "Is there a plumbing problem in the house?"),
-    ("Deployments are frozen during the last week of December.",
-     "Can we ship releases over the year-end holidays?"),
-    ("The quarterly revenue grew by twelve percent compared to last year.",
-     "How much did sales increase this quarter?"),
-    ("Tom lost his house keys at the gym on Saturday.",
-     "Where did Tom misplace his keys?"),
-    ("The hiking trail is closed because of a rockslide near the summit.",
-     "Why can't we walk up the mountain path?"),
-    ("Use the blue recycling bin for paper and cardboard only.",
-     "Where do I throw away old newspapers and boxes?"),
-    ("The library extends loans by two weeks if nobody has reserved the book.",
-     "Can I keep a borrowed book longer?"),
-    ("The patient's blood pressure was 150 over 95 at the last check-up.",
-     "Was the patient's BP high at the previous visit?"),
-    ("Our team standup happens every weekday at 9:30 on the video call.",
-     "What time is the daily team sync?"),
-    ("The warranty on the laptop expires in March next year.",
-     "Until when is the computer covered for repairs?"),
+    (
+        "The meeting with the supplier moved to Thursday at 3 pm.",
+        "When is the vendor appointment now?",
+    ),
+    (
+        "Alice is allergic to peanuts and carries an epinephrine pen.",
+        "Does Alice have any food allergies?",
+    ),
+    (
+        "The production database is backed up every night at 2 am to cold storage.",
+        "How often do we make copies of the prod DB?",
+    ),
+    (
+        "Our office Wi-Fi password was changed to 'blue-heron-42' last week.",
+        "What is the new wireless network passphrase?",
+    ),
+    (
+        "The user prefers answers in French and short bullet points.",
+        "Which language and format does the customer like replies in?",
+    ),
+    ("Invoices must be paid within 30 days of receipt.", "What is the payment deadline for bills?"),
+    (
+        "Bob's flight to Tokyo departs from gate 14 at 7:45.",
+        "Where and when does Bob board his plane to Japan?",
+    ),
+    (
+        "The cat needs her thyroid medication twice a day with food.",
+        "How often should the kitty get her pills?",
+    ),
+    (
+        "The API rate limit is 100 requests per minute per key.",
+        "How many calls can a client make to the service each minute?",
+    ),
+    ("Maria's daughter starts kindergarten in September.", "When does Maria's child begin school?"),
+    (
+        "The kitchen faucet has been leaking since Monday.",
+        "Is there a plumbing problem in the house?",
+    ),
+    (
+        "Deployments are frozen during the last week of December.",
+        "Can we ship releases over the year-end holidays?",
+    ),
+    (
+        "The quarterly revenue grew by twelve percent compared to last year.",
+        "How much did sales increase this quarter?",
+    ),
+    ("Tom lost his house keys at the gym on Saturday.", "Where did Tom misplace his keys?"),
+    (
+        "The hiking trail is closed because of a rockslide near the summit.",
+        "Why can't we walk up the mountain path?",
+    ),
+    (
+        "Use the blue recycling bin for paper and cardboard only.",
+        "Where do I throw away old newspapers and boxes?",
+    ),
+    (
+        "The library extends loans by two weeks if nobody has reserved the book.",
+        "Can I keep a borrowed book longer?",
+    ),
+    (
+        "The patient's blood pressure was 150 over 95 at the last check-up.",
+        "Was the patient's BP high at the previous visit?",
+    ),
+    (
+        "Our team standup happens every weekday at 9:30 on the video call.",
+        "What time is the daily team sync?",
+    ),
+    (
+        "The warranty on the laptop expires in March next year.",
+        "Until when is the computer covered for repairs?",
+    ),
 ]
 DISTRACTORS = 300
 THRESHOLD = 0.8  # share of questions whose source is in the top 3
 
 
 class RandomEmbedder:
-    """Seeded random unit vectors: the same text always gets the same vector, meaning plays no part."""
+    """Seeded random unit vectors: the same text always gets the same vector, meaning plays no
+    part."""
 
     name = "random-384"
     dimension = 384
@@ -121,22 +153,35 @@ def test_reading_a_store_does_not_load_the_model(tmp_path, minilm):
         "mem.stats(); mem.history(" + repr(key) + ")\n"
         "print(json.dumps({'text': text, 'loaded': 'sentence_transformers' in sys.modules}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
-    assert json.loads(out.stdout) == {"text": "Loaded only when a text must be embedded.",
-                                      "loaded": False}
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert json.loads(out.stdout) == {
+        "text": "Loaded only when a text must be embedded.",
+        "loaded": False,
+    }
 
 
 def test_the_demo_runs_on_the_real_model(tmp_path):
-    result = CliRunner().invoke(cli, ["demo", "--count", "200", "--home", str(tmp_path / "d"),
-                                      "--json"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["demo", "--count", "200", "--home", str(tmp_path / "d"), "--json"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["ingest"]["added"] == 200
     assert report["rebuild_same_answer"] is True
     assert all(len(s["hits"]) == 3 for s in report["searches"])
-    again = CliRunner().invoke(cli, ["demo", "--count", "200", "--home", str(tmp_path / "d"),
-                                     "--json"], catch_exceptions=False)
+    again = CliRunner().invoke(
+        cli,
+        ["demo", "--count", "200", "--home", str(tmp_path / "d"), "--json"],
+        catch_exceptions=False,
+    )
     fragments = report["reconstruct"]["fragments"]
     assert len(fragments) == RECONSTRUCT_VICTIMS
     # Every body is rebuilt: approximate, or healthy where the rebuilt text has the recorded
@@ -154,8 +199,12 @@ def test_the_demo_runs_on_the_real_model(tmp_path):
     # the bodies the first run left approximate (but the first, which it restored) restore
     # them.
     left = sum(f["status"] == "approximate" for f in fragments[1:])
-    assert json.loads(again.stdout)["ingest"] == {"added": 1, "revised": 0,
-                                                  "unchanged": 199 - left, "restored": left}
+    assert json.loads(again.stdout)["ingest"] == {
+        "added": 1,
+        "revised": 0,
+        "unchanged": 199 - left,
+        "restored": left,
+    }
 
 
 def test_reconstruction_on_real_text_beats_the_nearest_neighbour(tmp_path):
@@ -192,8 +241,7 @@ def test_a_real_model_calibration_states_what_a_reconstruction_holds(tmp_path, m
     home = tmp_path / "store"
     texts = corpus(30)
     with carma.open(home, embedder=minilm) as mem:
-        mem.add_many([{"text": t, "id": f"r{i}", "namespace": "docs"}
-                      for i, t in enumerate(texts)])
+        mem.add_many([{"text": t, "id": f"r{i}", "namespace": "docs"} for i, t in enumerate(texts)])
     for key in ("r3", "r17"):
         flip_event(home, key)
     with carma.open(home, embedder=minilm) as mem:

@@ -21,16 +21,30 @@ WRITERS = 3
 BATCHES = 25
 
 
-def test_processes_and_threads_write_and_search_one_home_without_losing_anything(tmp_path,
-                                                                                backend):
+def test_processes_and_threads_write_and_search_one_home_without_losing_anything(tmp_path, backend):
     home = tmp_path / "home"
     embedder = HashingEmbedder(dimension=DIMENSION)
     with carma.open(home, embedder=embedder) as mem:
         mem.add("a first fragment, so that the store exists", id="first")
-        procs = [subprocess.Popen(
-            [sys.executable, "-m", "tests.reliability.writer", str(home), "write", str(seed),
-             str(BATCHES)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=backend.env(home)) for seed in range(WRITERS)]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.reliability.writer",
+                    str(home),
+                    "write",
+                    str(seed),
+                    str(BATCHES),
+                ],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=backend.env(home),
+            )
+            for seed in range(WRITERS)
+        ]
         failures: list[BaseException] = []
         seen: list[dict[int, int]] = []
         # Each writer's batch sizes follow from its seed (see writer.py): the ends of batches.
@@ -50,9 +64,12 @@ def test_processes_and_threads_write_and_search_one_home_without_losing_anything
                     mem.search("tide table of harbour", k=5)
                     with mem._lock:
                         mem.catch_up()
-                        visible = {seed: mem.ledger.db.execute(
-                            "SELECT count(*) FROM fragments WHERE id LIKE ?",
-                            [f"s{seed}-%"]).fetchone()[0] for seed in range(WRITERS)}
+                        visible = {
+                            seed: mem.ledger.db.execute(
+                                "SELECT count(*) FROM fragments WHERE id LIKE ?", [f"s{seed}-%"]
+                            ).fetchone()[0]
+                            for seed in range(WRITERS)
+                        }
                     seen.append(visible)
             except BaseException as exc:  # noqa: BLE001 - reported below
                 failures.append(exc)
@@ -66,8 +83,13 @@ def test_processes_and_threads_write_and_search_one_home_without_losing_anything
             t.join()
         assert failures == []
         assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
-        acked = [k for out, _ in outputs for line in out.splitlines()
-                 if line.startswith("ack") for k in line.split()[1:]]
+        acked = [
+            k
+            for out, _ in outputs
+            for line in out.splitlines()
+            if line.startswith("ack")
+            for k in line.split()[1:]
+        ]
         assert len(acked) > WRITERS * BATCHES
         assert all(mem.get(k).text == text_for(k) for k in acked)
         assert mem.stats()["live"] == len(acked) + 1

@@ -20,15 +20,21 @@ ROOT = Path(__file__).resolve().parents[2]
 totals = {"trials": 0, "acknowledged": 0, "lost": 0}
 
 
-def run_until_killed(home: Path, mode: str, seed: int,
-                     env: dict[str, str]) -> tuple[list[str], list[str]]:
+def run_until_killed(
+    home: Path, mode: str, seed: int, env: dict[str, str]
+) -> tuple[list[str], list[str]]:
     """Start the writer (with `env`: which log it writes), kill it at a random point, return
     (acknowledged ids, ids of the batch that was in flight when it died)."""
     rng = random.Random(seed)
     kill_after = rng.randint(1, 12)  # acknowledgements, or the start of a dream/rebuild
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.reliability.writer", str(home), mode, str(seed)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     acked: list[str] = []
     in_flight: list[str] = []
     events = 0
@@ -114,6 +120,8 @@ def _rows(mem):
 
 def test_zz_report_crash_figures():
     """Prints the totals of this session's crash trials (pytest -s shows them)."""
-    print(f"\ncrash trials: {totals['trials']}, acknowledged writes: {totals['acknowledged']}, "
-          f"lost: {totals['lost']}")
+    print(
+        f"\ncrash trials: {totals['trials']}, acknowledged writes: {totals['acknowledged']}, "
+        f"lost: {totals['lost']}"
+    )
     assert totals["lost"] == 0

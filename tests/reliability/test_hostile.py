@@ -17,11 +17,13 @@ from carma.embedding import HashingEmbedder
 from tests.conftest import log_length
 
 any_text = st.text(st.characters(codec=None), max_size=300) | st.sampled_from(
-    ["", " ", "\x00", "a\x00b", "\ud800", "\u202eevil", "x" * 20_001, "../../etc/passwd"])
+    ["", " ", "\x00", "a\x00b", "\ud800", "\u202eevil", "x" * 20_001, "../../etc/passwd"]
+)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | any_text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
-    max_leaves=6)
+    max_leaves=6,
+)
 any_id = st.none() | any_text | st.sampled_from(["../x", "/abs/olute", "a/../../b", "\x00"])
 any_namespace = any_text | st.sampled_from(["default", "../..", "a" * 65, "ns/1"])
 
@@ -42,7 +44,8 @@ HOSTILE_EXAMPLES = 300  # per test, in CI: cheap, so many more than the default 
 @settings(max_examples=HOSTILE_EXAMPLES)
 @given(text=any_text, metadata=json_values, namespace=any_namespace, key=any_id)
 def test_the_api_accepts_or_refuses_cleanly_and_a_refusal_changes_nothing(
-        sandbox, text, metadata, namespace, key):
+    sandbox, text, metadata, namespace, key
+):
     parent, mem = sandbox
     before = log_length(mem)
     try:
@@ -54,8 +57,9 @@ def test_the_api_accepts_or_refuses_cleanly_and_a_refusal_changes_nothing(
 
 
 @settings(max_examples=HOSTILE_EXAMPLES)
-@given(query=any_text, k=st.integers(-5, 2000) | st.sampled_from([True, 2.5, "3"]),
-       where=json_values)
+@given(
+    query=any_text, k=st.integers(-5, 2000) | st.sampled_from([True, 2.5, "3"]), where=json_values
+)
 def test_search_and_get_never_crash(sandbox, query, k, where):
     _, mem = sandbox
     try:
@@ -72,13 +76,27 @@ cli_text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=200)
 
 
 @settings(max_examples=HOSTILE_EXAMPLES)
-@given(text=cli_text, metadata=cli_text | json_values.map(json.dumps), key=cli_text,
-       namespace=cli_text)
+@given(
+    text=cli_text, metadata=cli_text | json_values.map(json.dumps), key=cli_text, namespace=cli_text
+)
 def test_the_cli_exits_0_or_2_with_one_line_and_never_a_traceback(
-        tmp_path_factory, text, metadata, key, namespace):
+    tmp_path_factory, text, metadata, key, namespace
+):
     home = tmp_path_factory.mktemp("cli") / "home"
-    args = ["add", text, "--metadata", metadata, "--id", key, "--namespace", namespace,
-            "--home", str(home), "--embedder", "hashing"]
+    args = [
+        "add",
+        text,
+        "--metadata",
+        metadata,
+        "--id",
+        key,
+        "--namespace",
+        namespace,
+        "--home",
+        str(home),
+        "--embedder",
+        "hashing",
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code in (0, 2), result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -141,8 +159,9 @@ def test_the_cli_on_a_full_disk_says_so_in_one_line(tiny_disk):
                 f.flush()
         except OSError:
             pass
-    result = runner.invoke(cli, ["add", "second " * 200, "--home", str(home), "--embedder",
-                                 "hashing"])
+    result = runner.invoke(
+        cli, ["add", "second " * 200, "--home", str(home), "--embedder", "hashing"]
+    )
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "Traceback" not in result.output
@@ -160,8 +179,9 @@ def test_a_read_only_home_is_a_clear_error(tmp_path):
     try:
         shutil.copytree(source, mount / "home")
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
-        result = CliRunner().invoke(cli, ["add", "new", "--home", str(mount / "home"),
-                                          "--embedder", "hashing"])
+        result = CliRunner().invoke(
+            cli, ["add", "new", "--home", str(mount / "home"), "--embedder", "hashing"]
+        )
         assert result.exit_code in (1, 2) and "Traceback" not in result.output
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     finally:

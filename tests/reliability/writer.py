@@ -41,5 +41,6 @@ def main(home: str, mode: str, seed: int, batches: int | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]),
-         int(sys.argv[4]) if len(sys.argv) > 4 else None)
+    main(
+        sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else None
+    )

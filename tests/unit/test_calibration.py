@@ -35,8 +35,10 @@ def test_the_fit_never_falls_and_reads_within_the_measured_recalls(points):
 
 def test_the_fit_pools_blocks_reads_flat_above_and_carries_its_slope_below():
     rng = random.Random(0)
-    points = [(f, min(1.0, max(0.0, 0.8 * f - 0.2 + rng.uniform(-0.1, 0.1))))
-              for f in (rng.uniform(0.5, 1.0) for _ in range(100))]
+    points = [
+        (f, min(1.0, max(0.0, 0.8 * f - 0.2 + rng.uniform(-0.1, 0.1))))
+        for f in (rng.uniform(0.5, 1.0) for _ in range(100))
+    ]
     curve = monotone_fit(points)
     assert 2 <= len(curve) <= 10  # at least 10 points a block
     mean = sum(r for _, r in points) / len(points)
@@ -56,8 +58,7 @@ def test_a_calibration_records_its_sample_its_points_and_then_its_fit():
     c = opened()
     assert c.id == calibration_id("ns", "semantic-blend")
     sample = [uuid4().hex for _ in range(MIN_SAMPLE)]
-    c.start(sample, exact_fragments=30, reconstructor={"method": "semantic-blend"},
-            cycle_id=None)
+    c.start(sample, exact_fragments=30, reconstructor={"method": "semantic-blend"}, cycle_id=None)
     assert c.in_progress and c.pending() == sample
     c.measure(sample[:10], [[0.8, 0.4, 0.3, 0]] * 10, None)
     assert not c.complete(None)  # ten fragments are still to be measured
@@ -65,8 +66,13 @@ def test_a_calibration_records_its_sample_its_points_and_then_its_fit():
     assert c.complete(None) and not c.in_progress
     assert c.summary["mean_recall"] == 0.5 and c.calibrated_size == 30
     assert c.expected_recall(0.95) == 0.6 and c.expected_recall(0.8) == 0.4
-    assert kinds(c) == ["CalibrationOpened", "CalibrationStarted", "CalibrationSampled",
-                        "CalibrationSampled", "ReconstructionCalibrated"]
+    assert kinds(c) == [
+        "CalibrationOpened",
+        "CalibrationStarted",
+        "CalibrationSampled",
+        "CalibrationSampled",
+        "ReconstructionCalibrated",
+    ]
 
 
 def test_a_namespace_too_small_is_declined_once_and_recalibrated_when_grown_by_half():

@@ -65,8 +65,15 @@ def test_a_writer_process_finishes_what_it_was_given_when_closed(tmp_path):
 
 
 def fragment(text, uuid=None):
-    return CachedFragment(uuid=str(uuid or uuid4()), key=text, namespace="default", text=text,
-                          metadata={}, content_hash="h", version=1)
+    return CachedFragment(
+        uuid=str(uuid or uuid4()),
+        key=text,
+        namespace="default",
+        text=text,
+        metadata={},
+        content_hash="h",
+        version=1,
+    )
 
 
 def test_the_cache_writer_writes_at_once_until_asked_for_the_background(tmp_path):
@@ -102,7 +109,8 @@ def test_a_batch_written_at_once_reports_its_failure_at_its_wait(tmp_path):
 
 
 def test_an_interpreter_that_cannot_run_the_writer_leaves_the_cache_writing_at_once(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     # sys.executable may be a program that embeds Python (a server binary), not Python.
     monkeypatch.setattr(sys, "executable", shutil.which("true"))
     with pytest.raises(OSError, match="did not start a file writer"):

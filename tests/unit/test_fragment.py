@@ -3,8 +3,15 @@ from carma.domain import Fragment, FragmentGone, fragment_uuid
 
 
 def written(text="first", metadata=None):
-    return Fragment(key="k", namespace="default", text=text, metadata=metadata or {},
-                    content_hash="h", embedding=b"\0" * 8, model={"name": "m", "dimension": 2})
+    return Fragment(
+        key="k",
+        namespace="default",
+        text=text,
+        metadata=metadata or {},
+        content_hash="h",
+        embedding=b"\0" * 8,
+        model={"name": "m", "dimension": 2},
+    )
 
 
 def kinds(fragment):
@@ -66,20 +73,25 @@ HASH_OF_ORIGINAL = "e0f01a9f4d8c1d0c7f3eb1b1f4e3f4e84d0e3d2b0e0ba1b6c71c8e2a7d7a
 
 def damaged():
     """A fragment whose FragmentWritten is unreadable, as replay sees it."""
-    return Fragment.past_unreadable(None, fragment_uuid("k"), 1,
-                                    "domain.fragment:Fragment.FragmentWritten")
+    return Fragment.past_unreadable(
+        None, fragment_uuid("k"), 1, "domain.fragment:Fragment.FragmentWritten"
+    )
 
 
 def test_an_unreadable_first_event_leaves_a_fragment_that_knows_nothing_of_its_body():
     f = damaged()
     assert (f.key, f.namespace, f.text, f.embedding, f.content_hash) == (None,) * 5
     assert f.unreadable == [1] and f.version == 1 and not f.body_known
-    recorded = {"key": "k", "namespace": "default", "content_hash": HASH_OF_ORIGINAL,
-                "written_at": "then", "text": "never taken from a record"}
+    recorded = {
+        "key": "k",
+        "namespace": "default",
+        "content_hash": HASH_OF_ORIGINAL,
+        "written_at": "then",
+        "text": "never taken from a record",
+    }
     assert f.mark_unreadable([1], recorded, None) is True
     assert f.mark_unreadable([1], recorded, None) is False  # recorded once
-    assert (f.key, f.namespace, f.content_hash, f.text) == ("k", "default", HASH_OF_ORIGINAL,
-                                                            None)
+    assert (f.key, f.namespace, f.content_hash, f.text) == ("k", "default", HASH_OF_ORIGINAL, None)
     assert f.faults == {"log-body": "corrupt"}
 
 
@@ -88,16 +100,16 @@ def test_restoring_a_body_is_honest_and_fidelity_never_goes_down():
 
     f = damaged()
     original = "the original text"
-    f.mark_unreadable([1], {"key": "k", "namespace": "default",
-                            "content_hash": content_hash(original)}, None)
+    f.mark_unreadable(
+        [1], {"key": "k", "namespace": "default", "content_hash": content_hash(original)}, None
+    )
     with pytest.raises(ValueError, match="exact repair"):
         f.restore_body("exact-copy", 1.0, "another text", {}, b"\0" * 8, [], None)
     assert f.next_refinement == 0  # a first rebuild
     assert f.restore_body("semantic-blend", 0.6, "a guess", {}, b"\0" * 8, ["n1"], None)
     assert (f.approximate, f.fidelity, f.faults, f.answered) == (True, 0.6, {}, [1])
     assert (f.refinements, f.next_refinement) == (0, 1)
-    assert f.restore_body("semantic-blend", 0.5, "a worse guess", {}, b"\0" * 8, [], None) \
-        is False
+    assert f.restore_body("semantic-blend", 0.5, "a worse guess", {}, b"\0" * 8, [], None) is False
     assert f.refinements == 0  # a refinement that does not improve is not one
     assert f.restore_body("semantic-blend", 0.7, "a better guess", {}, b"\0" * 8, [], None)
     assert f.refinements == 1  # what its expected recall is read at: see domain/calibration
@@ -107,8 +119,9 @@ def test_restoring_a_body_is_honest_and_fidelity_never_goes_down():
 
 
 def test_a_deleted_fragment_is_never_marked_unreadable_nor_restored():
-    f = Fragment.past_unreadable(written(), fragment_uuid("k"), 2,
-                                 "domain.fragment:Fragment.FragmentDeleted")
+    f = Fragment.past_unreadable(
+        written(), fragment_uuid("k"), 2, "domain.fragment:Fragment.FragmentDeleted"
+    )
     assert f.deleted
     assert f.mark_unreadable([2], {"key": "k"}, None) is False
     assert f.restore_body("exact-log", 1.0, "first", {}, b"\0" * 8, [], None) is False

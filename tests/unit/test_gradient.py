@@ -34,7 +34,7 @@ class MeanOfTokens:
     def gradient(self, ids, target):
         e = self.embed_ids(ids)
         ne, nt = np.linalg.norm(e), np.linalg.norm(target)
-        g = target / (ne * nt) - (e @ target) * e / (ne ** 3 * nt)  # d cos / d e
+        g = target / (ne * nt) - (e @ target) * e / (ne**3 * nt)  # d cos / d e
         return np.tile(self.weights @ g / len(ids), (len(ids), 1))  # d e / d one-hot = W / L
 
 

@@ -15,7 +15,11 @@ from hypothesis import strategies as st
 def test_a_valid_draft_keeps_its_values():
     d = Draft.of("Some text.", {"a": 1, "b": [True, None, 2.5, "x"]}, "ns-1.x", "doc:7")
     assert (d.text, d.metadata, d.namespace, d.id) == (
-        "Some text.", {"a": 1, "b": [True, None, 2.5, "x"]}, "ns-1.x", "doc:7")
+        "Some text.",
+        {"a": 1, "b": [True, None, 2.5, "x"]},
+        "ns-1.x",
+        "doc:7",
+    )
     assert len(d.content_hash) == 64
 
 
@@ -66,11 +70,13 @@ def test_ids_that_look_like_paths_are_just_names():
         assert Draft.of("x", id=key).id == key
 
 
-@given(st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
-    max_leaves=8,
-))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+        max_leaves=8,
+    )
+)
 def test_metadata_validation_never_crashes(value):
     try:
         checked = validate_metadata({"k": value})

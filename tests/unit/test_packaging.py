@@ -1,0 +1,110 @@
+"""What installing CARMA puts on a machine: one import package, `carma`, and a public surface
+that is exactly `carma.__all__`."""
+
+import email
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import carma
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            str(ROOT),
+            "-w",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=out,
+    )
+    assert done.returncode == 0, done.stderr
+    (built,) = out.glob("carma-*.whl")
+    return built
+
+
+def test_the_wheel_holds_one_top_level_package(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"carma", f"carma-{carma.__version__}.dist-info"}
+    for layer in ("domain", "projections", "healing"):  # the layers, inside the package
+        assert f"carma/{layer}/__init__.py" in names
+    assert "carma/py.typed" in names
+
+
+def test_the_wheel_pins_no_torch_and_asks_for_postgres_only_as_an_extra(wheel):
+    archive = zipfile.ZipFile(wheel)
+    (meta,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+    metadata = email.message_from_bytes(archive.read(meta))
+    assert metadata["Requires-Python"] == ">=3.11"
+    requires = metadata.get_all("Requires-Dist")
+    assert not [r for r in requires if r.lower().startswith("torch")]
+    assert (
+        [r for r in requires if r.startswith("psycopg")]
+        == [r for r in requires if r.startswith("psycopg") and 'extra == "postgres"' in r]
+        != []
+    )
+
+
+def test_the_installed_wheel_runs_from_its_own_files(wheel, tmp_path):
+    target = tmp_path / "site"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--quiet",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    code = (
+        "import sys, carma, carma.domain, carma.cli\n"
+        "from carma.embedding import HashingEmbedder\n"
+        "with carma.open(sys.argv[1], embedder=HashingEmbedder()) as mem:\n"
+        "    key = mem.add('installed from a wheel')\n"
+        "    assert mem.get(key).text == 'installed from a wheel'\n"
+        "print(carma.__file__, carma.domain.__file__, 'domain' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    ran = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "home")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 0, ran.stderr
+    package, domain, bare_domain = ran.stdout.split()
+    assert package.startswith(str(target)) and domain.startswith(str(target))
+    assert bare_domain == "False"
+
+
+def test_the_public_surface_is_all():
+    public = {name for name in dir(carma) if not name.startswith("_")}
+    # Submodules appear as attributes once imported; they are reached by their own names.
+    modules = {name for name in public if type(getattr(carma, name)).__name__ == "module"}
+    assert public - modules == set(carma.__all__) - {"__version__"}
+    assert all(hasattr(carma, name) for name in carma.__all__)
