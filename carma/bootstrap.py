@@ -22,7 +22,7 @@ from carma.healing.gradient import GradientReconstructor
 from carma.healing.reconstructor import METHOD as BLEND
 from carma.healing.scrubber import LOG_PASSES
 from carma.home import Home
-from carma.log import CHAIN_KEY_SETTING, MemoryLog, storage_errors
+from carma.log import CHAIN_KEY_SETTING, MemoryLog, sqlite, storage_errors
 from carma.log.chain import ChainKey
 from carma.log.keys import FragmentKeys
 from carma.memory import Memory
@@ -60,7 +60,7 @@ def open_log(
         # A new store gets a chain key; an existing one must still have one of its copies.
         chain_key = ChainKey(home.key_copies("chain.key")).load(create=not home.has_own_log)
         persistence = {
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "PERSISTENCE_MODULE": sqlite.FACTORY_TOPIC,
             "SQLITE_DBNAME": str(home.events),
             "SQLITE_LOCK_TIMEOUT": "30",
         }

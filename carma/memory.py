@@ -48,7 +48,8 @@ from carma.log import (
     checksum_holds,
     storage_errors,
 )
-from carma.log.chain import copy_log, copy_shared_log, verify_chain
+from carma.log.chain import verify_chain
+from carma.log.sqlite import copy_log, copy_shared_log
 from carma.projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
 from carma.projections.ledger import canonical_json
 from carma.records import BatchResult, FragmentRecord, HistoryEntry, Hit, ImportResult

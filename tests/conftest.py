@@ -62,6 +62,10 @@ def pytest_configure(config):
     )
     config.addinivalue_line(
         "markers",
+        "postgres_only(reason): the test is about PostgreSQL itself; it does not run on SQLite",
+    )
+    config.addinivalue_line(
+        "markers",
         "postgres_xfail(reason): a known CARMA bug on PostgreSQL; the postgres run "
         "is xfail(strict=True)",
     )
@@ -79,6 +83,8 @@ def pytest_generate_tests(metafunc):
         "sqlite_only"
     ) or metafunc.definition.get_closest_marker("realmodel"):
         backends = ["sqlite"]
+    elif metafunc.definition.get_closest_marker("postgres_only"):
+        backends = ["postgres"]
     else:
         xfail = metafunc.definition.get_closest_marker("postgres_xfail")
         if xfail:
@@ -244,13 +250,14 @@ def raw_log(target: Any) -> Iterator[Any]:
         yield None
         return
     from carma.log import CHAIN_KEY_SETTING, MemoryLog
+    from carma.log.sqlite import FACTORY_TOPIC
 
     database = carma.config.database_for(Home(home), None)
     persistence = (
         database.settings()
         if database is not None
         else {
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "PERSISTENCE_MODULE": FACTORY_TOPIC,
             "SQLITE_DBNAME": str(home / "events.sqlite"),
             "SQLITE_LOCK_TIMEOUT": "30",
         }

@@ -6,7 +6,6 @@ import contextlib
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -54,7 +53,6 @@ from carma.log.mapper import (
     digest_holds,
     verified_payload,
 )
-from carma.log.sqlite import ChainedSQLiteRecorder, SQLiteTables
 
 EVENT_KINDS = {
     cls.__name__: cls
@@ -210,24 +208,10 @@ class MemoryLog(Application[UUID]):
     def construct_recorder(self) -> ApplicationRecorder:
         # A process recorder keeps the healer's tracking in the same database as the events,
         # so a repair's events and the position it answers commit in one transaction; ours
-        # also chains every event it inserts (carma.log.chain).
-        datastore = self.factory.datastore  # type: ignore[attr-defined]
-        recorder: Any
-        if self.env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
-            from carma.log import (
-                postgres,  # the `postgres` extra: only where it is used
-            )
-
-            recorder = postgres.ChainedPostgresRecorder(
-                datastore,
-                events_table_name=postgres.EVENTS,
-                tracking_table_name=postgres.TRACKING,
-                chain_table_name=postgres.CHAIN,
-            )
-            self.tables: Any = postgres.PostgresTables(datastore)
-        else:
-            recorder = ChainedSQLiteRecorder(datastore=datastore)
-            self.tables = SQLiteTables(datastore, Path(datastore.pool.db_name))
+        # also chains every event it inserts (carma.log.chain). The log's factories
+        # (carma.log.sqlite, carma.log.postgres) make it, durable, with the raw reads beside.
+        recorder = self.factory.log_recorder()  # type: ignore[attr-defined]
+        self.tables: Any = self.factory.log_tables()  # type: ignore[attr-defined]
         recorder.key = bytes.fromhex(self.env.get(CHAIN_KEY_SETTING) or "")
         recorder.create_table()
         return recorder

@@ -19,22 +19,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import shutil
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
 from carma.domain import StorageError
-from carma.log.keys import FragmentKeys
-
-if TYPE_CHECKING:
-    from carma.home import Home  # the homes a replay copies between (carma.home)
 
 GENESIS = bytes(32)
 KEY_BYTES = 32
@@ -161,86 +155,3 @@ def verify_chain(
         head_position=head_position,
         seconds=round(time.perf_counter() - started, 4),
     )
-
-
-def copy_log(source: Home, target: Home, until: int) -> None:
-    """Copy the log's events and chain up to position `until`, byte for byte and at the same
-    positions, and the keys, into a new home (the start of a replay)."""
-    target.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for copied, folder in zip(target.key_folders, source.key_folders):
-        if folder.is_dir():
-            shutil.copytree(folder, copied, dirs_exist_ok=True)
-    conn = sqlite3.connect(target.events)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS stored_events (originator_id TEXT, originator_version "
-            "INTEGER, topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))"
-        )
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS event_chain "
-            "(position INTEGER PRIMARY KEY, mac BLOB NOT NULL)"
-        )
-        conn.execute("ATTACH DATABASE ? AS source", (f"file:{source.events}?mode=ro",))
-        with conn:
-            conn.execute(
-                "INSERT INTO stored_events(rowid, originator_id, originator_version, topic, state)"
-                " SELECT rowid, originator_id, originator_version, topic, state"
-                " FROM source.stored_events WHERE rowid <= ? ORDER BY rowid",
-                (until,),
-            )
-            conn.execute(
-                "INSERT INTO event_chain SELECT position, mac FROM source.event_chain"
-                " WHERE position <= ?",
-                (until,),
-            )
-        conn.execute("DETACH DATABASE source")
-    finally:
-        conn.close()
-
-
-def copy_shared_log(
-    tables: Any, keys: Any, chain_key: bytes, target: Home, until: int, replica: str
-) -> None:
-    """Copy a PostgreSQL log's events and chain up to position `until`, byte for byte and at
-    the same positions, with the keys it needs, into a new home with a SQLite log of its
-    own (a replay is a copy to read, taken away from the shared log), which reads the log
-    as the replica it was taken from (its copies' findings are that replica's)."""
-    target.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    target.replica_file.write_text(replica + "\n")
-    for path in target.key_copies("chain.key"):
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(chain_key)
-    copied = FragmentKeys(target.key_copies("fragments.sqlite"))
-    try:
-        for uuid, key in keys.all().items():
-            copied.adopt(uuid, key)
-    finally:
-        copied.close()
-    conn = sqlite3.connect(target.events)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS stored_events (originator_id TEXT, originator_version "
-            "INTEGER, topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))"
-        )
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS event_chain "
-            "(position INTEGER PRIMARY KEY, mac BLOB NOT NULL)"
-        )
-        _, rows = tables.chained()
-        with conn:
-            for position, originator_id, version, topic, state, mac in rows:
-                if position > until:
-                    break
-                conn.execute(
-                    "INSERT INTO stored_events(rowid, originator_id,"
-                    " originator_version, topic, state) VALUES (?, ?, ?, ?, ?)",
-                    (position, originator_id, version, topic, state),
-                )
-                if mac is not None:
-                    conn.execute("INSERT INTO event_chain VALUES (?, ?)", (position, mac))
-    finally:
-        conn.close()

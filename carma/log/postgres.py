@@ -25,7 +25,7 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresProcessRecorder
+from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
 from psycopg import sql
 
 from carma.domain import InvalidInput, StorageError
@@ -35,6 +35,7 @@ from carma.log.chain import GENESIS, chain_links
 # carma_snapshots, carma_tracking; CARMA's own sit beside them.
 EVENTS, SNAPSHOTS, TRACKING = "carma_events", "carma_snapshots", "carma_tracking"
 CHAIN, FRAGMENT_KEYS, CHAIN_KEY = "carma_event_chain", "carma_fragment_keys", "carma_chain_key"
+FACTORY_TOPIC = "carma.log.postgres:LogPostgresFactory"  # the log's PERSISTENCE_MODULE
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _SETTINGS = ("schema", "pool_size", "connect_timeout")
 
@@ -121,7 +122,7 @@ class PostgresURL:
     def settings(self) -> dict[str, str]:
         """The `eventsourcing.postgres` settings of the log's application."""
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": FACTORY_TOPIC,
             "POSTGRES_DBNAME": self.dbname,
             "POSTGRES_HOST": self.host,
             "POSTGRES_PORT": str(self.port),
@@ -199,13 +200,33 @@ def _reason(exc: BaseException, password: str) -> str:
     return text.replace(password, "***") if password else text
 
 
+class LogPostgresFactory(PostgresFactory):
+    """The library's PostgreSQL persistence, with the log's own recorder and raw reads."""
+
+    def log_recorder(self) -> ChainedPostgresRecorder:
+        return ChainedPostgresRecorder(
+            self.datastore,
+            events_table_name=EVENTS,
+            tracking_table_name=TRACKING,
+            chain_table_name=CHAIN,
+        )
+
+    def log_tables(self) -> PostgresTables:
+        return PostgresTables(self.datastore)
+
+
 class ChainedPostgresRecorder(PostgresProcessRecorder):
     """The library's PostgreSQL process recorder, which also chains each event it inserts.
     The chain is extended once the inserted events' positions are known, in the same
     transaction and under the table lock the library takes to keep positions in commit order:
-    many processes writing at once extend one chain, in that order."""
+    many processes writing at once extend one chain, in that order.
+
+    Durability: a commit is the acknowledgement, so it must wait for the WAL to be flushed.
+    Where the server or the role runs with `synchronous_commit = off`, the log's inserting
+    transactions set it back to `on` for themselves (any other level is durable already)."""
 
     key: bytes = b""
+    restore_synchronous_commit = False  # found off where the log connects: set on per write
 
     def __init__(
         self,
@@ -225,12 +246,20 @@ class ChainedPostgresRecorder(PostgresProcessRecorder):
             ).format(self.chain_table)
         )
 
+    def create_table(self) -> None:
+        super().create_table()
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SHOW synchronous_commit")
+            self.restore_synchronous_commit = curs.fetchone()["synchronous_commit"] == "off"
+
     def _fetch_ids_after_insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         if not stored_events:
             return positions
+        if self.restore_synchronous_commit:
+            curs.execute("SET LOCAL synchronous_commit TO on")
         if not self.key:
             raise StorageError(
                 "the log's chain key is lost: it is kept in the database's "
