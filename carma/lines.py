@@ -19,6 +19,11 @@ from carma.records import FragmentRecord
 
 #: The fields an export adds to an import line.
 EXPORT_ONLY = ("version", "status", "fidelity", "expected_recall", "content_hash")
+#: Bounds on any JSON a user gives (an import line, --metadata, --where, a request body): the
+#: largest valid import line (20,000 characters of text, 16 KiB of metadata, a 4,096-d vector)
+#: is far below the size, and no valid input nests deeper than a few levels.
+MAX_JSON_CHARS = 1 << 20
+MAX_JSON_DEPTH = 32
 
 
 def export_line(record: FragmentRecord) -> dict[str, Any]:
@@ -65,8 +70,45 @@ class InvalidLines(InvalidInput):
 
 
 def parse_json(text: str | bytes, what: str) -> Any:
-    """A JSON text a user gave, or InvalidInput naming `what`."""
+    """A JSON text a user gave, or InvalidInput naming `what`: never a RecursionError or a
+    parser's limit escaping as a traceback."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"{what} is not UTF-8 text (byte {exc.start})") from None
+    if len(text) > MAX_JSON_CHARS:
+        raise InvalidInput(f"{what} has {len(text)} characters; the limit is {MAX_JSON_CHARS}")
+    depth = _nesting(text)
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidInput(f"{what} nests {depth} levels deep; the limit is {MAX_JSON_DEPTH}")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of 5,000 digits
+        raise InvalidInput(f"{what} is not usable JSON: {str(exc).splitlines()[0]}") from None
+
+
+def _nesting(text: str) -> int:
+    """How deep the text's brackets nest, outside strings (without parsing it)."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return 0  # cannot nest deeper than it has brackets: the common case, at once
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest

@@ -398,9 +398,13 @@ class Memory:
         return keys, known
 
     def _embed(self, texts: list[str], progress: Callable[[int], None] | None) -> dict[str, bytes]:
+        # Chunks of the whole write sorted by length, longest first (for the progress bar the
+        # model gets one chunk at a time): a model pads each batch to its longest text, so
+        # chunks in input order cost up to half again on text of varied length.
+        by_length = sorted(texts, key=len, reverse=True)
         vectors: dict[str, bytes] = {}
-        for start in range(0, len(texts), EMBED_BATCH):
-            chunk = texts[start : start + EMBED_BATCH]
+        for start in range(0, len(by_length), EMBED_BATCH):
+            chunk = by_length[start : start + EMBED_BATCH]
             matrix = self._check_vectors(self.embedder.embed(chunk), len(chunk))
             for text, row in zip(chunk, matrix):
                 vectors[text] = row.astype("<f4").tobytes()

@@ -1,5 +1,6 @@
-"""`carma bench ingest` (real model, n=2000 texts): Memory.add_many in batches of 64 against a
-bare model.encode of the same batches, the model loaded and warmed up before either is timed."""
+"""`carma bench ingest` (real model, n=2000 texts of varied length): one Memory.add_many of
+all of them, as `carma import` writes them, against one bare model.encode of the same texts,
+the model loaded and warmed up before either is timed."""
 
 from __future__ import annotations
 
@@ -13,102 +14,94 @@ from carma.bench.common import (
     Progress,
     encode,
     environment,
-    in_batches,
     peak_rss_mib,
     rounded,
     rss,
     say,
     warm_model,
 )
-from carma.demo.corpus import corpus
+from carma.demo.corpus import varied
 from carma.embedding import SentenceTransformerEmbedder
 
 INGEST_N = 2_000
 INGEST_BATCH = 64
+INGEST_ROUNDS = 3
 INGEST_TARGET = 0.85  # CARMA texts/s over bare model.encode texts/s, at least
 
 
 def bench_ingest(*, n: int | None = None, workdir: Path, progress: Progress = None) -> dict:
-    """Memory.add_many (real model, batches of 64) vs bare model.encode of the same batches.
-
-    The two are interleaved batch by batch, in alternating order (bare first on even batches,
-    CARMA first on odd ones), so that both see the same noise and the same warm caches; each
-    side's time is the sum over its batches.
-    """
+    """One write of n texts of varied length (40-300 characters, as users' notes are), as
+    `carma import` makes it, against one bare model.encode of the same texts (which sorts
+    them by length across the whole call), in ROUNDS rounds of alternating order, each CARMA
+    round on a fresh store."""
     n = INGEST_N if n is None else n
     if n < 1:
         raise ValueError("n must be at least 1")
     workdir = Path(workdir)
     rss_before = peak_rss_mib()
-    texts_all = corpus(n + INGEST_BATCH)
+    texts_all = varied(n + INGEST_BATCH)
     texts, warmup = texts_all[:n], texts_all[n:]
-    batches = in_batches(texts, INGEST_BATCH)
+    lengths = [len(t) for t in texts]
 
     embedder = SentenceTransformerEmbedder()
     model, warm_s = warm_model(embedder, warmup, progress)
 
-    start = time.perf_counter()
-    mem = carma.open(workdir / "carma", embedder=embedder, database_url="")
-    open_s = time.perf_counter() - start
-
     carma_times: list[float] = []
     bare_times: list[float] = []
-    added = 0
-    step = max(1, len(batches) // 10)
-    try:
-        for b, batch in enumerate(batches):
-            for side in ("bare", "carma") if b % 2 == 0 else ("carma", "bare"):
-                if side == "bare":
+    added = live = 0
+    for r in range(INGEST_ROUNDS):
+        for side in ("bare", "carma") if r % 2 == 0 else ("carma", "bare"):
+            if side == "bare":
+                t0 = time.perf_counter()
+                encode(model, texts)
+                bare_times.append(time.perf_counter() - t0)
+            else:
+                with carma.open(workdir / f"carma-{r}", embedder=embedder, database_url="") as mem:
                     t0 = time.perf_counter()
-                    encode(model, batch)
-                    bare_times.append(time.perf_counter() - t0)
-                else:
-                    t0 = time.perf_counter()
-                    result = mem.add_many(batch)
+                    result = mem.add_many(texts)
                     carma_times.append(time.perf_counter() - t0)
-                    added += result.added
-            if (b + 1) % step == 0 or b + 1 == len(batches):
-                say(
-                    progress,
-                    f"ingest: {min((b + 1) * INGEST_BATCH, n)}/{n} texts "
-                    f"(carma {sum(carma_times):.1f} s, bare {sum(bare_times):.1f} s)",
-                )
-        live = mem.stats()["live"]
-    finally:
-        start = time.perf_counter()
-        mem.close()
-        close_s = time.perf_counter() - start
-
-    carma_s, bare_s = sum(carma_times), sum(bare_times)
+                    added, live = result.added, mem.stats()["live"]
+        say(
+            progress,
+            f"ingest: round {r + 1}/{INGEST_ROUNDS} (carma {carma_times[-1]:.1f} s, "
+            f"bare {bare_times[-1]:.1f} s)",
+        )
+    carma_s, bare_s = float(np.median(carma_times)), float(np.median(bare_times))
     carma_rate, bare_rate = n / carma_s, n / bare_s
     throughput_ratio = carma_rate / bare_rate
-    per_batch = [c / b for c, b in zip(carma_times, bare_times)]
     return {
         "benchmark": "ingest",
         "n": n,
-        "batch_size": INGEST_BATCH,
-        "batches": len(batches),
+        "rounds": INGEST_ROUNDS,
+        "text_chars": {
+            "min": min(lengths),
+            "median": float(np.median(lengths)),
+            "max": max(lengths),
+        },
         "embedder": embedder.name,
         "method": (
-            "Model loaded and warmed up (one encode of 64 other texts) before timing. Per batch "
-            "of 64 texts, CARMA (Memory.add_many on a fresh store) and bare "
-            "model.encode(batch, batch_size=64, normalize_embeddings=True) run back to back, "
-            "bare first on even batches and CARMA first on odd ones; each side's time is the "
-            "sum over its batches. Store open and close are timed separately, not included."
+            "Model loaded and warmed up (one encode of 64 other texts) before timing. Texts of "
+            "varied length (corpus.varied). Per round, CARMA (one Memory.add_many of all n "
+            "texts on a fresh store, as `carma import` writes them) and bare "
+            "model.encode(all n texts, batch_size=64, normalize_embeddings=True) run back to "
+            "back, bare first on even rounds; each side's figure is its median round. Store "
+            "open and close are not timed."
         ),
         "carma": {
             "seconds": rounded(carma_s),
+            "rounds_s": [rounded(t) for t in carma_times],
             "texts_per_s": rounded(carma_rate, 2),
             "added": added,
             "live_after": live,
-            "open_s": rounded(open_s),
-            "close_s": rounded(close_s),
         },
-        "bare": {"seconds": rounded(bare_s), "texts_per_s": rounded(bare_rate, 2)},
+        "bare": {
+            "seconds": rounded(bare_s),
+            "rounds_s": [rounded(t) for t in bare_times],
+            "texts_per_s": rounded(bare_rate, 2),
+        },
         "model_load_and_warmup_s": rounded(warm_s),
         "ratios": {
             "carma_over_bare_throughput": rounded(throughput_ratio),
-            "per_batch_time_ratio_median": rounded(float(np.median(per_batch))),
             "carma_overhead_ms_per_text": rounded((carma_s - bare_s) / n * 1000.0),
         },
         "target": {

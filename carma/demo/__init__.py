@@ -6,7 +6,15 @@ corpus  real sentences every Python install has (the standard library's docstrin
 """
 
 from carma.demo.chaos import chaos_text, damage_store, destroy_bodies, run_chaos
-from carma.demo.corpus import corpus
+from carma.demo.corpus import corpus, varied
 from carma.demo.tour import run_demo
 
-__all__ = ["chaos_text", "corpus", "damage_store", "destroy_bodies", "run_chaos", "run_demo"]
+__all__ = [
+    "chaos_text",
+    "corpus",
+    "damage_store",
+    "destroy_bodies",
+    "run_chaos",
+    "run_demo",
+    "varied",
+]

@@ -72,3 +72,26 @@ def corpus(n: int) -> list[str]:
         out.extend(f"{s[:-1]} (variant {copy})." for s in base[: n - len(out)])
         copy += 1
     return out
+
+
+def varied(n: int, shortest: int = 40, longest: int = 300) -> list[str]:
+    """n texts of varied length, from `shortest` to `longest` characters, as users' notes are:
+    runs of consecutive sentences cut at a word, each length drawn from a fixed spread."""
+    sentences = corpus(max(n * 2, 64))
+    out: list[str] = []
+    seen: set[str] = set()
+    i = 0
+    while len(out) < n:
+        # A fixed, well-mixed spread of target lengths (a multiplicative walk mod the range).
+        target = shortest + (len(out) * 7_919) % (longest - shortest + 1)
+        text = sentences[i % len(sentences)]
+        i += 1
+        while len(text) < target:
+            text += " " + sentences[i % len(sentences)]
+            i += 1
+        if len(text) > longest:
+            text = text[: text.rfind(" ", 0, longest)].rstrip(",;:") + "."
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out

@@ -188,3 +188,51 @@ def test_a_read_only_home_is_a_clear_error(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
     with carma.open(source, embedder=HashingEmbedder(dimension=16)) as mem:
         assert mem.get("k").text == "written before the home became read-only"
+
+
+DEEP = "[" * 5_000  # what made the import die with a RecursionError traceback
+
+
+@pytest.mark.parametrize(
+    "args, stdin",
+    [
+        (["import", "-"], '{"text": "fine"}\n' + DEEP + "\n"),
+        (["import", "--events", "-"], DEEP + "\n"),
+        (["add", "some text", "--metadata", '{"a": ' + DEEP + "}"], None),
+        (["search", "some text", "--where", DEEP], None),
+        (["import", "-"], '{"text": "a number", "metadata": {"n": ' + "9" * 5_000 + "}}\n"),
+    ],
+    ids=["import", "import-events", "metadata", "where", "huge-integer"],
+)
+def test_json_nested_or_huge_past_its_bounds_is_a_clear_refusal(tmp_path, args, stdin, backend):
+    home = tmp_path / "home"
+    with carma.open(home, embedder=HashingEmbedder(dimension=16)) as mem:
+        mem.add("already there")
+        before = log_length(mem)
+    result = CliRunner().invoke(cli, [*args, "--home", str(home)], input=stdin)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output and "error:" in result.stderr
+    assert log_length(home) == before
+
+
+def test_a_deep_line_is_skipped_under_skip_invalid_and_the_rest_imported(tmp_path, backend):
+    home = tmp_path / "home"
+    lines = '{"text": "first"}\n' + DEEP + '\n{"text": "second"}\n'
+    result = CliRunner().invoke(
+        cli, ["import", "-", "--skip-invalid", "--json", "--home", str(home)], input=lines
+    )
+    assert result.exit_code == 1  # a line was rejected
+    assert json.loads(result.stdout)["added"] == 2
+    assert json.loads(result.stdout)["rejected"] == 1
+    assert "line 2: the line nests 5000 levels deep" in result.stderr
+
+
+def test_the_api_refuses_a_deep_line_with_the_others_unwritten(tmp_path, backend):
+    with carma.open(tmp_path / "home", embedder=HashingEmbedder(dimension=16)) as mem:
+        with pytest.raises(carma.InvalidLines) as refused:
+            mem.import_lines(['{"text": "first"}', DEEP])
+        assert refused.value.problems == [
+            "line 2: the line nests 5000 levels deep; the limit is 32"
+        ]
+        assert mem.stats()["live"] == 0
