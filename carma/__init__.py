@@ -10,6 +10,7 @@ import os
 from typing import Any as _Any
 
 from carma.bootstrap import open_memory as _open_memory
+from carma.bootstrap import recover_store as _recover_store
 from carma.config import Options as _Options
 from carma.domain.errors import (
     CarmaError,
@@ -19,6 +20,7 @@ from carma.domain.errors import (
     FragmentGone,
     FragmentNotFound,
     InvalidInput,
+    LogLost,
     StorageError,
 )
 from carma.embedding import Embedder, HashingEmbedder, SentenceTransformerEmbedder
@@ -82,6 +84,21 @@ def open(
     )
 
 
+def recover(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    embedder: Embedder | None = None,
+    cipher_key: str | None = None,
+) -> dict[str, _Any]:
+    """Build a new log for a store whose log is lost (deleted, cut short or replaced: opening
+    it raises LogLost) from the copies that survive in its home: every live fragment whose
+    exact text survives is recorded again, saying so; the old history is declared lost in
+    the new log; the damaged log and the old ledger are kept aside, never deleted. `embedder`:
+    the one the store was made with (default: the default model). Returns the report: what
+    was recovered, from where, and what could not be (by id, with why)."""
+    return _recover_store(path, embedder=embedder, cipher_key=cipher_key)
+
+
 __all__ = [
     "BatchResult",
     "CarmaError",
@@ -98,9 +115,11 @@ __all__ = [
     "ImportResult",
     "InvalidInput",
     "InvalidLines",
+    "LogLost",
     "Memory",
     "SentenceTransformerEmbedder",
     "StorageError",
     "__version__",
     "open",
+    "recover",
 ]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from eventsourcing.persistence import MapperDeserialisationError
 
-from carma import config
+from carma import config, recovery
 from carma.config import CIPHER_KEY_VARIABLE, Options
 from carma.domain import DIMENSION_MAX, InvalidInput
 from carma.embedding import Embedder, SentenceTransformerEmbedder, embedder_for
@@ -137,6 +137,8 @@ def bootstrap(
         if database is not None:
             database.create_schema()
         home.prepare()
+        if database is None:
+            recovery.check_log(home)  # a lost log is said so, before a new one is begun
         replica = home.bind(
             None if database is None else database.place,
             "" if database is None else database.redacted,
@@ -189,6 +191,7 @@ def bootstrap(
         unreadable=log.unreadable,
         answered=log.answered_damage,
         log_passes=options.log_passes or LOG_PASSES,
+        logged_embeddings=log.embeddings,
     )
     try:
         rebuilds = reconstructor_for(reconstructor, embedder)
@@ -255,3 +258,25 @@ def replay_opener(
 
 def _or(value: float | None, default: float) -> float:
     return default if value is None else value
+
+
+def recover_store(
+    path: str | Path | None, *, embedder: Embedder | None, cipher_key: str | None
+) -> dict:
+    """`carma.recover`: a new log for a home whose log is lost, from its surviving copies
+    (carma.recovery), then its projections rebuilt from that log."""
+    home = Home(config.home_path(path))
+    key = config.cipher_key(cipher_key)
+    embedder = embedder or default_embedder()
+    header_dimension = recovery.survivors_dimension(home)
+    if header_dimension not in (None, embedder.dimension):
+        raise InvalidInput(
+            f"the surviving index holds {header_dimension}-d vectors; {embedder.name} makes "
+            f"{embedder.dimension}-d ones: give the embedder the store was made with"
+        )
+    with storage_errors(f"cannot recover the store at {home.path}"):
+        report = recovery.recover(home, embedder, lambda h: open_log(h, key))
+        with bootstrap(home, embedder, new_projections=True, cipher_key=key) as memory:
+            memory.rebuild()
+            report["live"] = memory.stats()["live"]
+    return report

@@ -449,24 +449,28 @@ class Memory:
             fragment.content_version,
             fragment.content_hash or "",
             fragment,
-            self._expected_recall(fragment),
+            *self._expected_recall(fragment),
         )
 
-    def _expected_recall(self, fragment: Fragment) -> float | None:
+    def _expected_recall(self, fragment: Fragment) -> tuple[float | None, str | None]:
         """An approximate body's expected share of the original's words, read off the
-        latest calibration of its namespace (which may be newer than its repair)."""
-        if (
-            not fragment.approximate
-            or fragment.namespace is None
-            or fragment.reconstructed_by is None
-        ):
-            return None
+        latest calibration of its namespace (which may be newer than its repair), or None
+        and why not: never a figure the store did not measure."""
+        if not fragment.approximate or fragment.namespace is None:
+            return None, None
+        method, ns = fragment.reconstructed_by, fragment.namespace
         with self._lock:
-            return self.ledger.expected_recall(
-                fragment.namespace,
-                fragment.reconstructed_by,
-                fragment.fidelity,
-                fragment.refinements,
+            expected = (
+                None
+                if method is None
+                else self.ledger.expected_recall(
+                    ns, method, fragment.fidelity, fragment.refinements
+                )
+            )
+            if expected is not None:
+                return expected, None
+            return None, self.ledger.recall_unknown(
+                ns, method, fragment.fidelity, fragment.refinements
             )
 
     def _record(self, row: dict[str, Any]) -> FragmentRecord:
@@ -482,7 +486,7 @@ class Memory:
                 row["version"],
                 row["content_hash"],
                 fragment,
-                self._expected_recall(fragment),
+                *self._expected_recall(fragment),
             )
         cached, fault = self.cache.inspect(row["uuid"])
         if cached is not None:
@@ -938,6 +942,7 @@ def _record_of(
     digest: str,
     fragment: Fragment,
     expected_recall: float | None = None,
+    recall_unknown: str | None = None,
 ) -> FragmentRecord:
     """A fragment as the log holds it: exact, approximate (labelled, with its fidelity), or
     lost (no text at all)."""
@@ -956,6 +961,7 @@ def _record_of(
         status=status,
         fidelity=fidelity,
         expected_recall=expected_recall if status == "approximate" else None,
+        expected_recall_unknown=recall_unknown if status == "approximate" else None,
         content_hash=digest,
     )
 

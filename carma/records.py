@@ -23,6 +23,9 @@ class FragmentRecord(BaseModel):
     status: Status = "healthy"
     fidelity: float = 1.0
     expected_recall: float | None = None
+    # Why an approximate body has no expected recall (not calibrated, too small to calibrate,
+    # or a fidelity below the range its calibration measured); None otherwise.
+    expected_recall_unknown: str | None = None
     content_hash: str
 
 

@@ -12,6 +12,7 @@ from carma.domain.errors import (
     FragmentGone,
     FragmentNotFound,
     InvalidInput,
+    LogLost,
     StorageError,
 )
 from carma.domain.fragment import (
@@ -25,7 +26,7 @@ from carma.domain.fragment import (
     dashed_uuid,
     fragment_uuid,
 )
-from carma.domain.healing import DreamCycle, VectorIndexCopy, index_copy_id
+from carma.domain.healing import DreamCycle, LogHistory, VectorIndexCopy, index_copy_id
 from carma.domain.values import (
     DIMENSION_MAX,
     KEY_MAX_CHARS,
@@ -66,6 +67,8 @@ __all__ = [
     "FragmentGone",
     "FragmentNotFound",
     "InvalidInput",
+    "LogHistory",
+    "LogLost",
     "Metadata",
     "StorageError",
     "StoreProfile",

@@ -174,6 +174,10 @@ class ReconstructionCalibration(Aggregate):
             for k in range(max(_stage(p) for p in self.points) + 1)
         ]
         summary["points_per_stage"] = [len(points) for points in stages]
+        # The fidelities measured, overall and per stage: below them, nothing was measured
+        # and no recall is promised (read_off).
+        summary["fidelity_range"] = _range(p[0] for p in self.points)
+        summary["fidelity_ranges"] = [_range(f for f, _ in points) for points in stages if points]
         self._calibrated(
             curve=monotone_fit([(p[0], p[1]) for p in self.points]),
             curves=[monotone_fit(points) for points in stages if points],
@@ -201,7 +205,30 @@ class ReconstructionCalibration(Aggregate):
     def expected_recall(self, fidelity: float, refinements: int = 0) -> float | None:
         if self.curve is None:
             return None
-        return read_off(curve_for(self.curve, self.curves, refinements), fidelity)
+        curve = curve_for(self.curve, self.curves, refinements)
+        return read_off(curve, fidelity, lowest_measured(self.summary, curve, refinements))
+
+
+def _range(fidelities: Any) -> list[float]:
+    values = list(fidelities)
+    return [round(min(values), 6), round(max(values), 6)]
+
+
+def lowest_measured(
+    summary: dict[str, Any] | None, curve: list[list[float]], refinements: int = 0
+) -> float:
+    """The lowest fidelity a calibration measured at a refinement stage. Calibrations recorded
+    before their ranges were kept say only their curve: its lowest breakpoint (the mean of the
+    lowest block of points) stands in, a little above the true lowest."""
+    ranges = (summary or {}).get("fidelity_ranges")
+    if ranges:
+        return ranges[min(max(refinements, 0), len(ranges) - 1)][0]
+    overall = (summary or {}).get("fidelity_range")
+    return overall[0] if overall else curve[0][0]
+
+
+# Fidelities are cosines rounded to a few digits: a hair below the lowest measured is in range.
+FIDELITY_SLACK = 0.005
 
 
 def _stage(point: list[float]) -> int:
@@ -246,10 +273,15 @@ def monotone_fit(points: list[tuple[float, float]], min_block: int = 10) -> list
     return [[round(f / w, 6), round(r / w, 6)] for w, f, r in merged]
 
 
-def read_off(curve: list[list[float]], fidelity: float) -> float:
-    """The curve at a fidelity: linear between breakpoints, flat above the top one. Below the
-    lowest, the curve's overall slope carries on down to 0: a reconstruction worse than any
-    the sample produced is not promised the sample's worst recall."""
+def read_off(
+    curve: list[list[float]], fidelity: float, lowest: float | None = None
+) -> float | None:
+    """The curve at a fidelity: linear between breakpoints, flat above the top one. Between
+    the lowest fidelity measured (`lowest`) and the lowest breakpoint, the curve's overall
+    slope carries on down: a reconstruction worse than most the sample produced is not
+    promised their recall. Below `lowest` nothing was measured: None, never a guess."""
+    if lowest is not None and fidelity < lowest - FIDELITY_SLACK:
+        return None
     if fidelity <= curve[0][0]:
         (f0, r0), (f1, r1) = curve[0], curve[-1]
         slope = (r1 - r0) / (f1 - f0) if f1 > f0 else 0.0

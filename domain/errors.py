@@ -67,3 +67,10 @@ class StorageError(CarmaError):
     """
 
     exit_code = 1
+
+
+class LogLost(CarmaError):
+    """The home's log is missing, unreadable or cut short while its projections survive:
+    nothing was changed, and `carma recover` can build a new log from them."""
+
+    exit_code = 1

@@ -59,7 +59,11 @@ class Fragment(Aggregate):
         content_hash: str,
         embedding: bytes,
         model: dict[str, Any],
+        recovered: dict[str, Any] | None = None,
     ):
+        # recovered: set on a fragment recorded again from a surviving copy after its log was
+        # lost (carma.recovery): which copy, what its checksum was checked against, and the
+        # version it had. Its history before that is declared lost (LogHistory).
         self.key = key
         self.namespace = namespace
         self.text = text
@@ -219,7 +223,7 @@ class Fragment(Aggregate):
     ) -> None:
         self.faults[copy] = fault
         for name, value in recorded.items():  # fill in what an unreadable event took away
-            if getattr(self, name, None) is None:
+            if name in IDENTITY and getattr(self, name, None) is None:
                 setattr(self, name, value)
         self.unreadable = sorted(set(self.unreadable) | set(versions))
 
@@ -470,7 +474,11 @@ class Replica:
 
 SOLE_REPLICA = Replica()  # a store on its own SQLite file
 # What an independent record may tell of a fragment whose own events are unreadable.
-RECORDED = ("key", "namespace", "content_hash", "written_at")
+# What a finding about the log's own copy of a body records of the fragment from the ledger:
+# its identity, and the version and vector fingerprint of its content, so that a ledger built
+# later from the log, meeting the unreadable event, still knows them.
+RECORDED = ("key", "namespace", "content_hash", "written_at", "version", "embedding_fingerprint")
+IDENTITY = ("key", "namespace", "content_hash", "written_at")
 FAULTS = ("missing", "unreadable", "corrupt", "stale", "extra")
 
 

@@ -114,3 +114,34 @@ class DreamCycle(Aggregate):
             "health_before": health_before,
             "health_after": health_after,
         }
+
+
+class LogHistory(Aggregate):
+    """A log begun again from surviving copies after the old one was lost: the history
+    before it is declared lost here, in the log itself, with what survived."""
+
+    # Topics are part of the log's format: frozen as first stored.
+    TOPIC = "domain.healing:LogHistory"
+
+    class Created(Aggregate.Created):  # the library asks every event class for a topic
+        TOPIC = "domain.healing:LogHistory.Created"
+
+    @event("HistoryLost", topic="domain.healing:LogHistory.HistoryLost")
+    def __init__(
+        self,
+        reason: str,
+        lost_at: int,
+        projected: int,
+        kept: list[str],
+        recovered: int,
+        unrecovered: dict[str, str],
+    ) -> None:
+        # lost_at: where the old log ended as found (0: nothing of it was readable);
+        # projected: how far the projections had applied it; kept: the files moved aside;
+        # unrecovered: live fragments with no exact copy of their text left, and why.
+        self.reason = reason
+        self.lost_at = lost_at
+        self.projected = projected
+        self.kept = kept
+        self.recovered = recovered
+        self.unrecovered = unrecovered

@@ -105,7 +105,11 @@ class Scrubber:
         unreadable: Callable[[], Iterable[Any]] = tuple,
         answered: Callable[[list[UUID]], set[tuple[str, int]]] = lambda _: set(),
         log_passes: int = LOG_PASSES,
+        logged_embeddings: Callable[[list[str]], dict[str, bytes | None]] = lambda _: {},
     ):
+        # Fragments' vectors as the log holds them, by uuid hex (None: it holds none
+        # readable), for ledger rows that do not know theirs (see _scrub_index).
+        self._logged_embeddings = logged_embeddings
         self._unreadable = unreadable  # the log's events that fail their checksum
         self._answered = answered  # of those, (uuid, version) a later event stands in for
         self.cache = cache
@@ -408,7 +412,21 @@ class Scrubber:
         for i in np.flatnonzero(found & ~known.live[at]):
             row = known.rows[at[i]]
             report.findings.append(_finding(row, "index", "extra"))
-        wrong = found & known.live[at] & (fingerprints != known.fingerprints[at])
+        # A fingerprint of 0 is unknown (a row the ledger made late, from a finding about an
+        # unreadable event that did not record it): such a vector is checked against the
+        # log's, where the log holds one; where it holds none, the vector may be the only
+        # copy of the embedding left, and nothing can say it is wrong.
+        unknown = found & known.live[at] & (known.fingerprints[at] == 0)
+        wrong = found & known.live[at] & ~unknown & (fingerprints != known.fingerprints[at])
+        if unknown.any():
+            logged = self._logged_embeddings(
+                [known.rows[at[i]][HEX] for i in np.flatnonzero(unknown)]
+            )
+            for i in np.flatnonzero(unknown):
+                embedding = logged.get(known.rows[at[i]][HEX])
+                if embedding is not None:
+                    vector = np.frombuffer(embedding, dtype="<f4")[None, :]
+                    wrong[i] = int(vector_fingerprints(vector)[0]) != fingerprints[i]
         for i in np.flatnonzero(wrong):
             row = known.rows[at[i]]
             report.findings.append(_finding(row, "index", "corrupt"))
@@ -492,6 +510,9 @@ def recorded_identity(row: dict[str, Any]) -> dict[str, Any]:
         "namespace": row["namespace"],
         "content_hash": row["content_hash"],
         "written_at": row["written_at"],
+        "version": row["version"],
+        # 0: unknown (a row made late, from a finding that did not record it)
+        "embedding_fingerprint": row["embedding_fingerprint"] or None,
     }
 
 

@@ -20,7 +20,7 @@ from carma.domain import (
     ReconstructionCalibration,
     VectorIndexCopy,
 )
-from carma.domain.calibration import curve_for, read_off
+from carma.domain.calibration import curve_for, lowest_measured, read_off
 from carma.domain.fragment import SOLE_REPLICA, Replica, copy_kind
 from carma.domain.healing import index_copy_id
 from carma.projections.cache import CachedFragment, file_digest, render
@@ -409,6 +409,8 @@ class HealthLedger:
                 ],
             )
             detail = {"namespace": event.namespace, "content_hash": event.content_hash}
+            if getattr(event, "recovered", None):  # recorded again from a surviving copy
+                kind, detail["recovered"] = "recovered", event.recovered
         elif kind == "revised":
             conn.execute(
                 "UPDATE fragments SET version = ?, content_hash = ?, embedding_fingerprint = ?,"
@@ -532,15 +534,18 @@ class HealthLedger:
             conn.execute(
                 "INSERT INTO fragments(uuid, id, faiss_id, namespace, version, status,"
                 " content_hash, embedding_fingerprint, cache_digest, metadata, fidelity,"
-                " written_at, updated_at, last_method) VALUES (?, ?, ?, ?, ?, 'lost', ?, 0, '',"
+                " written_at, updated_at, last_method) VALUES (?, ?, ?, ?, ?, 'lost', ?, ?, '',"
                 f" NULL, 0.0, ?, ?, {LAST_REPAIR_METHOD})",
                 [
                     uuid,
                     recorded["key"],
                     faiss_id(uuid),
                     recorded["namespace"],
-                    event.originator_version,
+                    # The content's version and vector, where the finding recorded them (0:
+                    # unknown; the scrub then checks the vector against the log's).
+                    recorded.get("version", event.originator_version),
                     recorded.get("content_hash", ""),
+                    recorded.get("embedding_fingerprint", 0),
                     recorded.get("written_at", at),
                     at,
                     uuid,
@@ -569,10 +574,10 @@ class HealthLedger:
             # The namespace's calibration as of this point in the log, as `get` reads it (the
             # repair's own figure may predate a calibration it had not seen yet).
             refinements = getattr(event, "refinement", None) or 0
-            expected = HealthLedger._read_off(
-                conn, namespace, event.method, event.fidelity, refinements
-            )
-            if expected is None:
+            found = HealthLedger._curve(conn, namespace, event.method, refinements)
+            if found is not None:  # below its calibrated range: unknown, never the repair's
+                expected = read_off(found[0], event.fidelity, found[1])
+            else:
                 expected = getattr(event, "expected_recall", None)
         _close_findings(conn, uuid)
         conn.execute(
@@ -598,15 +603,54 @@ class HealthLedger:
     def _read_off(
         conn: sqlite3.Connection, namespace: str, method: str, fidelity: float, refinements: int
     ) -> float | None:
+        found = HealthLedger._curve(conn, namespace, method, refinements)
+        if found is None:
+            return None
+        curve, lowest = found
+        return read_off(curve, fidelity, lowest)
+
+    @staticmethod
+    def _curve(
+        conn: sqlite3.Connection, namespace: str, method: str, refinements: int
+    ) -> tuple[list[list[float]], float] | None:
+        """The namespace's calibration curve of a method at a refinement stage, and the
+        lowest fidelity it measured there; None where it has none."""
         row = conn.execute(
-            "SELECT curve, curves FROM calibrations WHERE namespace = ?"
+            "SELECT curve, curves, summary FROM calibrations WHERE namespace = ?"
             " AND method = ? AND curve IS NOT NULL",
             [namespace, method],
         ).fetchone()
         if row is None:
             return None
         curve = curve_for(json.loads(row[0]), json.loads(row[1] or "null"), refinements)
-        return read_off(curve, fidelity)
+        return curve, lowest_measured(json.loads(row[2] or "null"), curve, refinements)
+
+    def recall_unknown(
+        self, namespace: str, method: str | None, fidelity: float, refinements: int = 0
+    ) -> str | None:
+        """Why an approximate body has no expected recall (None when it has one)."""
+        if method is None:
+            return "its reconstruction method is unknown"
+        found = self._curve(self.db.conn, namespace, method, refinements)
+        if found is None:
+            declined = self.db.execute(
+                "SELECT declined FROM calibrations WHERE namespace = ? AND method = ?",
+                [namespace, method],
+            ).fetchone()
+            if declined and declined[0]:
+                small = json.loads(declined[0])
+                return (
+                    f"namespace {namespace!r} is too small to calibrate "
+                    f"({small['exact_fragments']} exact fragments; {small['needed']} needed)"
+                )
+            return f"namespace {namespace!r} is not calibrated yet"
+        curve, lowest = found
+        if read_off(curve, fidelity, lowest) is None:
+            return (
+                f"its fidelity {fidelity:.3f} is below the calibrated range "
+                f"(measured from {lowest:.3f})"
+            )
+        return None
 
     @staticmethod
     def _calibration(
@@ -673,10 +717,15 @@ class HealthLedger:
                 " AND namespace = ? AND reconstructed_by = ?",
                 [namespace, method],
             ).fetchall()
+
+            def recall(fidelity: float, refinements: int) -> float | None:
+                curve = curve_for(event.curve, curves, refinements)
+                return read_off(curve, fidelity, lowest_measured(event.summary, curve, refinements))
+
             conn.executemany(
                 "UPDATE fragments SET expected_recall = ? WHERE uuid = ?",
                 [
-                    (read_off(curve_for(event.curve, curves, refinements or 0), fidelity), fragment)
+                    (recall(fidelity, refinements or 0), fragment)
                     for fragment, fidelity, refinements in rows
                 ],
             )
@@ -897,6 +946,12 @@ class HealthLedger:
             " (SELECT 1 FROM faults x WHERE x.uuid = f.uuid AND x.fault != 'extra')"
         ).fetchone()
         healthy = live - body_lost - degraded - approx[0]
+        below_range = q(
+            "SELECT count(*) FROM fragments f WHERE status = 'approximate'"
+            " AND expected_recall IS NULL AND EXISTS (SELECT 1 FROM calibrations c"
+            " WHERE c.namespace = f.namespace AND c.method = f.reconstructed_by"
+            " AND c.curve IS NOT NULL)"
+        ).fetchone()[0]
         by_fault = dict(
             q("SELECT copy || '/' || fault, count(*) FROM faults GROUP BY 1 ORDER BY 1").fetchall()
         )
@@ -930,7 +985,9 @@ class HealthLedger:
             "expected_recall": {
                 "mean": None if approx[4] is None else round(approx[4], 4),
                 "calibrated": approx[5],
-                "not_calibrated": approx[0] - approx[5],
+                "not_calibrated": approx[0] - approx[5] - below_range,
+                # calibrated, but rebuilt to a fidelity below what the calibration measured
+                "below_range": below_range,
             },
             "calibration": self.calibrations(),
             "last_cycle": cycle,

@@ -18,11 +18,13 @@ from typing import Any
 
 import click
 
+import carma
 from carma.bench import BENCHMARKS, SHARED_LOG_BENCHMARK
 from carma.cli.context import (
     Context,
     calibration_progress,
     command,
+    embedder_named,
     parse_json_option,
     progress_bar,
     resolve_existing_home,
@@ -35,6 +37,7 @@ from carma.cli.render import (
     health_table,
     hits_table,
     log_line,
+    recovery_text,
     shorten,
 )
 from carma.demo import chaos_text, run_chaos, run_demo
@@ -362,6 +365,17 @@ def rebuild_cmd(ctx: Context):
         f"rebuilt from {events} event(s): {stats['live']} live fragment(s) "
         f"in {report['seconds']} s",
     )
+
+
+@command(cli, "recover")
+def recover_cmd(ctx: Context):
+    """Build a new log from the copies that survive in the home when its log is lost
+    (deleted, cut short or replaced). The damaged log is kept aside; the old history is
+    declared lost in the new log; fragments with no exact text left are named, never made up."""
+    report = carma.recover(ctx.home, embedder=embedder_named(ctx.embedder_name))
+    ctx.emit(report, lambda: recovery_text(report))
+    if report["unrecovered"]:
+        sys.exit(1)
 
 
 @command(cli, "stats")

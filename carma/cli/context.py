@@ -18,6 +18,7 @@ from carma import config
 from carma.domain import CarmaError, InvalidInput
 from carma.home import Home
 from carma.lines import parse_json
+from carma.recovery import log_state
 
 
 def embedder_named(name: str | None) -> carma.Embedder | None:
@@ -151,8 +152,8 @@ def resolve_existing_home(home: str | None, database_url: str | None = None) -> 
     """The home of an existing store: its own SQLite log, or a shared log in PostgreSQL
     (which a new home joins: its projections are built from the log)."""
     path = config.home_path(home)
-    if Home(path).holds_store:
-        return path
+    if Home(path).holds_store or log_state(Home(path)).fault is not None:
+        return path  # a store, or what survives of one whose log is lost (opening says so)
     database = config.database_for(Home(path), database_url)
     if database is None or not database.has_log():
         raise InvalidInput(

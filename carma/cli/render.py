@@ -18,7 +18,7 @@ def fragment_text(f: Any) -> str:
 def status_text(f: Any) -> str:
     if f.status == "approximate":
         recall = (
-            " · share of words unknown (namespace not calibrated)"
+            f" · share of words unknown ({f.expected_recall_unknown or 'not calibrated'})"
             if f.expected_recall is None
             else f" · ~{f.expected_recall:.0%} of words expected"
         )
@@ -172,3 +172,16 @@ def calibration_text(c: dict[str, Any]) -> str:
 
 def inline(counts: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+def recovery_text(r: dict[str, Any]) -> str:
+    lines = [
+        f"the log was {r['fault']}: recovered {r['recovered']} fragment(s) into a new log "
+        f"({r['verified']} checked against the ledger, {r['unverified']} against their file "
+        f"only; vectors: {r['vector_from_index']} from the index, {r['vector_from_model']} "
+        f"embedded again); {r['live']} live",
+        "kept aside: " + (", ".join(r["kept"]) or "nothing (the log file was gone)"),
+    ]
+    for key, why in r["unrecovered"].items():
+        lines.append(f"NOT RECOVERED {key}: {why}")
+    return "\n".join(lines)

@@ -36,6 +36,7 @@ from carma.domain import (
     Fragment,
     FragmentNotFound,
     InvalidInput,
+    LogHistory,
     ReconstructionCalibration,
     Replica,
     StoreProfile,
@@ -70,6 +71,7 @@ EVENT_KINDS = {
         VectorIndexCopy.IndexRebuilt,
         DreamCycle.DreamCycleStarted,
         DreamCycle.DreamCycleCompleted,
+        LogHistory.HistoryLost,
         ReconstructionCalibration.CalibrationOpened,
         ReconstructionCalibration.CalibrationStarted,
         ReconstructionCalibration.CalibrationSampled,
@@ -343,6 +345,15 @@ class MemoryLog(Application[UUID]):
                     continue
             aggregate = domain_event.mutate(aggregate)
         return aggregate
+
+    def embeddings(self, hexes: list[str]) -> dict[str, bytes | None]:
+        """Fragments' current embeddings as the log holds them, by uuid hex (None: none
+        readable, e.g. its only event with one fails its checksum)."""
+        found = self._aggregates(UUID(h) for h in hexes)
+        return {
+            u.hex: getattr(f, "embedding", None) if isinstance(f, Fragment) else None
+            for u, f in found.items()
+        }
 
     def answered_damage(self, uuids: list[UUID]) -> set[tuple[str, int]]:
         """(uuid, version) of unreadable events that a later event of the same fragment

@@ -9,7 +9,7 @@ import json
 
 import pytest
 from carma.domain import InvalidInput, fragment_uuid
-from carma.domain.calibration import MIN_SAMPLE, curve_for, read_off
+from carma.domain.calibration import MIN_SAMPLE, curve_for, lowest_measured, read_off
 from click.testing import CliRunner
 
 import carma
@@ -72,7 +72,8 @@ def expected(mem, calibrated, key):
     the curve of its refinement stage."""
     fragment = mem.log.fragment(key)
     curve = curve_for(calibrated["curve"], calibrated["curves"], fragment.refinements)
-    return read_off(curve, fragment.fidelity)
+    lowest = lowest_measured(calibrated["summary"], curve, fragment.refinements)
+    return read_off(curve, fragment.fidelity, lowest)
 
 
 def test_a_dream_calibrates_where_reconstructions_are_and_each_says_what_to_expect(damaged, texts):
@@ -222,7 +223,7 @@ def test_the_cli_shows_both_numbers_and_a_namespace_too_small(damaged, home):
         f"≈ approximate · fidelity {got['fidelity']:.2f} · "
         f"~{got['expected_recall']:.0%} of words expected" in shown
     )
-    assert "namespace not calibrated" in run("get", "t2")
+    assert "share of words unknown (namespace 'tiny' is" in run("get", "t2")
     small = json.loads(run("calibrate", "--namespace", "tiny", "--json"))
     assert small == {
         "tiny": {"status": "too-small", "exact_fragments": TINY - 1, "needed": MIN_SAMPLE}
@@ -280,3 +281,32 @@ def test_a_reconstructor_is_chosen_by_name_and_a_wrong_choice_changes_nothing(
     assert not home.exists()
     with carma.open(home, embedder=embedder) as mem:
         assert mem.dreamer.healer.reconstructor.method == "semantic-blend"
+
+
+def test_a_body_rebuilt_below_the_calibrated_range_says_its_recall_is_unknown(damaged):
+    """Expected recall is read only where the calibration measured: a body rebuilt to a
+    fidelity below every one its calibration saw is unknown, and says why (in `get`, the CLI
+    and `health`), instead of a figure the store never measured."""
+    mem = damaged
+    mem.dreamer.calibrate_budget_s = 0  # the rebuilds only: the calibration is recorded below
+    mem.dream()
+    rebuilt = [k for k in VICTIMS if mem.get(k).status == "approximate"]
+    assert rebuilt
+    method = mem.log.fragment(rebuilt[0]).reconstructed_by
+    calibration = mem.log.calibration("big", method)
+    sample = [f"b{i}" for i in range(21, 21 + MIN_SAMPLE)]
+    calibration.start(sample, BIG, {}, None)
+    # Measured only at fidelities no rebuilt body reached.
+    calibration.measure(
+        sample, [[0.999 - i / 10_000, 0.9, 0.8, 0] for i in range(len(sample))], None
+    )
+    assert calibration.complete(None)
+    mem.log.record(calibration)
+    for key in rebuilt:
+        got = mem.get(key)
+        assert got.fidelity < 0.997 and got.expected_recall is None
+        assert "below the calibrated range" in got.expected_recall_unknown
+    assert mem.health()["expected_recall"]["below_range"] == len(rebuilt)
+    tiny = mem.get("t2")
+    if tiny.status == "approximate":  # its namespace has no curve: it says so
+        assert tiny.expected_recall is None and "namespace 'tiny'" in tiny.expected_recall_unknown

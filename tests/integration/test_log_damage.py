@@ -507,3 +507,28 @@ def test_an_approximate_body_whose_own_event_is_damaged_is_restated_as_it_was(st
     rebuilt = mem.get("k1")
     assert rebuilt.status == "approximate" and rebuilt.fidelity >= after.fidelity
     assert rebuilt.text == mem.log.fragment("k1").text
+
+
+def test_a_ledger_row_made_late_knows_its_vector_and_the_scrub_tells_a_changed_one(
+    tmp_path, embedder, backend
+):
+    """A ledger built after a fragment's first event became unreadable (here: the ledger file
+    lost and rebuilt from the log) makes its row from the finding about the damage: it takes
+    the vector's fingerprint the finding recorded, so the scrub still tells a changed vector
+    from a correct one (with 0 it called a correct vector corrupt)."""
+    home = tmp_path / "home"
+    with carma.open(home, embedder=embedder) as mem:
+        mem.add_many([{"text": t, "id": f"k{i}"} for i, t in enumerate(TOPICS)])
+        fingerprint = mem.ledger.row("k2")["embedding_fingerprint"]
+        flip_event(mem, "k2")
+        assert mem.scrub(deep=True)["found"] == {"log-body/corrupt": 1}
+        faiss_id = mem.ledger.row("k2")["faiss_id"]
+    for path in home.glob("ledger.sqlite*"):
+        path.unlink()
+    with carma.open(home, embedder=embedder) as mem:
+        assert mem.ledger.row("k2")["embedding_fingerprint"] == fingerprint
+        assert "index/corrupt" not in mem.scrub()["found"]
+        changed = mem.index.vector(faiss_id).copy()
+        changed[0] += 0.5
+        mem.index.put({faiss_id: changed.astype("<f4").tobytes()})
+        assert mem.scrub()["found"].get("index/corrupt") == 1

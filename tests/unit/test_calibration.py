@@ -33,7 +33,7 @@ def test_the_fit_never_falls_and_reads_within_the_measured_recalls(points):
     assert min(read) >= 0.0
 
 
-def test_the_fit_pools_blocks_reads_flat_above_and_carries_its_slope_below():
+def test_the_fit_pools_blocks_reads_flat_above_and_carries_its_slope_down_to_the_lowest():
     rng = random.Random(0)
     points = [
         (f, min(1.0, max(0.0, 0.8 * f - 0.2 + rng.uniform(-0.1, 0.1))))
@@ -45,13 +45,31 @@ def test_the_fit_pools_blocks_reads_flat_above_and_carries_its_slope_below():
     fitted = sum(read_off(curve, f) for f, _ in points) / len(points)
     assert abs(fitted - mean) < 0.02
     assert read_off(curve, 1.0) == round(curve[-1][1], 4)
-    # Below the sample's worst, the overall slope (about 0.8 here) carries on, down to 0.
+    # Between the lowest fidelity measured and the lowest block's mean, the overall slope
+    # (about 0.8 here) carries on down; below the lowest measured, nothing is promised.
+    lowest = min(f for f, _ in points)
     slope = (curve[-1][1] - curve[0][1]) / (curve[-1][0] - curve[0][0])
-    below = curve[0][0] - 0.1
-    assert read_off(curve, below) == pytest.approx(curve[0][1] - 0.1 * slope, abs=1e-3)
-    assert read_off(curve, below) < read_off(curve, curve[0][0])
-    assert read_off(curve, 0.0) == 0.0
-    assert read_off(curve, 0.95) > read_off(curve, 0.6)
+    between = (lowest + curve[0][0]) / 2
+    assert read_off(curve, between, lowest) == pytest.approx(
+        curve[0][1] - (curve[0][0] - between) * slope, abs=1e-3
+    )
+    assert read_off(curve, between, lowest) < read_off(curve, curve[0][0], lowest)
+    assert read_off(curve, lowest - 0.05, lowest) is None
+    assert read_off(curve, 0.0, lowest) is None
+    assert read_off(curve, 0.95, lowest) > read_off(curve, 0.6, lowest)
+
+
+def test_a_calibration_promises_nothing_below_the_fidelities_it_measured():
+    """The demo's smallest namespaces said 26-38% where 6-15% came back: read off below the
+    calibrated range. Now such a body's expected recall is unknown."""
+    c = opened()
+    sample = [str(i) for i in range(MIN_SAMPLE)]
+    c.start(sample, 30, {}, None)
+    c.measure(sample, [[0.80 + i / 200, 0.3 + i / 100, 0.2, 0] for i in range(20)], None)
+    assert c.complete(None)
+    assert c.summary["fidelity_range"] == [0.8, 0.895]
+    assert c.expected_recall(0.85) is not None and c.expected_recall(0.799) is not None
+    assert c.expected_recall(0.70) is None
 
 
 def test_a_calibration_records_its_sample_its_points_and_then_its_fit():

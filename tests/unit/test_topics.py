@@ -8,6 +8,7 @@ import sys
 from carma.domain import (
     DreamCycle,
     Fragment,
+    LogHistory,
     ReconstructionCalibration,
     StoreProfile,
     VectorIndexCopy,
@@ -36,13 +37,22 @@ STORED = {
     "domain.healing:VectorIndexCopy.IndexRebuilt",
     "domain.healing:DreamCycle.DreamCycleStarted",
     "domain.healing:DreamCycle.DreamCycleCompleted",
+    "domain.healing:LogHistory",
+    "domain.healing:LogHistory.HistoryLost",
     "domain.calibration:ReconstructionCalibration.CalibrationOpened",
     "domain.calibration:ReconstructionCalibration.CalibrationStarted",
     "domain.calibration:ReconstructionCalibration.CalibrationSampled",
     "domain.calibration:ReconstructionCalibration.ReconstructionCalibrated",
     "domain.calibration:ReconstructionCalibration.CalibrationDeclined",
 }
-AGGREGATES = (Fragment, StoreProfile, DreamCycle, VectorIndexCopy, ReconstructionCalibration)
+AGGREGATES = (
+    Fragment,
+    StoreProfile,
+    DreamCycle,
+    VectorIndexCopy,
+    ReconstructionCalibration,
+    LogHistory,
+)
 
 
 def _written() -> set[str]:
