@@ -8,8 +8,7 @@ export HF_HUB_OFFLINE := 1
 
 # Runs the command after it with a PostgreSQL server for the shared-log suites, and stops the
 # server afterwards if it started it (a server the user started is left running).
-WITH_POSTGRES = [ -n "$$CARMA_TEST_DATABASE_URL" ] || eval "$$(.ci/postgres start 2>/dev/null)"; \
-	trap '[ "$${CARMA_PG_STARTED:-0}" = 1 ] && .ci/postgres stop' EXIT;
+WITH_POSTGRES = .ci/with-postgres
 
 install: $(VENV)/.installed
 
@@ -29,13 +28,13 @@ demo: install
 # the run ends if this run started it; without either they are skipped, and say so.
 test: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
-	@$(WITH_POSTGRES) $(BIN)/python -m pytest
+	$(WITH_POSTGRES) $(BIN)/python -m pytest
 
 # The property tests' random search with 25x CI's examples, new ones every run (CI draws the
 # same ones each time, so it never meets a new counterexample): run it now and then. It is
 # how the last healing bugs were found. About 45 minutes on two cores.
 explore: install
-	@$(WITH_POSTGRES) $(BIN)/python -m pytest tests/property --hypothesis-profile=long
+	$(WITH_POSTGRES) $(BIN)/python -m pytest tests/property --hypothesis-profile=long
 
 clean:
 	rm -rf $(VENV) .carma-demo .pytest_cache .hypothesis
