@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test explore install clean
+.PHONY: demo test explore soak install clean
 
 # Runs the command after it with a PostgreSQL server for the shared-log suites, and stops the
 # server afterwards if it started it (a server the user started is left running).
@@ -35,6 +35,17 @@ test: install
 # how the last healing bugs were found. About 45 minutes on two cores.
 explore: install
 	$(WITH_POSTGRES) $(BIN)/python -m pytest tests/property --hypothesis-profile=long
+
+# The long reliability run, not in CI (hours on two cores): 334 SIGKILL trials of writers per
+# mode (write, dream, rebuild: 1,002 kills a back end), 2,500 hostile inputs to each of four
+# tests (the API's writes and reads, the CLI, import: 10,000 a back end), and the property
+# tests' long profile, on SQLite and PostgreSQL. The crash figures go to bench-results/soak.jsonl;
+# docs/reliability.md has the last run's.
+soak: install
+	rm -f bench-results/soak.jsonl
+	CARMA_SOAK_TRIALS=334 CARMA_SOAK_HOSTILE=2500 CARMA_SOAK_REPORT=bench-results/soak.jsonl \
+	CARMA_REQUIRE_POSTGRES=1 $(WITH_POSTGRES) $(BIN)/python -m pytest -q -p no:cacheprovider \
+		tests/reliability tests/property --hypothesis-profile=long --durations=10
 
 clean:
 	rm -rf $(VENV) .carma-demo .pytest_cache .hypothesis

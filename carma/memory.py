@@ -868,7 +868,7 @@ class Memory:
 
     @_guarded("cannot read the health")
     def health(self) -> dict[str, Any]:
-        """Honest health: see the README's "Health" section for every field."""
+        """Honest health: docs/self-healing.md ("Health, honestly") explains every field."""
         with self._lock:
             self.catch_up()
             report = self.ledger.health()

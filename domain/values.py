@@ -1,6 +1,6 @@
 """Value rules for what enters the store, checked once at the boundary with pydantic.
 
-The limits are documented in the README ("Input rules"); change both together.
+The limits are documented in docs/python-api.md ("Input rules"); change both together.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The last resort of healing, when no exact copy of a fragment's body is left but its embedding
 is. The model is the judge: a candidate text is kept only if its embedding is nearer the
 surviving one. Fidelity is that cosine; it says how near the meaning is, not how many of the
-original's words came back (see the README's "Fidelity" section).
+original's words came back (see docs/reconstruction.md on fidelity and expected recall).
 """
 
 from __future__ import annotations

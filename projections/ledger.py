@@ -928,7 +928,7 @@ class HealthLedger:
         return {"by_status": by_status, "namespaces": namespaces}
 
     def health(self) -> dict[str, Any]:
-        """The honest health report (README, "Health, honestly"): a fragment counts 1 when
+        """The honest health report (docs/self-healing.md, "Health, honestly"): a fragment counts 1 when
         every copy is whole (or exactly repaired), its fidelity when its body is approximate,
         0 while a loss is unrepaired ("degraded": the body is still read exactly from the log)
         and 0 when no body is left ("lost")."""

@@ -10,14 +10,19 @@ baseline, the environment and a target with `met`. The machine may be noisy: the
 the raw figures, are what to compare across runs, and the two sides of each ratio are
 interleaved so that they share the noise. Nothing here asserts on time.
 
-- ingest   (real model, n=2000 texts): Memory.add_many in batches of 64 vs bare model.encode of
-           the same batches. The model is loaded and warmed up before either is timed.
-- query    (real model, n=10000 fragments, ~200 queries): Memory.search(q, k=10) vs bare
-           model.encode([q]) + faiss.IndexFlatIP.search(k=10) over the same vectors.
-One module per benchmark:
-- overhead (HashingEmbedder, n=100000): add_many in batches of 1000 vs raw batched SQLite
-           inserts of the same rows; Memory.rebuild() vs a raw read and JSON decode of the log;
-           peak RSS.
+One module per benchmark, each named by `carma bench NAME`:
+- ingest       (real model, n=2000 texts of varied length): one Memory.add_many of them all
+               against one bare model.encode of the same texts.
+- query        (real model, n=10000 fragments, ~200 queries): Memory.search(q, k=10) against
+               bare model.encode([q]) + faiss.IndexFlatIP.search(k=10) over the same vectors.
+- overhead     (HashingEmbedder, n=100000): add_many in batches of 1000 against raw batched
+               SQLite inserts of the same rows; Memory.rebuild() against a raw read and JSON
+               decode of the log; peak RSS.
+- heal         scrub and exact heal against raw file I/O of the same files.
+- audit        verify against a raw read of the log.
+- reconstruct  semantic reconstruction on real text with the real model, against the
+               nearest neighbour's text copied.
+- `bench ingest --database-url URL`: the same ingest on a PostgreSQL log beside SQLite.
 """
 
 from __future__ import annotations

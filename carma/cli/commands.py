@@ -161,7 +161,7 @@ def import_cmd(ctx: Context, source: Any, skip_invalid: bool, events: bool, batc
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-")
 def export_cmd(ctx: Context, namespace: str | None, events: bool, without_keys: bool, output: Any):
     """Write every live fragment as a JSON line (import's shape plus id, version, status,
-    fidelity), or with --events every event of the log."""
+    fidelity, expected_recall), or with --events every event of the log."""
     n = 0
     with ctx.memory() as mem:
         if events:
@@ -442,7 +442,7 @@ def health_cmd(ctx: Context):
 def calibrate_cmd(ctx: Context, namespace: str | None, force: bool):
     """Measure how much of its text the reconstructor recovers, per namespace.
 
-    A sample of up to 50 exact fragments is hidden and rebuilt as a repair would rebuild it;
+    A sample of up to 80 exact fragments is hidden and rebuilt as a repair would rebuild it;
     the share of words recovered at each fidelity is recorded in the log, and approximate
     fragments report the expected share at theirs. Dream cycles do this on their own where
     approximate bodies are; this command does it now, to the end."""

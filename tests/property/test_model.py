@@ -214,7 +214,7 @@ class StoreAgainstModel(RuleBasedStateMachine):
             damaged = bytearray(state)
             # Damage accumulates: adding (rather than flipping a bit) never undoes an earlier
             # corruption of the same byte. (A log made whole again, as by restoring a backup
-            # of the file, is another scenario: see the README's known gaps.)
+            # of the file, is another scenario: see docs/reconstruction.md, "Known gap".)
             damaged[pick % len(damaged)] = (damaged[pick % len(damaged)] + 1) % 256
             return damaged
 
