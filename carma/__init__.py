@@ -42,6 +42,7 @@ def open(
     reconstructor: str | None = None,
     database_url: str | None = None,
     log_passes: int | None = None,
+    dimension: int | None = None,
     **settings: _Any,
 ) -> Memory:
     """Open (creating if needed) the store at `path` (default $CARMA_HOME, else ./.carma).
@@ -60,6 +61,8 @@ def open(
     log_passes: a scrub reads the log's new events and a rolling slice of its old ones, so
     that every event's checksum is read again at least every `log_passes` scrubs (default 8;
     1: the whole log at every scrub, the most prompt and the costliest).
+    dimension: a store with no text model, whose vectors its callers give (add(...,
+    embedding=...), search_by_vector); with an embedder, its dimension must be this one.
     database_url: keep the log in PostgreSQL, shared with every process opened on the same
     URL (postgresql://user:password@host:5432/dbname[?schema=name]; default
     $CARMA_DATABASE_URL). The home then holds this process's projections of that log; a
@@ -73,6 +76,7 @@ def open(
         refine_budget=refine_budget,
         calibrate_budget=calibrate_budget,
         log_passes=log_passes,
+        dimension=dimension,
     )
     return _open_memory(
         path,

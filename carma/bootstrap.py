@@ -12,8 +12,8 @@ from eventsourcing.persistence import MapperDeserialisationError
 
 from carma import config, recovery
 from carma.config import CIPHER_KEY_VARIABLE, Options
-from carma.domain import DIMENSION_MAX, InvalidInput
-from carma.embedding import Embedder, SentenceTransformerEmbedder, embedder_for
+from carma.domain import DIMENSION_MAX, InvalidInput, StoreProfile
+from carma.embedding import Embedder, SentenceTransformerEmbedder, VectorsOnly, embedder_for
 from carma.healing import Calibrator, Dreamer, Healer, Reconstructor, Scrubber
 from carma.healing.calibrator import CALIBRATE_BUDGET_S
 from carma.healing.dreamer import REFINE_BUDGET_S
@@ -94,6 +94,26 @@ def default_embedder() -> Embedder:
     return SentenceTransformerEmbedder()
 
 
+def _embedder(
+    given: Embedder | None, profile: StoreProfile | None, dimension: int | None
+) -> Embedder:
+    """The embedder asked for; else the store's own (its model where CARMA has it, else none:
+    its vectors are given); else, for a new store, no text model when only a dimension is
+    given, the default model otherwise."""
+    chosen = given
+    if chosen is None and profile is not None:
+        chosen = embedder_for(profile.model, profile.dimension)
+    if chosen is None:
+        chosen = VectorsOnly(dimension) if dimension is not None else default_embedder()
+    if dimension is not None and chosen.dimension != dimension:
+        raise InvalidInput(
+            f"dimension={dimension} but the store's vectors are {chosen.dimension}-d"
+            if given is None
+            else f"dimension={dimension} but the embedder makes {chosen.dimension}-d vectors"
+        )
+    return chosen
+
+
 def open_memory(
     path: str | Path | None,
     *,
@@ -155,10 +175,7 @@ def bootstrap(
                 else f"cannot read this store's log with this {CIPHER_KEY_VARIABLE}: the key is "
                 "wrong, or the store is not encrypted"
             ) from None
-        if embedder is None:  # the store's own, where CARMA knows it; else the default
-            embedder = (
-                profile and embedder_for(profile.model, profile.dimension)
-            ) or default_embedder()
+        embedder = _embedder(embedder, profile, options.dimension)
         if not (isinstance(embedder.dimension, int) and 0 < embedder.dimension <= DIMENSION_MAX):
             raise InvalidInput(
                 f"an embedder's dimension must be 1 to {DIMENSION_MAX}, not {embedder.dimension!r}"
@@ -194,7 +211,13 @@ def bootstrap(
         logged_embeddings=log.embeddings,
     )
     try:
-        rebuilds = reconstructor_for(reconstructor, embedder)
+        # Semantic reconstruction needs a text model; without one, bodies with no exact copy
+        # left stay lost (and health says why).
+        rebuilds = (
+            None
+            if isinstance(embedder, VectorsOnly)
+            else reconstructor_for(reconstructor, embedder)
+        )
     except BaseException:
         ledger.close()
         log.close()

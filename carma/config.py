@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from carma.domain import InvalidInput
+from carma.domain import DIMENSION_MAX, InvalidInput
 from carma.home import Home
 
 if TYPE_CHECKING:
@@ -130,6 +130,7 @@ class Options:
     refine_budget: float | None = None
     calibrate_budget: float | None = None
     log_passes: int | None = None
+    dimension: int | None = None  # a store with no text model: its vectors are given
 
     def __post_init__(self) -> None:
         every = self.dream_every
@@ -148,6 +149,13 @@ class Options:
             raise InvalidInput(
                 f"log_passes must be a whole number of scrubs from 1 to {LOG_PASSES_MAX}"
             )
+        dimension = self.dimension
+        if dimension is not None and (
+            isinstance(dimension, bool)
+            or not isinstance(dimension, int)
+            or not 1 <= dimension <= DIMENSION_MAX
+        ):
+            raise InvalidInput(f"dimension must be a whole number from 1 to {DIMENSION_MAX}")
 
     def given(self) -> dict[str, Any]:
         """The options set, by name."""

@@ -183,10 +183,30 @@ class HashingEmbedder:
         return out
 
 
-def embedder_for(model: str, dimension: int) -> Embedder | None:
-    """The embedder a store records by name, when it is one CARMA ships; None otherwise."""
+class VectorsOnly:
+    """No text model: a store whose vectors its callers give (`carma.open(path, dimension=N)`,
+    or a store made by a program with its own model, opened where that model is not). Every
+    operation works but those that need text embedded: a text query, a write without its
+    vector, a semantic reconstruction; each says so."""
+
+    def __init__(self, dimension: int, name: str | None = None):
+        self.dimension = dimension
+        self.name = name or f"vectors-{dimension}"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        from carma.domain import InvalidInput
+
+        raise InvalidInput(
+            f"this store has no text model ({self.name}, {self.dimension}-d: its vectors are "
+            "given): give each write its embedding=, and search with search_by_vector"
+        )
+
+
+def embedder_for(model: str, dimension: int) -> Embedder:
+    """The embedder a store records by name: one CARMA ships, else (a caller's own model, not
+    at hand here) no text model, so that the store still opens and serves its vectors."""
     if model == DEFAULT_MODEL and dimension == 384:
         return SentenceTransformerEmbedder()
     if model == f"hashing-{dimension}":
         return HashingEmbedder(dimension=dimension)
-    return None
+    return VectorsOnly(dimension, name=model)

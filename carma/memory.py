@@ -30,6 +30,7 @@ from carma.domain import (
     StorageError,
     content_hash,
     fragment_uuid,
+    validate_embedding,
     validate_key,
     validate_metadata,
     validate_namespace,
@@ -135,16 +136,21 @@ class Memory:
         metadata: dict[str, Any] | None = None,
         namespace: str = "default",
         id: str | None = None,
+        *,
+        embedding: Any = None,
     ) -> str:
-        """Store a fragment; returns its id. Identical content already stored records nothing."""
-        return self._write([Draft.of(text, metadata, namespace, id)]).ids[0]
+        """Store a fragment; returns its id. Identical content already stored records nothing.
+        `embedding`: its vector (a list of floats or a 1-d float array of the store's
+        dimension, normalised on the way in), in which case the model does not run."""
+        return self._write([Draft.of(text, metadata, namespace, id, embedding)]).ids[0]
 
     def add_many(
         self, items: Iterable[Any], *, progress: Callable[[int], None] | None = None
     ) -> BatchResult:
         """Store many fragments in one transaction: every item is recorded, or none is.
 
-        Items are strings or mappings {"text", "metadata"?, "namespace"?, "id"?}.
+        Items are strings or mappings {"text", "metadata"?, "namespace"?, "id"?,
+        "embedding"?}: an item with its embedding is not given to the model.
         """
         drafts = [Draft.from_mapping(item) for item in items]
         return self._write(drafts, progress=progress)
@@ -207,12 +213,18 @@ class Memory:
 
     @_guarded("the revision was not recorded")
     def revise(
-        self, id: str, text: str | None = None, metadata: dict[str, Any] | None = None
+        self,
+        id: str,
+        text: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        embedding: Any = None,
     ) -> FragmentRecord:
-        """Replace a fragment's text and/or metadata. The same content again records nothing."""
+        """Replace a fragment's text, metadata and/or vector (`embedding`: given, the model
+        does not run). The same content again records nothing."""
         key = validate_key(id)
-        if text is None and metadata is None:
-            raise InvalidInput("revise needs a new text, new metadata, or both")
+        if text is None and metadata is None and embedding is None:
+            raise InvalidInput("revise needs a new text, new metadata, a new embedding, or some")
         with self._write_lock:
             fragment = self._identified(self.log.fragment(key))
             if fragment.deleted:
@@ -228,6 +240,7 @@ class Memory:
                 fragment.metadata if metadata is None else metadata,
                 fragment.namespace,
                 key,
+                embedding,
             )
             self._write([draft])
         return self.get(key)
@@ -305,26 +318,25 @@ class Memory:
             )
             # Check every item against the log before the model runs: a batch is all or nothing.
             new_texts: dict[str, None] = {}  # ordered set: each new text is embedded once
-            for draft, key in todo:
+            given: dict[int, bytes] = {}  # by item: the vector its caller gave, normalised
+            for i, (draft, key) in enumerate(todo):
                 fragment = existing.get(key)
                 if fragment is not None:
                     fragment.ensure_writable(draft.namespace)
-                if fragment is None or fragment.text != draft.text:
+                if draft.embedding is not None:
+                    given[i] = self._given_vector(draft.embedding)
+                elif fragment is None or fragment.text != draft.text:
                     new_texts[draft.text] = None
             vectors = self._embed(list(new_texts), progress)
+            if given and progress:
+                progress(len(given))
             model = {"name": self.embedder.name, "dimension": self.embedder.dimension}
             writes = []
-            for draft, key in todo:
+            for i, (draft, key) in enumerate(todo):
                 fragment = existing.get(key)
                 new_text = fragment is None or fragment.text != draft.text
-                writes.append(
-                    Write(
-                        draft,
-                        key,
-                        vectors[draft.text] if new_text else None,
-                        fresh=key not in known,
-                    )
-                )
+                embedding = given.get(i) or (vectors[draft.text] if new_text else None)
+                writes.append(Write(draft, key, embedding, fresh=key not in known))
             changes = self.log.write_many(writes, model) if writes else []
         self.catch_up()  # a failing projection waits (see ProjectionRunner): the write stands
         result = BatchResult(ids=keys, unchanged=len(matched) - restored, restored=restored)
@@ -357,6 +369,8 @@ class Memory:
             if fragment.content_hash != draft.content_hash:
                 continue  # the log records another text for it: no exact copy after all
             embedding = (embeddings or {}).get(key) or fragment.embedding
+            if embedding is None and draft.embedding is not None:
+                embedding = self._given_vector(draft.embedding)
             if embedding is None:  # the body's embedding is lost too: the model remakes it
                 embedding = self._embed([draft.text], None)[draft.text]
             if fragment.restore_body(
@@ -411,6 +425,20 @@ class Memory:
             if progress:
                 progress(len(chunk))
         return vectors
+
+    def _given_vector(self, embedding: bytes) -> bytes:
+        """A vector a caller gave (float32 bytes, see validate_embedding), checked against the
+        store's dimension and normalised: scores are cosines, as the model's are."""
+        vector = np.frombuffer(embedding, dtype="<f4").astype(np.float64)
+        if len(vector) != self.embedder.dimension:
+            raise InvalidInput(
+                f"the embedding has {len(vector)} values; this store's vectors have "
+                f"{self.embedder.dimension}"
+            )
+        norm = float(np.linalg.norm(vector))
+        if not norm > 0 or not np.isfinite(norm):
+            raise InvalidInput("the embedding is all zeros: it points nowhere")
+        return (vector / norm).astype("<f4").tobytes()
 
     def _check_vectors(self, matrix: Any, n: int) -> np.ndarray:
         matrix = np.asarray(matrix, dtype=np.float32)
@@ -539,12 +567,36 @@ class Memory:
         """The k live fragments nearest to the query (cosine), optionally within a namespace
         and with metadata equal to every value in `where`."""
         query = validate_text(query)
+        self._check_search(k, namespace)
+        where = validate_metadata(where)
+        vector = self._check_vectors(self.embedder.embed([query]), 1)[0]
+        return self._search(vector, k, namespace, where)
+
+    @_guarded("cannot search")
+    def search_by_vector(
+        self,
+        vector: Any,
+        k: int = 5,
+        namespace: str | None = None,
+        where: dict[str, Any] | None = None,
+    ) -> list[Hit]:
+        """As `search`, for a vector the caller made (a list of floats or a 1-d float array of
+        the store's dimension): the model does not run."""
+        given = self._given_vector(validate_embedding(vector))
+        self._check_search(k, namespace)
+        where = validate_metadata(where)
+        return self._search(np.frombuffer(given, dtype="<f4"), k, namespace, where)
+
+    @staticmethod
+    def _check_search(k: Any, namespace: str | None) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= K_MAX:
             raise InvalidInput(f"k must be an integer from 1 to {K_MAX}")
         if namespace is not None:
             validate_namespace(namespace)
-        where = validate_metadata(where)
-        vector = self._check_vectors(self.embedder.embed([query]), 1)[0]
+
+    def _search(
+        self, vector: np.ndarray, k: int, namespace: str | None, where: dict[str, Any]
+    ) -> list[Hit]:
         with self._lock:
             self.catch_up()
             allowed = None
@@ -853,6 +905,11 @@ class Memory:
         fragments is too small, and says so. Returns each namespace's outcome."""
         if namespace is not None:
             namespace = validate_namespace(namespace)
+        if self.dreamer.healer.reconstructor is None:
+            raise InvalidInput(
+                f"nothing to calibrate: this store has no text model ({self.embedder.name}), "
+                "so it makes no semantic reconstructions"
+            )
         with self._lock:
             self.catch_up()
             namespaces = list(self.ledger.counts()["namespaces"])
@@ -872,6 +929,15 @@ class Memory:
         with self._lock:
             self.catch_up()
             report = self.ledger.health()
+            report["reconstruction"] = (
+                {"available": True, "reason": None}
+                if self.dreamer.healer.reconstructor is not None
+                else {
+                    "available": False,
+                    "reason": f"no text model ({self.embedder.name}: this store's vectors are "
+                    "given), so a body with no exact copy left stays lost; exact repairs work",
+                }
+            )
             report["lag"] = self.runner.lag()
             report["projection_errors"] = dict(self.runner.errors)
             return report

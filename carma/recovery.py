@@ -56,7 +56,7 @@ BATCH = 500
 class LogState:
     """What the home's log file holds, read without changing a byte of it."""
 
-    fault: str | None  # None: fine; else "missing", "unreadable", "empty" or "truncated"
+    fault: str | None  # None: fine; else "missing", "unreadable" or "empty"
     position: int  # the log's last position (0 when it has none)
     projected: int  # the furthest position the home's projections had applied
 
@@ -73,8 +73,10 @@ def log_state(home: Home) -> LogState:
                 position = conn.execute("SELECT max(rowid) FROM stored_events").fetchone()[0] or 0
     except sqlite3.DatabaseError:
         return LogState("unreadable", 0, projected)
-    if position < projected:
-        return LogState("empty" if position == 0 else "truncated", position, projected)
+    if position == 0 and projected > 0:
+        return LogState("empty", position, projected)
+    # A log that still holds events, fewer than its projections applied, opens: events cut
+    # off its end or renumbered are for `verify` to show (its chain), not a lost log.
     return LogState(None, position, projected)
 
 
@@ -88,7 +90,6 @@ def check_log(home: Home) -> None:
         "missing": "is missing",
         "unreadable": "is not a readable SQLite database",
         "empty": "holds no events",
-        "truncated": f"ends at position {state.position}",
     }[state.fault]
     raise LogLost(
         f"the log {home.events} {what}, but its projections had applied it to position "

@@ -101,10 +101,10 @@ class Fragment(Aggregate):
     def revise(
         self, text: str, metadata: dict[str, Any], content_hash: str, embedding: bytes
     ) -> bool:
-        """Record a new text and/or metadata. Identical content is no change: returns False."""
+        """Record a new text, metadata and/or vector. Identical content is no change: False."""
         if self.deleted:
             raise FragmentGone(self.key)
-        if self.has_content(text, metadata):
+        if self.has_content(text, metadata) and embedding == self.embedding:
             return False
         self._revised(
             text=text,

@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import re
+import struct
 from typing import Annotated, Any
 
 from carma.domain.errors import InvalidInput
@@ -47,6 +48,26 @@ def _utf8(value: str, what: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidInput(f"{what} is not valid Unicode (it holds a lone surrogate)") from None
+
+
+def validate_embedding(value: object) -> bytes:
+    """A vector a caller gives instead of text for the model: a list (or a 1-d array) of 1 to
+    DIMENSION_MAX finite numbers, as little-endian float32 bytes. The store checks its
+    dimension, and normalises it."""
+    if hasattr(value, "tolist") and not isinstance(value, (bytes, str)):
+        value = value.tolist()  # an array (numpy's, say): its values as Python numbers
+    if not isinstance(value, (list, tuple)):
+        raise InvalidInput(f"an embedding is a list of numbers, not {type(value).__name__}")
+    if not 1 <= len(value) <= DIMENSION_MAX:
+        raise InvalidInput(f"an embedding has 1 to {DIMENSION_MAX} values, not {len(value)}")
+    for number in value:
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise InvalidInput(
+                f"an embedding holds numbers only, not {type(number).__name__} ({number!r:.40})"
+            )
+        if not math.isfinite(number) or abs(number) > 3.4e38:
+            raise InvalidInput("an embedding holds a NaN, an infinity or a number past float32")
+    return struct.pack(f"<{len(value)}f", *value)
 
 
 def validate_text(text: object) -> str:
@@ -151,6 +172,7 @@ class Draft(BaseModel):
     metadata: Metadata = Field(default_factory=dict)
     namespace: str = "default"
     id: str | None = None
+    embedding: bytes | None = None  # float32 bytes, when the caller gives the vector
 
     @field_validator("text", mode="plain")
     @classmethod
@@ -172,9 +194,19 @@ class Draft(BaseModel):
     def _id(cls, value: object) -> str | None:
         return None if value is None else validate_key(value)
 
+    @field_validator("embedding", mode="plain")
+    @classmethod
+    def _embedding(cls, value: object) -> bytes | None:
+        return None if value is None else validate_embedding(value)
+
     @classmethod
     def of(
-        cls, text: object, metadata: object = None, namespace: object = "default", id: object = None
+        cls,
+        text: object,
+        metadata: object = None,
+        namespace: object = "default",
+        id: object = None,
+        embedding: object = None,
     ) -> Draft:
         """Build a draft or raise InvalidInput with one clear line."""
         try:
@@ -183,6 +215,7 @@ class Draft(BaseModel):
                 metadata=metadata if metadata is not None else {},
                 namespace=namespace,
                 id=id,
+                embedding=embedding,
             )
         except ValidationError as exc:
             raise InvalidInput(_first_message(exc)) from None
@@ -190,18 +223,24 @@ class Draft(BaseModel):
     @classmethod
     def from_mapping(cls, item: object) -> Draft:
         """A draft from an import line or an add_many item:
-        {"text", "metadata"?, "namespace"?, "id"?}."""
+        {"text", "metadata"?, "namespace"?, "id"?, "embedding"?} (or a draft already)."""
+        if isinstance(item, Draft):
+            return item
         if isinstance(item, str):
             return cls.of(item)
         if not isinstance(item, dict):
             raise InvalidInput(f"an item must be a string or an object, not {type(item).__name__}")
-        unknown = set(item) - {"text", "metadata", "namespace", "id"}
+        unknown = set(item) - {"text", "metadata", "namespace", "id", "embedding"}
         if unknown:
             raise InvalidInput(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
         if "text" not in item:
             raise InvalidInput("missing field 'text'")
         return cls.of(
-            item["text"], item.get("metadata"), item.get("namespace", "default"), item.get("id")
+            item["text"],
+            item.get("metadata"),
+            item.get("namespace", "default"),
+            item.get("id"),
+            item.get("embedding"),
         )
 
     @property

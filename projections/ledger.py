@@ -928,10 +928,10 @@ class HealthLedger:
         return {"by_status": by_status, "namespaces": namespaces}
 
     def health(self) -> dict[str, Any]:
-        """The honest health report (docs/self-healing.md, "Health, honestly"): a fragment counts 1 when
-        every copy is whole (or exactly repaired), its fidelity when its body is approximate,
-        0 while a loss is unrepaired ("degraded": the body is still read exactly from the log)
-        and 0 when no body is left ("lost")."""
+        """The honest health report (docs/self-healing.md, "Health, honestly"): a fragment
+        counts 1 when every copy is whole (or exactly repaired), its fidelity when its body
+        is approximate, 0 while a loss is unrepaired ("degraded": the body is still read
+        exactly from the log) and 0 when no body is left ("lost")."""
         q = self.db.execute
         live = q(f"SELECT count(*) FROM fragments WHERE {LIVE}").fetchone()[0]
         body_lost = q("SELECT count(*) FROM fragments WHERE status = 'lost'").fetchone()[0]

@@ -60,7 +60,7 @@ def add_cmd(ctx: Context, text: str, metadata: str | None, namespace: str, key: 
     """Store one fragment; prints its id."""
     draft = Draft.of(text, parse_json_option(metadata, "--metadata"), namespace, key)
     with ctx.memory(create=True) as mem:
-        result = mem.add_many([draft.model_dump()])
+        result = mem.add_many([draft])
     outcome = next(k for k in ("added", "revised", "unchanged") if getattr(result, k))
     ctx.emit({"id": result.ids[0], "outcome": outcome}, result.ids[0])
 
@@ -77,7 +77,7 @@ def add_many_cmd(ctx: Context, texts: tuple[str, ...], namespace: str, metadata:
     if not items:
         raise InvalidInput("no texts given")
     meta = parse_json_option(metadata, "--metadata")
-    drafts = [Draft.of(t, meta, namespace).model_dump() for t in items]
+    drafts = [Draft.of(t, meta, namespace) for t in items]
     with ctx.memory(create=True) as mem, progress_bar("embedding", len(drafts)) as bar:
         result = mem.add_many(drafts, progress=bar)
     ctx.emit(result, lambda: "\n".join(result.ids))

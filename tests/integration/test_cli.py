@@ -39,6 +39,7 @@ FRAGMENT_KEYS = {
     "status",
     "fidelity",
     "expected_recall",
+    "expected_recall_unknown",  # why an approximate body has none (null otherwise)
     "content_hash",
 }
 

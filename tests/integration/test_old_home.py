@@ -32,8 +32,9 @@ def test_it_opens_verifies_and_answers_as_the_version_that_wrote_it(old_home, ba
     with carma.open(old_home, embedder=HashingEmbedder()) as mem:
         verify = mem.verify()
         assert {k: verify[k] for k in EXPECTED["verify"]} == EXPECTED["verify"]
-        for key, record in EXPECTED["records"].items():
-            assert mem.get(key).model_dump(mode="json") == record
+        for key, record in EXPECTED["records"].items():  # (fields added since: not compared)
+            got = mem.get(key).model_dump(mode="json")
+            assert {k: got[k] for k in record} == record
         for query, hits in EXPECTED["searches"].items():
             got = {h.id: round(h.score, 5) for h in mem.search(query, k=4)}
             assert got == dict(map(tuple, hits))
