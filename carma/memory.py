@@ -32,10 +32,10 @@ from carma.domain import (
     fragment_uuid,
     validate_embedding,
     validate_key,
-    validate_metadata,
     validate_namespace,
     validate_text,
 )
+from carma.domain.filters import EVERYTHING, Filter, matches, parse_filter
 from carma.embedding import Embedder
 from carma.healing import Dreamer, DreamScheduler
 from carma.healing.scrubber import cache_fault, is_exact_copy, recorded_identity
@@ -54,6 +54,15 @@ from carma.log.sqlite import copy_log, copy_shared_log
 from carma.projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
 from carma.projections.ledger import canonical_json
 from carma.records import BatchResult, FragmentRecord, HistoryEntry, Hit, ImportResult
+from carma.search import (
+    HYBRID_DEPTH,
+    bm25,
+    check_mode,
+    cosine_ranking,
+    fuse,
+    query_words,
+)
+from carma.search import words as search_words
 
 if TYPE_CHECKING:
     from carma.log.postgres import PostgresURL
@@ -272,7 +281,7 @@ class Memory:
             # No copy may survive in a file: rewrite the index file without the vector, and
             # leave no old ledger page in the WAL.
             self.index.save()
-            self.ledger.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.ledger.forget_words()
         return forgotten
 
     @_guarded("the write was not recorded")
@@ -563,14 +572,41 @@ class Memory:
         k: int = 5,
         namespace: str | None = None,
         where: dict[str, Any] | None = None,
+        *,
+        mode: str = "semantic",
+        as_of: int | datetime | None = None,
+        approximate_keywords: bool = False,
     ) -> list[Hit]:
-        """The k live fragments nearest to the query (cosine), optionally within a namespace
-        and with metadata equal to every value in `where`."""
+        """The k live fragments that best answer the query, optionally within a namespace and
+        a metadata filter (`where`: see carma.domain.filters), best first.
+
+        mode: "semantic" (cosine of the query's vector; the default), "keyword" (BM25 over
+        the bodies' words: finds id-like tokens) or "hybrid" (both, fused by reciprocal rank;
+        see carma.search). A reconstruction's words are a keyword hit only with
+        `approximate_keywords` (it takes part in the semantic side, labelled, regardless).
+        as_of: a log position or a moment: the fragments as they were then (deleted ones live
+        then included, later ones not; forgotten ones stay forgotten)."""
         query = validate_text(query)
         self._check_search(k, namespace)
-        where = validate_metadata(where)
-        vector = self._check_vectors(self.embedder.embed([query]), 1)[0]
-        return self._search(vector, k, namespace, where)
+        node = parse_filter(where)
+        mode = check_mode(mode)
+        vector = (
+            None if mode == "keyword" else self._check_vectors(self.embedder.embed([query]), 1)[0]
+        )
+        if as_of is not None:
+            return self._search_as_of(
+                self._position_of(as_of),
+                vector,
+                query_words(query),
+                k,
+                namespace,
+                node,
+                mode,
+                approximate_keywords,
+            )
+        return self._ranked(
+            vector, query_words(query), k, namespace, node, mode, approximate_keywords
+        )
 
     @_guarded("cannot search")
     def search_by_vector(
@@ -579,13 +615,19 @@ class Memory:
         k: int = 5,
         namespace: str | None = None,
         where: dict[str, Any] | None = None,
+        *,
+        as_of: int | datetime | None = None,
     ) -> list[Hit]:
-        """As `search`, for a vector the caller made (a list of floats or a 1-d float array of
-        the store's dimension): the model does not run."""
-        given = self._given_vector(validate_embedding(vector))
+        """As a semantic `search`, for a vector the caller made (a list of floats or a 1-d
+        float array of the store's dimension): the model does not run."""
+        given = np.frombuffer(self._given_vector(validate_embedding(vector)), dtype="<f4")
         self._check_search(k, namespace)
-        where = validate_metadata(where)
-        return self._search(np.frombuffer(given, dtype="<f4"), k, namespace, where)
+        node = parse_filter(where)
+        if as_of is not None:
+            return self._search_as_of(
+                self._position_of(as_of), given, [], k, namespace, node, "semantic", False
+            )
+        return self._ranked(given, [], k, namespace, node, "semantic", False)
 
     @staticmethod
     def _check_search(k: Any, namespace: str | None) -> None:
@@ -594,21 +636,114 @@ class Memory:
         if namespace is not None:
             validate_namespace(namespace)
 
-    def _search(
-        self, vector: np.ndarray, k: int, namespace: str | None, where: dict[str, Any]
+    def _ranked(
+        self,
+        vector: np.ndarray | None,
+        words: list[str],
+        k: int,
+        namespace: str | None,
+        where: Filter,
+        mode: str,
+        approximate_keywords: bool,
     ) -> list[Hit]:
+        depth = max(HYBRID_DEPTH, k) if mode == "hybrid" else k
         with self._lock:
             self.catch_up()
-            allowed = None
-            if namespace is not None or where:
-                allowed = np.asarray(self.ledger.faiss_ids_where(namespace, where), dtype=np.int64)
-            found = self.index.search(vector, k, allowed)
-            rows = self.ledger.rows_by_faiss_ids([fid for fid, _ in found])
+            semantic: list[tuple[int, float]] = []
+            if vector is not None:
+                # The filter is evaluated first, in the ledger: the index searches only the
+                # fragments it allows, so k of them come back whenever k match.
+                allowed = None
+                if namespace is not None or where != EVERYTHING:
+                    ids = self.ledger.faiss_ids_where(namespace, where)
+                    allowed = np.asarray(ids, dtype=np.int64)
+                semantic = self.index.search(vector, depth, allowed)
+            keyword = (
+                self.ledger.keyword_hits(words, depth, namespace, where, approximate_keywords)
+                if mode != "semantic"
+                else []
+            )
+            if mode == "semantic":
+                ranked = semantic
+            elif mode == "keyword":
+                ranked = keyword
+            else:
+                ranked = fuse([f for f, _ in semantic], [f for f, _ in keyword])[:k]
+            rows = self.ledger.rows_by_faiss_ids([fid for fid, _ in ranked])
             return [
                 Hit(**self._record(rows[fid]).model_dump(), score=round(score, 6))
-                for fid, score in found
+                for fid, score in ranked
                 if fid in rows and rows[fid]["status"] not in ("deleted", "forgotten")
             ]
+
+    def _position_of(self, as_of: int | datetime) -> int:
+        """A log position asked for as a position or a moment (at most the log's head)."""
+        if isinstance(as_of, datetime):
+            return self.position_at(as_of)
+        if isinstance(as_of, bool) or not isinstance(as_of, int) or as_of < 0:
+            raise InvalidInput("as_of is a log position (a whole number) or a datetime")
+        return min(as_of, self.log.position())
+
+    def _search_as_of(
+        self,
+        position: int,
+        vector: np.ndarray | None,
+        words: list[str],
+        k: int,
+        namespace: str | None,
+        where: Filter,
+        mode: str,
+        approximate_keywords: bool,
+    ) -> list[Hit]:
+        """The search over the fragments as the log held them at `position`: each replayed
+        from its events up to there (no new home is built), the filter evaluated on the
+        metadata they had, ranked as `search` ranks."""
+        then = {
+            f.key: f
+            for f in self.log.fragments_at(position).values()
+            if not f.deleted
+            and f.key is not None
+            and (namespace is None or f.namespace == namespace)
+            and matches(where, f.metadata or {})
+        }
+        depth = max(HYBRID_DEPTH, k) if mode == "hybrid" else k
+        semantic = (
+            cosine_ranking(
+                vector, {key: f.embedding for key, f in then.items() if f.embedding}, depth
+            )
+            if vector is not None
+            else []
+        )
+        keyword: list[tuple[str, float]] = []
+        if mode != "semantic":
+            bodies = {
+                key: search_words(f.text)
+                for key, f in then.items()
+                if f.text is not None and (approximate_keywords or not f.approximate)
+            }
+            scores = bm25(bodies, words)
+            keyword = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:depth]
+        if mode == "semantic":
+            ranked = semantic
+        elif mode == "keyword":
+            ranked = keyword
+        else:
+            ranked = fuse([key for key, _ in semantic], [key for key, _ in keyword])[:k]
+        return [
+            Hit(
+                **_record_of(
+                    key,
+                    then[key].namespace,
+                    then[key].content_version,
+                    then[key].content_hash or "",
+                    then[key],
+                    None,
+                    "as of a past position, expected recall is not read",
+                ).model_dump(),
+                score=round(score, 6),
+            )
+            for key, score in ranked
+        ]
 
     @_guarded("cannot read the history")
     def history(self, id: str) -> list[HistoryEntry]:

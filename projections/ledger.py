@@ -21,6 +21,7 @@ from carma.domain import (
     VectorIndexCopy,
 )
 from carma.domain.calibration import curve_for, lowest_measured, read_off
+from carma.domain.filters import EVERYTHING, AllOf, AnyOf, Filter
 from carma.domain.fragment import SOLE_REPLICA, Replica, copy_kind
 from carma.domain.healing import index_copy_id
 from carma.projections.cache import CachedFragment, file_digest, render
@@ -45,7 +46,7 @@ KIND_OF = {
     ReconstructionCalibration.ReconstructionCalibrated: "calibration-completed",
     ReconstructionCalibration.CalibrationDeclined: "calibration-declined",
 }
-SCHEMA = 9  # bump when a table changes: old ledgers are rebuilt from the log
+SCHEMA = 10  # bump when a table changes: old ledgers are rebuilt from the log
 LIVE = "status NOT IN ('deleted', 'forgotten')"  # SQL: a fragment that is neither
 # A row made after repairs were applied to its fragment (its first event unreadable when the
 # ledger was built) keeps their method, as the row they would have updated did.
@@ -201,6 +202,51 @@ class HealthLedger:
         db["fragments"].create_index(["content_hash"], if_not_exists=True)
         db["history"].create_index(["uuid", "version"], if_not_exists=True)
         db["fragments"].create_index(["changed"], if_not_exists=True)
+        db["fragments"].create_index(["namespace"], if_not_exists=True)
+        self._create_metadata_index(db)
+        # Keywords: a full-text index of live bodies (rowid: the fragment's FAISS id), exact
+        # ones flagged, so that a reconstruction's words are never a keyword hit unless asked.
+        db.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS keywords USING fts5(text, exact UNINDEXED,"
+            " tokenize = 'unicode61 remove_diacritics 2')"
+        )
+
+    @staticmethod
+    def _create_metadata_index(db: Any) -> None:
+        """One row per metadata field of each fragment, by kind, indexed: what a filter is
+        evaluated on (carma.domain.filters). Triggers keep it with the metadata column, so
+        no path that writes a row can forget it (a rebuild included)."""
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS metadata_index (uuid TEXT NOT NULL, key TEXT NOT NULL,"
+            " kind TEXT NOT NULL, num, txt TEXT)"  # num untyped: integers stay exact
+        )
+        db.execute("CREATE INDEX IF NOT EXISTS metadata_by_text ON metadata_index(key, kind, txt)")
+        db.execute(
+            "CREATE INDEX IF NOT EXISTS metadata_by_number ON metadata_index(key, kind, num)"
+        )
+        db.execute("CREATE INDEX IF NOT EXISTS metadata_by_fragment ON metadata_index(uuid)")
+        fields = (
+            "INSERT INTO metadata_index(uuid, key, kind, num, txt) SELECT NEW.uuid, j.key,"
+            " CASE j.type WHEN 'integer' THEN 'number' WHEN 'real' THEN 'number'"
+            " WHEN 'text' THEN 'string' WHEN 'true' THEN 'boolean' WHEN 'false' THEN 'boolean'"
+            " WHEN 'null' THEN 'null' ELSE 'list' END,"
+            " CASE j.type WHEN 'integer' THEN j.value WHEN 'real' THEN j.value"
+            " WHEN 'true' THEN 1 WHEN 'false' THEN 0 END,"
+            " CASE j.type WHEN 'text' THEN j.value WHEN 'array' THEN json(j.value) END"
+            " FROM json_each(NEW.metadata) j WHERE NEW.metadata IS NOT NULL;"
+        )
+        db.execute(
+            "CREATE TRIGGER IF NOT EXISTS metadata_added AFTER INSERT ON fragments BEGIN"
+            f" {fields} END"
+        )
+        db.execute(
+            "CREATE TRIGGER IF NOT EXISTS metadata_changed AFTER UPDATE OF metadata ON fragments"
+            f" BEGIN DELETE FROM metadata_index WHERE uuid = OLD.uuid; {fields} END"
+        )
+        db.execute(
+            "CREATE TRIGGER IF NOT EXISTS metadata_removed AFTER DELETE ON fragments BEGIN"
+            " DELETE FROM metadata_index WHERE uuid = OLD.uuid; END"
+        )
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -369,6 +415,7 @@ class HealthLedger:
                     f" WHERE uuid = ? AND {LIVE}",
                     [event.version, str(uuid)],
                 )
+                _keywords(conn, str(uuid), None)  # the body it set is unknown
             return
         uuid = str(event.originator_id)
         if not self._ours(kind, uuid, event):
@@ -408,6 +455,7 @@ class HealthLedger:
                     uuid,
                 ],
             )
+            _keywords(conn, uuid, event.text if readable else None, exact=True)
             detail = {"namespace": event.namespace, "content_hash": event.content_hash}
             if getattr(event, "recovered", None):  # recorded again from a surviving copy
                 kind, detail["recovered"] = "recovered", event.recovered
@@ -426,12 +474,14 @@ class HealthLedger:
                     uuid,
                 ],
             )
+            _keywords(conn, uuid, event.text if readable else None, exact=True)
             detail = {"content_hash": event.content_hash}
         elif kind == "deleted":
             conn.execute(
                 "UPDATE fragments SET status = 'deleted', updated_at = ? WHERE uuid = ?",
                 [at, uuid],
             )
+            _keywords(conn, uuid, None)
             _close_findings(conn, uuid)
             detail = {"reason": event.reason}
         elif kind == "forgotten":
@@ -442,6 +492,7 @@ class HealthLedger:
                 " updated_at = ? WHERE uuid = ?",
                 [at, uuid],
             )
+            _keywords(conn, uuid, None)
             _close_findings(conn, uuid)
             detail = {"reason": event.reason}
         elif kind in ("lost", "index-lost"):
@@ -551,6 +602,7 @@ class HealthLedger:
                     uuid,
                 ],
             )
+        _keywords(conn, uuid, None)  # the body is lost: none of its words can be vouched for
         conn.execute(
             "UPDATE fragments SET status = 'lost', fidelity = 0.0,"
             " expected_recall = NULL, reconstructed_by = NULL,"
@@ -580,6 +632,7 @@ class HealthLedger:
             else:
                 expected = getattr(event, "expected_recall", None)
         _close_findings(conn, uuid)
+        _keywords(conn, uuid, event.text, exact=exact)
         conn.execute(
             "UPDATE fragments SET version = ?, status = ?, fidelity = ?, content_hash = ?,"
             " embedding_fingerprint = ?, cache_digest = ?, metadata = ?, expected_recall = ?,"
@@ -749,6 +802,8 @@ class HealthLedger:
                 "repairs",
                 "cycles",
                 "calibrations",
+                "metadata_index",
+                "keywords",
             ):
                 conn.execute(f"DELETE FROM {table}")
 
@@ -884,33 +939,61 @@ class HealthLedger:
                 found[row["faiss_id"]] = row
         return found
 
-    def faiss_ids_where(self, namespace: str | None, where: dict[str, Any]) -> list[int]:
-        """Ids of live fragments in a namespace whose metadata equals every value in `where`."""
+    def faiss_ids_where(self, namespace: str | None, where: Filter) -> list[int]:
+        """Ids of live fragments in a namespace (or any) whose metadata satisfies the filter,
+        evaluated on the metadata index (carma.domain.filters says what each operator means)."""
+        clauses, params = self._scope(namespace, where)
+        sql = f"SELECT faiss_id FROM fragments WHERE {' AND '.join(clauses)}"
+        return [r[0] for r in self.db.execute(sql, params).fetchall()]
+
+    def keyword_hits(
+        self,
+        words: list[str],
+        k: int,
+        namespace: str | None,
+        where: Filter,
+        approximate: bool = False,
+    ) -> list[tuple[int, float]]:
+        """The k live fragments whose bodies hold the most of these words, best first, as
+        (FAISS id, BM25 score, higher better), within the scope. A reconstruction's words
+        count only if `approximate`: the original may not have held them."""
+        if not words:
+            return []
+        clauses, params = self._scope(namespace, where)
+        if not approximate:
+            clauses.append("keywords.exact = 1")
+        match = " OR ".join(f'"{w}"' for w in words)
+        sql = (
+            "SELECT fragments.faiss_id, -bm25(keywords) FROM keywords JOIN fragments"
+            " ON fragments.faiss_id = keywords.rowid WHERE keywords MATCH ? AND "
+            + " AND ".join(clauses)
+            + " ORDER BY bm25(keywords), fragments.id LIMIT ?"
+        )
+        rows = self.db.execute(sql, [match, *params, k]).fetchall()
+        return [(int(fid), float(score)) for fid, score in rows]
+
+    @staticmethod
+    def _scope(namespace: str | None, where: Filter) -> tuple[list[str], list[Any]]:
         clauses, params = [LIVE], []
         if namespace is not None:
             clauses.append("namespace = ?")
             params.append(namespace)
-        for key, value in where.items():
-            path = "$." + json.dumps(key)
-            if value is None or isinstance(value, bool):
-                clauses.append("json_type(metadata, ?) = ?")
-                params += [path, "null" if value is None else ("true" if value else "false")]
-            elif isinstance(value, list):
-                clauses.append(
-                    "json_type(metadata, ?) = 'array' AND json_extract(metadata, ?) = json(?)"
-                )
-                params += [path, path, canonical_json(value)]
-            elif isinstance(value, str):
-                clauses.append("json_type(metadata, ?) = 'text' AND json_extract(metadata, ?) = ?")
-                params += [path, path, value]
-            else:
-                clauses.append(
-                    "json_type(metadata, ?) IN ('integer', 'real')"
-                    " AND json_extract(metadata, ?) = ?"
-                )
-                params += [path, path, value]
-        sql = f"SELECT faiss_id FROM fragments WHERE {' AND '.join(clauses)}"
-        return [r[0] for r in self.db.execute(sql, params).fetchall()]
+        if where != EVERYTHING:
+            sql, more = filter_sql(where)
+            clauses.append(sql)
+            params += more
+        return clauses, params
+
+    def forget_words(self) -> None:
+        """Leave no trace of forgotten bodies in the ledger's files: the keyword index's
+        segments are merged (a deleted row's words stay in them until then), freed pages
+        are zeroed (secure_delete), and no old page is left in the WAL."""
+        with self._transaction() as conn:
+            conn.execute("INSERT INTO keywords(keywords) VALUES ('optimize')")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def keyword_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM keywords").fetchone()[0]
 
     def history(self, uuid: str) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM history WHERE uuid = ? ORDER BY position", [uuid]))
@@ -1065,6 +1148,12 @@ class HealthLedger:
                 self.db.query(f"SELECT {', '.join(columns)} FROM fragments ORDER BY uuid")
             ),
             "history": list(self.db.query("SELECT * FROM history ORDER BY position")),
+            "metadata_index": list(
+                self.db.query("SELECT * FROM metadata_index ORDER BY uuid, key")
+            ),
+            "keywords": list(
+                self.db.query("SELECT rowid, text, exact FROM keywords ORDER BY rowid")
+            ),
         }
 
     def close(self) -> None:
@@ -1087,6 +1176,53 @@ def _cache_digest(uuid: str, key: str, namespace: str, event: Any) -> str:
 
 def _str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def filter_sql(node: Filter) -> tuple[str, list[Any]]:
+    """A filter as a condition on a fragments row, over the metadata index."""
+    if isinstance(node, AllOf):
+        parts = [filter_sql(p) for p in node.parts]
+        return ("(" + " AND ".join(s for s, _ in parts) + ")" if parts else "1"), [
+            v for _, values in parts for v in values
+        ]
+    if isinstance(node, AnyOf):
+        parts = [filter_sql(p) for p in node.parts]
+        return "(" + " OR ".join(s for s, _ in parts) + ")", [v for _, vs in parts for v in vs]
+    has = "uuid IN (SELECT uuid FROM metadata_index WHERE key = ?{})"
+    lacks = "uuid NOT IN (SELECT uuid FROM metadata_index WHERE key = ?{})"
+    if node.op == "$exists":
+        return (has if node.value else lacks).format(""), [node.key]
+    if node.op in ("$eq", "$ne", "$in", "$nin"):
+        values = node.value if node.op in ("$in", "$nin") else [node.value]
+        tests = [_equal_sql(v) for v in values]
+        condition = " AND (" + " OR ".join(t for t, _ in tests) + ")"
+        template = has if node.op in ("$eq", "$in") else lacks
+        return template.format(condition), [node.key, *(p for _, ps in tests for p in ps)]
+    operator = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[node.op]
+    column, kind_ = ("txt", "string") if isinstance(node.value, str) else ("num", "number")
+    return has.format(f" AND kind = '{kind_}' AND {column} {operator} ?"), [node.key, node.value]
+
+
+def _equal_sql(value: Any) -> tuple[str, list[Any]]:
+    if value is None:
+        return "kind = 'null'", []
+    if isinstance(value, bool):
+        return "(kind = 'boolean' AND num = ?)", [int(value)]
+    if isinstance(value, (int, float)):
+        return "(kind = 'number' AND num = ?)", [value]
+    if isinstance(value, str):
+        return "(kind = 'string' AND txt = ?)", [value]
+    return "(kind = 'list' AND txt = json(?))", [canonical_json(value)]
+
+
+def _keywords(conn: sqlite3.Connection, uuid: str, text: str | None, exact: bool = True) -> None:
+    """A fragment's body in the keyword index: its text (exact, or a reconstruction), or none."""
+    rowid = faiss_id(uuid)
+    conn.execute("DELETE FROM keywords WHERE rowid = ?", [rowid])
+    if text is not None:
+        conn.execute(
+            "INSERT INTO keywords(rowid, text, exact) VALUES (?, ?, ?)", [rowid, text, int(exact)]
+        )
 
 
 def canonical_json(value: Any) -> str:

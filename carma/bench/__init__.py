@@ -22,6 +22,8 @@ One module per benchmark, each named by `carma bench NAME`:
 - audit        verify against a raw read of the log.
 - reconstruct  semantic reconstruction on real text with the real model, against the
                nearest neighbour's text copied.
+- search       recall@5 of the semantic, keyword and hybrid modes on exact-token queries
+               and on paraphrases (real model).
 - `bench ingest --database-url URL`: the same ingest on a PostgreSQL log beside SQLite.
 """
 
@@ -35,6 +37,7 @@ from carma.bench.ingest import bench_ingest
 from carma.bench.overhead import bench_overhead
 from carma.bench.query import bench_query
 from carma.bench.reconstruct import bench_reconstruct
+from carma.bench.search import bench_search
 from carma.bench.shared import bench_shared
 
 #: Every benchmark by the name `carma bench NAME` gives it.
@@ -45,6 +48,7 @@ BENCHMARKS: dict[str, Callable[..., dict]] = {
     "heal": bench_heal,
     "audit": bench_audit,
     "reconstruct": bench_reconstruct,
+    "search": bench_search,
 }
 
 # `carma bench ingest --database-url URL`: the same figures on a PostgreSQL log beside SQLite.

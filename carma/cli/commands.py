@@ -12,7 +12,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from carma.cli.context import (
     command,
     embedder_named,
     parse_json_option,
+    position_or_moment,
     progress_bar,
     resolve_existing_home,
 )
@@ -43,6 +43,7 @@ from carma.cli.render import (
 from carma.demo import chaos_text, run_chaos, run_demo
 from carma.domain import CarmaError, Draft, InvalidInput
 from carma.lines import InvalidLines, parse_json
+from carma.search import MODES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
@@ -193,13 +194,49 @@ def get_cmd(ctx: Context, id: str):
 @click.option("-k", default=5, show_default=True, type=int)
 @click.option("--namespace", default=None, help="Only this namespace (default: all).")
 @click.option(
-    "--where", help='JSON object: metadata values that must be equal, e.g. {"lang": "en"}.'
+    "--where",
+    help='JSON metadata filter: {"lang": "en"} (equal), operators $eq $ne $gt $gte $lt $lte '
+    '$in $nin $exists, combined with $and/$or, e.g. {"year": {"$gte": 2024}}.',
 )
-def search_cmd(ctx: Context, query: str, k: int, namespace: str | None, where: str | None):
-    """The k fragments nearest in meaning to QUERY."""
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="semantic",
+    show_default=True,
+    help="semantic: by meaning. keyword: by words (ids, names). hybrid: both, fused.",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    default=None,
+    help="Search the fragments as they were at a log position or a time (ISO 8601).",
+)
+@click.option(
+    "--approximate-keywords",
+    is_flag=True,
+    help="Let a reconstruction's words be keyword hits (the original may not hold them).",
+)
+def search_cmd(
+    ctx: Context,
+    query: str,
+    k: int,
+    namespace: str | None,
+    where: str | None,
+    mode: str,
+    as_of: str | None,
+    approximate_keywords: bool,
+):
+    """The k fragments that best answer QUERY (by meaning, by words, or both)."""
+    moment = position_or_moment(as_of, "--as-of")
     with ctx.memory() as mem:
         hits = mem.search(
-            query, k=k, namespace=namespace, where=parse_json_option(where, "--where")
+            query,
+            k=k,
+            namespace=namespace,
+            where=parse_json_option(where, "--where"),
+            mode=mode,
+            as_of=moment,
+            approximate_keywords=approximate_keywords,
         )
     ctx.emit(hits, lambda: hits_table(hits))
 
@@ -324,17 +361,7 @@ def verify_cmd(ctx: Context):
 @click.option("--into", "into", required=True, type=str, help="An empty folder for the new store.")
 def replay_cmd(ctx: Context, until: str | None, into: str):
     """A new store holding the log up to a position or a moment: what the agent knew then."""
-    moment: int | datetime | None = None
-    if until is not None:
-        if until.isascii() and until.isdigit() and len(until) < 19:
-            moment = int(until)
-        else:
-            try:
-                moment = datetime.fromisoformat(until.replace("Z", "+00:00"))
-            except ValueError:
-                raise InvalidInput(
-                    f"--until {until!r} is neither a log position nor an ISO 8601 time"
-                ) from None
+    moment = position_or_moment(until, "--until")
     with ctx.memory() as mem:
         with mem.replay(moment, into=into) as replica:
             stats = replica.stats()

@@ -95,3 +95,44 @@ def varied(n: int, shortest: int = 40, longest: int = 300) -> list[str]:
             seen.add(text)
             out.append(text)
     return out
+
+
+def api_reference(n: int) -> list[tuple[str, str, str | None]]:
+    """(name, summary, more) of up to n public functions and methods of the standard library,
+    in a fixed order: a function's qualified name (`fnmatch.fnmatchcase`), its docstring's
+    first sentence, and the next sentence about it (None if it has none). The names are the
+    exact, id-like tokens a keyword search must find; a name defined twice is left out, so
+    that each names one function."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    seen: dict[str, tuple[str, str, str | None] | None] = {}
+    for path in _sources():
+        parts = path.relative_to(root).with_suffix("").parts
+        if any(p.startswith("_") for p in parts) and parts[-1] != "__init__":
+            continue
+        module = ".".join(p for p in parts if p != "__init__")
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+            continue
+        functions = [(module, n) for n in tree.body if isinstance(n, ast.FunctionDef)]
+        functions += [  # and the methods of public classes
+            (f"{module}.{c.name}", n)
+            for c in tree.body
+            if isinstance(c, ast.ClassDef) and not c.name.startswith("_")
+            for n in c.body
+            if isinstance(n, ast.FunctionDef)
+        ]
+        for owner, node in functions:
+            doc = ast.get_docstring(node, clean=True)
+            if node.name.startswith("_") or not doc or len(node.name) < 6:
+                continue
+            sentences = [t for t in _SENTENCE_END.split(" ".join(doc.split())) if _usable(t)]
+            first = _SENTENCE_END.split(" ".join(doc.split("\n\n")[0].split()))[0]
+            if not 30 <= len(first) <= 200 or not first[0].isupper():
+                continue
+            more = next((t for t in sentences if t not in first and first not in t), None)
+            # A name defined twice is no exact token: it is dropped wherever it is.
+            seen[node.name] = None if node.name in seen else (f"{owner}.{node.name}", first, more)
+        if sum(v is not None for v in seen.values()) >= n * 2:
+            break
+    return [v for v in seen.values() if v is not None][:n]

@@ -346,6 +346,26 @@ class MemoryLog(Application[UUID]):
             aggregate = domain_event.mutate(aggregate)
         return aggregate
 
+    def fragments_at(self, position: int) -> dict[UUID, Fragment]:
+        """Every fragment as it was at a log position: replayed from its events up to there
+        (never from a snapshot, which may be later), one page of the log at a time."""
+        found: dict[UUID, Any] = {}
+        after = 0
+        while True:
+            rows = self.tables.scan(after, 2_000, position)
+            page = [
+                StoredEvent(uuid, v, t, bytes(s))
+                for _, o, v, t, s in rows
+                if t.startswith(Fragment.TOPIC + ".") and isinstance(uuid := _uuid_or_str(o), UUID)
+            ]
+            with self._keys_held(list(dict.fromkeys(e.originator_id for e in page))):
+                for event in page:
+                    uuid = event.originator_id
+                    found[uuid] = self._replay(uuid, found.get(uuid), [event], {})
+            if len(rows) < 2_000:
+                return found
+            after = rows[-1][0]
+
     def embeddings(self, hexes: list[str]) -> dict[str, bytes | None]:
         """Fragments' current embeddings as the log holds them, by uuid hex (None: none
         readable, e.g. its only event with one fails its checksum)."""

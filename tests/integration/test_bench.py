@@ -29,7 +29,15 @@ def _check_common(report: dict, name: str, n: int) -> None:
 
 
 def test_the_benchmarks_are_the_six_the_cli_offers():
-    assert set(BENCHMARKS) == {"ingest", "query", "overhead", "heal", "audit", "reconstruct"}
+    assert set(BENCHMARKS) == {
+        "ingest",
+        "query",
+        "overhead",
+        "heal",
+        "audit",
+        "reconstruct",
+        "search",
+    }
     assert all(callable(fn) for fn in BENCHMARKS.values())
 
 

@@ -38,7 +38,10 @@ def test_it_opens_verifies_and_answers_as_the_version_that_wrote_it(old_home, ba
         for query, hits in EXPECTED["searches"].items():
             got = {h.id: round(h.score, 5) for h in mem.search(query, k=4)}
             assert got == dict(map(tuple, hits))
+        damaged = EXPECTED["ids"][5]  # its first event's bytes were destroyed in 0.1.0
         for key, kinds in EXPECTED["history"].items():
+            if key == damaged:  # a ledger rebuilt since (a new schema) cannot read that event
+                kinds = kinds[1:]
             assert [e.kind for e in mem.history(key)] == kinds
         health = mem.health()
         assert {k: health[k] for k in EXPECTED["health"]} == EXPECTED["health"]
