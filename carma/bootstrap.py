@@ -12,6 +12,7 @@ from eventsourcing.persistence import MapperDeserialisationError
 
 from carma import config, recovery
 from carma.config import CIPHER_KEY_VARIABLE, Options
+from carma.copies import HomeFiles, open_ledger
 from carma.domain import DIMENSION_MAX, InvalidInput, StoreProfile
 from carma.embedding import Embedder, SentenceTransformerEmbedder, VectorsOnly, embedder_for
 from carma.healing import Calibrator, Dreamer, Healer, Reconstructor, Scrubber
@@ -26,7 +27,7 @@ from carma.log import CHAIN_KEY_SETTING, MemoryLog, sqlite, storage_errors
 from carma.log.chain import ChainKey
 from carma.log.keys import FragmentKeys
 from carma.memory import Memory
-from carma.projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
+from carma.projections import FragmentCache, ProjectionRunner, VectorIndex
 
 if TYPE_CHECKING:
     from carma.log.postgres import PostgresURL
@@ -183,7 +184,7 @@ def bootstrap(
         log.check_profile(embedder.name, embedder.dimension)
         cache = FragmentCache(home.cache)
         index = VectorIndex(home.index, embedder.dimension)
-        ledger = HealthLedger(home.ledger, replica)
+        ledger, ledger_damage = open_ledger(home.ledger, replica)
     except BaseException:
         log.close()
         raise
@@ -225,6 +226,7 @@ def bootstrap(
     healer = Healer(
         log, cache, index, ledger, lock, rebuilds, after_batch=catch_up, replica=replica
     )
+    files = HomeFiles(log, ledger, runner, lock, replica, catch_up)
     dreamer = Dreamer(
         log,
         scrubber,
@@ -235,6 +237,7 @@ def bootstrap(
         refine_budget_s=_or(options.refine_budget, REFINE_BUDGET_S),
         calibrator=Calibrator(log, healer, ledger, lock),
         calibrate_budget_s=_or(options.calibrate_budget, CALIBRATE_BUDGET_S),
+        files=files,
     )
     try:
         memory = Memory(
@@ -256,6 +259,7 @@ def bootstrap(
         ledger.close()
         log.close()
         raise
+    files.note_opened_damaged(ledger_damage)
     if options.dream_every is not None:
         memory.start_dreaming(options.dream_every)
     return memory

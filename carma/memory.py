@@ -8,6 +8,7 @@ import functools
 import json
 import logging
 import os
+import sqlite3
 import threading
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -294,8 +295,19 @@ class Memory:
         with self._write_lock:
             with self._lock:
                 self.catch_up()
-                keys, known = self._assign_keys(drafts)
-                damaged = self.ledger.damaged_content(k for k in keys if k in known)
+                try:
+                    stored = self.ledger.live_keys_with_content(
+                        [(d.namespace, d.content_hash) for d in drafts if d.id is None]
+                    )
+                    keys, known = self._assign_keys(drafts, stored)
+                    damaged = self.ledger.damaged_content(k for k in keys if k in known)
+                except sqlite3.DatabaseError as exc:
+                    # The ledger is damaged: the log answers instead, and the write stands
+                    # (the ledger catches up once a dream cycle has rebuilt it).
+                    self._ledger_failed(exc)
+                    stored, damaged_all = self._content_from_log()
+                    keys, known = self._assign_keys(drafts, stored)
+                    damaged = {k: v for k, v in damaged_all.items() if k in known}
             # A text already live in its namespace, offered without an id, is that fragment:
             # nothing is recorded, whatever metadata came with it. The text with the recorded
             # content hash of a fragment whose body is lost or approximate is its exact copy:
@@ -353,6 +365,30 @@ class Memory:
             setattr(result, change.outcome, getattr(result, change.outcome) + 1)
         return result
 
+    def _ledger_failed(self, exc: Exception) -> None:
+        """The ledger's file refused a read: said in `health` and `stats` (projection_errors),
+        confirmed and repaired by the next dream cycle (carma.copies)."""
+        self.runner.errors[self.ledger.name] = f"{type(exc).__name__}: {exc}"
+        if self.scheduler is not None:
+            self.scheduler.wake()
+
+    def _content_from_log(
+        self,
+    ) -> tuple[dict[tuple[str, str], str], dict[str, tuple[str, str | None]]]:
+        """What the ledger answers a write with, read from the log instead (a pass over it):
+        (namespace, content hash) -> the oldest live fragment holding that text, and the
+        recorded content of each fragment whose body is lost or approximate."""
+        live: dict[tuple[str, str], str] = {}
+        damaged: dict[str, tuple[str, str | None]] = {}
+        for f in self.log.fragments_at(self.log.position()).values():
+            if f.deleted or f.key is None or f.namespace is None or f.content_hash is None:
+                continue
+            live.setdefault((f.namespace, f.content_hash), f.key)
+            if f.text is None or f.approximate:
+                meta = None if f.metadata is None else canonical_json(f.metadata)
+                damaged[f.key] = (f.content_hash, meta)
+        return live, damaged
+
     def _identified(self, fragment: Fragment) -> Fragment:
         """A fragment whose first event is unreadable, and not yet found so by a scrub,
         knows neither its id nor its namespace: record the damage now, with what the ledger
@@ -360,7 +396,11 @@ class Memory:
         if fragment.namespace is not None or fragment.deleted:
             return fragment
         with self._lock:
-            row = self.ledger.row_by_uuid(str(fragment.id))
+            try:
+                row = self.ledger.row_by_uuid(str(fragment.id))
+            except sqlite3.DatabaseError as exc:
+                self._ledger_failed(exc)
+                row = None
         if row is not None and fragment.mark_unreadable(
             fragment.unreadable, recorded_identity(row), None
         ):
@@ -396,16 +436,16 @@ class Memory:
                 restored += 1
         return restored
 
-    def _assign_keys(self, drafts: list[Draft]) -> tuple[list[str], set[str]]:
+    @staticmethod
+    def _assign_keys(
+        drafts: list[Draft], stored: dict[tuple[str, str], str]
+    ) -> tuple[list[str], set[str]]:
         """Caller ids as given; otherwise the id of a live fragment with the same text in the
-        same namespace (writes are idempotent), else a fresh one. Returns the keys and the
-        subset that may already exist in the log."""
+        same namespace (`stored`: writes are idempotent), else a fresh one. Returns the keys
+        and the subset that may already exist in the log."""
         keys: list[str] = []
         known: set[str] = set()
         fresh: dict[tuple[str, str], str] = {}
-        stored = self.ledger.live_keys_with_content(
-            [(d.namespace, d.content_hash) for d in drafts if d.id is None]
-        )
         for draft in drafts:
             if draft.id is not None:
                 keys.append(draft.id)
@@ -467,7 +507,11 @@ class Memory:
         key = validate_key(id)
         with self._lock:
             self.catch_up()
-            row = self.ledger.row(key)
+            try:
+                row = self.ledger.row(key)
+            except sqlite3.DatabaseError as exc:  # a damaged ledger: the log answers
+                self._ledger_failed(exc)
+                return self._record_from_log(key)
             if row is None:
                 if not self.runner.lag()["ledger"]:
                     raise FragmentNotFound(key)
@@ -604,7 +648,7 @@ class Memory:
                 mode,
                 approximate_keywords,
             )
-        return self._ranked(
+        return self._ranked_or_from_log(
             vector, query_words(query), k, namespace, node, mode, approximate_keywords
         )
 
@@ -627,7 +671,7 @@ class Memory:
             return self._search_as_of(
                 self._position_of(as_of), given, [], k, namespace, node, "semantic", False
             )
-        return self._ranked(given, [], k, namespace, node, "semantic", False)
+        return self._ranked_or_from_log(given, [], k, namespace, node, "semantic", False)
 
     @staticmethod
     def _check_search(k: Any, namespace: str | None) -> None:
@@ -675,6 +719,15 @@ class Memory:
                 for fid, score in ranked
                 if fid in rows and rows[fid]["status"] not in ("deleted", "forgotten")
             ]
+
+    def _ranked_or_from_log(self, *args: Any) -> list[Hit]:
+        """A search over the projections; where the ledger's file refuses it, the same search
+        over the log as it stands (slower, the same answer) until the ledger is rebuilt."""
+        try:
+            return self._ranked(*args)
+        except sqlite3.DatabaseError as exc:
+            self._ledger_failed(exc)
+            return self._search_as_of(self.log.position(), *args)
 
     def _position_of(self, as_of: int | datetime) -> int:
         """A log position asked for as a position or a moment (at most the log's head)."""
@@ -1063,7 +1116,14 @@ class Memory:
         """Honest health: docs/self-healing.md ("Health, honestly") explains every field."""
         with self._lock:
             self.catch_up()
-            report = self.ledger.health()
+            try:
+                report = self.ledger.health()
+            except sqlite3.DatabaseError as exc:
+                self._ledger_failed(exc)
+                raise StorageError(
+                    f"the health ledger's file is damaged ({exc}); the next dream cycle "
+                    "rebuilds it from the log (carma dream)"
+                ) from exc
             report["reconstruction"] = (
                 {"available": True, "reason": None}
                 if self.dreamer.healer.reconstructor is not None

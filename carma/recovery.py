@@ -45,6 +45,7 @@ from carma.domain import (
 )
 from carma.embedding import Embedder
 from carma.home import Home
+from carma.log.sqlite import strict_text
 from carma.projections import FragmentCache, VectorIndex
 from carma.projections.files import atomic_write
 from carma.projections.index import embedding_fingerprint, faiss_id
@@ -233,7 +234,9 @@ def _read_only(path: Path) -> sqlite3.Connection:
     told the file is immutable, so it makes no -wal or -shm file either."""
     wal = path.with_name(path.name + "-wal")
     immutable = "" if wal.exists() else "&immutable=1"
-    return sqlite3.connect(f"file:{path}?mode=ro{immutable}", uri=True)
+    conn = sqlite3.connect(f"file:{path}?mode=ro{immutable}", uri=True)
+    conn.text_factory = strict_text
+    return conn
 
 
 def _any_cache_file(home: Home) -> bool:

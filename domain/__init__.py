@@ -26,7 +26,15 @@ from carma.domain.fragment import (
     dashed_uuid,
     fragment_uuid,
 )
-from carma.domain.healing import DreamCycle, LogHistory, VectorIndexCopy, index_copy_id
+from carma.domain.healing import (
+    PROJECTION_COPIES,
+    DreamCycle,
+    LogHistory,
+    ProjectionCopy,
+    VectorIndexCopy,
+    index_copy_id,
+    projection_copy_id,
+)
 from carma.domain.values import (
     DIMENSION_MAX,
     KEY_MAX_CHARS,
@@ -69,6 +77,9 @@ __all__ = [
     "FragmentNotFound",
     "InvalidInput",
     "LogHistory",
+    "PROJECTION_COPIES",
+    "ProjectionCopy",
+    "projection_copy_id",
     "LogLost",
     "Metadata",
     "StorageError",

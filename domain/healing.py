@@ -145,3 +145,77 @@ class LogHistory(Aggregate):
         self.kept = kept
         self.recovered = recovered
         self.unrecovered = unrecovered
+
+
+PROJECTION_COPIES = ("ledger", "keywords", "keys", "keys-mirror")
+PROJECTION_FAULTS = ("missing", "corrupt", "stale")
+
+
+def projection_copy_id(copy: str, replica: Replica) -> UUID:
+    """A file of the home other than the cache and the index, as one copy (each replica's)."""
+    return uuid5(CARMA_UUID_NAMESPACE, f"projection-copy:{copy}@{replica.name}")
+
+
+class ProjectionCopy(Aggregate):
+    """A whole file of the home besides the cache and the vector index: the health ledger,
+    its keyword index, the fragments' key store and its mirror. Damage to it is one finding,
+    recorded once; its repair (rebuilt from the log, or restored from the other copy) another."""
+
+    # Topics are part of the log's format: frozen as first stored.
+    TOPIC = "domain.healing:ProjectionCopy"
+
+    class Created(Aggregate.Created):  # the library asks every event class for a topic
+        TOPIC = "domain.healing:ProjectionCopy.Created"
+
+    @staticmethod
+    def create_id(copy: str, replica: str = "", **_: Any) -> UUID:
+        return projection_copy_id(copy, Replica(replica))
+
+    @event("ProjectionCopyTracked", topic="domain.healing:ProjectionCopy.ProjectionCopyTracked")
+    def __init__(self, copy: str, replica: str = "") -> None:
+        if copy not in PROJECTION_COPIES:
+            raise ValueError(f"unknown projection copy {copy!r}")
+        self.copy = copy
+        self.replica = replica
+        self.fault: str | None = None
+
+    def mark_lost(self, fault: str, detail: str, cycle_id: UUID | None) -> bool:
+        """Record a finding once; the same open finding again is no event."""
+        if fault not in PROJECTION_FAULTS:
+            raise ValueError(f"unknown projection fault {fault!r}")
+        if self.fault is not None:
+            return False
+        self._lost(
+            copy=self.copy,
+            replica=self.replica,
+            fault=fault,
+            detail=detail[:500],
+            cycle_id=cycle_id,
+        )
+        return True
+
+    @event("ProjectionLost", topic="domain.healing:ProjectionCopy.ProjectionLost")
+    def _lost(
+        self, copy: str, replica: str, fault: str, detail: str, cycle_id: UUID | None
+    ) -> None:
+        # (copy and replica named again: a projection never reads the first event back)
+        self.fault = fault
+
+    def repaired(self, method: str, seconds: float, cycle_id: UUID | None) -> bool:
+        """Record the repair of an open finding; nothing open, no event."""
+        if self.fault is None:
+            return False
+        self._repaired(
+            copy=self.copy,
+            replica=self.replica,
+            method=method,
+            seconds=seconds,
+            cycle_id=cycle_id,
+        )
+        return True
+
+    @event("ProjectionRepaired", topic="domain.healing:ProjectionCopy.ProjectionRepaired")
+    def _repaired(
+        self, copy: str, replica: str, method: str, seconds: float, cycle_id: UUID | None
+    ) -> None:
+        self.fault = None

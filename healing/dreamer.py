@@ -6,7 +6,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from carma.domain import ConflictError, DreamCycle
@@ -18,6 +18,16 @@ RECORD_BATCH = 200  # findings recorded per transaction
 RECORD_ATTEMPTS = 5
 REFINE_BUDGET_S = 10.0  # per cycle, spent improving approximate bodies
 TARGET_FIDELITY = 0.95  # approximate bodies below it are refined, lowest first
+
+
+class HomeFiles(Protocol):
+    """The home's whole files besides the cache and the index (carma.copies)."""
+
+    def check(self) -> dict[str, tuple[str, str]]: ...
+
+    def record_lost(self, found: dict[str, tuple[str, str]], cycle_id: UUID | None) -> int: ...
+
+    def repair(self, copies: list[str], cycle_id: UUID | None) -> dict[str, int]: ...
 
 
 class Dreamer:
@@ -36,7 +46,9 @@ class Dreamer:
         target_fidelity: float = TARGET_FIDELITY,
         calibrator: Calibrator | None = None,
         calibrate_budget_s: float = CALIBRATE_BUDGET_S,
+        files: HomeFiles | None = None,
     ):
+        self.files = files  # the ledger, its keyword index, the key store: whole files
         self.refine_budget_s = refine_budget_s
         self.calibrator = calibrator
         self.calibrate_budget_s = calibrate_budget_s
@@ -53,9 +65,12 @@ class Dreamer:
         """Find every difference between the copies and the log, and record each once. The
         log's own checksums: all if `deep`, else on a rolling schedule (see Scrubber)."""
         started = time.perf_counter()
+        # Whole files first: the ledger's damage would make every other finding doubtful.
+        files_found, files_repaired = self._check_files(cycle_id)
         self._catch_up()
         report = self.scrubber.scrub(deep)
         found = report.counts()
+        found.update(files_found)
         keys_restored = self._restore_keys()  # a fragment key missing from one of its copies
         if keys_restored:
             found["keys/missing"] = keys_restored
@@ -64,13 +79,26 @@ class Dreamer:
         self.scrubber.done(report)
         return {
             "found": found,
-            "recorded": recorded,
+            "recorded": recorded + len(files_found),
+            "repaired": files_repaired,
             "checked": report.checked,
             "seconds": {
                 "scan": round(scanned - started, 4),
                 "record": round(time.perf_counter() - scanned, 4),
             },
         }
+
+    def _check_files(self, cycle_id: UUID | None) -> tuple[dict[str, int], dict[str, int]]:
+        """Find damaged files of the home, record each once, and repair it at once (nothing
+        read from a damaged ledger or key store can be trusted until then)."""
+        if self.files is None:
+            return {}, {}
+        found = self.files.check()
+        if not found:
+            return {}, {}
+        self.files.record_lost(found, cycle_id)
+        repaired = self.files.repair(list(found), cycle_id)
+        return {f"{copy}/{fault}": 1 for copy, (fault, _) in found.items()}, repaired
 
     def record(self, findings: list[Finding], index_file: str | None, cycle_id: UUID | None) -> int:
         """FragmentLost for each finding not already open (a finding is recorded once)."""
@@ -144,7 +172,7 @@ class Dreamer:
             before = self._health()["score"]  # the store as the scrub found it
             healing = time.perf_counter()
             met_in_replay: Counter[str] = Counter()
-            repaired = self.heal(cycle.id, met_in_replay)
+            repaired = {**scrub["repaired"], **self.heal(cycle.id, met_in_replay)}
             found = dict(Counter(scrub["found"]) + met_in_replay)
             calibrating = time.perf_counter()
             # Where approximate bodies are, measure what their reconstructor achieves there,

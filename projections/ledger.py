@@ -6,8 +6,11 @@ batch, and several processes sharing a home never apply an event twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,12 +26,14 @@ from carma.domain import (
 from carma.domain.calibration import curve_for, lowest_measured, read_off
 from carma.domain.filters import EVERYTHING, AllOf, AnyOf, Filter
 from carma.domain.fragment import SOLE_REPLICA, Replica, copy_kind
-from carma.domain.healing import index_copy_id
+from carma.domain.healing import ProjectionCopy, index_copy_id
 from carma.projections.cache import CachedFragment, file_digest, render
 from carma.projections.index import embedding_fingerprint, faiss_id
 from carma.projections.runner import Batch, unreadable_body
 
 KIND_OF = {
+    ProjectionCopy.ProjectionLost: "projection-lost",
+    ProjectionCopy.ProjectionRepaired: "projection-repaired",
     Fragment.FragmentWritten: "written",
     Fragment.FragmentRevised: "revised",
     Fragment.FragmentDeleted: "deleted",
@@ -46,7 +51,7 @@ KIND_OF = {
     ReconstructionCalibration.ReconstructionCalibrated: "calibration-completed",
     ReconstructionCalibration.CalibrationDeclined: "calibration-declined",
 }
-SCHEMA = 10  # bump when a table changes: old ledgers are rebuilt from the log
+SCHEMA = 11  # bump when a table changes: old ledgers are rebuilt from the log
 LIVE = "status NOT IN ('deleted', 'forgotten')"  # SQL: a fragment that is neither
 # A row made after repairs were applied to its fragment (its first event unreadable when the
 # ledger was built) keeps their method, as the row they would have updated did.
@@ -70,6 +75,9 @@ class HealthLedger:
         # about their own files are theirs (the log's body is everyone's).
         self.replica = replica
         self._index_copy = str(index_copy_id(replica))
+        self._open()
+
+    def _open(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         # No fsync per commit: the ledger is a projection, and its position commits with its
@@ -78,6 +86,10 @@ class HealthLedger:
         # An fsync per commit cost a heal about 15% of its time.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA secure_delete=ON")  # a forgotten fragment's metadata is zeroed
+        # Every connection that writes the ledger computes its rows' checksums (the
+        # triggers of _create_row_checks call it).
+        conn.create_function("row_check", len(ROW_CHECKED), _row_check, deterministic=True)
+        conn.text_factory = _strict_text
         self.db = sqlite_utils.Database(conn)
         self._create()
 
@@ -204,11 +216,34 @@ class HealthLedger:
         db["fragments"].create_index(["changed"], if_not_exists=True)
         db["fragments"].create_index(["namespace"], if_not_exists=True)
         self._create_metadata_index(db)
+        self._create_row_checks(db)
         # Keywords: a full-text index of live bodies (rowid: the fragment's FAISS id), exact
         # ones flagged, so that a reconstruction's words are never a keyword hit unless asked.
         db.execute(
             "CREATE VIRTUAL TABLE IF NOT EXISTS keywords USING fts5(text, exact UNINDEXED,"
             " tokenize = 'unicode61 remove_diacritics 2')"
+        )
+
+    @staticmethod
+    def _create_row_checks(db: Any) -> None:
+        """A checksum of every fragments row, kept beside it by triggers: SQLite's own page
+        checks see a damaged page's structure, not a flipped byte in a row's values, and the
+        scrub compares the copies against these rows (see check_rows)."""
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS row_checks (uuid TEXT PRIMARY KEY, checksum INTEGER)"
+        )
+        columns = ", ".join(f"NEW.{c}" for c in ROW_CHECKED)
+        db.execute(
+            "CREATE TRIGGER IF NOT EXISTS row_checked AFTER INSERT ON fragments BEGIN"
+            f" INSERT OR REPLACE INTO row_checks VALUES (NEW.uuid, row_check({columns})); END"
+        )
+        db.execute(
+            "CREATE TRIGGER IF NOT EXISTS row_rechecked AFTER UPDATE ON fragments BEGIN"
+            f" INSERT OR REPLACE INTO row_checks VALUES (NEW.uuid, row_check({columns})); END"
+        )
+        db.execute(
+            "CREATE TRIGGER IF NOT EXISTS row_unchecked AFTER DELETE ON fragments BEGIN"
+            " DELETE FROM row_checks WHERE uuid = OLD.uuid; END"
         )
 
     @staticmethod
@@ -420,6 +455,9 @@ class HealthLedger:
         uuid = str(event.originator_id)
         if not self._ours(kind, uuid, event):
             return  # another replica's copy: its finding, its repair, its cycle
+        if kind.startswith("projection-"):
+            self._projection_copy(conn, position, uuid, kind, event)
+            return
         at = event.timestamp.isoformat()
         detail: dict[str, Any]
         readable = getattr(event, "text", "") is not None  # None: sealed, its key destroyed
@@ -563,6 +601,84 @@ class HealthLedger:
             " VALUES (?, ?, ?, ?, ?, ?)",
             [position, uuid, event.originator_version, kind, at, canonical_json(detail)],
         )
+
+    def _projection_copy(
+        self, conn: sqlite3.Connection, position: int, uuid: str, kind: str, event: Any
+    ) -> None:
+        """A whole file of the home found damaged, or repaired: an open finding by copy."""
+        if event.replica != self.replica.name:
+            return  # another replica's file
+        if kind == "projection-lost":
+            conn.execute(
+                "INSERT OR REPLACE INTO faults(uuid, copy, fault, position, cycle_id)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [uuid, event.copy, event.fault, position, _str(event.cycle_id)],
+            )
+        else:
+            conn.execute("DELETE FROM faults WHERE uuid = ?", [uuid])
+            conn.execute(
+                "INSERT OR REPLACE INTO repairs(position, uuid, copy, method, fidelity,"
+                " cycle_id) VALUES (?, ?, ?, ?, 1.0, ?)",
+                [position, uuid, event.copy, event.method, _str(event.cycle_id)],
+            )
+
+    def quick_check(self) -> str | None:
+        """Why this ledger's file is damaged, or None when it is whole: SQLite's checks of
+        every page and of every index against its table, FTS5's of the keyword index, and
+        every fragments row against its checksum."""
+        try:
+            problems = [r[0] for r in self.db.execute("PRAGMA integrity_check").fetchall()]
+            if problems != ["ok"]:
+                return "; ".join(problems[:3])
+            self.db.execute("INSERT INTO keywords(keywords, rank) VALUES ('integrity-check', 1)")
+            columns = ", ".join(f"f.{c}" for c in ROW_CHECKED)
+            bad, rows, checks = self.db.execute(
+                f"SELECT sum(c.checksum IS NOT row_check({columns})), count(*),"
+                " (SELECT count(*) FROM row_checks) FROM fragments f"
+                " LEFT JOIN row_checks c ON c.uuid = f.uuid"
+            ).fetchone()
+            if bad or rows != checks:
+                return f"{bad or abs(rows - checks)} fragments row(s) fail their checksum"
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+        return None
+
+    def keyword_membership(self) -> set[int] | None:
+        """The fragments whose keyword rows disagree with their ledger rows (FAISS ids): a
+        live body missing from the index, or a row of one that is not (None: unreadable)."""
+        try:
+            indexed = {r[0] for r in self.db.execute("SELECT rowid FROM keywords")}
+            bodies = {
+                r[0]
+                for r in self.db.execute(
+                    "SELECT faiss_id FROM fragments WHERE status IN ('healthy', 'approximate')"
+                )
+            }
+        except sqlite3.DatabaseError:
+            return None
+        return indexed ^ bodies
+
+    def rebuild_keywords(self, bodies: Iterable[tuple[str, str, bool]]) -> None:
+        """The keyword index written again from the bodies given: (uuid, text, exact)."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM keywords")
+            for uuid, text, exact in bodies:
+                _keywords(conn, uuid, text, exact)
+            conn.execute("INSERT INTO keywords(keywords) VALUES ('optimize')")
+
+    def replace_with(self, rebuilt: Path) -> None:
+        """Swap in a ledger rebuilt beside this one (its connection closed): the damaged file
+        is kept aside, this object reads and writes the rebuilt one from now on."""
+        self.db.conn.close()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        if self.path.exists():
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.damaged-{stamp}"))
+        for suffix in ("-wal", "-shm"):
+            Path(f"{rebuilt}{suffix}").unlink(missing_ok=True)
+        os.replace(rebuilt, self.path)
+        self._open()
 
     def _ours(self, kind: str, uuid: str, event: Any) -> bool:
         if kind in ("lost", "reconstructed"):
@@ -1176,6 +1292,45 @@ def _cache_digest(uuid: str, key: str, namespace: str, event: Any) -> str:
 
 def _str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+# Every column of a fragments row but the scan clock's stamp, which the triggers set apart.
+ROW_CHECKED = (
+    "uuid",
+    "id",
+    "faiss_id",
+    "namespace",
+    "version",
+    "status",
+    "content_hash",
+    "embedding_fingerprint",
+    "cache_digest",
+    "metadata",
+    "fidelity",
+    "expected_recall",
+    "reconstructed_by",
+    "refinements",
+    "last_fault",
+    "last_method",
+    "written_at",
+    "updated_at",
+)
+
+
+def _strict_text(raw: bytes) -> str:
+    """A text column's value; damaged bytes (not UTF-8) are the file's damage, raised as
+    SQLite's own (so that every reader treats them as a damaged ledger), never a bare
+    UnicodeDecodeError."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise sqlite3.DatabaseError(f"the ledger holds damaged text ({exc.reason})") from None
+
+
+def _row_check(*values: Any) -> int:
+    """A row's checksum: 63 bits of blake2b over its values, each with its type."""
+    digest = hashlib.blake2b(repr(values).encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big") >> 1
 
 
 def filter_sql(node: Filter) -> tuple[str, list[Any]]:

@@ -76,22 +76,38 @@ class ProjectionRunner:
         """
         try:
             head = self._head()
-            active = [p for p in self.projections if p.position < head]
-        except Exception as exc:  # the log or a projection cannot be read right now
+        except Exception as exc:  # the log cannot be read right now
             if strict:
                 raise
             self.errors["log"] = f"{type(exc).__name__}: {exc}"
             return 0
         self.errors.pop("log", None)
+        active = []
+        for projection in self.projections:
+            try:  # a projection that cannot even say where it is (a damaged file) waits
+                behind = projection.position < head
+            except Exception as exc:
+                if strict:
+                    raise
+                self.errors[projection.name] = f"{type(exc).__name__}: {exc}"
+                continue
+            if behind:
+                active.append(projection)
         if not active:
             return 0
         transactional = [p for p in active if hasattr(p, "transaction")]
         try:
             with ExitStack() as stack:
                 for projection in transactional:
-                    stack.enter_context(projection.transaction())
+                    try:
+                        stack.enter_context(projection.transaction())
+                    except Exception as exc:  # it cannot begin: it waits, the others go on
+                        if strict:
+                            raise
+                        self.errors[projection.name] = f"{type(exc).__name__}: {exc}"
+                        active.remove(projection)
                 return self._apply_until(head, active, progress, strict)
-        except Exception as exc:  # a transaction could not begin or commit: nothing applied
+        except Exception as exc:  # a commit failed (a full disk): nothing of it applied
             if strict:
                 raise
             for projection in transactional:

@@ -536,6 +536,14 @@ def watch_cmd(ctx: Context, every: float, cycles: int | None):
     show_default=True,
     help="What to do to the index file.",
 )
+@click.option(
+    "--damage-file",
+    "files",
+    multiple=True,
+    type=click.Choice(["ledger", "keys", "mirror"]),
+    help="Also flip a page of this file: the health ledger, the key store, its mirror "
+    "(repeatable).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option(
@@ -550,12 +558,14 @@ def chaos_cmd(
     cache_delete: float,
     cache_corrupt: float,
     index_damage: str,
+    files: tuple[str, ...],
     seed: int,
     threads: int,
     queries: int,
 ):
-    """Damage this store on disk for real, query it from several threads while a dream cycle
-    heals it, and report. Exit 1 if any query failed or answered differently."""
+    """Damage this store on disk for real, write to it and query it from several threads
+    while a dream cycle heals it, and report. Exit 1 if any query or write failed, or a
+    query answered differently."""
     # chaos damages an existing store only
     ctx.home = str(resolve_existing_home(ctx.home, ctx.database_url))
     report = run_chaos(
@@ -566,10 +576,17 @@ def chaos_cmd(
         seed=seed,
         threads=threads,
         queries=queries,
+        files=files,
         say=(lambda s: None) if ctx.as_json else (lambda s: click.echo(s, err=True)),
     )
     ctx.emit(report, lambda: chaos_text(report))
-    if report["queries_failed"] or report["wrong_answers"]:
+    writes = report["writes"]
+    if (
+        report["queries_failed"]
+        or report["wrong_answers"]
+        or writes["failed"]
+        or writes["found_after"] != writes["tried"]
+    ):
         sys.exit(1)
 
 

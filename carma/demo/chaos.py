@@ -14,20 +14,47 @@ import numpy as np
 
 from carma.domain import CarmaError
 
+# Whole files of the home a chaos run can damage: a page of each flipped (64 bytes, as bit rot
+# or a bad sector would), the key store's two copies at different places (independent faults:
+# the same page of both would lose the keys it holds, as a forgetting does).
+FILES = {
+    "ledger": Path("ledger.sqlite"),
+    "keys": Path("keys") / "fragments.sqlite",
+    "mirror": Path("keys.mirror") / "fragments.sqlite",
+}
+PAGE_AT = {"ledger": 1 / 3, "keys": 1 / 3, "mirror": 2 / 3}
+WRITTEN = "carma_chaos_write"  # the metadata key of the writes a chaos run makes
+
+
+def flip_page(path: Path, at: float = 1 / 3, count: int = 64) -> None:
+    """Flip `count` bytes of a file from `at` of its length on: a damaged page."""
+    data = bytearray(path.read_bytes())
+    start = min(int(len(data) * at), max(len(data) - count, 0))
+    for i in range(start, min(start + count, len(data))):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
 
 def damage_store(
-    home: Path, *, cache_delete: float, cache_corrupt: float, index: str, seed: int
+    home: Path,
+    *,
+    cache_delete: float,
+    cache_corrupt: float,
+    index: str,
+    seed: int,
+    files: tuple[str, ...] = (),
 ) -> dict[str, int]:
     """Delete and corrupt cache files and the index file of a closed store, at the given
-    rates, reproducibly (damage to an open store could be saved over on close)."""
+    rates, reproducibly (damage to an open store could be saved over on close), and flip a
+    page of each of `files` (names of FILES)."""
     rng = random.Random(seed)
-    files = sorted((home / "cache").glob("??/*.json"))
-    rng.shuffle(files)
-    n_delete = round(len(files) * cache_delete)
-    n_corrupt = min(round(len(files) * cache_corrupt), len(files) - n_delete)
-    for path in files[:n_delete]:
+    cache_files = sorted((home / "cache").glob("??/*.json"))
+    rng.shuffle(cache_files)
+    n_delete = round(len(cache_files) * cache_delete)
+    n_corrupt = min(round(len(cache_files) * cache_corrupt), len(cache_files) - n_delete)
+    for path in cache_files[:n_delete]:
         path.unlink()
-    for i, path in enumerate(files[n_delete : n_delete + n_corrupt]):
+    for i, path in enumerate(cache_files[n_delete : n_delete + n_corrupt]):
         data = bytearray(path.read_bytes())
         if i % 2:
             path.write_bytes(bytes(data[: rng.randrange(len(data))]))  # truncated
@@ -40,10 +67,13 @@ def damage_store(
         path.unlink(missing_ok=True)
     elif index == "truncate" and path.exists():
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    for name in files:
+        flip_page(home / FILES[name], PAGE_AT[name])
     return {
         "cache_deleted": n_delete,
         "cache_corrupted": n_corrupt,
         "index_file": 0 if index == "keep" else 1,
+        **{f"{name}_page": 1 for name in files},
     }
 
 
@@ -78,7 +108,8 @@ class QueryLoad:
                 query = self.queries[i % len(self.queries)]
                 started = time.perf_counter()
                 try:
-                    hits = self.mem.search(query, k=5)
+                    # (not the run's own writes: they would change the answers compared)
+                    hits = self.mem.search(query, k=5, where={WRITTEN: {"$exists": False}})
                     texts = [self.mem.get(hits[0].id).text] if hits else []
                     answer = [h.id for h in hits] + texts
                 except CarmaError as exc:  # a query that fails is what chaos must never see
@@ -140,6 +171,8 @@ def run_chaos(
     threads: int = 4,
     queries: int = 200,
     say: Callable[[str], None] = lambda s: None,
+    files: tuple[str, ...] = (),
+    writes: int = 20,
 ) -> dict[str, Any]:
     """Damage the store at `open_store()`'s home, restart it, and query it while it heals."""
     mem = open_store()
@@ -164,10 +197,15 @@ def run_chaos(
         mem.close()
     say(
         f"damage: {cache_delete:.0%} of cache files deleted, {cache_corrupt:.0%} corrupted, "
-        f"index file: {index}"
+        f"index file: {index}" + "".join(f", a page of {FILES[name]}" for name in files)
     )
     damaged = damage_store(
-        home, cache_delete=cache_delete, cache_corrupt=cache_corrupt, index=index, seed=seed
+        home,
+        cache_delete=cache_delete,
+        cache_corrupt=cache_corrupt,
+        index=index,
+        seed=seed,
+        files=files,
     )
     # Restart on the damaged home, as a crashed agent would: the index file cannot be trusted.
     started = time.perf_counter()
@@ -176,7 +214,18 @@ def run_chaos(
         reopen_s = time.perf_counter() - started
         load = QueryLoad(mem, texts, threads)
         load.expected = expected
-        say(f"restarted in {reopen_s:.2f} s; querying while a dream cycle heals")
+        say(f"restarted in {reopen_s:.2f} s; writing to the damaged store")
+        # Writes before the repair: the log's commit is the acknowledgement, whatever state
+        # the projections are in.
+        written: dict[str, str] = {}
+        write_failures = 0
+        for i in range(writes):
+            text = f"chaos write {seed}-{i}: written while the store was damaged"
+            try:
+                written[mem.add(text, {WRITTEN: i})] = text
+            except CarmaError:
+                write_failures += 1
+        say("querying while a dream cycle heals")
         cycle: dict[str, Any] = {}
         failed: list[BaseException] = []
         dreaming = threading.Event()
@@ -197,6 +246,7 @@ def run_chaos(
             raise failed[0]
         after = load.run(count=queries)
         health = mem.health()
+        found_after = sum(1 for key, text in written.items() if mem.get(key).text == text)
         say(f"healed in {cycle['seconds']['total']:.2f} s: {cycle['repaired']}")
         return {
             "fragments": len(live),
@@ -207,6 +257,7 @@ def run_chaos(
             "queries_run": before["queries"] + during["queries"] + after["queries"],
             "queries_failed": before["failed"] + during["failed"] + after["failed"],
             "wrong_answers": during["wrong_answers"] + after["wrong_answers"],
+            "writes": {"tried": writes, "failed": write_failures, "found_after": found_after},
             "reopen_seconds": round(reopen_s, 3),
             "found": cycle["found"],
             "repaired": cycle["repaired"],
@@ -226,8 +277,11 @@ def run_chaos(
 
 def chaos_text(r: dict[str, Any]) -> str:
     """A chaos report as a table."""
+    w = r["writes"]
     lines = [
         f"chaos on {r['fragments']} fragments (seed {r['seed']}, {r['threads']} threads)",
+        f"writes while damaged: {w['tried']}, failed {w['failed']}, "
+        f"found after the repair {w['found_after']}",
         f"damage: {r['damage']}",
         f"{'phase':<8} {'queries':>8} {'failed':>7} {'wrong':>6} {'p50 ms':>8} {'p95 ms':>8}",
     ]

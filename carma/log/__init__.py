@@ -34,7 +34,13 @@ from carma.log.mapper import checksum_holds, verified_payload
 def _storage_failures() -> tuple[type[BaseException], ...]:
     """What the disk or a database raises when it refuses: psycopg's errors only where it is
     loaded (nothing else can raise them)."""
-    failures: tuple[type[BaseException], ...] = (OSError, sqlite3.Error, PersistenceError)
+    # (a UnicodeDecodeError here is stored text damaged on disk)
+    failures: tuple[type[BaseException], ...] = (
+        OSError,
+        sqlite3.Error,
+        PersistenceError,
+        UnicodeDecodeError,
+    )
     psycopg = sys.modules.get("psycopg")
     return failures + (psycopg.Error,) if psycopg is not None else failures
 

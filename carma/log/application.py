@@ -37,6 +37,7 @@ from carma.domain import (
     FragmentNotFound,
     InvalidInput,
     LogHistory,
+    ProjectionCopy,
     ReconstructionCalibration,
     Replica,
     StoreProfile,
@@ -45,6 +46,7 @@ from carma.domain import (
     dashed_uuid,
     fragment_uuid,
     index_copy_id,
+    projection_copy_id,
 )
 from carma.domain.fragment import STORE_PROFILE_ID
 from carma.log.mapper import (
@@ -72,6 +74,9 @@ EVENT_KINDS = {
         DreamCycle.DreamCycleStarted,
         DreamCycle.DreamCycleCompleted,
         LogHistory.HistoryLost,
+        ProjectionCopy.ProjectionCopyTracked,
+        ProjectionCopy.ProjectionLost,
+        ProjectionCopy.ProjectionRepaired,
         ReconstructionCalibration.CalibrationOpened,
         ReconstructionCalibration.CalibrationStarted,
         ReconstructionCalibration.CalibrationSampled,
@@ -366,6 +371,25 @@ class MemoryLog(Application[UUID]):
                 return found
             after = rows[-1][0]
 
+    def key_opens(self, uuid: UUID, key: bytes) -> bool | None:
+        """Whether a key opens a fragment's sealed body in the log (AES-GCM authenticates: a
+        wrong key cannot); None when the log holds no readable sealed event of it to try."""
+        _, rows = self.tables.snapshots_and_events([uuid])
+        for _, version, topic, state in rows:
+            if not topic.endswith((".FragmentWritten", ".FragmentRevised")):
+                continue
+            stored = StoredEvent(uuid, version, topic, bytes(state))
+            if not checksum_holds(stored):
+                continue
+            assert isinstance(self.mapper, ChecksummedMapper)
+            with self.mapper.keys_given({str(uuid): key}):
+                try:
+                    event = self.mapper.to_domain_event(stored)
+                except CorruptEvent:  # its checksum holds: the key does not open it
+                    return False
+            return getattr(event, "text", None) is not None
+        return None
+
     def embeddings(self, hexes: list[str]) -> dict[str, bytes | None]:
         """Fragments' current embeddings as the log holds them, by uuid hex (None: none
         readable, e.g. its only event with one fails its checksum)."""
@@ -398,6 +422,13 @@ class MemoryLog(Application[UUID]):
             return self._get(calibration_id(namespace, method))
         except AggregateNotFoundError:
             return ReconstructionCalibration(namespace=namespace, method=method)
+
+    def projection_copy(self, copy: str, replica: Replica = SOLE_REPLICA) -> ProjectionCopy:
+        """The record of a file of the home (see ProjectionCopy); a new one if none yet."""
+        try:
+            return self._get(projection_copy_id(copy, replica))
+        except AggregateNotFoundError:
+            return ProjectionCopy(copy=copy, replica=replica.name)
 
     def index_copy(self, replica: Replica = SOLE_REPLICA) -> VectorIndexCopy:
         """The record of a replica's index file (each replica's is a copy of its own)."""

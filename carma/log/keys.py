@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from carma.domain import StorageError
@@ -19,32 +21,55 @@ from carma.domain import StorageError
 KEY_BYTES = 32
 
 
+COPIES = ("keys", "keys-mirror")  # the names of the two copies' findings
+
+
 class FragmentKeys:
+    """The fragments' keys in two SQLite files. Either copy serves a read; a write goes to
+    both, and stands if one of them is damaged (the dream cycle repairs it from the other:
+    `check`, `repair`)."""
+
     def __init__(self, paths: tuple[Path, Path]):
         self.paths = paths  # the key store and its mirror (carma.home)
         self._lock = threading.Lock()
-        self._conns = []
-        for path in self.paths:
-            path.parent.mkdir(mode=0o700, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-            conn.execute("PRAGMA journal_mode=DELETE")
-            conn.execute("PRAGMA secure_delete=ON")
-            conn.execute("CREATE TABLE IF NOT EXISTS keys (uuid TEXT PRIMARY KEY, key BLOB)")
-            os.chmod(path, 0o600)
-            self._conns.append(conn)
+        self._conns: list[sqlite3.Connection] = []
+        self.opened_damaged: dict[str, str] = {}  # copy -> why it was begun again at open
+        for name, path in zip(COPIES, self.paths):
+            try:
+                self._conns.append(_connect(path))
+            except sqlite3.DatabaseError as exc:  # not even a database: begun again, empty
+                _aside(path)
+                self._conns.append(_connect(path))
+                self.opened_damaged[name] = str(exc)
 
     def key_for(self, uuid: str, create: bool = False) -> bytes | None:
         """The fragment's key (from either copy), a new one when asked to create, or None
         when it was destroyed."""
         with self._lock:
             for conn in self._conns:
-                row = conn.execute("SELECT key FROM keys WHERE uuid = ?", [uuid]).fetchone()
+                try:
+                    row = conn.execute("SELECT key FROM keys WHERE uuid = ?", [uuid]).fetchone()
+                except sqlite3.DatabaseError:
+                    continue  # a damaged copy: the other serves
                 if row:
                     return row[0]
         if not create:
             return None
         self.create_many([uuid])
         return self.key_for(uuid)
+
+    def key_candidates(self, uuid: str) -> list[bytes]:
+        """The fragment's key as each readable copy holds it (they differ only if damaged)."""
+        found: list[bytes] = []
+        with self._lock:
+            for conn in self._conns:
+                try:
+                    row = conn.execute("SELECT key FROM keys WHERE uuid = ?", [uuid]).fetchone()
+                except sqlite3.DatabaseError:
+                    continue
+                if row and row[0] not in found:
+                    found.append(row[0])
+        return found
 
     def keys_for(self, uuids: list[str]) -> dict[str, bytes | None]:
         """Many fragments' keys (from either copy; None for one destroyed), one query per
@@ -55,13 +80,16 @@ class FragmentKeys:
                 missing = [u for u in uuids if u not in found]
                 for start in range(0, len(missing), 500):
                     chunk = missing[start : start + 500]
-                    found.update(
-                        conn.execute(
-                            "SELECT uuid, key FROM keys WHERE uuid IN"
-                            f" ({','.join('?' * len(chunk))})",
-                            chunk,
-                        ).fetchall()
-                    )
+                    try:
+                        found.update(
+                            conn.execute(
+                                "SELECT uuid, key FROM keys WHERE uuid IN"
+                                f" ({','.join('?' * len(chunk))})",
+                                chunk,
+                            ).fetchall()
+                        )
+                    except sqlite3.DatabaseError:
+                        break  # a damaged copy: the other serves
         return {u: found.get(u) for u in uuids}
 
     def create_many(self, uuids: list[str]) -> None:
@@ -71,32 +99,49 @@ class FragmentKeys:
             return
         rows = [(u, os.urandom(KEY_BYTES)) for u in uuids]
         with self._lock:
-            for conn in self._conns:
+            self._in_both(
+                lambda conn: conn.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?)", rows)
+            )
+
+    def _in_both(self, write: Callable[[sqlite3.Connection], object]) -> None:
+        """One durable transaction per copy; a damaged copy may refuse it (the repair writes
+        it again from the other), but not both."""
+        failures = []
+        for conn in self._conns:
+            try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?)", rows)
+                    write(conn)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
+            except sqlite3.DatabaseError as exc:
+                if not _damaged(exc):
+                    raise
+                failures.append(exc)
+        if len(failures) == len(self._conns):
+            raise failures[0]
 
     def adopt(self, uuid: str, key: bytes) -> None:
         """Keep a key that came with imported events (unless one is here already)."""
         if len(key) != KEY_BYTES:
             raise ValueError("a fragment key has 32 bytes")
         with self._lock:
-            for conn in self._conns:
-                conn.execute("INSERT OR IGNORE INTO keys VALUES (?, ?)", [uuid, key])
+            self._in_both(
+                lambda conn: conn.execute("INSERT OR IGNORE INTO keys VALUES (?, ?)", [uuid, key])
+            )
 
     def destroy(self, uuid: str) -> None:
         with self._lock:
+            self._in_both(lambda conn: conn.execute("DELETE FROM keys WHERE uuid = ?", [uuid]))
             for conn in self._conns:
-                conn.execute("DELETE FROM keys WHERE uuid = ?", [uuid])
-            if any(
-                c.execute("SELECT 1 FROM keys WHERE uuid = ?", [uuid]).fetchone()
-                for c in self._conns
-            ):
-                raise StorageError("a fragment key could not be destroyed")
+                try:
+                    left = conn.execute("SELECT 1 FROM keys WHERE uuid = ?", [uuid]).fetchone()
+                except sqlite3.DatabaseError:
+                    continue  # a damaged copy: its repair never restores a forgotten key
+                if left:
+                    raise StorageError("a fragment key could not be destroyed")
 
     def restore_copies(self) -> int:
         """Write back every key that one of the two copies lacks; returns how many (a scrub
@@ -104,7 +149,12 @@ class FragmentKeys:
         failure)."""
         restored = 0
         with self._lock:
-            rows = [dict(c.execute("SELECT uuid, key FROM keys").fetchall()) for c in self._conns]
+            try:
+                rows = [
+                    dict(c.execute("SELECT uuid, key FROM keys").fetchall()) for c in self._conns
+                ]
+            except sqlite3.DatabaseError:
+                return 0  # a damaged copy: check() finds it, repair() writes it again
             for conn, mine, theirs in (
                 (self._conns[0], rows[0], rows[1]),
                 (self._conns[1], rows[1], rows[0]),
@@ -114,6 +164,133 @@ class FragmentKeys:
                     restored += 1
         return restored
 
+    # -- checks and repairs of the two copies ------------------------------------------------------
+
+    def check(self) -> dict[str, tuple[str, str]]:
+        """Damaged copies: name -> (fault, what was seen). SQLite's page checks on each, then
+        the two compared key by key (a key present in one only is restore_copies' to write
+        back; a key that differs between them is damage)."""
+        found = {name: ("corrupt", why) for name, why in self.opened_damaged.items()}
+        rows: list[dict[str, bytes] | None] = []
+        with self._lock:
+            for name, conn in zip(COPIES, self._conns):
+                try:
+                    problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+                    if problems != ["ok"]:
+                        found[name] = ("corrupt", "; ".join(problems[:3]))
+                        rows.append(None)
+                        continue
+                    rows.append(dict(conn.execute("SELECT uuid, key FROM keys").fetchall()))
+                except sqlite3.DatabaseError as exc:
+                    found[name] = ("corrupt", str(exc))
+                    rows.append(None)
+        if rows[0] is not None and rows[1] is not None:
+            differ = sum(1 for u in rows[0].keys() & rows[1].keys() if rows[0][u] != rows[1][u])
+            if differ:
+                found.setdefault("keys", ("corrupt", f"{differ} key(s) differ between the copies"))
+        return found
+
+    def repair(
+        self,
+        copy: str,
+        opens: Callable[[str, bytes], bool | None],
+        forgotten: Callable[[list[str]], set[str]],
+    ) -> str:
+        """Write both copies again from the keys that prove themselves. A key both copies
+        hold alike stands; one that only a damaged copy gives, or that the two disagree on,
+        is kept only if it opens its fragment's sealed body in the log (`opens`: True,
+        False, or None when nothing can tell: then a sound copy's is kept). Never a key of a
+        forgotten fragment (`forgotten`), whichever copy still had it."""
+        with self._lock:
+            read: list[dict[str, bytes]] = []
+            sound: list[bool] = []
+            for conn in self._conns:
+                rows, whole = _readable_rows(conn)
+                read.append(rows)
+                sound.append(whole)
+        # Decided without the lock: proving a key reads the log, which reads keys.
+        every = read[0].keys() | read[1].keys()
+        gone = forgotten(sorted(every - (read[0].keys() & read[1].keys())))
+        chosen: dict[str, bytes] = {}
+        for uuid in every - gone:
+            candidates = [(rows[uuid], ok) for rows, ok in zip(read, sound) if uuid in rows]
+            distinct = {key for key, _ in candidates}
+            trusted = {key for key, ok in candidates if ok}
+            if len(distinct) == 1 and (len(candidates) == 2 or trusted):
+                chosen[uuid] = next(iter(distinct))  # two copies agree, or a sound one
+                continue
+            for key in sorted(distinct, key=lambda k: k not in trusted):
+                verdict = opens(uuid, key)
+                if verdict or (verdict is None and key in trusted):
+                    chosen[uuid] = key
+                    break
+        with self._lock:
+            # Keys made since they were read (new writes) go in as well.
+            for conn in self._conns:
+                rows, _ = _readable_rows(conn)
+                chosen.update({u: k for u, k in rows.items() if u not in every})
+            for i, path in enumerate(self.paths):
+                if read[i] != chosen or not sound[i]:
+                    self._conns[i].close()
+                    rebuilt = path.with_name(path.name + ".rebuilding")
+                    rebuilt.unlink(missing_ok=True)
+                    fresh = _connect(rebuilt)
+                    fresh.execute("BEGIN IMMEDIATE")
+                    fresh.executemany("INSERT INTO keys VALUES (?, ?)", sorted(chosen.items()))
+                    fresh.execute("COMMIT")
+                    fresh.close()
+                    _aside(path)
+                    os.replace(rebuilt, path)
+                    self._conns[i] = _connect(path)
+            self.opened_damaged.clear()
+        return "restored-from-mirror" if copy == "keys" else "restored-from-keys"
+
     def close(self) -> None:
         for conn in self._conns:
             conn.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.text_factory = _strict_text
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.execute("PRAGMA secure_delete=ON")
+    conn.execute("CREATE TABLE IF NOT EXISTS keys (uuid TEXT PRIMARY KEY, key BLOB)")
+    os.chmod(path, 0o600)
+    return conn
+
+
+def _readable_rows(conn: sqlite3.Connection) -> tuple[dict[str, bytes], bool]:
+    """The rows a copy still gives, and whether the copy is whole (SQLite's page checks)."""
+    try:
+        whole = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()] == ["ok"]
+    except sqlite3.DatabaseError:
+        whole = False
+    rows: dict[str, bytes] = {}
+    try:
+        for uuid, key in conn.execute("SELECT uuid, key FROM keys"):
+            if isinstance(uuid, str) and isinstance(key, bytes) and len(key) == KEY_BYTES:
+                rows[uuid] = key
+    except sqlite3.DatabaseError:
+        whole = False  # what was read before the damaged page is kept, to be proven
+    return rows, whole
+
+
+def _strict_text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a damaged copy, as SQLite's own error
+        raise sqlite3.DatabaseError(f"the key store holds damaged text ({exc.reason})") from None
+
+
+def _aside(path: Path) -> None:
+    """Keep a damaged copy's file under another name (never deleted: it may be all there is)."""
+    if path.exists():
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        path.replace(path.with_name(f"{path.name}.damaged-{stamp}"))
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text

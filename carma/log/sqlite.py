@@ -40,10 +40,20 @@ SYNCHRONOUS = "FULL"
 FACTORY_TOPIC = "carma.log.sqlite:LogSQLiteFactory"  # the log's PERSISTENCE_MODULE
 
 
+def strict_text(raw: bytes) -> str:
+    """A text column's value; bytes that are not UTF-8 are the file's damage, raised as
+    SQLite's own error (a StorageError to the caller), never a bare UnicodeDecodeError."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise sqlite3.DatabaseError(f"the file holds damaged text ({exc.reason})") from None
+
+
 def connect(path: Path | str) -> sqlite3.Connection:
     """A connection of CARMA's own that writes a log file (a replay's copy, say): as durable
     as the library's."""
     conn = sqlite3.connect(path)
+    conn.text_factory = strict_text
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
     return conn
@@ -55,6 +65,8 @@ class DurableConnectionPool(SQLiteConnectionPool):
     def _create_connection(self) -> SQLiteConnection:
         connection = super()._create_connection()
         connection.cursor().execute(f"PRAGMA synchronous={SYNCHRONOUS}")
+        # (the library keeps the sqlite3 connection in this attribute)
+        connection._sqlite_conn.text_factory = strict_text
         return connection
 
 

@@ -9,6 +9,7 @@ from carma.domain import (
     DreamCycle,
     Fragment,
     LogHistory,
+    ProjectionCopy,
     ReconstructionCalibration,
     StoreProfile,
     VectorIndexCopy,
@@ -39,6 +40,10 @@ STORED = {
     "domain.healing:DreamCycle.DreamCycleCompleted",
     "domain.healing:LogHistory",
     "domain.healing:LogHistory.HistoryLost",
+    "domain.healing:ProjectionCopy",
+    "domain.healing:ProjectionCopy.ProjectionCopyTracked",
+    "domain.healing:ProjectionCopy.ProjectionLost",
+    "domain.healing:ProjectionCopy.ProjectionRepaired",
     "domain.calibration:ReconstructionCalibration.CalibrationOpened",
     "domain.calibration:ReconstructionCalibration.CalibrationStarted",
     "domain.calibration:ReconstructionCalibration.CalibrationSampled",
@@ -52,6 +57,7 @@ AGGREGATES = (
     VectorIndexCopy,
     ReconstructionCalibration,
     LogHistory,
+    ProjectionCopy,
 )
 
 

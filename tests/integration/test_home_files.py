@@ -1,0 +1,128 @@
+"""Every file of the home heals: a damaged page of the health ledger, of the key store or of
+its mirror is found by the next dream cycle, recorded once and repaired (the ledger rebuilt
+from the log beside the old one and swapped in; a key store copy written again from the keys
+that prove themselves), while queries and writes go on: none fails, every write is found."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import carma
+from carma.cli import cli
+from carma.demo.chaos import FILES, flip_page
+from carma.demo.corpus import varied
+from carma.embedding import HashingEmbedder
+
+TEXTS = varied(600)
+
+
+def _store(home):
+    with carma.open(home, embedder=HashingEmbedder(dimension=64)) as mem:
+        return mem.add_many(TEXTS).ids
+
+
+def _damaged_then_used(home, name):
+    """Flip a page of one file of a closed store, then search, write and dream in it."""
+    ids = _store(home)
+    flip_page(home / FILES[name])
+    with carma.open(home, embedder=HashingEmbedder(dimension=64)) as mem:
+        hits = [mem.search(t, k=3) for t in TEXTS[:20]]
+        written = {
+            mem.add(f"written while {name} was damaged: {i}", {"i": i}): i for i in range(10)
+        }
+        again = mem.add(f"written while {name} was damaged: 3")  # idempotent still
+        cycle = mem.dream()
+        second = mem.dream()
+        return (
+            ids,
+            hits,
+            written,
+            again,
+            cycle,
+            second,
+            mem.health(),
+            {key: mem.get(key).text for key in [*ids, *written]},
+        )
+
+
+@pytest.mark.parametrize("name", ["ledger", "keys", "mirror"])
+@pytest.mark.sqlite_only("the key store and its mirror are files of a SQLite home")
+def test_a_damaged_page_is_found_repaired_and_nothing_fails(tmp_path, name, backend):
+    home = tmp_path / "home"
+    ids, hits, written, again, cycle, second, health, texts = _damaged_then_used(home, name)
+    assert all(len(h) == 3 for h in hits)  # every query answered
+    assert list(written)[3] == again
+    copy = {"ledger": "ledger", "keys": "keys", "mirror": "keys-mirror"}[name]
+    assert cycle["found"].get(f"{copy}/corrupt") == 1
+    assert [k for k in cycle["repaired"] if k.startswith(f"{copy}/")] != []
+    assert second["found"] == {} and health["score"] == 1.0 and health["by_fault"] == {}
+    assert [texts[k] for k in ids] == TEXTS
+    assert all(texts[k].endswith(f": {i}") for k, i in written.items())
+    assert list(home.rglob("*.damaged-*"))  # the damaged file is kept aside, never deleted
+
+
+def test_writes_while_the_ledger_is_corrupt_are_all_found_afterwards(tmp_path, backend):
+    home = tmp_path / "home"
+    _store(home)
+    flip_page(home / "ledger.sqlite")
+    with carma.open(home, embedder=HashingEmbedder(dimension=64)) as mem:
+        keys = mem.add_many([f"batch written to a damaged ledger {i}" for i in range(50)]).ids
+        own = [mem.add(f"with an id {i}", id=f"own-{i}") for i in range(5)]
+        found = mem.dream()["found"]
+        assert found.get("ledger/corrupt") == 1
+        assert [mem.get(k).text for k in keys] == [
+            f"batch written to a damaged ledger {i}" for i in range(50)
+        ]
+        assert [mem.get(k).text for k in own] == [f"with an id {i}" for i in range(5)]
+        assert mem.stats()["live"] == len(TEXTS) + 55
+        history = [
+            e["kind"] for e in mem.log_events(kinds=["ProjectionLost", "ProjectionRepaired"])
+        ]
+        assert history == ["ProjectionLost", "ProjectionRepaired"]
+
+
+def test_a_ledger_too_damaged_to_open_is_begun_again_and_says_so(tmp_path, backend):
+    home = tmp_path / "home"
+    ids = _store(home)
+    flip_page(home / "ledger.sqlite", at=0.0, count=100)  # its header
+    with carma.open(home, embedder=HashingEmbedder(dimension=64)) as mem:
+        assert mem.get(ids[7]).text == TEXTS[7]
+        kinds = [
+            (e["kind"], e["data"]["copy"])
+            for e in mem.log_events(kinds=["ProjectionLost", "ProjectionRepaired"])
+        ]
+        assert kinds == [("ProjectionLost", "ledger"), ("ProjectionRepaired", "ledger")]
+        assert mem.health()["score"] == 1.0
+
+
+@pytest.mark.sqlite_only("the key store and its mirror are files of a SQLite home")
+def test_chaos_damages_the_ledger_and_both_key_copies_and_the_store_heals(tmp_path, backend):
+    home = tmp_path / "home"
+    _store(home)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "chaos",
+            "--home",
+            str(home),
+            "--json",
+            "--queries",
+            "30",
+            "--threads",
+            "2",
+            "--damage-file",
+            "ledger",
+            "--damage-file",
+            "keys",
+            "--damage-file",
+            "mirror",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["queries_failed"] == 0 and report["wrong_answers"] == 0
+    assert report["writes"] == {"tried": 20, "failed": 0, "found_after": 20}
+    assert {"ledger_page", "keys_page", "mirror_page"} <= set(report["damage"])
+    assert report["found"].get("ledger/corrupt") == 1
+    assert report["health"]["after"] == 1.0
