@@ -8,6 +8,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ import carma
 from carma.demo.chaos import flip_page
 from carma.embedding import HashingEmbedder
 
+pytestmark = pytest.mark.sqlite_only("the SQLite files of a home whose log is its own")
 FILES = ["events.sqlite", "ledger.sqlite", "keys/fragments.sqlite", "keys.mirror/fragments.sqlite"]
 
 
