@@ -134,7 +134,7 @@ class HomeFiles:
             stale.unlink()
         fresh = HealthLedger(rebuilt, self.replica)
         try:
-            replay = ProjectionRunner(self.runner._read, self.runner._head, [fresh])
+            replay = ProjectionRunner(self.runner.read, self.runner.head, [fresh])
             replay.catch_up(strict=True)
             with self._lock:
                 replay.catch_up(strict=True)

@@ -55,14 +55,14 @@ class ProjectionRunner:
         projections: Sequence[Projection],
         batch_size: int = 500,
     ):
-        self._read = read
-        self._head = head
+        self.read = read  # (public: a rebuild beside the ledger replays through its own runner)
+        self.head = head
         self.projections = list(projections)
         self.batch_size = batch_size
         self.errors: dict[str, str] = {}  # projection name -> why it is behind
 
     def lag(self) -> dict[str, int]:
-        head = self._head()
+        head = self.head()
         return {p.name: head - p.position for p in self.projections}
 
     def catch_up(
@@ -75,7 +75,7 @@ class ProjectionRunner:
         `errors` until it succeeds. strict=True raises instead (a rebuild must not half-work).
         """
         try:
-            head = self._head()
+            head = self.head()
         except Exception as exc:  # the log cannot be read right now
             if strict:
                 raise
@@ -124,7 +124,7 @@ class ProjectionRunner:
         after = min(p.position for p in active)
         read = 0
         while after < head and active:
-            batch = self._read(after, self.batch_size)
+            batch = self.read(after, self.batch_size)
             if not batch:
                 break
             for projection in list(active):

@@ -126,3 +126,23 @@ def test_chaos_damages_the_ledger_and_both_key_copies_and_the_store_heals(tmp_pa
     assert {"ledger_page", "keys_page", "mirror_page"} <= set(report["damage"])
     assert report["found"].get("ledger/corrupt") == 1
     assert report["health"]["after"] == 1.0
+
+
+def test_the_keyword_index_is_scrubbed_and_rebuilt_from_the_log(tmp_path, backend):
+    home = tmp_path / "home"
+    ids = _store(home)
+    with carma.open(home, embedder=HashingEmbedder(dimension=64)) as mem:
+        word = TEXTS[5].split()[3]
+        with mem.ledger.db.conn:  # rows lost from the index, and a stray one
+            mem.ledger.db.execute(
+                "DELETE FROM keywords WHERE rowid IN (SELECT rowid FROM keywords LIMIT 40)"
+            )
+            mem.ledger.db.execute(
+                "INSERT INTO keywords(rowid, text, exact) VALUES (42, 'stray words', 1)"
+            )
+        cycle = mem.dream()
+        assert cycle["found"].get("keywords/stale") == 1
+        assert cycle["repaired"].get("keywords/rebuilt-from-log") == 1
+        assert mem.dream()["found"] == {}
+        assert ids[5] in {h.id for h in mem.search(word, k=50, mode="keyword")}
+        assert mem.search("stray", mode="keyword") == []
