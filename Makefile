@@ -38,14 +38,14 @@ explore: install
 
 # The long reliability run, not in CI (hours on two cores): 334 SIGKILL trials of writers per
 # mode (write, dream, rebuild: 1,002 kills a back end), 2,500 hostile inputs to each of four
-# tests (the API's writes and reads, the CLI, import: 10,000 a back end), and the property
-# tests' long profile, on SQLite and PostgreSQL. The crash figures go to bench-results/soak.jsonl;
+# tests (the API's writes and reads, the CLI, import: 10,000 a back end), and the state
+# machine's long profile (tests/property/test_model.py), on SQLite and PostgreSQL. The crash figures go to bench-results/soak.jsonl;
 # docs/reliability.md has the last run's.
 soak: install
 	rm -f bench-results/soak.jsonl
 	CARMA_SOAK_TRIALS=334 CARMA_SOAK_HOSTILE=2500 CARMA_SOAK_REPORT=bench-results/soak.jsonl \
 	CARMA_REQUIRE_POSTGRES=1 $(WITH_POSTGRES) $(BIN)/python -m pytest -q -p no:cacheprovider \
-		tests/reliability tests/property --hypothesis-profile=long --durations=10
+		tests/reliability tests/property/test_model.py --hypothesis-profile=long --durations=10
 
 clean:
 	rm -rf $(VENV) .carma-demo .pytest_cache .hypothesis
