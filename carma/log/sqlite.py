@@ -205,6 +205,20 @@ def _up_to(upto: int | None) -> int:
 # -- replays: a new home with a copy of a log's prefix -----------------------------------------
 
 
+def _new_log(path: Path) -> sqlite3.Connection:
+    """A connection to a new log file with the tables a replay's copy fills (the library's
+    and the chain's, as they make them)."""
+    conn = connect(path)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS stored_events (originator_id TEXT, originator_version "
+        "INTEGER, topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))"
+    )
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS event_chain (position INTEGER PRIMARY KEY, mac BLOB NOT NULL)"
+    )
+    return conn
+
+
 def copy_log(source: Home, target: Home, until: int) -> None:
     """Copy the log's events and chain up to position `until`, byte for byte and at the same
     positions, and the keys, into a new home (the start of a replay)."""
@@ -212,16 +226,8 @@ def copy_log(source: Home, target: Home, until: int) -> None:
     for copied, folder in zip(target.key_folders, source.key_folders):
         if folder.is_dir():
             shutil.copytree(folder, copied, dirs_exist_ok=True)
-    conn = connect(target.events)
+    conn = _new_log(target.events)
     try:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS stored_events (originator_id TEXT, originator_version "
-            "INTEGER, topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))"
-        )
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS event_chain "
-            "(position INTEGER PRIMARY KEY, mac BLOB NOT NULL)"
-        )
         conn.execute("ATTACH DATABASE ? AS source", (f"file:{source.events}?mode=ro",))
         with conn:
             conn.execute(
@@ -260,16 +266,8 @@ def copy_shared_log(
             copied.adopt(uuid, key)
     finally:
         copied.close()
-    conn = connect(target.events)
+    conn = _new_log(target.events)
     try:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS stored_events (originator_id TEXT, originator_version "
-            "INTEGER, topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))"
-        )
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS event_chain "
-            "(position INTEGER PRIMARY KEY, mac BLOB NOT NULL)"
-        )
         _, rows = tables.chained()
         with conn:
             for position, originator_id, version, topic, state, mac in rows:
