@@ -99,11 +99,11 @@ def damage(
 
 
 def cache_file(home: Path, key: str) -> Path | None:
-    """The cache file of a fragment: each file is self-describing JSON naming its id (one
+    """The cache file of a fragment: each file is self-describing JSON naming its id, `key` (one
     already damaged past reading is not found)."""
     for path in sorted((home / "cache").rglob("*.json")):
         try:
-            if json.loads(path.read_bytes()).get("id") == key:
+            if json.loads(path.read_bytes()).get("key") == key:
                 return path
         except (ValueError, AttributeError, OSError):
             continue
