@@ -53,11 +53,14 @@ def fragments(
     meta: st.SearchStrategy[dict[str, Any]] | None = None,
     ids: st.SearchStrategy[str] | None = None,
 ) -> st.SearchStrategy[dict[str, Any]]:
-    """Items for `Memory.add_many`: {"text", "metadata", "namespace"} and, with `ids`, "id"."""
+    """Items for `Memory.add_many`: {"text", "metadata", "namespace"} and, with `ids`, "id".
+    An id lives in one namespace: with `ids` and no `namespace`, every item is in "default"."""
+    if namespace is None:
+        namespace = namespaces() if ids is None else st.just("default")
     fields: dict[str, st.SearchStrategy[Any]] = {
         "text": text if text is not None else texts(),
         "metadata": meta if meta is not None else metadata(),
-        "namespace": namespace if namespace is not None else namespaces(),
+        "namespace": namespace,
     }
     if ids is not None:
         fields["id"] = ids
