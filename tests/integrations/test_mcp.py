@@ -4,7 +4,9 @@ embedder, so no model loads)."""
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -85,6 +87,32 @@ async def test_over_stdio_memories_outlive_a_restart_and_damage(tmp_path):
         events = (await call(client, "history", id=tea["id"]))["events"]
         assert [e["kind"] for e in events][:2] == ["written", "revised"]
         assert (await call(client, "health"))["live"] == 2
+
+
+RIVERS = [
+    "Rivers carry sediment from the mountains down to the sea.",
+    "The river delta is built from sediment carried by the water.",
+    "Mountains erode slowly as rain and rivers carry rock away.",
+    "Sediment settles where the river slows near the sea.",
+    "A glacier carves a valley as it moves down the mountain.",
+]
+
+
+async def test_a_reconstruction_is_recalled_labelled(tmp_path):
+    home = tmp_path / "home"
+    with carma.open(home, embedder=carma.HashingEmbedder()) as mem:
+        mem.add_many([{"text": t, "id": f"k{i}", "namespace": "geo"} for i, t in enumerate(RIVERS)])
+        # The body destroyed in the log and in its cache file: only a reconstruction is left.
+        apply_damage(mem, [Damage("flip-event", 150), Damage("unlink-cache")], ["k2"])
+        mem.dream()
+        rebuilt = mem.get("k2")
+        assert rebuilt.status == "approximate"
+    async with Client(stdio(home, "--namespace", "geo")) as client:
+        hits = (await call(client, "recall", query=rebuilt.text, k=5))["hits"]
+        labelled = {h["id"]: (h["status"], h["fidelity"], h["text"]) for h in hits}
+        assert labelled["k2"] == ("approximate", rebuilt.fidelity, rebuilt.text)
+        assert rebuilt.fidelity < 1.0 and "expected_recall" in hits[0]
+        assert all(labelled[f"k{i}"] == ("healthy", 1.0, RIVERS[i]) for i in (0, 1, 3, 4))
 
 
 async def test_forget_really_forgets(tmp_path):
@@ -224,3 +252,54 @@ def test_without_the_extra_the_command_says_what_to_install(tmp_path):
     assert done.returncode == 2
     assert "pip install 'carma[mcp]'" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "home").exists()  # nothing was created
+
+
+def test_a_message_nested_past_any_bound_leaves_the_server_answering(tmp_path):
+    """Raw JSON-RPC on the server's standard input: a call whose arguments nest 200,000 levels
+    deep is refused by the parser, and the next call is answered."""
+    server = subprocess.Popen(
+        [*CARMA, "mcp", "--home", str(tmp_path / "home"), "--embedder", "hashing"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    deadline = time.monotonic() + STARTUP_S
+
+    def send(message: str) -> None:
+        server.stdin.write(message.encode() + b"\n")
+        server.stdin.flush()
+
+    def answer_to(request_id: int) -> dict:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([server.stdout], [], [], deadline - time.monotonic())
+            if not ready:
+                break
+            line = server.stdout.readline()
+            if not line:
+                pytest.fail("the server closed its output")
+            message = json.loads(line)
+            if message.get("id") == request_id:
+                return message
+        pytest.fail(f"no answer to request {request_id} within {STARTUP_S} s")
+
+    try:
+        hello = {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        }
+        send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}))
+        assert "result" in answer_to(1)
+        send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        deep = "[" * 200_000 + "]" * 200_000
+        send(
+            '{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "remember", '
+            f'"arguments": {{"text": "x", "metadata": {deep}}}}}}}'
+        )
+        call = {"name": "remember", "arguments": {"text": "still answering"}}
+        send(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": call}))
+        assert answer_to(3)["result"]["structuredContent"]["outcome"] == "added"
+    finally:
+        server.stdin.close()
+        server.wait(timeout=30)
