@@ -158,8 +158,10 @@ def bootstrap(
         if database is not None:
             database.create_schema()
         home.prepare()
-        if database is None:
-            recovery.check_log(home)  # a lost log is said so, before a new one is begun
+        if database is None and not home.binding.is_file():
+            # A lost log is said so, before a new one is begun. A home bound to PostgreSQL
+            # has no SQLite log to lose: opened without its URL, bind() below says so.
+            recovery.check_log(home)
         replica = home.bind(
             None if database is None else database.place,
             "" if database is None else database.redacted,

@@ -513,6 +513,53 @@ def watch_cmd(ctx: Context, every: float, cycles: int | None):
             stop.wait(every)
 
 
+@command(cli, "mcp")
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    default=("default",),
+    show_default=True,
+    help="The namespace the assistant's memories live in; repeat it to open more (the first "
+    "is the default). No other namespace can be reached.",
+)
+@click.option("--read-only", is_flag=True, help="Only recall, history and health.")
+@click.option(
+    "--transport",
+    type=click.Choice(["stdio", "http"]),
+    default="stdio",
+    show_default=True,
+    help="stdio: the client starts this process; http: streamable HTTP at /mcp.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="With --transport http.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="With http."
+)
+def mcp_cmd(
+    ctx: Context,
+    namespaces: tuple[str, ...],
+    read_only: bool,
+    transport: str,
+    host: str,
+    port: int,
+):
+    """Serve the store to an assistant over MCP (the Model Context Protocol): tools remember,
+    recall, revise, forget, history and health. Needs the mcp extra."""
+    try:
+        from carma.integrations.mcp import serve
+    except ImportError as exc:
+        raise CarmaError(str(exc)) from None
+    with ctx.memory(create=not read_only) as mem:
+        serve(
+            mem,
+            namespaces=namespaces,
+            read_only=read_only,
+            transport=transport,
+            host=host,
+            port=port,
+        )
+
+
 @command(cli, "chaos")
 @click.option(
     "--cache-delete",

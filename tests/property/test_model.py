@@ -11,56 +11,33 @@ was damaged too), the fragment may come back approximate (labelled, with its fid
 lost; everywhere else it must come back exactly.
 """
 
-import tempfile
-from pathlib import Path
-
 import pytest
 from carma.healing.scrubber import is_exact_copy
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    Bundle,
-    RuleBasedStateMachine,
-    consumes,
-    initialize,
-    invariant,
-    rule,
-    run_state_machine_as_test,
-)
+from hypothesis.stateful import Bundle, consumes, invariant, rule, run_state_machine_as_test
 
-import carma
 from carma import FragmentGone, InvalidInput
-from carma.embedding import HashingEmbedder
+from carma.testing import strategies
+from carma.testing.machine import CarmaStateMachine
 from tests.conftest import damage_event, store_state
 
-WORDS = ["amber", "basalt", "cedar", "delta", "ember", "fjord", "garnet", "harbor", "iris"]
-texts = st.lists(st.sampled_from(WORDS), min_size=1, max_size=6).map(" ".join)
-namespaces = st.sampled_from(["alpha", "beta"])
-metadata = st.dictionaries(
-    st.sampled_from(["kind", "n"]), st.integers(0, 3) | st.booleans(), max_size=2
-)
+texts = strategies.texts()  # words of a small vocabulary, 1 to 6 of them
+namespaces = strategies.namespaces(["alpha", "beta"])
+metadata = strategies.metadata(["kind", "n"])
 
 
-class StoreAgainstModel(RuleBasedStateMachine):
+class StoreAgainstModel(CarmaStateMachine):
     keys = Bundle("keys")
 
-    @initialize()
-    def open_store(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.home = Path(self.tmp.name) / "home"
-        self.embedder = HashingEmbedder(dimension=32)
-        self.mem = carma.open(self.home, embedder=self.embedder)
+    def __init__(self):
+        super().__init__()  # carma.testing's machine: a store in a fresh folder, 32-d hashing
         self.model: dict[str, tuple[str, dict, str]] = {}
         self.deleted: set[str] = set()
         self.forgotten: set[str] = set()
         self.vectors_dropped = False
         self.log_damaged: set[str] = set()  # the event holding the body is unreadable
         self.inexact: set[str] = set()  # healed without an exact copy: approximate or lost
-
-    def teardown(self):
-        if hasattr(self, "mem"):
-            self.mem.close()
-            self.tmp.cleanup()
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -76,7 +53,7 @@ class StoreAgainstModel(RuleBasedStateMachine):
 
     @rule(target=keys, text=texts, meta=metadata, namespace=namespaces)
     def add(self, text, meta, namespace):
-        key = self.mem.add(text, meta, namespace=namespace)
+        key = self.memory.add(text, meta, namespace=namespace)
         existing = self._live_key_with(text, namespace)
         if existing is not None:
             assert key == existing  # idempotent: the same fragment, nothing recorded
@@ -87,7 +64,7 @@ class StoreAgainstModel(RuleBasedStateMachine):
 
     @rule(items=st.lists(st.tuples(texts, namespaces), min_size=1, max_size=5))
     def add_many(self, items):
-        result = self.mem.add_many([{"text": t, "namespace": ns} for t, ns in items])
+        result = self.memory.add_many([{"text": t, "namespace": ns} for t, ns in items])
         for key, (text, namespace) in zip(result.ids, items):
             existing = self._live_key_with(text, namespace)
             assert existing in (None, key)
@@ -96,37 +73,37 @@ class StoreAgainstModel(RuleBasedStateMachine):
 
     def _restored(self, key):
         self.inexact.discard(key)
-        if key in self.log_damaged and self.mem.log.fragment(key).body_known:
+        if key in self.log_damaged and self.memory.log.fragment(key).body_known:
             self.log_damaged.discard(key)
 
     @rule(key=keys, text=texts, meta=metadata)
     def revise(self, key, text, meta):
         if key in self.deleted:  # deleted or forgotten
             with pytest.raises(FragmentGone):
-                self.mem.revise(key, text=text, metadata=meta)
+                self.memory.revise(key, text=text, metadata=meta)
             return
-        record = self.mem.revise(key, text=text, metadata=meta)
+        record = self.memory.revise(key, text=text, metadata=meta)
         self.model[key] = (text, meta, self.model[key][2])
         assert (record.text, record.metadata) == (text, meta)
         self._restored(key)  # a new body, whole
 
     @rule(key=consumes(keys))
     def delete(self, key):
-        assert self.mem.delete(key) is (key not in self.deleted)
+        assert self.memory.delete(key) is (key not in self.deleted)
         self.deleted.add(key)
         self.inexact.discard(key)
         self.log_damaged.discard(key)
 
     @rule(key=consumes(keys))
     def forget(self, key):
-        forgotten = self.mem.forget(key, reason="erasure")
+        forgotten = self.memory.forget(key, reason="erasure")
         assert forgotten is (key not in self.forgotten)
         self.deleted.add(key)
         self.forgotten.add(key)
         self.inexact.discard(key)
         self.log_damaged.discard(key)
         with pytest.raises(FragmentGone):
-            self.mem.get(key)
+            self.memory.get(key)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -134,13 +111,13 @@ class StoreAgainstModel(RuleBasedStateMachine):
     def get(self, key):
         if key in self.deleted:
             with pytest.raises(FragmentGone):
-                self.mem.get(key)
+                self.memory.get(key)
         elif self._maybe_inexact(key):
-            got = self.mem.get(key)
+            got = self.memory.get(key)
             assert got.namespace == self.model[key][2]
             if got.status == "approximate":
                 # The ledger kept the metadata exactly, unless no record of it survived.
-                known = self.mem.ledger.row(key)["metadata"] is not None
+                known = self.memory.ledger.row(key)["metadata"] is not None
                 assert got.metadata == (self.model[key][1] if known else {})
                 assert 0.0 <= got.fidelity < 1.0 + 1e-9 and got.text
             elif got.status == "lost":
@@ -148,13 +125,13 @@ class StoreAgainstModel(RuleBasedStateMachine):
             else:  # restored exactly meanwhile
                 assert got.text == self.model[key][0]
         else:
-            got = self.mem.get(key)
+            got = self.memory.get(key)
             assert (got.text, got.metadata, got.namespace) == self.model[key]
             assert got.status == "healthy" and got.fidelity == 1.0
 
     @rule(query=texts, namespace=namespaces, k=st.integers(1, 8))
     def search(self, query, namespace, k):
-        hits = self.mem.search(query, k=k, namespace=namespace)
+        hits = self.memory.search(query, k=k, namespace=namespace)
         live_here = {
             key
             for key, (_, _, ns) in self.model.items()
@@ -171,10 +148,10 @@ class StoreAgainstModel(RuleBasedStateMachine):
 
     @rule(text=st.sampled_from(["", "   ", "a\x00b"]))
     def bad_input_changes_nothing(self, text):
-        before = self.mem.log.position()
+        before = self.memory.log.position()
         with pytest.raises(InvalidInput):
-            self.mem.add(text)
-        assert self.mem.log.position() == before
+            self.memory.add(text)
+        assert self.memory.log.position() == before
 
     # -- damage, healing, restarts -----------------------------------------------------------
 
@@ -184,31 +161,18 @@ class StoreAgainstModel(RuleBasedStateMachine):
         live = self.live()
         return live[pick % len(live)] if live else None
 
-    @rule(pick=st.integers(0, 10**6), how=st.sampled_from(["unlink", "truncate", "flip"]))
-    def damage_cache(self, pick, how):
-        key = self._pick(pick)
-        if key is None:
-            return
-        path = self.mem.cache.path_of(self.mem.ledger.row(key)["uuid"])
-        if not path.exists():
-            return
-        data = path.read_bytes()
-        if how == "unlink" or not data:
-            path.unlink()
-        elif how == "truncate":
-            path.write_bytes(data[: pick % len(data)])
-        else:
-            flipped = bytearray(data)
-            flipped[pick % len(flipped)] ^= 0x04
-            path.write_bytes(bytes(flipped))
+    # The kit's `damage` rule does a damage plan (cache files unlinked, cut short or flipped,
+    # the index file dropped, a stored body's event changed) to live fragments of the model.
 
-    @rule(pick=st.integers(0, 10**6))
-    def corrupt_stored_event(self, pick):
-        """Flip a byte of the stored event that holds a live fragment's current body."""
-        key = self._pick(pick)
-        if key is None:
-            return
-        row = self.mem.ledger.row(key)
+    def damage_targets(self):
+        """A live fragment chosen by its place in the model, not by its random id, so that
+        hypothesis replays a failing case exactly."""
+        return self.live()
+
+    def flip_event(self, memory, key, pick):
+        """Change a byte of the stored event that holds a live fragment's current body, in
+        the database of either back end."""
+        row = memory.ledger.row(key)
 
         def damaged(state):
             damaged = bytearray(state)
@@ -218,19 +182,16 @@ class StoreAgainstModel(RuleBasedStateMachine):
             damaged[pick % len(damaged)] = (damaged[pick % len(damaged)] + 1) % 256
             return damaged
 
-        if not damage_event(self.mem, row["uuid"], row["version"], damaged):
-            return
-        self.log_damaged.add(key)
+        return damage_event(memory, row["uuid"], row["version"], damaged)
 
-    @rule()
-    def drop_index_file(self):
-        self.mem.index.path.unlink(missing_ok=True)
+    def after_damage(self, done):
+        self.log_damaged |= {d.fragment_id for d in done if d.kind == "flip-event"}
 
     @rule(pick=st.integers(0, 10**6))
     def drop_index_vector(self, pick):
         key = self._pick(pick)
         if key is not None:
-            self.mem.index.remove([self.mem.ledger.row(key)["faiss_id"]])
+            self.memory.index.remove([self.memory.ledger.row(key)["faiss_id"]])
             self.vectors_dropped = True
 
     def _maybe_inexact(self, key):
@@ -240,8 +201,8 @@ class StoreAgainstModel(RuleBasedStateMachine):
     def _cache_is_exact(self, key):
         """The cache holds the body exactly, and the store can prove it: a copy whose
         metadata no record knows any longer proves its text alone."""
-        row = self.mem.ledger.row(key)
-        cached = self.mem.cache.read(row["uuid"])
+        row = self.memory.ledger.row(key)
+        cached = self.memory.cache.read(row["uuid"])
         return (
             cached is not None
             and is_exact_copy(cached, row)
@@ -255,44 +216,43 @@ class StoreAgainstModel(RuleBasedStateMachine):
         destroyed = {
             k for k in self.log_damaged if k not in self.deleted and not self._cache_is_exact(k)
         }
-        report = self.mem.dream()
+        report = self.memory.dream()
         self.vectors_dropped = False
         self.inexact |= destroyed
         self.log_damaged -= set(self.live())  # answered, exactly or not
-        statuses = {k: self.mem.get(k).status for k in self.inexact & set(self.live())}
+        statuses = {k: self.memory.get(k).status for k in self.inexact & set(self.live())}
         self.inexact = {k for k, s in statuses.items() if s != "healthy"}
         if not self.inexact:
             assert report["health_after"] == 1.0
-            assert self.mem.scrub()["found"] == {}
+            assert self.memory.scrub()["found"] == {}
         else:
-            health = self.mem.health()
+            health = self.memory.health()
             assert health["by_status"]["healthy"] == len(self.live()) - len(self.inexact)
             assert report["health_after"] == pytest.approx(health["score"])
-            assert self.mem.scrub()["recorded"] == 0  # nothing new: each finding once
+            assert self.memory.scrub()["recorded"] == 0  # nothing new: each finding once
         for key in self.live():
             if key not in self.inexact:
                 assert self._cache_is_exact(key)
         lost = sum(s == "lost" for s in statuses.values())  # kept embeddings stay indexed
-        assert len(self.live()) - lost <= self.mem.index.count <= len(self.live())
+        assert len(self.live()) - lost <= self.memory.index.count <= len(self.live())
 
     @rule()
     def reopen(self):
-        self.mem.close()
-        self.mem = carma.open(self.home, embedder=self.embedder)
+        self.reopen_store()
         if self.log_damaged:  # an index rebuilt on open cannot read a damaged body's vector
             self.vectors_dropped = True
 
     @rule()
     def rebuild_equals_incremental(self):
-        self.mem.dream()  # damage is not state: compare the healed store with its rebuild
+        self.memory.dream()  # damage is not state: compare the healed store with its rebuild
         self.vectors_dropped = False
-        incremental = store_state(self.mem)
-        self.mem.rebuild()
-        rebuilt = store_state(self.mem)
+        incremental = store_state(self.memory)
+        self.memory.rebuild()
+        rebuilt = store_state(self.memory)
         # What an unreadable event alone said cannot be replayed: its own history line, and
         # the row of a fragment no longer live whose first event it was (a live one's body
         # was restated by a repair, with what the ledger knew of it).
-        unreadable = list(self.mem.log.unreadable())
+        unreadable = list(self.memory.log.unreadable())
         damaged = {n.id for n in unreadable}
         touched = {str(n.originator_id) for n in unreadable}
         first = {str(n.originator_id) for n in unreadable if n.originator_version == 1}
@@ -322,8 +282,8 @@ class StoreAgainstModel(RuleBasedStateMachine):
 
     @invariant()
     def health_counts_the_live_fragments(self):
-        if hasattr(self, "mem"):
-            assert self.mem.health()["live"] == len(self.live())
+        if hasattr(self, "memory"):
+            assert self.memory.health()["live"] == len(self.live())
 
 
 def _unsaid(row):

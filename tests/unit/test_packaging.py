@@ -108,3 +108,38 @@ def test_the_public_surface_is_all():
     modules = {name for name in public if type(getattr(carma, name)).__name__ == "module"}
     assert public - modules == set(carma.__all__) - {"__version__"}
     assert all(hasattr(carma, name) for name in carma.__all__)
+
+
+def test_the_integrations_are_extras_the_core_install_does_not_pull(wheel):
+    archive = zipfile.ZipFile(wheel)
+    names = archive.namelist()
+    for module in ("integrations/langchain.py", "integrations/mcp.py", "testing/plugin.py"):
+        assert f"carma/{module}" in names
+    (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    requires = email.message_from_bytes(archive.read(meta)).get_all("Requires-Dist")
+    for package, extra in [
+        ("langchain-core", "langchain"),
+        ("mcp", "mcp"),
+        ("hypothesis", "testing"),
+        ("pytest", "testing"),
+    ]:
+        pinned = [r for r in requires if r.split(">")[0].split("<")[0].split("=")[0] == package]
+        assert pinned and all("extra ==" in r for r in pinned), (package, pinned)
+        assert any(f'extra == "{extra}"' in r for r in pinned), (package, extra)
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    assert "[pytest11]\ncarma = carma.testing.plugin" in archive.read(entry_points).decode()
+
+
+def test_importing_carma_and_its_cli_loads_no_integration():
+    probe = (
+        "import sys, carma, carma.cli; "
+        "print(sorted(m for m in ('langchain_core', 'mcp', 'hypothesis') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
