@@ -5,6 +5,7 @@ chain's MAC, and kind filters and the import allow-list use it. They stay as 0.1
 import subprocess
 import sys
 
+from carma.domain.access import AccessKey
 from carma.domain import (
     DreamCycle,
     Fragment,
@@ -44,8 +45,12 @@ STORED = {
     "domain.calibration:ReconstructionCalibration.CalibrationSampled",
     "domain.calibration:ReconstructionCalibration.ReconstructionCalibrated",
     "domain.calibration:ReconstructionCalibration.CalibrationDeclined",
+    "domain.access:AccessKey",
+    "domain.access:AccessKey.KeyIssued",
+    "domain.access:AccessKey.KeyRevoked",
 }
 AGGREGATES = (
+    AccessKey,
     Fragment,
     StoreProfile,
     DreamCycle,
