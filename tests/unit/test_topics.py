@@ -5,7 +5,6 @@ chain's MAC, and kind filters and the import allow-list use it. They stay as 0.1
 import subprocess
 import sys
 
-from carma.domain.access import AccessKey
 from carma.domain import (
     DreamCycle,
     Fragment,
@@ -14,6 +13,7 @@ from carma.domain import (
     StoreProfile,
     VectorIndexCopy,
 )
+from carma.domain.access import AccessKey
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic, resolve_topic
 
