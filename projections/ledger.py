@@ -51,10 +51,10 @@ LIVE = "status NOT IN ('deleted', 'forgotten')"  # SQL: a fragment that is neith
 # ledger was built) keeps their method, as the row they would have updated did.
 LAST_REPAIR_METHOD = "(SELECT method FROM repairs WHERE uuid = ? ORDER BY position DESC LIMIT 1)"
 INDEX_FILE = "index-file"  # the `copy` of findings about the whole index file
-# The lower edges of the bins of health's distributions: reconstructions mostly land between
-# 0.8 and 0.95, an exact body is 1 (a bin of its own), a lost one 0.
-FIDELITY_BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
-RECALL_BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+# The upper bounds of the bins of health's distributions: reconstructions mostly land between
+# 0.8 and 0.95; an exact body is 1, a lost one 0.
+FIDELITY_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+RECALL_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 class ScanChanges(NamedTuple):
@@ -1036,34 +1036,31 @@ class HealthLedger:
 
     def _distribution(self, scope: str, params: list[str]) -> dict[str, Any]:
         """How the live fragments' fidelities spread (a lost body is 0, an exact one 1, a
-        degraded one's body is exact), and the approximate bodies' expected recall."""
+        degraded one's body is exact), and the approximate bodies' expected recall: bins of
+        (previous bound, `le`], the first from 0, as Prometheus' histogram buckets are."""
         found: dict[str, Any] = {}
-        for name, column, where, edges in (
-            ("fidelity", "fidelity", LIVE, FIDELITY_BINS),
+        for name, column, where, bounds in (
+            ("fidelity", "fidelity", LIVE, FIDELITY_BUCKETS),
             (
                 "expected_recall",
                 "expected_recall",
                 "status = 'approximate' AND expected_recall IS NOT NULL",
-                RECALL_BINS,
+                RECALL_BUCKETS,
             ),
         ):
-            # The bin of a value: the number of lower edges at or below it (bins are
-            # [edge, next edge); the last bin, [1, 1], holds only exact values).
-            which = " + ".join(f"({column} >= {edge})" for edge in edges[1:])
+            # A value's bin: how many bounds lie below it.
+            which = " + ".join(f"({column} > {bound})" for bound in bounds[:-1])
             rows = self.db.execute(
                 f"SELECT {which}, count(*), sum({column}) FROM fragments f"
                 f" WHERE {where}{scope} GROUP BY 1",
                 params,
             ).fetchall()
             counts = {b: n for b, n, _ in rows}
-            bins = [
-                {"from": low, "to": high, "count": counts.get(i, 0)}
-                for i, (low, high) in enumerate(zip(edges, (*edges[1:], 1.0)))
-            ]
+            bins = [{"le": bound, "count": counts.get(i, 0)} for i, bound in enumerate(bounds)]
             found[name] = {
                 "bins": bins,
                 "count": sum(b["count"] for b in bins),
-                "sum": round(float(sum(total or 0.0 for b, _, total in rows if b is not None)), 6),
+                "sum": round(float(sum(t or 0.0 for b, _, t in rows if b is not None)), 6),
             }
         return found
 

@@ -39,7 +39,7 @@ def test_the_fidelity_distribution_counts_every_live_fragment(mem):
     _store(mem)
     spread = mem.health("people")["distribution"]["fidelity"]
     assert spread["count"] == 6 and spread["sum"] == 6.0
-    assert spread["bins"][-1] == {"from": 1.0, "to": 1.0, "count": 6}
+    assert spread["bins"][-1] == {"le": 1.0, "count": 6}
     assert sum(b["count"] for b in spread["bins"]) == 6
     assert mem.health()["distribution"]["fidelity"]["count"] == 10
 
