@@ -43,6 +43,8 @@ from carma.server.keys import (
     Grant,
     KeyRing,
     KeyUsage,
+    checked_rights,
+    checked_scope,
     issue_key,
     list_keys,
     revoke_key,
@@ -206,9 +208,16 @@ class Service:
 
     @property
     def open_access(self) -> bool:
-        """No key needed: the server listens on loopback only and no key exists."""
+        """No key needed: the server listens on loopback only and no key exists. While
+        none does, the log is read for one at every request: the first key issued, by any
+        process, closes the server at once."""
+        if not self.loopback:
+            return False
         self.ring.ensure_fresh()
-        return self.loopback and not self.ring.any_active
+        if self.ring.any_active:
+            return False
+        self.ring.refresh()
+        return not self.ring.any_active
 
     def grant_for(self, request: Request) -> Grant:
         header = request.headers.get("authorization")
@@ -503,9 +512,10 @@ def create_app(
     def create_key(g: Admin, body: Json) -> dict[str, str]:
         """Issue a key (shown once) within this key's namespaces and rights."""
         ask = _model(KeyRequest, body)
-        if not within(g, ask.namespaces) or not set(ask.rights) <= g.rights:
+        scope, rights = checked_scope(ask.namespaces), checked_rights(ask.rights)
+        if not within(g, scope) or not set(rights) <= g.rights:
             raise ApiError(403, "forbidden", "a key can only make keys within its own scope")
-        key, key_id = issue_key(mem, ask.namespaces, ask.rights, ask.label)
+        key, key_id = issue_key(mem, scope, rights, ask.label)
         service.ring.refresh()
         return {"key": key, "id": key_id}
 

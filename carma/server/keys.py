@@ -112,7 +112,8 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def _checked_scope(namespaces: Iterable[str] | None) -> list[str] | None:
+def checked_scope(namespaces: Iterable[str] | None) -> list[str] | None:
+    """Namespaces for a key, each checked, sorted, once each (None: every namespace)."""
     if namespaces is None:
         return None
     if isinstance(namespaces, str):
@@ -125,7 +126,8 @@ def _checked_scope(namespaces: Iterable[str] | None) -> list[str] | None:
     return chosen
 
 
-def _checked_rights(rights: Iterable[str]) -> list[str]:
+def checked_rights(rights: Iterable[str]) -> list[str]:
+    """Rights for a key, checked, in their usual order."""
     chosen = set(rights)
     unknown = chosen - set(RIGHTS)
     if unknown:
@@ -149,8 +151,8 @@ def issue_key(
 ) -> tuple[str, str]:
     """Issue a key for these namespaces (None: every namespace) with these rights, recorded
     in the log. Returns (the key, its id): the key is shown this once, never stored."""
-    scope = _checked_scope(namespaces)
-    chosen = _checked_rights(rights)
+    scope = checked_scope(namespaces)
+    chosen = checked_rights(rights)
     label = _checked_label(label)
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
@@ -195,8 +197,8 @@ class KeyRing:
     def refresh(self) -> None:
         """Read the key events recorded since the last read."""
         with self._lock:
-            for position, event in self._mem.log.stream(self._position + 1, None, KEY_EVENTS):
-                self._position = max(self._position, position)
+            head = self._mem.log.position()  # read up to here, then on from here next time
+            for position, event in self._mem.log.stream(self._position + 1, head, KEY_EVENTS):
                 if isinstance(event, CorruptEvent):
                     if isinstance(event.originator_id, UUID):
                         self._damaged.add(event.originator_id)
@@ -215,6 +217,7 @@ class KeyRing:
                 elif (key_id := self._by_uuid.get(event.originator_id)) is not None:
                     self._keys[key_id].revoked_at = event.timestamp
                     self._keys[key_id].revoked_reason = event.reason
+            self._position = max(self._position, head)
             self._read_at = time.monotonic()
 
     def ensure_fresh(self, max_age: float = FRESH_S) -> None:

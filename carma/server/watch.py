@@ -128,11 +128,11 @@ class Watch:
 
     def _read_healing(self) -> None:
         with self._lock:
-            events = self.mem.log.stream(self._position + 1, None, HEALING_EVENTS)
-            for position, event in events:
-                self._position = max(self._position, position)
+            head = self.mem.log.position()  # read up to here, then on from here next time
+            for position, event in self.mem.log.stream(self._position + 1, head, HEALING_EVENTS):
                 if not isinstance(event, CorruptEvent):
                     self._read(position, event)
+            self._position = max(self._position, head)
 
     def _replica_of(self, index_copy: Any) -> str:
         """Whose index file a finding or repair of an index file is about."""
