@@ -7,8 +7,10 @@ loses no acknowledged write."""
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
@@ -19,6 +21,22 @@ from carma.server.app import create_app
 from carma.server.keys import KeyRing
 
 LOOPBACK_NAMES = ("localhost",)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopping gracefully on SIGINT or SIGTERM and then returning:
+    uvicorn raises the signal again once it has stopped, which would end the process
+    before the store is closed."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 def is_loopback(host: str) -> bool:
@@ -86,7 +104,7 @@ def serve(
             lifespan="on",
             timeout_graceful_shutdown=30,
         )
-        server = uvicorn.Server(config)
+        server = _Server(config)
         say(
             {
                 "url": url_of(sock),
