@@ -22,6 +22,19 @@ import httpx
 import pytest
 
 SERVE = [sys.executable, "-c", "from carma.cli import main; main()"]
+# Debian's chromium package (.ci/run installs it); Playwright's own browser builds are not
+# used. The flags keep it from reaching for the network it does not have.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 START_S = 60  # a busy two-core machine imports torch & co. slowly
 STOP_S = 60
 
@@ -138,3 +151,11 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30) -> An
 @pytest.fixture
 def server_home(tmp_path: Path) -> Path:
     return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright launches Debian's chromium (never skipped: CI installs it)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
