@@ -79,7 +79,7 @@ def test_the_page_loads_clean_and_shows_the_apis_numbers(page: Page, dashboard):
     bars = page.locator("#fidelity-chart rect")
     counts = [int(bars.nth(i).get_attribute("data-count")) for i in range(bars.count())]
     assert counts == [b["count"] for b in health["distribution"]["fidelity"]["bins"]]
-    events = api.get("/v1/activity", params={"limit": 25}).json()["events"]
+    events = api.get("/v1/activity", params={"limit": 20}).json()["events"]
     rows = page.locator("#events tbody tr.event")
     assert [rows.nth(i).get_attribute("data-position") for i in range(rows.count())] == [
         str(e["position"]) for e in events

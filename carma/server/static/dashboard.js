@@ -66,7 +66,7 @@ function sum(values) {
 
 // -- the panels ---------------------------------------------------------------------------
 
-function drawHealth(health, series) {
+function drawHealth(health, series, cycles) {
   const score = $("score");
   score.textContent = health.score.toFixed(3);
   score.dataset.value = String(health.score);
@@ -76,7 +76,7 @@ function drawHealth(health, series) {
   $("live").dataset.value = String(health.live);
 
   const svg = clear($("health-chart"));
-  const W = 800, H = 180, top = 8, bottom = 20;
+  const W = svg.viewBox.baseVal.width, H = svg.viewBox.baseVal.height, top = 14, bottom = 20;
   for (const level of [0, 0.5, 1]) {
     const y = top + (1 - level) * (H - top - bottom);
     svg.append(el("line", { x1: 0, x2: W, y1: y, y2: y, class: "grid" }));
@@ -92,8 +92,9 @@ function drawHealth(health, series) {
     points: `${x(t0).toFixed(1)},${y(0)} ${line} ${x(points[points.length - 1][0]).toFixed(1)},${y(0)}`,
   }));
   svg.append(el("polyline", { class: "score-line", points: line, "data-testid": "score-line" }));
-  for (const [t, s] of points) {
-    if (s < 1) svg.append(el("circle", { class: "cycle-dot", cx: x(t), cy: y(s), r: 3 }));
+  for (const cycle of cycles) {  // each dream cycle: the score its scrub found, then healed
+    if (cycle.started_at < t0) continue;
+    svg.append(el("circle", { class: "cycle-dot", cx: x(cycle.started_at), cy: y(cycle.health_before), r: 4 }));
   }
   svg.append(el("text", { x: 30, y: H - 4 }, clock(t0)));
   svg.append(el("text", { x: W - 60, y: H - 4 }, clock(t1)));
@@ -142,11 +143,11 @@ function drawFidelity(health) {
 
 function drawTimeline(events, now) {
   const svg = clear($("timeline"));
-  const W = 800, H = 140, mid = H / 2, slots = 80;
+  const W = svg.viewBox.baseVal.width, H = svg.viewBox.baseVal.height, mid = H / 2, slots = 120;
   const marks = events.filter((e) => e.kind === "lost" || e.kind === "reconstructed");
   svg.append(el("line", { x1: 0, x2: W, y1: mid, y2: mid, class: "grid" }));
-  svg.append(el("text", { x: 4, y: 12 }, "faults found"));
-  svg.append(el("text", { x: 4, y: H - 4 }, "repairs"));
+  svg.append(el("text", { x: 4, y: 12 }, "▲ faults found"));
+  svg.append(el("text", { x: 4, y: H - 4 }, "▼ repairs"));
   if (!marks.length) {
     svg.append(el("text", { x: W / 2 - 60, y: mid - 6 }, "no fault recorded lately"));
     return;
@@ -170,8 +171,8 @@ function drawTimeline(events, now) {
       svg.append(el("rect", { x: i * w, y: mid, width: w - 1, height: h, class: "repair-mark", "data-count": repairs[i] }));
     }
   }
-  svg.append(el("text", { x: W - 60, y: 12 }, clock(t1)));
-  svg.append(el("text", { x: 100, y: 12 }, clock(t0)));
+  svg.append(el("text", { x: W - 60, y: H - 4 }, clock(t1)));
+  svg.append(el("text", { x: 120, y: H - 4 }, clock(t0)));
 }
 
 function drawCounts(table, counts, empty) {
@@ -211,11 +212,11 @@ function drawCycles(cycles, admin) {
     ? `${cycles.length} cycle(s) since this server started reading the log`
     : "no dream cycle yet";
   const svg = clear($("cycle-chart"));
-  const shown = cycles.slice(-60);
+  const shown = cycles.slice(-100);
   const most = Math.max(0.001, ...shown.map((c) => c.seconds.total || 0));
-  const w = 800 / 60;
+  const w = svg.viewBox.baseVal.width / 100;
   shown.forEach((c, i) => {
-    const h = Math.max(2, ((c.seconds.total || 0) / most) * 70);
+    const h = Math.max(2, ((c.seconds.total || 0) / most) * 66);
     const cls = sum(c.found) ? "degraded" : "healthy";
     svg.append(el("rect", { x: i * w, y: 80 - h, width: w - 2, height: h, class: cls }));
   });
@@ -224,14 +225,14 @@ function drawCycles(cycles, admin) {
 
 function detailText(detail) {
   return Object.entries(detail || {})
-    .filter(([k, v]) => v !== null && k !== "content_hash" && k !== "sources")
+    .filter(([k, v]) => v !== null && !["content_hash", "sources", "cycle_id"].includes(k))
     .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`)
     .join(", ");
 }
 
 function drawEvents(events) {
   const body = clear(document.querySelector("#events tbody"));
-  for (const e of events.slice(0, 25)) {
+  for (const e of events.slice(0, 20)) {
     const row = body.insertRow();
     row.className = "event";
     row.dataset.position = String(e.position);
@@ -277,7 +278,7 @@ async function showHistory(id) {
 
 async function refresh(access) {
   const [health, activity] = await Promise.all([api("/v1/health"), api("/v1/activity?limit=500")]);
-  drawHealth(health, activity.health);
+  drawHealth(health, activity.health, activity.cycles);
   drawStatus(health);
   drawFidelity(health);
   drawTimeline(activity.events, Date.now() / 1000);
