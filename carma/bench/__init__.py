@@ -22,6 +22,9 @@ One module per benchmark, each named by `carma bench NAME`:
 - audit        verify against a raw read of the log.
 - reconstruct  semantic reconstruction on real text with the real model, against the
                nearest neighbour's text copied.
+- serve        (HashingEmbedder, n=2000 fragments): 8 concurrent HTTP clients mixing writes
+               and searches against one `carma serve` for a fixed time, with damage midway,
+               against the same clients on the in-process API (the server extra).
 - `bench ingest --database-url URL`: the same ingest on a PostgreSQL log beside SQLite.
 """
 
@@ -35,6 +38,7 @@ from carma.bench.ingest import bench_ingest
 from carma.bench.overhead import bench_overhead
 from carma.bench.query import bench_query
 from carma.bench.reconstruct import bench_reconstruct
+from carma.bench.serve import bench_serve
 from carma.bench.shared import bench_shared
 
 #: Every benchmark by the name `carma bench NAME` gives it.
@@ -45,6 +49,7 @@ BENCHMARKS: dict[str, Callable[..., dict]] = {
     "heal": bench_heal,
     "audit": bench_audit,
     "reconstruct": bench_reconstruct,
+    "serve": bench_serve,
 }
 
 # `carma bench ingest --database-url URL`: the same figures on a PostgreSQL log beside SQLite.
