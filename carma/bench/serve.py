@@ -262,17 +262,20 @@ def _report(run: Run, wall: float, home: Path) -> dict[str, Any]:
         "writes_lost": lost,
         "health_after": health["score"],
         "repairs": health["by_method"],
+        "latencies": every,  # pooled by _total, then dropped
     }
 
 
 def _total(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A side's figures over its runs: latencies pooled (and then dropped from the runs)."""
+    every = [t for r in runs for t in r.pop("latencies")]
     return {
         "requests": sum(r["requests"] for r in runs),
         "requests_per_s": round(
             sum(r["requests"] for r in runs) / sum(r["seconds"] for r in runs), 1
         ),
-        "p50_ms": rounded(sorted(r["p50_ms"] for r in runs)[len(runs) // 2], 3),
-        "p99_ms": rounded(max(r["p99_ms"] for r in runs), 3),
+        "p50_ms": rounded(ms_percentile(every, 50), 3) if every else None,
+        "p99_ms": rounded(ms_percentile(every, 99), 3) if every else None,
         "errors": sum(r["errors"] for r in runs),
         "writes_acknowledged": sum(r["writes_acknowledged"] for r in runs),
         "writes_lost": sum(r["writes_lost"] for r in runs),

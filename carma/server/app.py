@@ -58,6 +58,9 @@ logger = logging.getLogger("carma.server")
 #: user gives, which the largest valid import line is far below.
 MAX_BODY_BYTES = MAX_JSON_CHARS
 BATCH_MAX = 1_000  # items of one add-many
+# How often an open server (loopback, no key) looks for a first key in the log: reading it at
+# every request would cost each one a query under load.
+OPEN_FRESH_S = 0.1
 ACTIVITY_MAX = 1_000
 STATIC = "static"  # beside this module (package data)
 # The dashboard loads nothing from elsewhere, and may not: the browser enforces it.
@@ -209,14 +212,11 @@ class Service:
     @property
     def open_access(self) -> bool:
         """No key needed: the server listens on loopback only and no key exists. While
-        none does, the log is read for one at every request: the first key issued, by any
-        process, closes the server at once."""
+        none does, the log is read for one every OPEN_FRESH_S: the first key issued, by any
+        process, closes the server within that time."""
         if not self.loopback:
             return False
-        self.ring.ensure_fresh()
-        if self.ring.any_active:
-            return False
-        self.ring.refresh()
+        self.ring.ensure_fresh(OPEN_FRESH_S)
         return not self.ring.any_active
 
     def grant_for(self, request: Request) -> Grant:
@@ -325,11 +325,13 @@ def create_app(
     _handle_errors(app)
     app.add_middleware(Timed, metrics=service.metrics)
 
-    def grant(request: Request) -> Grant:
+    # The key is checked on the event loop (it reads memory; the log at most once a second):
+    # a sync dependency would cost each request a trip through the thread pool.
+    async def grant(request: Request) -> Grant:
         return service.grant_for(request)
 
     def needs(right: str) -> Any:
-        def check(g: Annotated[Grant, Depends(grant)]) -> Grant:
+        async def check(g: Annotated[Grant, Depends(grant)]) -> Grant:
             if not g.can(right):
                 raise ApiError(403, "forbidden", NO_RIGHT[right])
             return g

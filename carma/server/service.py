@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import signal
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -84,6 +85,10 @@ def serve(
 ) -> None:
     """Serve the store `open_memory()` opens until SIGINT or SIGTERM. `say` is told once the
     socket listens: {"url", "home", "keys", "open", "dream_every"}."""
+    # One process answers every client: a thread that waits for the interpreter's lock gets
+    # it sooner (the default is 5 ms), which took the median search under 8 clients from
+    # about 32 to 20 ms in `carma bench serve`.
+    sys.setswitchinterval(0.0005)
     loopback = is_loopback(host)
     mem = open_memory()
     try:

@@ -25,7 +25,7 @@ LAYERS = {
     "carma.healing": {"carma.domain", "carma.projections"},
     "carma.log": {"carma.domain"},
 }
-CLIENTS = ("carma.cli", "carma.demo", "carma.bench")
+CLIENTS = ("carma.cli", "carma.demo", "carma.bench", "carma.server")
 
 
 def _modules() -> dict[str, Path]:
