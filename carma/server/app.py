@@ -152,7 +152,9 @@ async def read_json(request: Request) -> Any:
     """The request's JSON body: at most MAX_BODY_BYTES (413), parsed with CARMA's bounds on
     size and nesting (400 for anything else wrong with it)."""
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+    if length is not None and not length.isdigit():
+        raise ApiError(400, "invalid_input", "Content-Length is not a number")
+    if length is not None and int(length) > MAX_BODY_BYTES:
         raise ApiError(413, "too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():

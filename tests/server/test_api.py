@@ -252,7 +252,8 @@ def test_a_body_over_the_limit_is_413_whether_its_length_is_told_or_not(api, mem
 
 
 def test_without_a_key_a_server_with_keys_answers_401(api, mem):
-    key, key_id = issue_key(mem, ["people"], ["read"])
+    key, key_id = issue_key(mem, ["people"], ["read"])  # closes the open server...
+    wait_for(lambda: api.get("/v1/health").status_code == 401, "a key is needed", timeout=5)
     for headers in ({}, {"Authorization": "Basic abc"}, bearer("carma_nope_x"), bearer("junk")):
         answer = api.get("/v1/health", headers=headers)
         assert answer.status_code == 401 and answer.json()["error"]["code"] == "unauthorized"
