@@ -256,7 +256,7 @@ class Service:
         """404 unless the fragment exists within the key's namespaces: the same 404 as an
         unknown id's."""
         namespace = self.namespace_of(key)
-        if namespace is None or not (grant.namespaces is None or grant.sees(namespace)):
+        if namespace is None or not grant.sees(namespace):
             raise not_found(key)
 
     def check_writable(self, grant: Grant, drafts: list[Draft]) -> None:
