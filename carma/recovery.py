@@ -63,6 +63,8 @@ class LogState:
 
 def log_state(home: Home) -> LogState:
     projected = _projected_position(home)
+    if home.binding.is_file():  # its log is in PostgreSQL: no file of its own to lose
+        return LogState(None, 0, projected)
     if not home.events.exists():
         return LogState("missing" if projected or _any_cache_file(home) else None, 0, projected)
     try:
