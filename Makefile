@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test explore soak install clean
+.PHONY: demo serve test explore soak install clean
 
 # Runs the command after it with a PostgreSQL server for the shared-log suites, and stops the
 # server afterwards if it started it (a server the user started is left running).
@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 
 # Every extra, under constraints.txt: it pins torch to the CPU build that lies on this
 # machine's disk (a looser pin pulls gigabytes of CUDA wheels).
-EXTRAS := test,postgres,langchain,mcp,testing
+EXTRAS := test,postgres,langchain,mcp,testing,server
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
@@ -22,6 +22,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 demo: install
 	$(BIN)/carma demo
+
+# The HTTP service with its live dashboard, on the default model: http://127.0.0.1:8765/
+# (the store at $(SERVE_HOME); after `make demo`, SERVE_HOME=.carma-demo serves the demo's).
+SERVE_HOME ?= .carma
+serve: install
+	$(BIN)/carma serve --home $(SERVE_HOME)
 
 # Lint and format checks, then the suites. The shared-log suites need a PostgreSQL server:
 # $CARMA_TEST_DATABASE_URL, else a throwaway one on loopback (.ci/postgres), stopped again when

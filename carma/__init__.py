@@ -26,7 +26,14 @@ from carma.domain.errors import (
 from carma.embedding import Embedder, HashingEmbedder, SentenceTransformerEmbedder
 from carma.lines import InvalidLines
 from carma.memory import Memory
-from carma.records import BatchResult, FragmentRecord, HistoryEntry, Hit, ImportResult
+from carma.records import (
+    BatchResult,
+    FragmentEvent,
+    FragmentRecord,
+    HistoryEntry,
+    Hit,
+    ImportResult,
+)
 
 __version__ = "0.2.0"
 
@@ -110,6 +117,7 @@ __all__ = [
     "CorruptEvent",
     "Embedder",
     "EmbedderMismatch",
+    "FragmentEvent",
     "FragmentGone",
     "FragmentNotFound",
     "FragmentRecord",

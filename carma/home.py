@@ -9,6 +9,8 @@ this process's projections of it. This module owns every name in it:
     index/                the vector index (VectorIndex)
     ledger.sqlite         the health ledger (HealthLedger)
     keys/, keys.mirror/   the fragments' keys and the chain's key, in two copies
+    access.sqlite         `carma serve`'s counters of each access key's use (the keys
+                          themselves are in the log, as digests)
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ CACHE = "cache"
 INDEX = "index"
 LEDGER = "ledger.sqlite"
 KEYS, KEYS_MIRROR = "keys", "keys.mirror"
+ACCESS = "access.sqlite"
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,10 @@ class Home:
     @property
     def ledger(self) -> Path:
         return self.path / LEDGER
+
+    @property
+    def access(self) -> Path:
+        return self.path / ACCESS
 
     @property
     def binding(self) -> Path:

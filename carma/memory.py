@@ -54,7 +54,14 @@ from carma.log.chain import verify_chain
 from carma.log.sqlite import copy_log, copy_shared_log
 from carma.projections import FragmentCache, HealthLedger, ProjectionRunner, VectorIndex
 from carma.projections.ledger import canonical_json
-from carma.records import BatchResult, FragmentRecord, HistoryEntry, Hit, ImportResult
+from carma.records import (
+    BatchResult,
+    FragmentEvent,
+    FragmentRecord,
+    HistoryEntry,
+    Hit,
+    ImportResult,
+)
 from carma.search import (
     HYBRID_DEPTH,
     bm25,
@@ -1112,12 +1119,16 @@ class Memory:
         return report
 
     @_guarded("cannot read the health")
-    def health(self) -> dict[str, Any]:
-        """Honest health: docs/self-healing.md ("Health, honestly") explains every field."""
+    def health(self, namespace: str | Iterable[str] | None = None) -> dict[str, Any]:
+        """Honest health: docs/self-healing.md ("Health, honestly") explains every field.
+        `namespace`: one namespace or several, whose fragments alone are reported (their
+        findings, repairs and calibrations; not the index file's findings nor the last dream
+        cycle, which are the whole store's); None: the whole store."""
+        namespaces = _namespaces(namespace)
         with self._lock:
             self.catch_up()
             try:
-                report = self.ledger.health()
+                report = self.ledger.health(namespaces)
             except sqlite3.DatabaseError as exc:
                 self._ledger_failed(exc)
                 raise StorageError(
@@ -1136,6 +1147,40 @@ class Memory:
             report["lag"] = self.runner.lag()
             report["projection_errors"] = dict(self.runner.errors)
             return report
+
+    @_guarded("cannot read the history")
+    def recent_history(
+        self,
+        limit: int = 50,
+        namespace: str | Iterable[str] | None = None,
+        before: int | None = None,
+    ) -> list[FragmentEvent]:
+        """The latest events of every fragment (or of those in a namespace, or several),
+        newest first: `history` across the store, each entry with its fragment's id and
+        namespace and its log position (the position `verify` chains). `before`: only
+        events at earlier positions (to page back)."""
+        namespaces = _namespaces(namespace)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= K_MAX:
+            raise InvalidInput(f"limit must be an integer from 1 to {K_MAX}")
+        if before is not None and (
+            isinstance(before, bool) or not isinstance(before, int) or before < 0
+        ):
+            raise InvalidInput("before is a log position (a whole number)")
+        with self._lock:
+            self.catch_up()
+            rows = self.ledger.recent_history(namespaces, limit, before)
+        return [
+            FragmentEvent(
+                position=r["position"],
+                version=r["version"],
+                kind=r["kind"],
+                at=datetime.fromisoformat(r["at"]),
+                detail=json.loads(r["detail"]),
+                id=r["id"],
+                namespace=r["namespace"],
+            )
+            for r in rows
+        ]
 
     def start_dreaming(self, every: float) -> DreamScheduler:
         """Run dream cycles in a background thread every `every` seconds (until close)."""
@@ -1225,6 +1270,17 @@ def _record_of(
         expected_recall_unknown=recall_unknown if status == "approximate" else None,
         content_hash=digest,
     )
+
+
+def _namespaces(namespace: str | Iterable[str] | None) -> list[str] | None:
+    """One namespace or several, each checked, as a list; None: every namespace."""
+    if namespace is None:
+        return None
+    if isinstance(namespace, str):
+        return [validate_namespace(namespace)]
+    if not isinstance(namespace, Iterable) or isinstance(namespace, (bytes, Mapping)):
+        raise InvalidInput("namespace is a namespace, a list of them, or None for all")
+    return sorted({validate_namespace(n) for n in namespace})
 
 
 def _size(root: Path) -> int:

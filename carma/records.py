@@ -43,6 +43,14 @@ class HistoryEntry(BaseModel):
     detail: dict[str, Any]
 
 
+class FragmentEvent(HistoryEntry):
+    """An entry of `recent_history`: an event of a fragment, with the fragment's id and
+    namespace."""
+
+    id: str
+    namespace: str
+
+
 class BatchResult(BaseModel):
     """What a batch write did, item by item: `ids[i]` is the id of the i-th item."""
 

@@ -57,6 +57,10 @@ LIVE = "status NOT IN ('deleted', 'forgotten')"  # SQL: a fragment that is neith
 # ledger was built) keeps their method, as the row they would have updated did.
 LAST_REPAIR_METHOD = "(SELECT method FROM repairs WHERE uuid = ? ORDER BY position DESC LIMIT 1)"
 INDEX_FILE = "index-file"  # the `copy` of findings about the whole index file
+# The upper bounds of the bins of health's distributions: reconstructions mostly land between
+# 0.8 and 0.95; an exact body is 1, a lost one 0.
+FIDELITY_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+RECALL_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 class ScanChanges(NamedTuple):
@@ -1126,47 +1130,83 @@ class HealthLedger:
         )
         return {"by_status": by_status, "namespaces": namespaces}
 
-    def health(self) -> dict[str, Any]:
+    def health(self, namespaces: list[str] | None = None) -> dict[str, Any]:
         """The honest health report (docs/self-healing.md, "Health, honestly"): a fragment
         counts 1 when every copy is whole (or exactly repaired), its fidelity when its body
         is approximate, 0 while a loss is unrepaired ("degraded": the body is still read
-        exactly from the log) and 0 when no body is left ("lost")."""
+        exactly from the log) and 0 when no body is left ("lost").
+
+        `namespaces`: the report of those namespaces' fragments alone (their findings and
+        repairs, their calibrations), without what belongs to the whole store (the index
+        file's findings, the last dream cycle); None: the whole store."""
         q = self.db.execute
-        live = q(f"SELECT count(*) FROM fragments WHERE {LIVE}").fetchone()[0]
-        body_lost = q("SELECT count(*) FROM fragments WHERE status = 'lost'").fetchone()[0]
+        scope, params = _scope(namespaces)
+        live = q(f"SELECT count(*) FROM fragments f WHERE {LIVE}{scope}", params).fetchone()[0]
+        body_lost = q(
+            f"SELECT count(*) FROM fragments f WHERE status = 'lost'{scope}", params
+        ).fetchone()[0]
         degraded = q(
             "SELECT count(DISTINCT f.uuid) FROM fragments f JOIN faults x ON x.uuid = f.uuid"
             " WHERE f.status NOT IN ('deleted', 'forgotten', 'lost') AND x.fault != 'extra'"
+            + scope,
+            params,
         ).fetchone()[0]
         approx = q(
             "SELECT count(*), coalesce(sum(fidelity), 0), avg(fidelity), min(fidelity),"
             " avg(expected_recall), count(expected_recall)"
             " FROM fragments f WHERE status = 'approximate' AND NOT EXISTS"
-            " (SELECT 1 FROM faults x WHERE x.uuid = f.uuid AND x.fault != 'extra')"
+            " (SELECT 1 FROM faults x WHERE x.uuid = f.uuid AND x.fault != 'extra')" + scope,
+            params,
         ).fetchone()
         healthy = live - body_lost - degraded - approx[0]
         below_range = q(
             "SELECT count(*) FROM fragments f WHERE status = 'approximate'"
             " AND expected_recall IS NULL AND EXISTS (SELECT 1 FROM calibrations c"
             " WHERE c.namespace = f.namespace AND c.method = f.reconstructed_by"
-            " AND c.curve IS NOT NULL)"
+            " AND c.curve IS NOT NULL)" + scope,
+            params,
         ).fetchone()[0]
-        by_fault = dict(
-            q("SELECT copy || '/' || fault, count(*) FROM faults GROUP BY 1 ORDER BY 1").fetchall()
-        )
-        by_method = dict(q("SELECT method, count(*) FROM repairs GROUP BY 1 ORDER BY 1").fetchall())
-        cycle = next(
-            iter(
-                self.db.query(
-                    "SELECT * FROM cycles WHERE completed_at IS NOT NULL"
-                    " ORDER BY completed_at DESC LIMIT 1"
-                )
-            ),
-            None,
-        )
+        if namespaces is None:
+            by_fault = dict(
+                q(
+                    "SELECT copy || '/' || fault, count(*) FROM faults GROUP BY 1 ORDER BY 1"
+                ).fetchall()
+            )
+            by_method = dict(
+                q("SELECT method, count(*) FROM repairs GROUP BY 1 ORDER BY 1").fetchall()
+            )
+        else:  # the fragments' own findings and repairs (the index file is the store's)
+            by_fault = dict(
+                q(
+                    "SELECT x.copy || '/' || x.fault, count(*) FROM faults x"
+                    f" JOIN fragments f ON f.uuid = x.uuid WHERE 1{scope} GROUP BY 1 ORDER BY 1",
+                    params,
+                ).fetchall()
+            )
+            by_method = dict(
+                q(
+                    "SELECT r.method, count(*) FROM repairs r JOIN fragments f"
+                    f" ON f.uuid = r.uuid WHERE 1{scope} GROUP BY 1 ORDER BY 1",
+                    params,
+                ).fetchall()
+            )
+        cycle = None
+        if namespaces is None:
+            cycle = next(
+                iter(
+                    self.db.query(
+                        "SELECT * FROM cycles WHERE completed_at IS NOT NULL"
+                        " ORDER BY completed_at DESC LIMIT 1"
+                    )
+                ),
+                None,
+            )
         if cycle:
             for key in ("found", "repaired", "seconds"):
                 cycle[key] = json.loads(cycle[key])
+        calibration = self.calibrations()
+        if namespaces is not None:
+            calibration = {ns: c for ns, c in calibration.items() if ns in namespaces}
         return {
             "score": 1.0 if live == 0 else (healthy + approx[1]) / live,
             "live": live,
@@ -1188,9 +1228,58 @@ class HealthLedger:
                 # calibrated, but rebuilt to a fidelity below what the calibration measured
                 "below_range": below_range,
             },
-            "calibration": self.calibrations(),
+            "distribution": self._distribution(scope, params),
+            "calibration": calibration,
             "last_cycle": cycle,
         }
+
+    def _distribution(self, scope: str, params: list[str]) -> dict[str, Any]:
+        """How the live fragments' fidelities spread (a lost body is 0, an exact one 1, a
+        degraded one's body is exact), and the approximate bodies' expected recall: bins of
+        (previous bound, `le`], the first from 0, as Prometheus' histogram buckets are."""
+        found: dict[str, Any] = {}
+        for name, column, where, bounds in (
+            ("fidelity", "fidelity", LIVE, FIDELITY_BUCKETS),
+            (
+                "expected_recall",
+                "expected_recall",
+                "status = 'approximate' AND expected_recall IS NOT NULL",
+                RECALL_BUCKETS,
+            ),
+        ):
+            # A value's bin: how many bounds lie below it.
+            which = " + ".join(f"({column} > {bound})" for bound in bounds[:-1])
+            rows = self.db.execute(
+                f"SELECT {which}, count(*), sum({column}) FROM fragments f"
+                f" WHERE {where}{scope} GROUP BY 1",
+                params,
+            ).fetchall()
+            counts = {b: n for b, n, _ in rows}
+            bins = [{"le": bound, "count": counts.get(i, 0)} for i, bound in enumerate(bounds)]
+            found[name] = {
+                "bins": bins,
+                "count": sum(b["count"] for b in bins),
+                "sum": round(float(sum(t or 0.0 for b, _, t in rows if b is not None)), 6),
+            }
+        return found
+
+    def recent_history(
+        self, namespaces: list[str] | None, limit: int, before: int | None
+    ) -> list[dict[str, Any]]:
+        """The latest events of fragments (in these namespaces), newest first, with each
+        fragment's id and namespace: what happened to the store lately, by log position."""
+        scope, params = _scope(namespaces)
+        if before is not None:
+            scope += " AND h.position < ?"
+            params = [*params, before]
+        return list(
+            self.db.query(
+                "SELECT h.position, h.version, h.kind, h.at, h.detail, f.id, f.namespace"
+                " FROM history h JOIN fragments f ON f.uuid = h.uuid"
+                f" WHERE 1{scope} ORDER BY h.position DESC LIMIT ?",
+                [*params, limit],
+            )
+        )
 
     _SCRUB_COLUMNS = (
         "uuid",
@@ -1274,6 +1363,14 @@ class HealthLedger:
 
     def close(self) -> None:
         self.db.conn.close()
+
+
+def _scope(namespaces: list[str] | None) -> tuple[str, list[str]]:
+    """A condition on the fragments (aliased f) of these namespaces (None: all), to append
+    to a WHERE clause, and its parameters."""
+    if namespaces is None:
+        return "", []
+    return f" AND f.namespace IN ({','.join('?' * len(namespaces))})", list(namespaces)
 
 
 def _close_findings(conn: sqlite3.Connection, uuid: str) -> None:

@@ -24,6 +24,9 @@ One module per benchmark, each named by `carma bench NAME`:
                nearest neighbour's text copied.
 - search       recall@5 of the semantic, keyword and hybrid modes on exact-token queries
                and on paraphrases (real model).
+- serve        (HashingEmbedder, n=2000 fragments): 8 concurrent HTTP clients mixing writes
+               and searches against one `carma serve` for a fixed time, with damage midway,
+               against the same clients on the in-process API (the server extra).
 - `bench ingest --database-url URL`: the same ingest on a PostgreSQL log beside SQLite.
 """
 
@@ -38,6 +41,7 @@ from carma.bench.overhead import bench_overhead
 from carma.bench.query import bench_query
 from carma.bench.reconstruct import bench_reconstruct
 from carma.bench.search import bench_search
+from carma.bench.serve import bench_serve
 from carma.bench.shared import bench_shared
 
 #: Every benchmark by the name `carma bench NAME` gives it.
@@ -49,6 +53,7 @@ BENCHMARKS: dict[str, Callable[..., dict]] = {
     "audit": bench_audit,
     "reconstruct": bench_reconstruct,
     "search": bench_search,
+    "serve": bench_serve,
 }
 
 # `carma bench ingest --database-url URL`: the same figures on a PostgreSQL log beside SQLite.

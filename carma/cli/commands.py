@@ -654,6 +654,129 @@ def demo_cmd(ctx: Context, count: int):
         ctx.emit(report, "")
 
 
+@command(cli, "serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65_535),
+    default=8765,
+    show_default=True,
+    help="0: any free port (the address is printed).",
+)
+@click.option(
+    "--dream-every",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds between background dream cycles (0: none).",
+)
+def serve_cmd(ctx: Context, host: str, port: int, dream_every: float):
+    """Serve the store over HTTP: the API, keys scoped to namespaces, /metrics and the live
+    dashboard at /, until Ctrl-C (requests under way finish first). With no key, it listens
+    on loopback only (docs/server.md)."""
+    try:
+        from carma.server.service import serve
+    except ImportError as exc:
+        from carma.server import MISSING_EXTRA
+
+        raise InvalidInput(MISSING_EXTRA.format(name=exc.name)) from None
+
+    def started(info: dict[str, Any]) -> None:
+        url = info["url"]
+        ctx.emit(
+            info,
+            lambda: (
+                f"CARMA serving {info['home']} at {url}/\n"
+                f"  dashboard {url}/   API {url}/v1   docs {url}/docs   metrics {url}/metrics\n"
+                + (
+                    "  no key exists: listening on loopback only, every request may do "
+                    "everything (carma keys create makes one)"
+                    if info["open"]
+                    else f"  {info['keys']} key(s): every request needs one (Bearer)"
+                )
+            ),
+        )
+
+    serve(ctx.open_store, host=host, port=port, dream_every=dream_every or None, say=started)
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """Keys to `carma serve`, scoped to namespaces: create, list, revoke."""
+
+
+def _keys() -> Any:
+    from carma.server import keys
+
+    return keys
+
+
+@command(keys_group, "create")
+@click.option(
+    "--namespace", "namespaces", multiple=True, help="A namespace the key holds (repeatable)."
+)
+@click.option("--all-namespaces", is_flag=True, help="Every namespace, present and future.")
+@click.option("--read", is_flag=True, help="get, search, history, export, health.")
+@click.option("--write", is_flag=True, help="add, revise, delete, forget.")
+@click.option("--admin", is_flag=True, help="dream, verify, /metrics, keys (within its scope).")
+@click.option("--label", default="", help="What the key is for (shown by list).")
+def keys_create_cmd(
+    ctx: Context,
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    read: bool,
+    write: bool,
+    admin: bool,
+    label: str,
+):
+    """Issue a key; it is printed this once (only its digest is kept, in the log)."""
+    if bool(namespaces) == all_namespaces:
+        raise InvalidInput("give --namespace NS (one or more) or --all-namespaces")
+    rights = [r for r, given in (("read", read), ("write", write), ("admin", admin)) if given]
+    keys = _keys()
+    with ctx.memory(create=True) as mem:
+        key, key_id = keys.issue_key(mem, None if all_namespaces else namespaces, rights, label)
+    ctx.emit(
+        {"key": key, "id": key_id},
+        f"{key}\n(key {key_id}: shown this once, keep it safe; carma keys revoke {key_id})",
+    )
+
+
+@command(keys_group, "list")
+def keys_list_cmd(ctx: Context):
+    """Every key the log records (never a secret): namespaces, rights, use, revocation."""
+    keys = _keys()
+    with ctx.memory() as mem:
+        found = keys.list_keys(mem)
+    ctx.emit(
+        found,
+        lambda: (
+            "\n".join(
+                f"{k['id']}  {'revoked' if k['revoked_at'] else 'active ':<7}  "
+                f"{','.join(k['rights']):<16} "
+                f"{'(all)' if k['namespaces'] is None else ','.join(k['namespaces'])}  "
+                f"uses {k['uses']}  {k['label']}"
+                for k in found
+            )
+            or "no key"
+        ),
+    )
+
+
+@command(keys_group, "revoke")
+@click.argument("key_id")
+@click.option("--reason", default="", help="Kept in the log.")
+def keys_revoke_cmd(ctx: Context, key_id: str, reason: str):
+    """Revoke a key: every server on the log refuses it within a second."""
+    keys = _keys()
+    with ctx.memory() as mem:
+        revoked = keys.revoke_key(mem, key_id, reason)
+    ctx.emit(
+        {"id": key_id, "revoked": revoked},
+        f"revoked {key_id}" if revoked else f"{key_id} was revoked already",
+    )
+
+
 @cli.command("bench")
 @click.argument("name", type=click.Choice(list(BENCHMARKS)))
 @click.option(

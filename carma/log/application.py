@@ -48,6 +48,7 @@ from carma.domain import (
     index_copy_id,
     projection_copy_id,
 )
+from carma.domain.access import AccessKey
 from carma.domain.fragment import STORE_PROFILE_ID
 from carma.log.mapper import (
     BytesAsBase64,
@@ -82,6 +83,8 @@ EVENT_KINDS = {
         ReconstructionCalibration.CalibrationSampled,
         ReconstructionCalibration.ReconstructionCalibrated,
         ReconstructionCalibration.CalibrationDeclined,
+        AccessKey.KeyIssued,
+        AccessKey.KeyRevoked,
     )
 }
 # Only these topics may enter the log by import: decoding a topic imports its module.

@@ -28,7 +28,7 @@ def _check_common(report: dict, name: str, n: int) -> None:
     assert rss["peak_after_mib"] >= rss["peak_before_mib"]
 
 
-def test_the_benchmarks_are_the_six_the_cli_offers():
+def test_the_benchmarks_are_the_eight_the_cli_offers():
     assert set(BENCHMARKS) == {
         "ingest",
         "query",
@@ -37,6 +37,7 @@ def test_the_benchmarks_are_the_six_the_cli_offers():
         "audit",
         "reconstruct",
         "search",
+        "serve",  # tests/server/test_bench_serve.py runs it (the server extra)
     }
     assert all(callable(fn) for fn in BENCHMARKS.values())
 

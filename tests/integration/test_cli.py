@@ -192,7 +192,13 @@ def test_rebuild_and_stats(run):
 
 
 def test_every_command_has_home_and_json_options():
-    for name, command in cli.commands.items():
+    commands = {
+        f"{name} {sub}" if sub else name: command
+        for name, group in cli.commands.items()
+        for sub, command in (getattr(group, "commands", None) or {"": group}).items()
+    }  # a group's (`keys`) commands each
+    assert "keys create" in commands
+    for name, command in commands.items():
         options = {o for p in command.params for o in getattr(p, "opts", [])}
         assert "--json" in options, name
         if name != "bench":

@@ -267,9 +267,7 @@ class StoreAgainstModel(CarmaStateMachine):
                 if row["uuid"] not in first or row["status"] not in ("deleted", "forgotten")
             ]
             # The metadata index says what the row's metadata said: unsaid with it.
-            unsaid = {
-                row["uuid"] for row in state["ledger"]["fragments"] if "metadata" not in row
-            }
+            unsaid = {row["uuid"] for row in state["ledger"]["fragments"] if "metadata" not in row}
             state["ledger"]["metadata_index"] = [
                 row for row in state["ledger"]["metadata_index"] if row["uuid"] not in unsaid
             ]

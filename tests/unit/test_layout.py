@@ -25,7 +25,14 @@ LAYERS = {
     "carma.healing": {"carma.domain", "carma.projections"},
     "carma.log": {"carma.domain"},
 }
-CLIENTS = ("carma.cli", "carma.demo", "carma.bench", "carma.integrations", "carma.testing")
+CLIENTS = (
+    "carma.cli",
+    "carma.demo",
+    "carma.bench",
+    "carma.integrations",
+    "carma.testing",
+    "carma.server",
+)
 
 
 def _modules() -> dict[str, Path]:

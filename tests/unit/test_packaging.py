@@ -62,6 +62,18 @@ def test_the_wheel_pins_no_torch_and_asks_for_postgres_only_as_an_extra(wheel):
     )
 
 
+def test_the_server_is_an_extra_and_its_pages_are_in_the_wheel(wheel):
+    archive = zipfile.ZipFile(wheel)
+    (meta,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+    requires = email.message_from_bytes(archive.read(meta)).get_all("Requires-Dist")
+    for name in ("fastapi", "uvicorn", "prometheus-client"):
+        found = [r for r in requires if r.startswith(name)]
+        assert found and all('extra == "server"' in r for r in found), name
+    names = set(archive.namelist())
+    for page in ("index.html", "dashboard.js", "dashboard.css", "docs.html", "docs.js"):
+        assert f"carma/server/static/{page}" in names
+
+
 def test_the_installed_wheel_runs_from_its_own_files(wheel, tmp_path):
     target = tmp_path / "site"
     done = subprocess.run(

@@ -14,6 +14,7 @@ from carma.domain import (
     StoreProfile,
     VectorIndexCopy,
 )
+from carma.domain.access import AccessKey
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic, resolve_topic
 
@@ -49,8 +50,12 @@ STORED = {
     "domain.calibration:ReconstructionCalibration.CalibrationSampled",
     "domain.calibration:ReconstructionCalibration.ReconstructionCalibrated",
     "domain.calibration:ReconstructionCalibration.CalibrationDeclined",
+    "domain.access:AccessKey",
+    "domain.access:AccessKey.KeyIssued",
+    "domain.access:AccessKey.KeyRevoked",
 }
 AGGREGATES = (
+    AccessKey,
     Fragment,
     StoreProfile,
     DreamCycle,
