@@ -21,6 +21,11 @@ def status_text(f: Any) -> str:
             f" · share of words unknown ({f.expected_recall_unknown or 'not calibrated'})"
             if f.expected_recall is None
             else f" · ~{f.expected_recall:.0%} of words expected"
+            + (
+                f" (as measured on the {f.expected_recall_source}, not on this namespace)"
+                if f.expected_recall_source not in (None, "namespace")
+                else ""
+            )
         )
         return (
             f"≈ approximate · fidelity {f.fidelity:.2f}{recall} "
