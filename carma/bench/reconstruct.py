@@ -184,7 +184,8 @@ def shipped_calibration(
             (str(fragment_uuid(item["id"])) for item in items),
             key=lambda u: hashlib.sha256(f"shipped:{u}".encode()).digest(),
         )[:sample_size]
-        fit = ReconstructionCalibration(namespace="(shipped)", method=method)
+        assert calibrator.method is not None
+        fit = ReconstructionCalibration(namespace="(shipped)", method=calibrator.method)
         fit.start(uuids, len(items), calibrator.describe(), None)
         for start in range(0, len(uuids), 5):
             chunk = uuids[start : start + 5]
@@ -203,7 +204,7 @@ def shipped_calibration(
         }
         return {
             "model": embedder.name,
-            "method": method,
+            "method": calibrator.method,  # what the name means with this embedder
             "curve": fit.curve,
             "curves": fit.curves,
             "summary": summary,

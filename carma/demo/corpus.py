@@ -162,7 +162,8 @@ def by_module(part: str | None = None) -> dict[str, list[str]]:
     memories are. Each is capped at a size given by a hash of the module's name (MODULE_CAPS
     in turn, LARGE_CAP for a third of the modules that have that many); modules with fewer
     than MIN_MODULE_SENTENCES sentences are left out. `part`: only the modules of one of
-    PARTS (None: all)."""
+    PARTS (None: all). Keys are module names without leading or trailing underscores, so
+    that each is a valid namespace."""
     root = Path(sysconfig.get_paths()["stdlib"])
     found: dict[str, list[str]] = {}
     seen: set[str] = set()
@@ -193,5 +194,5 @@ def by_module(part: str | None = None) -> dict[str, list[str]]:
             cap = MODULE_CAPS[[m for m in kept if m not in large].index(module) % len(MODULE_CAPS)]
         # Spread over the module (not its first file's opening): every `step`-th sentence.
         step = max(1, len(sentences) // cap)
-        out[module] = sentences[::step][:cap]
+        out[module.strip("_")] = sentences[::step][:cap]  # a namespace starts with a letter
     return out
