@@ -53,7 +53,7 @@ NAMESPACES = 3
 CYCLES = 3
 METHODS = ("automatic", "semantic-blend")  # the default first, then the one it replaced
 SETTINGS = ("large", "small", "shipped")
-SHIPPED_SAMPLE = 150  # fragments of the shipped part rebuilt for the shipped calibration
+SHIPPED_SAMPLE = 80  # fragments of the shipped part rebuilt for it: a namespace's sample size
 SHIPPED_SOURCE = "shipped public corpus"
 SMALL_VICTIM_SHARE = 0.12  # enough victims for at least 20 in each size band
 BANDS = (("<=15", 0, 15), ("16-40", 16, 40), (">40", 41, 10**9))  # fragments in a namespace
@@ -218,7 +218,10 @@ def bench_reconstruct(
     progress: Progress = None,
     methods: tuple[str, ...] = METHODS,
     setting: str = "large",
+    calibrate_budget_s: float | None = None,
 ) -> dict[str, Any]:
+    """`calibrate_budget_s`: each cycle's calibration budget; None: the setting's own (large:
+    the first cycle calibrates to the end; small: the product's default)."""
     if setting not in SETTINGS:
         raise ValueError(f"setting is one of {SETTINGS}, not {setting!r}")
     if setting == "shipped":
@@ -265,7 +268,9 @@ def bench_reconstruct(
     for method in methods:  # each on its own copy of the same damage
         home = workdir / method
         shutil.copytree(damaged, home)
-        runs[method] = _run(home, method, embedder, victims, originals, progress, small)
+        runs[method] = _run(
+            home, method, embedder, victims, originals, progress, small, calibrate_budget_s
+        )
         if small:
             runs[method]["bands"] = _bands(runs[method].pop("per_victim"), victims, sizes)
         else:
@@ -348,6 +353,7 @@ def bench_reconstruct(
             name: sum(low <= size <= high for size in sizes.values()) for name, low, high in BANDS
         },
         "build_s": round(build_s, 2),
+        "calibrate_budget_s": calibrate_budget_s,
         # The product's own per-fragment budgets, in texts scored: the figures above do not
         # depend on the machine's load (only the seconds do).
         "budgets_evaluations": {
@@ -402,6 +408,7 @@ def _run(
     originals: dict[str, dict[str, Any]],
     progress: Progress,
     small: bool = False,
+    calibrate_budget_s: float | None = None,
 ) -> dict[str, Any]:
     """Three dream cycles of one reconstruction method over the damaged store."""
     mem = carma.open(
@@ -409,7 +416,9 @@ def _run(
     )
     try:
         healer = mem.dreamer.healer
-        if not small:
+        if calibrate_budget_s is not None:
+            mem.dreamer.calibrate_budget_s = calibrate_budget_s
+        elif not small:
             mem.dreamer.calibrate_budget_s = 86_400.0  # the first cycle calibrates to the end
         # (small: the product's default per-cycle calibration budget, which is what decides
         # how many approximate fragments carry an expected recall after three cycles)

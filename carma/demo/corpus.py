@@ -7,6 +7,7 @@ Sources are parsed with `ast` (never imported: some modules act on import).
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import itertools
 import re
@@ -156,6 +157,26 @@ def module_part(module: str) -> str:
     return PARTS[hashlib.sha256(module.encode()).digest()[0] % len(PARTS)]
 
 
+@functools.cache
+def _module_sentences() -> dict[str, tuple[str, ...]]:
+    """Every usable docstring sentence, by top-level module. Every part is read, so that a
+    sentence two modules share belongs to the first one only, whichever part is asked for:
+    no text is in two parts."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    found: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for path in _sources():
+        module = path.relative_to(root).parts[0].removesuffix(".py")
+        for doc in _docstrings(path):
+            for paragraph in doc.split("\n\n"):
+                flat = " ".join(paragraph.split())
+                for sentence in _SENTENCE_END.split(flat):
+                    if _usable(sentence) and sentence not in seen:
+                        seen.add(sentence)
+                        found.setdefault(module, []).append(sentence)
+    return {m: tuple(texts) for m, texts in found.items()}
+
+
 def by_module(part: str | None = None) -> dict[str, list[str]]:
     """Sentences of the standard library's docstrings, one list per top-level module (a package
     is one module), in a fixed order: many small collections on unrelated subjects, as agents'
@@ -164,20 +185,11 @@ def by_module(part: str | None = None) -> dict[str, list[str]]:
     than MIN_MODULE_SENTENCES sentences are left out. `part`: only the modules of one of
     PARTS (None: all). Keys are module names without leading or trailing underscores, so
     that each is a valid namespace."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    found: dict[str, list[str]] = {}
-    seen: set[str] = set()
-    for path in _sources():
-        module = path.relative_to(root).parts[0].removesuffix(".py")
-        if part is not None and module_part(module) != part:
-            continue
-        for doc in _docstrings(path):
-            for paragraph in doc.split("\n\n"):
-                flat = " ".join(paragraph.split())
-                for sentence in _SENTENCE_END.split(flat):
-                    if _usable(sentence) and sentence not in seen:
-                        seen.add(sentence)
-                        found.setdefault(module, []).append(sentence)
+    found = {
+        m: list(texts)
+        for m, texts in _module_sentences().items()
+        if part is None or module_part(m) == part
+    }
     kept = sorted(
         (m for m, sentences in found.items() if len(sentences) >= MIN_MODULE_SENTENCES),
         key=lambda m: hashlib.sha256(f"cap:{m}".encode()).digest(),
