@@ -97,6 +97,11 @@ def _calibration_check(
             "expected": None if expected is None else round(expected, 4),
             "measured": None if actual is None else round(actual, 4),
             "error": None if expected is None else round(abs(expected - actual), 4),
+            # where each expected recall was measured: the namespace, or the shipped corpus
+            "sources": {
+                source: sum(finals[k].expected_recall_source == source for k in said)
+                for source in sorted({finals[k].expected_recall_source for k in said})
+            },
         }
 
     per_namespace = {}
