@@ -194,8 +194,9 @@ class Calibrator:
                 return {"status": "too-small", "exact_fragments": len(exact), "needed": MIN_SAMPLE}
             if not (force or stale or calibration.due(len(exact))):
                 return {"status": said, **(calibration.summary or {})}
-            if not may_measure:
-                return {"status": "waiting" if not shipped else said, **(calibration.summary or {})}
+            if not may_measure:  # the cycle's budget went to namespaces with more bodies
+                meanwhile = {"meanwhile": calibration.source} if shipped else {}
+                return {"status": "adopted" if adopted else "waiting", **meanwhile}
             # A sample that does not depend on the order fragments were written in.
             sample = sorted(
                 exact, key=lambda u: hashlib.sha256(f"{namespace}:{u}".encode()).digest()
@@ -216,18 +217,20 @@ class Calibrator:
             calibration.complete(cycle_id)
             if not self._record(calibration):
                 return {"status": "busy"}
-        measured_now = len(calibration.measured) - started
+        done = {"measured_now": len(calibration.measured) - started}
         if calibration.in_progress:
             return {
                 "status": "calibrating",
                 "measured": len(calibration.measured),
                 "of": len(calibration.sample),
-                "measured_now": measured_now,
+                **done,
                 **({"meanwhile": calibration.source} if shipped else {}),
             }
-        if calibration.curve is None:
-            return {"status": "too-small", **(calibration.declined or {}), "measured_now": 1}
-        return {"status": "calibrated", **(calibration.summary or {}), "measured_now": 1}
+        # (measured_now: how many sample fragments this call measured; calibrate() drops it)
+        if calibration.curve is None or calibration.source != NAMESPACE_SOURCE:
+            # its sample shrank below the minimum by deletions: declined, not guessed
+            return {"status": "too-small", **(calibration.declined or {}), **done}
+        return {"status": "calibrated", **(calibration.summary or {}), **done}
 
     def _measure_some(
         self,
