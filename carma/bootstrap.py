@@ -264,7 +264,7 @@ def bootstrap(
         restore_keys=log.mapper.keys.restore_copies,
         refine_budget_s=_or(options.refine_budget, REFINE_BUDGET_S),
         calibrator=Calibrator(
-            log, healer, ledger, lock, shipped=shipped_calibration(embedder, rebuilds)
+            log, healer, ledger, lock, shipped=lambda: shipped_calibration(embedder, rebuilds)
         ),
         calibrate_budget_s=_or(options.calibrate_budget, CALIBRATE_BUDGET_S),
     )

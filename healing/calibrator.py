@@ -81,13 +81,14 @@ class Calibrator:
         lock: Any,
         refinements: int = REFINEMENTS,
         sample_size: int = SAMPLE_SIZE,
-        shipped: dict[str, Any] | None = None,
+        shipped: Callable[[], dict[str, Any] | None] = lambda: None,
     ):
         self.log = log
         # A calibration measured on public text shipped with the package, for this model
         # and reconstructor (the composition root checks both): adopted where a namespace
-        # has no calibration of its own yet, or is too small for one.
-        self.shipped = shipped
+        # has no calibration of its own yet, or is too small for one. Read when a cycle
+        # calibrates, not when the store opens (most opens never calibrate).
+        self._shipped = shipped
         self.healer = healer  # whose reconstructor, budgets and neighbours are calibrated
         self.ledger = ledger
         self._lock = lock
@@ -119,12 +120,13 @@ class Calibrator:
         mine = [(-count, ns) for ns, method, count in counts if method == self.method]
         return [ns for _, ns in sorted(mine)]
 
-    def shipped_applies(self) -> bool:
-        """Whether the shipped calibration describes this reconstructor as it is now."""
-        return (
-            self.shipped is not None
-            and self.shipped.get("summary", {}).get("reconstructor") == self.describe()
-        )
+    @property
+    def shipped(self) -> dict[str, Any] | None:
+        """The shipped calibration, if it describes this reconstructor as it is now."""
+        found = self._shipped()
+        if found is None or found.get("summary", {}).get("reconstructor") != self.describe():
+            return None
+        return found
 
     def calibrate(
         self,
@@ -145,13 +147,16 @@ class Calibrator:
         if self.method is None:
             return {}
         deadline = None if budget_s is None else time.perf_counter() + budget_s
+        shipped = self.shipped
         outcomes: dict[str, Any] = {}
         measured_any = False
         for ns in namespaces:
             may_measure = not (
                 measured_any and deadline is not None and time.perf_counter() >= deadline
             )
-            outcomes[ns] = self._calibrate(ns, deadline, cycle_id, force, progress, may_measure)
+            outcomes[ns] = self._calibrate(
+                ns, deadline, cycle_id, force, progress, may_measure, shipped
+            )
             measured_any = measured_any or outcomes[ns].get("measured_now", 0) > 0
         for outcome in outcomes.values():
             outcome.pop("measured_now", None)
@@ -165,15 +170,12 @@ class Calibrator:
         force: bool,
         progress: Callable[[str, int, int], Any] | None,
         may_measure: bool = True,
+        shipped: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         assert self.method is not None
         calibration: ReconstructionCalibration = self.log.calibration(namespace, self.method)
         adopted = False
-        if (
-            self.shipped is not None
-            and self.shipped_applies()
-            and calibration.adopt(self.shipped, cycle_id)
-        ):
+        if shipped is not None and calibration.adopt(shipped, cycle_id):
             if not self._record(calibration):
                 return {"status": "busy"}
             adopted = True
@@ -183,7 +185,7 @@ class Calibrator:
             calibration.summary is not None
             and calibration.summary.get("reconstructor") != self.describe()
         )
-        shipped = calibration.curve is not None and calibration.source != NAMESPACE_SOURCE
+        elsewhere = calibration.curve is not None and calibration.source != NAMESPACE_SOURCE
         said = "adopted" if adopted else "current"  # an adopted curve is news for a cycle
         if not calibration.in_progress:
             if len(exact) < MIN_SAMPLE and calibration.curve is not None and not stale:
@@ -195,7 +197,7 @@ class Calibrator:
             if not (force or stale or calibration.due(len(exact))):
                 return {"status": said, **(calibration.summary or {})}
             if not may_measure:  # the cycle's budget went to namespaces with more bodies
-                meanwhile = {"meanwhile": calibration.source} if shipped else {}
+                meanwhile = {"meanwhile": calibration.source} if elsewhere else {}
                 return {"status": "adopted" if adopted else "waiting", **meanwhile}
             # A sample that does not depend on the order fragments were written in.
             sample = sorted(
@@ -224,7 +226,7 @@ class Calibrator:
                 "measured": len(calibration.measured),
                 "of": len(calibration.sample),
                 **done,
-                **({"meanwhile": calibration.source} if shipped else {}),
+                **({"meanwhile": calibration.source} if elsewhere else {}),
             }
         # (measured_now: how many sample fragments this call measured; calibrate() drops it)
         if calibration.curve is None or calibration.source != NAMESPACE_SOURCE:

@@ -55,7 +55,6 @@ METHODS = ("automatic", "semantic-blend")  # the default first, then the one it 
 SETTINGS = ("large", "small", "shipped")
 SHIPPED_SAMPLE = 80  # fragments of the shipped part rebuilt for it: a namespace's sample size
 SHIPPED_SOURCE = "shipped public corpus"
-SMALL_VICTIM_SHARE = 0.12  # enough victims for at least 20 in each size band
 BANDS = (("<=15", 0, 15), ("16-40", 16, 40), (">40", 41, 10**9))  # fragments in a namespace
 MIN_VICTIMS_PER_BAND = 20
 CALIBRATED_SHARE_TARGET = 0.9  # approximate fragments with an expected recall, cycle 3
@@ -140,21 +139,21 @@ def _damage(mem: Any, keys: list[str]) -> None:
         mem.log.tables.overwrite(uuid, 1, bytes(damaged))
 
 
-def _items(setting: str, n: int) -> tuple[list[dict[str, Any]], float]:
-    """The stored texts of a setting, and the share of them destroyed."""
+def _items(setting: str, n: int) -> list[dict[str, Any]]:
+    """The stored texts of a setting."""
     if setting == "small":
         # One namespace per standard-library module of the report part (modules no method
         # choice was tuned on, and not the shipped part either): docs/benchmarks.md.
         modules = by_module("report")
         texts = [(m, t) for m, sentences in modules.items() for t in sentences][:n]
         items = [{"text": t, "id": f"d{i}", "namespace": m} for i, (m, t) in enumerate(texts)]
-        return items, SMALL_VICTIM_SHARE
+        return items
     texts = corpus(n)
     block = -(-len(texts) // NAMESPACES)
     items = [
         {"text": t, "id": f"d{i}", "namespace": f"ns{i // block}"} for i, t in enumerate(texts)
     ]
-    return items, VICTIM_SHARE
+    return items
 
 
 def shipped_calibration(
@@ -249,7 +248,7 @@ def bench_reconstruct(
     n = n or (10**6 if small else N)
     before = peak_rss_mib()
     embedder = SentenceTransformerEmbedder()
-    items, victim_share = _items(setting, n)
+    items = _items(setting, n)
     sizes: dict[str, int] = {}
     for item in items:
         sizes[item["namespace"]] = sizes.get(item["namespace"], 0) + 1
@@ -261,10 +260,22 @@ def bench_reconstruct(
             mem.add_many(items[start : start + 500])
             say(progress, f"reconstruct: stored {min(start + 500, len(items))}/{len(items)}")
         build_s = time.perf_counter() - started
-        victims = sorted(
-            random.Random(0).sample(list(originals), round(len(items) * victim_share)),
-            key=lambda k: int(k[1:]),
-        )
+        if small:
+            # The same number in each namespace-size band, so that each is measured.
+            victims = sorted(
+                (
+                    key
+                    for _, low, high in BANDS
+                    for band in [[i["id"] for i in items if low <= sizes[i["namespace"]] <= high]]
+                    for key in random.Random(0).sample(band, min(MIN_VICTIMS_PER_BAND, len(band)))
+                ),
+                key=lambda k: int(k[1:]),
+            )
+        else:
+            victims = sorted(
+                random.Random(0).sample(list(originals), round(len(items) * VICTIM_SHARE)),
+                key=lambda k: int(k[1:]),
+            )
         for key in victims:
             mem.cache.path_of(fragment_uuid(key)).unlink()
         _damage(mem, victims)

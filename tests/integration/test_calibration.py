@@ -377,8 +377,8 @@ def test_a_namespace_with_no_calibration_of_its_own_reads_the_shipped_one_labell
         calibrator = mem.dreamer.calibrator
         # The test's budgets are smaller than the product's: a calibration measured with the
         # product's describes another reconstructor, and is not adopted.
-        calibrator.shipped = shipped
-        assert not calibrator.shipped_applies()
+        calibrator._shipped = lambda: shipped
+        assert calibrator.shipped is None
         mem.dreamer.calibrate_budget_s = 0.0
         mem.dream()
         assert mem.get("tiny1").expected_recall is None
@@ -386,7 +386,7 @@ def test_a_namespace_with_no_calibration_of_its_own_reads_the_shipped_one_labell
         mem.dreamer.healer.reconstruct_evaluations = 288
         mem.dreamer.healer.refine_evaluations = 192
         calibrator.refinements = 3
-        assert calibrator.shipped_applies()
+        assert calibrator.shipped == shipped
         report = mem.dream()
         assert report["calibration"]["tiny"]["status"] == "adopted"
         few1 = mem.get("few1")
