@@ -49,7 +49,9 @@ def test_a_reconstruction_holds_no_word_of_another_namespace(a, b, victim, mirro
             mem.dream()
             mem.dream()  # a refinement too
             rebuilt = mem.get(f"a{victim}")
-        assert rebuilt.status == "approximate"  # (its text is rebuilt, not restored)
+        # Rebuilt approximately, or, where its own namespace's words make it again, proven
+        # the original by its content hash (exact-rebuilt): A's text either way.
+        assert rebuilt.status == "approximate" or rebuilt.text == a[victim]
         own = {w for t in a for w in re.findall(r"\w+", t)}
         words = set(re.findall(r"\w+", rebuilt.text))
         assert words <= own
