@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 import carma
 from carma.cli import cli
+from carma.cli.render import calibration_text
 from carma.demo.corpus import corpus
 from tests.integration.test_log_damage import flip_event
 
@@ -402,6 +403,8 @@ def test_a_namespace_with_no_calibration_of_its_own_reads_the_shipped_one_labell
         )
         health = mem.health()["calibration"]
         assert health["tiny"]["semantic-blend"]["source"] == SHIPPED_SOURCE
+        said = calibration_text(health["tiny"]["semantic-blend"])  # as `carma health` says it
+        assert said.startswith("reads the calibration measured on the shipped public corpus")
         assert health["few"]["semantic-blend"]["exact_fragments"] == 0  # none of its own
         # The namespace's own calibration, once measured, replaces it.
         assert mem.calibrate("few")["few"]["status"] == "calibrated"
