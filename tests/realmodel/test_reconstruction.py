@@ -48,17 +48,17 @@ def test_the_automatic_rebuild_uses_its_namespace_and_the_models_vocabulary_only
         mem.add_many(
             [{"text": t, "id": f"o{i}", "namespace": "other"} for i, t in enumerate(other)]
         )
-    flip_event(home, f"agent{VICTIM}")
+    flip_event(home, f"a{VICTIM}")
     with carma.open(home, embedder=minilm) as mem:
-        mem.cache.path_of(fragment_uuid(f"agent{VICTIM}")).unlink()
+        mem.cache.path_of(fragment_uuid(f"a{VICTIM}")).unlink()
         assert mem.dreamer.healer.reconstructor.method == "automatic"  # the default
         mem.dreamer.healer.reconstruct_evaluations = 96  # small: the bench measures real ones
         mem.dreamer.healer.refine_evaluations = 48
         mem.dreamer.calibrate_budget_s = 0.0
         mem.dream()
         mem.dream()
-        record = mem.get(f"agent{VICTIM}")
-        history = [(e.kind, e.detail.get("method")) for e in mem.history(f"agent{VICTIM}")]
+        record = mem.get(f"a{VICTIM}")
+        history = [(e.kind, e.detail.get("method")) for e in mem.history(f"a{VICTIM}")]
         vectors = minilm.embed([AGENT[VICTIM], *(t for i, t in enumerate(AGENT) if i != VICTIM)])
     assert record.status == "approximate"
     assert ("reconstructed", "automatic") in history
