@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo serve test explore soak install clean
+.PHONY: demo serve test explore soak install clean shipped-calibration
 
 # Runs the command after it with a PostgreSQL server for the shared-log suites, and stops the
 # server afterwards if it started it (a server the user started is left running).
@@ -52,6 +52,17 @@ soak: install
 	CARMA_SOAK_TRIALS=334 CARMA_SOAK_HOSTILE=2500 CARMA_SOAK_REPORT=bench-results/soak.jsonl \
 	CARMA_REQUIRE_POSTGRES=1 $(WITH_POSTGRES) $(BIN)/python -m pytest -q -p no:cacheprovider \
 		tests/reliability tests/property/test_model.py --hypothesis-profile=long --durations=10
+
+# The calibration that ships with the package (carma/data/shipped-calibration.json): the
+# default method measured on the "shipped" part of the standard library's docstrings, as
+# docs/reconstruction.md says. SAMPLE fragments; at 40, about an hour on two busy cores.
+SAMPLE ?= 40
+shipped-calibration: install
+	$(BIN)/carma bench reconstruct --setting shipped -n $(SAMPLE) \
+		--out bench-results/reconstruct-shipped.json
+	$(BIN)/python -c "import json; r = json.load(open('bench-results/reconstruct-shipped.json')); \
+		open('carma/data/shipped-calibration.json', 'w').write( \
+		json.dumps(r['shipped_calibration'], indent=1) + '\n')"
 
 clean:
 	rm -rf $(VENV) .carma-demo .pytest_cache .hypothesis

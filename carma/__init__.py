@@ -60,9 +60,11 @@ def open(
     calibrate_budget: seconds each dream cycle may spend calibrating the reconstructor in
     namespaces that hold approximate bodies (default 20; see `Memory.calibrate`).
     reconstructor: how a body with no exact copy left is rebuilt from its embedding:
-    "semantic-blend" (default; neighbours' sentences, refined by word edits: readable) or
-    "gradient-swap" (token edits proposed by the model's gradient; default
-    $CARMA_RECONSTRUCTOR). Each is calibrated on its own.
+    "automatic" (default: per fragment, the neighbours' sentences where they come near, else
+    the model's gradient-guided search, refined by the gradient; with an embedder that has no
+    gradient, the blend), or one method pinned: "semantic-blend" (neighbours' sentences,
+    refined by word edits) or "gradient-swap" (token edits proposed by the model's gradient).
+    Default $CARMA_RECONSTRUCTOR. Each is calibrated on its own.
     cipher_key: encrypt the log at rest with AES-GCM (base64 of 16, 24 or 32 bytes; default
     $CARMA_CIPHER_KEY). A store is always opened with the key it was created with.
     log_passes: a scrub reads the log's new events and a rolling slice of its old ones, so

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from contextlib import nullcontext
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +18,8 @@ from carma.copies import HomeFiles, open_ledger
 from carma.domain import DIMENSION_MAX, InvalidInput, StoreProfile
 from carma.embedding import Embedder, SentenceTransformerEmbedder, VectorsOnly, embedder_for
 from carma.healing import Calibrator, Dreamer, Healer, Reconstructor, Scrubber
+from carma.healing.automatic import METHOD as AUTOMATIC
+from carma.healing.automatic import AutomaticReconstructor
 from carma.healing.calibrator import CALIBRATE_BUDGET_S
 from carma.healing.dreamer import REFINE_BUDGET_S
 from carma.healing.gradient import METHOD as GRADIENT
@@ -32,17 +36,23 @@ from carma.projections import FragmentCache, ProjectionRunner, VectorIndex
 if TYPE_CHECKING:
     from carma.log.postgres import PostgresURL
 
-RECONSTRUCTORS = (BLEND, GRADIENT)
+RECONSTRUCTORS = (AUTOMATIC, BLEND, GRADIENT)
 
 
 def reconstructor_for(name: str | None, embedder: Embedder) -> Reconstructor:
-    """The semantic reconstructor by name (None: the readable neighbour blend); the
-    gradient-guided search needs a transformer to differentiate."""
-    name = name or BLEND
+    """The semantic reconstructor by name (None: automatic). The automatic one chooses per
+    fragment between the neighbour blend and the gradient-guided search, which needs a
+    transformer to differentiate: with an embedder that has none, the blend is the only
+    method there is, and automatic means it."""
+    name = name or AUTOMATIC
+    token_model = getattr(embedder, "token_model", None)
+    if name == AUTOMATIC:
+        if token_model is None:
+            return Reconstructor(embedder.embed)
+        return AutomaticReconstructor(embedder.embed, token_model)
     if name == BLEND:
         return Reconstructor(embedder.embed)
     if name == GRADIENT:
-        token_model = getattr(embedder, "token_model", None)
         if token_model is None:
             raise InvalidInput(
                 f"the {GRADIENT} reconstructor needs a transformer model "
@@ -50,6 +60,26 @@ def reconstructor_for(name: str | None, embedder: Embedder) -> Reconstructor:
             )
         return GradientReconstructor(embedder.embed, token_model)
     raise InvalidInput(f"unknown reconstructor {name!r}; known: {', '.join(RECONSTRUCTORS)}")
+
+
+# A calibration of each reconstruction method measured on public text that ships with the
+# package (`carma bench reconstruct --setting shipped`, docs/reconstruction.md): a namespace
+# with no calibration of its own yet, or too small for one, reads its expected recall there.
+SHIPPED_CALIBRATION = "data/shipped-calibration.json"
+
+
+def shipped_calibration(embedder: Embedder, reconstructor: Reconstructor | None) -> dict | None:
+    """The shipped calibration for this model and reconstruction method, if there is one
+    (the calibrator also checks it describes the reconstructor's budgets as they are)."""
+    if reconstructor is None:
+        return None
+    source = resources.files("carma").joinpath(SHIPPED_CALIBRATION)
+    if not source.is_file():
+        return None
+    for entry in json.loads(source.read_text(encoding="utf-8"))["calibrations"]:
+        if entry["model"] == embedder.name and entry["method"] == reconstructor.method:
+            return entry
+    return None
 
 
 def open_log(
@@ -237,7 +267,9 @@ def bootstrap(
         health,
         restore_keys=log.mapper.keys.restore_copies,
         refine_budget_s=_or(options.refine_budget, REFINE_BUDGET_S),
-        calibrator=Calibrator(log, healer, ledger, lock),
+        calibrator=Calibrator(
+            log, healer, ledger, lock, shipped=lambda: shipped_calibration(embedder, rebuilds)
+        ),
         calibrate_budget_s=_or(options.calibrate_budget, CALIBRATE_BUDGET_S),
         files=files,
     )

@@ -540,12 +540,13 @@ class Memory:
             *self._expected_recall(fragment),
         )
 
-    def _expected_recall(self, fragment: Fragment) -> tuple[float | None, str | None]:
+    def _expected_recall(self, fragment: Fragment) -> tuple[float | None, str | None, str | None]:
         """An approximate body's expected share of the original's words, read off the
-        latest calibration of its namespace (which may be newer than its repair), or None
-        and why not: never a figure the store did not measure."""
+        latest calibration of its namespace (which may be newer than its repair), and where
+        that calibration was measured; or None and why not: never a figure that was not
+        measured."""
         if not fragment.approximate or fragment.namespace is None:
-            return None, None
+            return None, None, None
         method, ns = fragment.reconstructed_by, fragment.namespace
         with self._lock:
             expected = (
@@ -556,9 +557,12 @@ class Memory:
                 )
             )
             if expected is not None:
-                return expected, None
-            return None, self.ledger.recall_unknown(
-                ns, method, fragment.fidelity, fragment.refinements
+                assert method is not None
+                return expected, None, self.ledger.calibration_source(ns, method)
+            return (
+                None,
+                self.ledger.recall_unknown(ns, method, fragment.fidelity, fragment.refinements),
+                None,
             )
 
     def _record(self, row: dict[str, Any]) -> FragmentRecord:
@@ -1249,6 +1253,7 @@ def _record_of(
     fragment: Fragment,
     expected_recall: float | None = None,
     recall_unknown: str | None = None,
+    recall_source: str | None = None,
 ) -> FragmentRecord:
     """A fragment as the log holds it: exact, approximate (labelled, with its fidelity), or
     lost (no text at all)."""
@@ -1268,6 +1273,7 @@ def _record_of(
         fidelity=fidelity,
         expected_recall=expected_recall if status == "approximate" else None,
         expected_recall_unknown=recall_unknown if status == "approximate" else None,
+        expected_recall_source=recall_source if status == "approximate" else None,
         content_hash=digest,
     )
 

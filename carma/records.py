@@ -26,6 +26,10 @@ class FragmentRecord(BaseModel):
     # Why an approximate body has no expected recall (not calibrated, too small to calibrate,
     # or a fidelity below the range its calibration measured); None otherwise.
     expected_recall_unknown: str | None = None
+    # Where the calibration that expected recall is read off was measured: "namespace" (the
+    # fragment's own namespace) or, until that is measured, the public text of a calibration
+    # shipped with the package ("shipped public corpus"); None without an expected recall.
+    expected_recall_source: str | None = None
     content_hash: str
 
 

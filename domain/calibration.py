@@ -22,6 +22,7 @@ from eventsourcing.domain import Aggregate, event
 SAMPLE_SIZE = 80  # fragments tried per calibration
 MIN_SAMPLE = 20  # fewer exact fragments than this: too small to calibrate, and said so
 REFRESH_GROWTH = 1.5  # recalibrate once the namespace has grown by half
+NAMESPACE_SOURCE = "namespace"  # a calibration measured on the namespace's own fragments
 
 
 def calibration_id(namespace: str, method: str) -> UUID:
@@ -201,6 +202,33 @@ class ReconstructionCalibration(Aggregate):
         self.curve, self.curves, self.summary = curve, curves, summary
         self.calibrated_size = summary["exact_fragments"]
         self.sample, self.declined = [], None
+
+    def adopt(self, shipped: dict[str, Any], cycle_id: UUID | None) -> bool:
+        """Take, until the namespace's own calibration completes, a calibration measured
+        elsewhere on public text (`shipped`: its curve, curves per stage and summary, whose
+        `source` says where it was measured): an estimate, labelled as such everywhere it is
+        read, better than none while the namespace is too small or not measured yet. Only a
+        calibration with no curve of its own and none under way adopts one (a calibration
+        under way keeps its sample). Recorded as any calibration's fit is, so that every
+        reading of expected recall goes through the same projection; its `exact_fragments`
+        is 0 (none of this namespace's), which leaves the namespace due for its own."""
+        if self.curve is not None or self.in_progress:
+            return False
+        if not shipped.get("summary", {}).get("source"):
+            raise ValueError("an adopted calibration says where it was measured (its source)")
+        self._calibrated(
+            curve=shipped["curve"],
+            curves=shipped["curves"],
+            summary={**shipped["summary"], "exact_fragments": 0},
+            cycle_id=cycle_id,
+        )
+        return True
+
+    @property
+    def source(self) -> str:
+        """Where the curve in force was measured: the namespace's own fragments, or the
+        public text named by an adopted calibration."""
+        return (self.summary or {}).get("source") or NAMESPACE_SOURCE
 
     def expected_recall(self, fidelity: float, refinements: int = 0) -> float | None:
         if self.curve is None:

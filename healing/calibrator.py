@@ -31,7 +31,7 @@ from carma.domain import (
     ReconstructionCalibration,
     content_hash,
 )
-from carma.domain.calibration import MIN_SAMPLE, SAMPLE_SIZE
+from carma.domain.calibration import MIN_SAMPLE, NAMESPACE_SOURCE, SAMPLE_SIZE
 from carma.healing.healer import NEIGHBOURS, Healer
 from carma.healing.reconstructor import Reconstruction, vocabulary_of
 from carma.projections import HealthLedger
@@ -81,8 +81,14 @@ class Calibrator:
         lock: Any,
         refinements: int = REFINEMENTS,
         sample_size: int = SAMPLE_SIZE,
+        shipped: Callable[[], dict[str, Any] | None] = lambda: None,
     ):
         self.log = log
+        # A calibration measured on public text shipped with the package, for this model
+        # and reconstructor (the composition root checks both): adopted where a namespace
+        # has no calibration of its own yet, or is too small for one. Read when a cycle
+        # calibrates, not when the store opens (most opens never calibrate).
+        self._shipped = shipped
         self.healer = healer  # whose reconstructor, budgets and neighbours are calibrated
         self.ledger = ledger
         self._lock = lock
@@ -95,6 +101,7 @@ class Calibrator:
 
     def describe(self) -> dict[str, Any]:
         """The reconstructor as calibrated: a change of any of these is a new calibration."""
+        settings = {} if self.healer.reconstructor is None else self.healer.reconstructor.settings()
         return {
             "method": self.method,
             "fit": "isotonic per refinement stage",
@@ -102,13 +109,24 @@ class Calibrator:
             "reconstruct_evaluations": self.healer.reconstruct_evaluations,
             "refine_evaluations": self.healer.refine_evaluations,
             "refinements": self.refinements,
+            **({"settings": settings} if settings else {}),
         }
 
     def wanted(self) -> list[str]:
-        """Namespaces whose approximate bodies the current reconstructor made."""
+        """Namespaces whose approximate bodies the current reconstructor made, those holding
+        the most first: a cycle's budget goes where it gives the most fragments a figure."""
         with self._lock:
-            pairs = self.ledger.reconstructed_namespaces()
-        return sorted({ns for ns, method in pairs if method == self.method})
+            counts = self.ledger.reconstructed_namespaces()
+        mine = [(-count, ns) for ns, method, count in counts if method == self.method]
+        return [ns for _, ns in sorted(mine)]
+
+    @property
+    def shipped(self) -> dict[str, Any] | None:
+        """The shipped calibration, if it describes this reconstructor as it is now."""
+        found = self._shipped()
+        if found is None or found.get("summary", {}).get("reconstructor") != self.describe():
+            return None
+        return found
 
     def calibrate(
         self,
@@ -118,13 +136,31 @@ class Calibrator:
         force: bool = False,
         progress: Callable[[str, int, int], Any] | None = None,
     ) -> dict[str, Any]:
-        """Calibrate each namespace where due (or `force`), within `budget_s` seconds in all
-        (None: until done), measuring at least one sample fragment of each that is in
-        progress, so that every call gets further; returns what became of each."""
+        """Calibrate each namespace where due (or `force`), in the order given, within
+        `budget_s` seconds in all (None: until done); returns what became of each.
+
+        The budget is spent on one namespace at a time, to the end, before the next: spread
+        over every namespace a little at a time, it calibrated none of them in a store of
+        many small namespaces. At least one sample fragment is measured per call, so that
+        every call gets further. Namespaces the budget does not reach still adopt the
+        shipped calibration where they have none (that costs no measuring)."""
         if self.method is None:
             return {}
         deadline = None if budget_s is None else time.perf_counter() + budget_s
-        return {ns: self._calibrate(ns, deadline, cycle_id, force, progress) for ns in namespaces}
+        shipped = self.shipped
+        outcomes: dict[str, Any] = {}
+        measured_any = False
+        for ns in namespaces:
+            may_measure = not (
+                measured_any and deadline is not None and time.perf_counter() >= deadline
+            )
+            outcomes[ns] = self._calibrate(
+                ns, deadline, cycle_id, force, progress, may_measure, shipped
+            )
+            measured_any = measured_any or outcomes[ns].get("measured_now", 0) > 0
+        for outcome in outcomes.values():
+            outcome.pop("measured_now", None)
+        return outcomes
 
     def _calibrate(
         self,
@@ -133,24 +169,36 @@ class Calibrator:
         cycle_id: UUID | None,
         force: bool,
         progress: Callable[[str, int, int], Any] | None,
+        may_measure: bool = True,
+        shipped: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         assert self.method is not None
         calibration: ReconstructionCalibration = self.log.calibration(namespace, self.method)
+        adopted = False
+        if shipped is not None and calibration.adopt(shipped, cycle_id):
+            if not self._record(calibration):
+                return {"status": "busy"}
+            adopted = True
         with self._lock:
             exact = self.ledger.exact_uuids(namespace)
         stale = (
             calibration.summary is not None
             and calibration.summary.get("reconstructor") != self.describe()
         )
+        elsewhere = calibration.curve is not None and calibration.source != NAMESPACE_SOURCE
+        said = "adopted" if adopted else "current"  # an adopted curve is news for a cycle
         if not calibration.in_progress:
             if len(exact) < MIN_SAMPLE and calibration.curve is not None and not stale:
-                return {"status": "current", **(calibration.summary or {})}  # it shrank
+                return {"status": said, **(calibration.summary or {})}  # small, or it shrank
             if len(exact) < MIN_SAMPLE:
                 if calibration.decline(len(exact), cycle_id):
                     self._record(calibration)
                 return {"status": "too-small", "exact_fragments": len(exact), "needed": MIN_SAMPLE}
             if not (force or stale or calibration.due(len(exact))):
-                return {"status": "current", **(calibration.summary or {})}
+                return {"status": said, **(calibration.summary or {})}
+            if not may_measure:  # the cycle's budget went to namespaces with more bodies
+                meanwhile = {"meanwhile": calibration.source} if elsewhere else {}
+                return {"status": "adopted" if adopted else "waiting", **meanwhile}
             # A sample that does not depend on the order fragments were written in.
             sample = sorted(
                 exact, key=lambda u: hashlib.sha256(f"{namespace}:{u}".encode()).digest()
@@ -159,7 +207,7 @@ class Calibrator:
             if not self._record(calibration):
                 return {"status": "busy"}  # another process is calibrating it
         started = len(calibration.measured)
-        while calibration.pending():
+        while calibration.pending() and may_measure:
             if (
                 len(calibration.measured) > started
                 and deadline is not None
@@ -171,15 +219,20 @@ class Calibrator:
             calibration.complete(cycle_id)
             if not self._record(calibration):
                 return {"status": "busy"}
+        done = {"measured_now": len(calibration.measured) - started}
         if calibration.in_progress:
             return {
                 "status": "calibrating",
                 "measured": len(calibration.measured),
                 "of": len(calibration.sample),
+                **done,
+                **({"meanwhile": calibration.source} if elsewhere else {}),
             }
-        if calibration.curve is None:
-            return {"status": "too-small", **(calibration.declined or {})}
-        return {"status": "calibrated", **(calibration.summary or {})}
+        # (measured_now: how many sample fragments this call measured; calibrate() drops it)
+        if calibration.curve is None or calibration.source != NAMESPACE_SOURCE:
+            # its sample shrank below the minimum by deletions: declined, not guessed
+            return {"status": "too-small", **(calibration.declined or {}), **done}
+        return {"status": "calibrated", **(calibration.summary or {}), **done}
 
     def _measure_some(
         self,

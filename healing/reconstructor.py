@@ -13,6 +13,7 @@ import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,20 @@ RECONSTRUCT_EVALUATIONS = 288  # per fragment, the first attempt (~1.5 s on 2 qu
 REFINE_EVALUATIONS = 192  # per fragment and refinement (~1 s)
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
 _WORD = re.compile(r"\S+")
+
+
+@dataclass(frozen=True)
+class ScoredPieces:
+    """The neighbours' whole texts and sentences, scored against a target: where a blend
+    starts, and how near the namespace's own text comes to the lost one."""
+
+    texts: list[str]
+    scores: np.ndarray  # cosine of each with the target
+    sources: list[int]  # index of the neighbour each came from
+
+    def best(self) -> Reconstruction:
+        i = int(np.argmax(self.scores))
+        return Reconstruction(self.texts[i], float(self.scores[i]), (self.sources[i],))
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,11 @@ class Reconstructor:
         self.batch = batch
         self.blend_rounds = blend_rounds
 
+    def settings(self) -> dict[str, Any]:
+        """What, besides its method and budgets, decides what it makes (a calibration
+        measured with other settings describes another reconstructor)."""
+        return {}
+
     def embed_one(self, text: str) -> np.ndarray:
         return np.asarray(self._embed([text]), dtype=np.float32)[0]
 
@@ -80,16 +100,35 @@ class Reconstructor:
     ) -> Reconstruction | None:
         """The best blend of the neighbours, refined until about `evaluations` texts have
         been scored (the neighbours' own sentences are always scored); None without any."""
-        pieces: dict[str, int] = {}  # sentence -> index of the neighbour it came from
+        pieces = self.pieces(target, neighbours)
+        if pieces is None:
+            return None
+        return self.blend(target, neighbours, pieces, evaluations)
+
+    def pieces(self, target: np.ndarray, neighbours: Sequence[str]) -> ScoredPieces | None:
+        """The neighbours' texts and sentences, each scored against the target; None if
+        they hold none."""
+        found: dict[str, int] = {}  # sentence -> index of the neighbour it came from
         for i, text in enumerate(neighbours):
             for piece in [text, *_SENTENCE.split(text)]:
                 piece = piece.strip()
                 if piece and len(piece.split()) <= self.max_words:
-                    pieces.setdefault(piece, i)
-        if not pieces:
+                    found.setdefault(piece, i)
+        if not found:
             return None
-        candidates = list(pieces)
-        scores = self.score(candidates, target)
+        texts = list(found)
+        return ScoredPieces(texts, self.score(texts, target), [found[t] for t in texts])
+
+    def blend(
+        self,
+        target: np.ndarray,
+        neighbours: Sequence[str],
+        pieces: ScoredPieces,
+        evaluations: int = RECONSTRUCT_EVALUATIONS,
+    ) -> Reconstruction:
+        """Starting from the best piece, append the piece that raises the cosine most while
+        one does, then refine what remains of `evaluations` (the pieces' scores count)."""
+        candidates, scores = pieces.texts, pieces.scores
         spent = len(candidates)
         order = np.argsort(-scores)
         best = int(order[0])
@@ -110,7 +149,8 @@ class Reconstructor:
                 break
             text, fidelity = trials[i][1], float(trial_scores[i])
             used.append(trials[i][0])
-        sources = tuple(sorted({pieces[s] for s in used}))
+        origin = dict(zip(candidates, pieces.sources))
+        sources = tuple(sorted({origin[s] for s in used}))
         vocabulary = vocabulary_of(neighbours)
         return self.refine(
             target, Reconstruction(text, fidelity, sources), vocabulary, max(0, evaluations - spent)

@@ -23,7 +23,7 @@ from carma.domain import (
     ReconstructionCalibration,
     VectorIndexCopy,
 )
-from carma.domain.calibration import curve_for, lowest_measured, read_off
+from carma.domain.calibration import NAMESPACE_SOURCE, curve_for, lowest_measured, read_off
 from carma.domain.filters import EVERYTHING, AllOf, AnyOf, Filter
 from carma.domain.fragment import SOLE_REPLICA, Replica, copy_kind
 from carma.domain.healing import ProjectionCopy, index_copy_id
@@ -798,6 +798,18 @@ class HealthLedger:
         curve = curve_for(json.loads(row[0]), json.loads(row[1] or "null"), refinements)
         return curve, lowest_measured(json.loads(row[2] or "null"), curve, refinements)
 
+    def calibration_source(self, namespace: str, method: str) -> str | None:
+        """Where the namespace's calibration curve for a method was measured: "namespace"
+        (its own fragments) or the public text of an adopted calibration; None: no curve."""
+        row = self.db.execute(
+            "SELECT summary FROM calibrations WHERE namespace = ? AND method = ?"
+            " AND curve IS NOT NULL",
+            [namespace, method],
+        ).fetchone()
+        if row is None:
+            return None
+        return (json.loads(row[0] or "null") or {}).get("source") or NAMESPACE_SOURCE
+
     def recall_unknown(
         self, namespace: str, method: str | None, fidelity: float, refinements: int = 0
     ) -> str | None:
@@ -974,14 +986,15 @@ class HealthLedger:
             ).fetchall()
         ]
 
-    def reconstructed_namespaces(self) -> list[tuple[str, str]]:
-        """(namespace, method) of every approximate body: where a calibration is wanted."""
+    def reconstructed_namespaces(self) -> list[tuple[str, str, int]]:
+        """(namespace, method, approximate bodies) wherever the method made approximate
+        bodies: where a calibration is wanted, and how many fragments it would serve."""
         return [
-            tuple(r)
+            (r[0], r[1], r[2])
             for r in self.db.execute(
-                "SELECT DISTINCT namespace, reconstructed_by FROM fragments"
+                "SELECT namespace, reconstructed_by, count(*) FROM fragments"
                 " WHERE status = 'approximate' AND reconstructed_by IS NOT NULL"
-                " ORDER BY 1, 2"
+                " GROUP BY 1, 2 ORDER BY 1, 2"
             ).fetchall()
         ]
 
@@ -1017,6 +1030,8 @@ class HealthLedger:
                         )
                     }
                 )
+                # Measured on the namespace's own fragments, or adopted (public text).
+                entry["source"] = summary.get("source") or NAMESPACE_SOURCE
             found.setdefault(row["namespace"], {})[row["method"]] = entry
         return found
 

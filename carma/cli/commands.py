@@ -801,10 +801,28 @@ def keys_revoke_cmd(ctx: Context, key_id: str, reason: str):
     "follower's lag under two writers, a new process joining a 100k-event "
     "log), in a schema of its own that is dropped afterwards.",
 )
-def bench_cmd(name: str, n: int | None, out: str | None, as_json: bool, database_url: str | None):
+@click.option(
+    "--setting",
+    type=click.Choice(["large", "small", "shipped"]),
+    default=None,
+    help="reconstruct only: large (default: 3 large namespaces of alike text), small (many "
+    "small namespaces of varied text, figures per size band) or shipped (measure the "
+    "calibration that ships with the package).",
+)
+def bench_cmd(
+    name: str,
+    n: int | None,
+    out: str | None,
+    as_json: bool,
+    database_url: str | None,
+    setting: str | None,
+):
     """Measure CARMA against a bare baseline in the same run; figures are ratios."""
     if database_url is not None and name != "ingest":
         raise click.UsageError("--database-url goes with `bench ingest` only")
+    if setting is not None and name != "reconstruct":
+        raise click.UsageError("--setting goes with `bench reconstruct` only")
+    settings = {} if setting is None else {"setting": setting}
     progress = lambda msg: click.echo(msg, err=True)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix=f"carma-bench-{name}-") as workdir:
         try:
@@ -814,7 +832,7 @@ def bench_cmd(name: str, n: int | None, out: str | None, as_json: bool, database
                     n=n, workdir=Path(workdir), progress=progress, database_url=database_url
                 )
             else:
-                report = BENCHMARKS[name](n=n, workdir=Path(workdir), progress=progress)
+                report = BENCHMARKS[name](n=n, workdir=Path(workdir), progress=progress, **settings)
         except CarmaError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
@@ -822,7 +840,8 @@ def bench_cmd(name: str, n: int | None, out: str | None, as_json: bool, database
     path = (
         Path(out)
         if out
-        else Path("bench-results") / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+        else Path("bench-results")
+        / f"{name}{'-' + setting if setting else ''}-{time.strftime('%Y%m%dT%H%M%S')}.json"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")

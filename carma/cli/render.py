@@ -21,6 +21,11 @@ def status_text(f: Any) -> str:
             f" · share of words unknown ({f.expected_recall_unknown or 'not calibrated'})"
             if f.expected_recall is None
             else f" · ~{f.expected_recall:.0%} of words expected"
+            + (
+                f" (as measured on the {f.expected_recall_source}, not on this namespace)"
+                if f.expected_recall_source not in (None, "namespace")
+                else ""
+            )
         )
         return (
             f"≈ approximate · fidelity {f.fidelity:.2f}{recall} "
@@ -152,6 +157,15 @@ def health_table(h: dict[str, Any]) -> str:
 
 def calibration_text(c: dict[str, Any]) -> str:
     status = c["status"]
+    source = c.get("source", "namespace")
+    if status in ("calibrated", "current", "adopted") and source != "namespace":
+        # Measured elsewhere, on public text, and adopted until the namespace has its own.
+        return (
+            f"{'adopted' if status == 'adopted' else 'reads'} the calibration measured on the "
+            f"{source} ({c['fragments']} fragments there: mean fidelity "
+            f"{c['mean_fidelity']:.2f}, ~{c['mean_recall']:.0%} of words recovered), "
+            "until its own is measured"
+        )
     if status in ("calibrated", "current") and "mean_recall" in c:
         return (
             f"{status} on {c['fragments']} of {c['exact_fragments']} exact fragments: "

@@ -7,6 +7,8 @@ Sources are parsed with `ast` (never imported: some modules act on import).
 from __future__ import annotations
 
 import ast
+import functools
+import hashlib
 import itertools
 import re
 import sysconfig
@@ -136,3 +138,73 @@ def api_reference(n: int) -> list[tuple[str, str, str | None]]:
         if sum(v is not None for v in seen.values()) >= n * 2:
             break
     return [v for v in seen.values() if v is not None][:n]
+
+
+# Namespace sizes for `by_module`: mostly 10 to 40 fragments, as one user's or agent's memories
+# are, with a few smaller and larger ones so that every size band is represented.
+MODULE_CAPS = (8, 12, 15, 18, 22, 26, 30, 35, 40)
+LARGE_CAP = 60
+MIN_MODULE_SENTENCES = 8
+# Three disjoint parts of the standard library's top-level modules, by a hash of their names:
+# what ships with the package (public text, and the calibration measured on it), what method
+# choices were tuned on, and what the benchmark reports on. Nothing is measured on the text it
+# was tuned on.
+PARTS = ("shipped", "tuning", "report")
+
+
+def module_part(module: str) -> str:
+    """Which part a top-level standard-library module belongs to (a fixed hash of its name)."""
+    return PARTS[hashlib.sha256(module.encode()).digest()[0] % len(PARTS)]
+
+
+@functools.cache
+def _module_sentences() -> dict[str, tuple[str, ...]]:
+    """Every usable docstring sentence, by top-level module. Every part is read, so that a
+    sentence two modules share belongs to the first one only, whichever part is asked for:
+    no text is in two parts."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    found: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for path in _sources():
+        module = path.relative_to(root).parts[0].removesuffix(".py")
+        for doc in _docstrings(path):
+            for paragraph in doc.split("\n\n"):
+                flat = " ".join(paragraph.split())
+                for sentence in _SENTENCE_END.split(flat):
+                    if _usable(sentence) and sentence not in seen:
+                        seen.add(sentence)
+                        found.setdefault(module, []).append(sentence)
+    return {m: tuple(texts) for m, texts in found.items()}
+
+
+def by_module(part: str | None = None) -> dict[str, list[str]]:
+    """Sentences of the standard library's docstrings, one list per top-level module (a package
+    is one module), in a fixed order: many small collections on unrelated subjects, as agents'
+    memories are. Each is capped at a size given by a hash of the module's name (MODULE_CAPS
+    in turn, LARGE_CAP for a third of the modules that have that many); modules with fewer
+    than MIN_MODULE_SENTENCES sentences are left out. `part`: only the modules of one of
+    PARTS (None: all). Keys are module names without leading or trailing underscores, so
+    that each is a valid namespace."""
+    found = {
+        m: list(texts)
+        for m, texts in _module_sentences().items()
+        if part is None or module_part(m) == part
+    }
+    kept = sorted(
+        (m for m, sentences in found.items() if len(sentences) >= MIN_MODULE_SENTENCES),
+        key=lambda m: hashlib.sha256(f"cap:{m}".encode()).digest(),
+    )
+    # A third of the modules large enough for it hold LARGE_CAP fragments (the band above 40);
+    # the others take the caps of MODULE_CAPS in turn.
+    large = [m for m in kept if len(found[m]) >= LARGE_CAP][::3]
+    out: dict[str, list[str]] = {}
+    for module in sorted(kept):
+        sentences = found[module]
+        if module in large:
+            cap = LARGE_CAP
+        else:
+            cap = MODULE_CAPS[[m for m in kept if m not in large].index(module) % len(MODULE_CAPS)]
+        # Spread over the module (not its first file's opening): every `step`-th sentence.
+        step = max(1, len(sentences) // cap)
+        out[module.strip("_")] = sentences[::step][:cap]  # a namespace starts with a letter
+    return out

@@ -4,9 +4,11 @@ import json
 import math
 
 import pytest
+from click.testing import CliRunner
 
 from carma.bench import BENCHMARKS
 from carma.bench.query import make_queries
+from carma.cli import cli
 from carma.demo.corpus import corpus
 
 
@@ -143,3 +145,24 @@ def test_audit_reports_verify_and_replay_ratios(tmp_path):
     assert report["events"] == 301  # the profile and 300 writes
     assert report["verify"]["ok"] is True and report["replay"]["live"] == 300
     assert _positive(report["verify"]["ratio"]) and _positive(report["replay"]["ratio"])
+
+
+def test_the_small_namespace_corpus_is_deterministic_varied_and_split_three_ways():
+    """`carma bench reconstruct --setting small` reports on modules no method was tuned on,
+    and none of whose text ships with the package."""
+    from carma.demo.corpus import PARTS, by_module
+
+    parts = {part: by_module(part) for part in PARTS}
+    assert by_module("report") == parts["report"]  # the same every time
+    names = [set(modules) for modules in parts.values()]
+    assert not names[0] & names[1] and not names[1] & names[2] and not names[0] & names[2]
+    texts = [{t for ts in modules.values() for t in ts} for modules in parts.values()]
+    assert not texts[0] & texts[2] and not texts[1] & texts[2]
+    sizes = [len(ts) for ts in parts["report"].values()]
+    assert len(sizes) >= 30 and min(sizes) >= 8 and max(sizes) > 40
+    assert sum(s <= 15 for s in sizes) >= 10 and sum(16 <= s <= 40 for s in sizes) >= 10
+
+
+def test_the_setting_goes_with_bench_reconstruct_only():
+    result = CliRunner().invoke(cli, ["bench", "audit", "--setting", "small"])
+    assert result.exit_code == 2 and "--setting goes with `bench reconstruct` only" in result.output

@@ -9,11 +9,18 @@ import json
 
 import pytest
 from carma.domain import InvalidInput, fragment_uuid
-from carma.domain.calibration import MIN_SAMPLE, curve_for, lowest_measured, read_off
+from carma.domain.calibration import (
+    FIDELITY_SLACK,
+    MIN_SAMPLE,
+    curve_for,
+    lowest_measured,
+    read_off,
+)
 from click.testing import CliRunner
 
 import carma
 from carma.cli import cli
+from carma.cli.render import calibration_text
 from carma.demo.corpus import corpus
 from tests.integration.test_log_damage import flip_event
 
@@ -310,3 +317,99 @@ def test_a_body_rebuilt_below_the_calibrated_range_says_its_recall_is_unknown(da
     tiny = mem.get("t2")
     if tiny.status == "approximate":  # its namespace has no curve: it says so
         assert tiny.expected_recall is None and "namespace 'tiny'" in tiny.expected_recall_unknown
+
+
+def many_and_few(home, embedder, *, few=TINY, many=25):
+    """Namespace "many" with three destroyed bodies, "few" with one, "tiny" with one."""
+    texts = corpus(many * 2 + few)
+    with carma.open(home, embedder=embedder) as mem:
+        for ns, start, size in (("many", 0, many), ("few", many, many), ("tiny", 2 * many, few)):
+            mem.add_many(
+                [
+                    {"text": t, "id": f"{ns}{i}", "namespace": ns}
+                    for i, t in enumerate(texts[start : start + size])
+                ]
+            )
+    return destroy(
+        home,
+        lambda: carma.open(home, embedder=embedder),
+        ["many1", "many2", "many3", "few1", "tiny1"],
+    )
+
+
+def test_a_cycles_calibration_budget_goes_first_where_most_approximate_bodies_are(home, embedder):
+    """Spread over every namespace a fragment at a time, a budget calibrated none of them in
+    a store of many small namespaces; now it is spent on one at a time, most bodies first."""
+    mem = many_and_few(home, embedder)
+    try:
+        mem.dreamer.calibrate_budget_s = 0.0  # the least: one sample fragment a cycle
+        report = mem.dream()
+        assert mem.dreamer.calibrator.wanted() == ["many", "few", "tiny"]
+        assert report["calibration"]["many"] == {"status": "calibrating", "measured": 1, "of": 20}
+        assert report["calibration"]["few"]["status"] == "waiting"
+        assert report["calibration"]["tiny"]["status"] == "too-small"  # said at no cost
+        started = {e["data"]["sample"][0] for e in events(mem, "CalibrationStarted")}
+        assert len(started) == 1  # only "many" was started
+        mem.dreamer.calibrate_budget_s = 600.0
+        report = mem.dream()  # "many" is finished first, then "few" is calibrated
+        assert report["calibration"]["many"]["status"] == "calibrated"
+        assert report["calibration"]["few"]["status"] == "calibrated"
+        assert mem.get("many1").expected_recall_source == "namespace"
+    finally:
+        mem.close()
+
+
+def test_a_namespace_with_no_calibration_of_its_own_reads_the_shipped_one_labelled(
+    tmp_path, home, embedder
+):
+    """The shipped calibration (measured as `carma bench reconstruct --setting shipped` does,
+    here with the test embedder) stands in wherever a namespace has none: too small for its
+    own, or not measured yet; labelled as such; replaced by the namespace's own once that is
+    measured. One that describes other budgets is never adopted."""
+    from carma.bench.reconstruct import SHIPPED_SOURCE, shipped_calibration
+
+    shipped = shipped_calibration(
+        workdir=tmp_path / "shipped", embedder=embedder, sample_size=MIN_SAMPLE
+    )
+    assert shipped["method"] == "semantic-blend" and shipped["model"] == embedder.name
+    assert shipped["summary"]["source"] == SHIPPED_SOURCE
+    mem = many_and_few(home, embedder)
+    try:
+        calibrator = mem.dreamer.calibrator
+        # The test's budgets are smaller than the product's: a calibration measured with the
+        # product's describes another reconstructor, and is not adopted.
+        calibrator._shipped = lambda: shipped
+        assert calibrator.shipped is None
+        mem.dreamer.calibrate_budget_s = 0.0
+        mem.dream()
+        assert mem.get("tiny1").expected_recall is None
+        # Measured with these budgets, it applies.
+        mem.dreamer.healer.reconstruct_evaluations = 288
+        mem.dreamer.healer.refine_evaluations = 192
+        calibrator.refinements = 3
+        assert calibrator.shipped == shipped
+        report = mem.dream()
+        assert report["calibration"]["tiny"]["status"] == "adopted"
+        few1 = mem.get("few1")
+        assert few1.expected_recall is not None
+        assert few1.expected_recall_source == SHIPPED_SOURCE
+        # Below the fidelities the shipped calibration measured, it promises nothing either.
+        tiny1 = mem.get("tiny1")
+        stage = mem.log.fragment("tiny1").refinements
+        lowest = lowest_measured(shipped["summary"], [], stage)
+        assert (tiny1.expected_recall is None) == (tiny1.fidelity < lowest - FIDELITY_SLACK)
+        assert tiny1.expected_recall is not None or "below the calibrated range" in (
+            tiny1.expected_recall_unknown
+        )
+        health = mem.health()["calibration"]
+        assert health["tiny"]["semantic-blend"]["source"] == SHIPPED_SOURCE
+        said = calibration_text(health["tiny"]["semantic-blend"])  # as `carma health` says it
+        assert said.startswith("reads the calibration measured on the shipped public corpus")
+        assert health["few"]["semantic-blend"]["exact_fragments"] == 0  # none of its own
+        # The namespace's own calibration, once measured, replaces it.
+        assert mem.calibrate("few")["few"]["status"] == "calibrated"
+        assert mem.get("few1").expected_recall_source in ("namespace", None)
+        assert mem.health()["calibration"]["few"]["semantic-blend"]["source"] == "namespace"
+        assert mem.health()["calibration"]["tiny"]["semantic-blend"]["source"] == SHIPPED_SOURCE
+    finally:
+        mem.close()

@@ -40,6 +40,7 @@ FRAGMENT_KEYS = {
     "fidelity",
     "expected_recall",
     "expected_recall_unknown",  # why an approximate body has none (null otherwise)
+    "expected_recall_source",  # where its calibration was measured (null without one)
     "content_hash",
 }
 

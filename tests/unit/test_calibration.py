@@ -139,3 +139,39 @@ def test_a_refined_fragment_reads_its_own_stage_curve():
     assert c.expected_recall(0.95, refinements=1) == 0.35 < pooled
     assert c.expected_recall(0.94, refinements=0) == 0.8
     assert c.expected_recall(0.95, refinements=4) == 0.35  # beyond the stages measured
+
+
+def measured_elsewhere(source="shipped public corpus"):
+    """A calibration fitted on another store's fragments, as the shipped one is."""
+    other = ReconstructionCalibration(namespace="(shipped)", method="semantic-blend")
+    sample = [str(i) for i in range(MIN_SAMPLE)]
+    other.start(sample, 900, {"method": "semantic-blend"}, None)
+    other.measure(sample, [[0.6 + i / 100, 0.2 + i / 50, 0.2, 0] for i in range(20)], None)
+    assert other.complete(None)
+    return {
+        "curve": other.curve,
+        "curves": other.curves,
+        "summary": {**other.summary, "source": source},
+    }
+
+
+def test_an_adopted_calibration_says_where_it_was_measured_and_leaves_the_namespace_due():
+    c = opened()
+    assert c.source == "namespace"
+    with pytest.raises(ValueError):  # a calibration from elsewhere must say where
+        c.adopt({**measured_elsewhere(), "summary": {"fidelity_range": [0.6, 0.79]}}, None)
+    assert c.adopt(measured_elsewhere(), None) is True
+    assert c.source == "shipped public corpus" and c.calibrated_size == 0
+    assert c.expected_recall(0.75) is not None
+    assert c.expected_recall(0.5) is None  # below what it measured: still nothing promised
+    assert c.adopt(measured_elsewhere(), None) is False  # it has a curve now
+    # Too small for its own: it keeps the adopted one. Big enough: its own is due.
+    assert not c.due(MIN_SAMPLE - 1) and c.due(MIN_SAMPLE)
+    sample = [str(i) for i in range(MIN_SAMPLE)]
+    c.start(sample, MIN_SAMPLE, {}, None)
+    assert c.adopt(measured_elsewhere(), None) is False  # never over a calibration under way
+    assert c.expected_recall(0.75) is not None  # the adopted curve serves meanwhile
+    c.measure(sample, [[0.7 + i / 100, 0.5, 0.4, 0] for i in range(MIN_SAMPLE)], None)
+    assert c.complete(None)
+    assert c.source == "namespace" and c.expected_recall(0.75) == 0.5
+    assert kinds(c)[1:3] == ["ReconstructionCalibrated", "CalibrationStarted"]
