@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from carma.domain import Draft, InvalidInput
@@ -112,3 +113,18 @@ def _nesting(text: str) -> int:
         elif char in "]}":
             depth -= 1
     return deepest
+
+
+def position_or_moment(value: str | None, option: str) -> int | datetime | None:
+    """A log position (a whole number) or a moment (ISO 8601) given as text: the CLI's
+    `--as-of`/`--until`, the HTTP API's and MCP's `as_of`. `option` names it in the error."""
+    if value is None:
+        return None
+    if value.isascii() and value.isdigit() and len(value) < 19:
+        return int(value)
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(
+            f"{option} {value!r} is neither a log position nor an ISO 8601 time"
+        ) from None

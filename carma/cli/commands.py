@@ -25,7 +25,6 @@ from carma.cli.context import (
     command,
     embedder_named,
     parse_json_option,
-    position_or_moment,
     progress_bar,
     resolve_existing_home,
 )
@@ -42,7 +41,7 @@ from carma.cli.render import (
 )
 from carma.demo import chaos_text, run_chaos, run_demo
 from carma.domain import CarmaError, Draft, InvalidInput
-from carma.lines import InvalidLines, parse_json
+from carma.lines import InvalidLines, parse_json, position_or_moment
 from carma.search import MODES
 
 

@@ -8,7 +8,6 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -129,20 +128,6 @@ def command(group: click.Group, name: str, **kwargs: Any):
         return wrapper
 
     return decorate
-
-
-def position_or_moment(value: str | None, option: str) -> int | datetime | None:
-    """A log position (a whole number) or a moment (ISO 8601) given to an option."""
-    if value is None:
-        return None
-    if value.isascii() and value.isdigit() and len(value) < 19:
-        return int(value)
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(
-            f"{option} {value!r} is neither a log position nor an ISO 8601 time"
-        ) from None
 
 
 def parse_json_option(value: str | None, what: str) -> Any:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 import carma
 from carma.integrations import missing_extra
-from carma.lines import MAX_JSON_CHARS, MAX_JSON_DEPTH, parse_json
+from carma.lines import MAX_JSON_CHARS, MAX_JSON_DEPTH, parse_json, position_or_moment
 
 try:
     from mcp.server.mcpserver import MCPServer
@@ -125,14 +125,37 @@ def build_server(
         namespace: Annotated[str | None, Field(description="Default: the server's.")] = None,
         where: Annotated[
             dict[str, Any] | str | None,
-            Field(description='Only memories whose metadata match, e.g. {"topic": "travel"}.'),
+            Field(
+                description='Only memories whose metadata match: {"topic": "travel"}, or '
+                'with operators, e.g. {"$and": [{"year": {"$gte": 2024}}, '
+                '{"tag": {"$in": ["a", "b"]}}]}.'
+            ),
+        ] = None,
+        mode: Annotated[
+            Literal["semantic", "keyword", "hybrid"],
+            Field(
+                description='"semantic" (by meaning), "keyword" (exact words: names, ids, codes) '
+                'or "hybrid" (both, fused).'
+            ),
+        ] = "semantic",
+        as_of: Annotated[
+            int | str | None,
+            Field(
+                description="Recall as the memory was then: a log position or an ISO 8601 time "
+                "(e.g. 2026-11-30T12:00:00Z)."
+            ),
         ] = None,
     ) -> Recalled:
         """Find the memories nearest in meaning to `query`. Check each hit's `status`: only
         "healthy" is the exact saved text; "approximate" is a labelled reconstruction (see
         `fidelity`, `expected_recall`)."""
         hits = memory.search(
-            query, k=k, namespace=reachable(namespace), where=_json_object(where, "where")
+            query,
+            k=k,
+            namespace=reachable(namespace),
+            where=_json_object(where, "where"),
+            mode=mode,
+            as_of=as_of if isinstance(as_of, int) else position_or_moment(as_of, "as_of"),
         )
         return Recalled(hits=hits)
 

@@ -36,7 +36,7 @@ from carma.domain import (
     InvalidInput,
     validate_namespace,
 )
-from carma.lines import MAX_JSON_CHARS, draft_from_line, parse_json
+from carma.lines import MAX_JSON_CHARS, draft_from_line, parse_json, position_or_moment
 from carma.server.errors import ApiError, error_body, not_found, status_of
 from carma.server.keys import (
     OPEN_GRANT,
@@ -93,13 +93,17 @@ class ForgetRequest(Body):
 
 
 class SearchRequest(Body):
-    """`query` (text) or `vector`; `mode` and `as_of` can join as optional fields."""
+    """`query` (text) or `vector`; Memory.search's `mode`, `as_of` (a log position or an
+    ISO 8601 time) and `approximate_keywords` as it has them."""
 
     query: str | None = None
     vector: list[float] | None = None
     k: int = 5
     namespace: str | None = None
     where: dict[str, Any] | None = None  # handed to Memory.search as it is
+    mode: str = "semantic"
+    as_of: int | str | None = None
+    approximate_keywords: bool = False
 
 
 class Batch(Body):
@@ -426,12 +430,23 @@ def create_app(
             raise InvalidInput("give either query (a text) or vector (a list of floats)")
         if ask.namespace is not None and not g.sees(ask.namespace):
             raise ApiError(403, "forbidden", f"this key cannot read namespace {ask.namespace!r}")
+        if ask.vector is not None and ask.mode != "semantic":
+            raise InvalidInput("mode: a vector is searched semantically; give query for another")
+        as_of = ask.as_of if isinstance(ask.as_of, int) else position_or_moment(ask.as_of, "as_of")
         scope = _scope(g, ask.namespace)
 
         def one(namespace: str | None) -> list[carma.Hit]:
             if ask.vector is not None:
-                return mem.search_by_vector(ask.vector, ask.k, namespace, ask.where)
-            return mem.search(ask.query, ask.k, namespace, ask.where)  # type: ignore[arg-type]
+                return mem.search_by_vector(ask.vector, ask.k, namespace, ask.where, as_of=as_of)
+            return mem.search(
+                ask.query,  # type: ignore[arg-type]
+                ask.k,
+                namespace,
+                ask.where,
+                mode=ask.mode,
+                as_of=as_of,
+                approximate_keywords=ask.approximate_keywords,
+            )
 
         hits = [h for namespace in scope for h in one(namespace)]
         if len(scope) > 1:  # the best of each namespace's best

@@ -96,6 +96,18 @@ def test_filters_scores_mmr_and_the_retriever(store):
     store.add_texts(RIVERS, [{"kind": "water"}] * 4 + [{"kind": "ice"}])
     found = store.similarity_search("glacier valley", k=3, filter={"kind": "ice"})
     assert [d.page_content for d in found] == [RIVERS[4]]
+    # CARMA's filter operators, evaluated in the store: k results whenever k match.
+    store.add_texts(["A delta in 2024."], [{"kind": "delta", "year": 2024}])
+    recent = store.similarity_search(
+        "river",
+        k=5,
+        filter={"$and": [{"kind": {"$in": ["delta", "ice"]}}, {"year": {"$gte": 2024}}]},
+    )
+    assert [d.page_content for d in recent] == ["A delta in 2024."]
+    not_ice = store.similarity_search("glacier", k=5, filter={"kind": {"$ne": "ice"}})
+    assert len(not_ice) == 5 and RIVERS[4] not in [d.page_content for d in not_ice]
+    with pytest.raises(carma.InvalidInput, match=r"\$near"):
+        store.similarity_search("river", k=2, filter={"year": {"$near": 2024}})
     scored = store.similarity_search_with_score("river delta sediment", k=2)
     assert scored[0][0].page_content == RIVERS[1] and scored[0][1] > scored[1][1]
     relevance = store.similarity_search_with_relevance_scores("river delta sediment", k=5)

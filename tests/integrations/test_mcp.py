@@ -69,6 +69,7 @@ async def test_over_stdio_memories_outlive_a_restart_and_damage(tmp_path):
     # The writes went through the log: CARMA's own API sees them, and the chain verifies.
     with carma.open(home) as mem:
         assert [e.kind for e in mem.history(tea["id"])] == ["written", "revised"]
+        written_at = mem.history(tea["id"])[1].position - 1
         assert mem.verify()["ok"]
         # Damage every copy but the log: cache files gone or flipped, the index file dropped.
         done = apply_damage(
@@ -84,6 +85,15 @@ async def test_over_stdio_memories_outlive_a_restart_and_damage(tmp_path):
         assert hits[0]["metadata"] == {"k": "drink"}
         only_bio = await call(client, "recall", query="Alice", where={"k": "bio"})
         assert [h["text"] for h in only_bio["hits"]] == ["Alice was born in Lisbon."]
+        not_bio = await call(client, "recall", query="Alice", where={"k": {"$ne": "bio"}})
+        assert [h["text"] for h in not_bio["hits"]] == ["Alice drinks black tea."]
+        lisbon = await call(client, "recall", query="Lisbon", mode="keyword")
+        assert [h["text"] for h in lisbon["hits"]] == ["Alice was born in Lisbon."]
+        # As of the position before the revision (the first write, the second, then it).
+        then = await call(client, "recall", query="tea", k=1, as_of=str(written_at))
+        assert [h["text"] for h in then["hits"]] == ["Alice drinks green tea."]
+        assert "as_of" in await refused(client, "recall", query="tea", as_of="yesterday")
+        assert "mode" in await refused(client, "recall", query="tea", mode="fuzzy")
         events = (await call(client, "history", id=tea["id"]))["events"]
         assert [e["kind"] for e in events][:2] == ["written", "revised"]
         assert (await call(client, "health"))["live"] == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -129,6 +130,38 @@ def test_search_takes_a_query_or_a_vector_and_hands_where_through(api, mem):
     vector = mem.embedder.embed(["green tea"])[0].tolist()
     by_vector = api.post("/v1/search", json={"vector": vector, "k": 1, "namespace": "people"})
     assert by_vector.json()["hits"][0]["id"] == "bob"
+
+
+def test_search_takes_filter_operators_modes_and_a_moment(api, mem):
+    seed(api)
+    before = mem.log.position()
+    api.patch("/v1/fragments/alice", json={"text": "Alice is allergic to shellfish."})
+    ask = {"query": "allergic", "k": 5, "namespace": "people"}
+    people = {"$or": [{"person": {"$in": ["alice"]}}, {"person": {"$eq": "bob"}}]}
+    for mode in ("semantic", "keyword", "hybrid"):
+        got = api.post("/v1/search", json={**ask, "mode": mode, "where": people}).json()["hits"]
+        expected = mem.search("allergic", 5, "people", people, mode=mode)
+        assert got == [h.model_dump(mode="json") for h in expected]
+    # Keyword search finds the word; as of the position before the revision, the old text.
+    now = api.post("/v1/search", json={**ask, "mode": "keyword", "query": "shellfish"})
+    assert [h["id"] for h in now.json()["hits"]] == ["alice"]
+    then = api.post("/v1/search", json={**ask, "query": "peanuts", "as_of": before}).json()
+    assert then["hits"][0]["text"] == "Alice is allergic to peanuts."
+    # A moment just before the revision was stamped: every event of the seed was before it.
+    moment = (mem.history("alice")[1].at - timedelta(microseconds=1)).isoformat()
+    by_time = api.post("/v1/search", json={**ask, "query": "peanuts", "as_of": moment}).json()
+    assert by_time["hits"][0]["text"] == "Alice is allergic to peanuts."
+    # Bad input is a 400 naming the part, and changes nothing.
+    unchanged = state(mem)
+    for bad, named in (
+        ({"mode": "fuzzy"}, "mode"),
+        ({"as_of": "last tuesday"}, "as_of"),
+        ({"where": {"person": {"$near": 1}}}, "$near"),
+    ):
+        answer = api.post("/v1/search", json={**ask, **bad})
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_input"
+        assert named in answer.json()["error"]["message"]
+    assert state(mem) == unchanged
 
 
 def test_export_streams_json_lines_that_import_back(api, mem, tmp_path):
