@@ -9,6 +9,7 @@ set. Illustrative blocks that must not run are tagged otherwise (`text`, `pycon`
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from pathlib import Path
 
@@ -168,16 +169,36 @@ def test_the_python_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest
     for variable in carma.config.ENVIRONMENT:
         monkeypatch.delenv(variable, raising=False)
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
-    try:
-        for tag, body, line in _blocks(_read(page)):
-            if tag != "python":
-                continue
-            code = compile(body, f"{_page_id(page)}:{line + 1}", "exec")
-            exec(code, namespace)  # noqa: S102 - the documentation's own examples
-    finally:
-        for value in namespace.values():
-            if isinstance(value, carma.Memory):
-                value.close()
+
+    def run_the_page() -> None:
+        try:
+            for tag, body, line in _blocks(_read(page)):
+                if tag != "python":
+                    continue
+                code = compile(body, f"{_page_id(page)}:{line + 1}", "exec")
+                exec(code, namespace)  # noqa: S102 - the documentation's own examples
+        finally:
+            for value in namespace.values():
+                if isinstance(value, carma.Memory):
+                    value.close()
+
+    # In a thread of its own, as a reader's script runs in a fresh interpreter: the examples
+    # call asyncio.run(), which refuses a thread where an event loop is marked running, and
+    # Playwright's sync API leaves the test process's main thread so marked once the browser
+    # tests have run (CI ran them first and this test failed).
+    failures: list[BaseException] = []
+
+    def run_and_keep_the_failure() -> None:
+        try:
+            run_the_page()
+        except BaseException as failure:  # re-raised in the test's own thread
+            failures.append(failure)
+
+    thread = threading.Thread(target=run_and_keep_the_failure, name=f"docs {page.name}")
+    thread.start()
+    thread.join()
+    if failures:
+        raise failures[0]
 
 
 def test_some_examples_run():
