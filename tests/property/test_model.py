@@ -266,10 +266,11 @@ class StoreAgainstModel(CarmaStateMachine):
                 for row in state["ledger"]["fragments"]
                 if row["uuid"] not in first or row["status"] not in ("deleted", "forgotten")
             ]
-            # The metadata index says what the row's metadata said: unsaid with it.
-            unsaid = {row["uuid"] for row in state["ledger"]["fragments"] if "metadata" not in row}
+            # The metadata index says what the row's metadata said: unsaid with it, and gone
+            # with a row left out above (deleted before a rebuild could read its metadata).
+            said = {row["uuid"] for row in state["ledger"]["fragments"] if "metadata" in row}
             state["ledger"]["metadata_index"] = [
-                row for row in state["ledger"]["metadata_index"] if row["uuid"] not in unsaid
+                row for row in state["ledger"]["metadata_index"] if row["uuid"] in said
             ]
         assert rebuilt == incremental
 
