@@ -21,6 +21,7 @@ from carma.domain import StorageError
 KEY_BYTES = 32
 
 
+GAP_WITHOUT_ROWS = 10_000  # rowids probed past the last row found, when max(rowid) fails
 COPIES = ("keys", "keys-mirror")  # the names of the two copies' findings
 
 
@@ -89,8 +90,24 @@ class FragmentKeys:
                             ).fetchall()
                         )
                     except sqlite3.DatabaseError:
-                        break  # a damaged copy: the other serves
+                        # A damaged page of this copy: one key at a time, so that only the
+                        # keys on that page fall to the other copy. (Both copies damaged,
+                        # each batch failed whole, left keys unread that one of the two
+                        # held, and their fragments read as forgotten until the repair.)
+                        found.update(self._each_readable(conn, chunk))
         return {u: found.get(u) for u in uuids}
+
+    @staticmethod
+    def _each_readable(conn: sqlite3.Connection, uuids: list[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for uuid in uuids:
+            try:
+                row = conn.execute("SELECT key FROM keys WHERE uuid = ?", [uuid]).fetchone()
+            except sqlite3.DatabaseError:
+                continue
+            if row:
+                found[uuid] = row[0]
+        return found
 
     def create_many(self, uuids: list[str]) -> None:
         """New keys for new fragments, one durable transaction per copy for the whole batch
@@ -268,13 +285,47 @@ def _readable_rows(conn: sqlite3.Connection) -> tuple[dict[str, bytes], bool]:
     except sqlite3.DatabaseError:
         whole = False
     rows: dict[str, bytes] = {}
+    last = 0
     try:
-        for uuid, key in conn.execute("SELECT uuid, key FROM keys"):
-            if isinstance(uuid, str) and isinstance(key, bytes) and len(key) == KEY_BYTES:
-                rows[uuid] = key
+        for rowid, uuid, key in conn.execute("SELECT rowid, uuid, key FROM keys ORDER BY rowid"):
+            last = rowid
+            _keep(rows, uuid, key)
     except sqlite3.DatabaseError:
-        whole = False  # what was read before the damaged page is kept, to be proven
+        # A scan stops at the damaged page, but the rows after it are sound: each is read by
+        # its own rowid (a seek that passes the damaged page by). Reading only what came
+        # before lost every key past it, in both copies when both were damaged.
+        whole = False
+        rows.update(_rows_past(conn, last))
     return rows, whole
+
+
+def _rows_past(conn: sqlite3.Connection, last: int) -> dict[str, bytes]:
+    """The rows after rowid `last` that a seek still reaches, one at a time (a repair's
+    read, not a query's: slow, and only on a damaged copy)."""
+    try:
+        (top,) = conn.execute("SELECT max(rowid) FROM keys").fetchone()
+    except sqlite3.DatabaseError:
+        top = None
+    rows: dict[str, bytes] = {}
+    rowid, misses = last, 0
+    # Up to the highest rowid, or (that unreadable too) until a long run of rowids is empty.
+    while (rowid < top) if isinstance(top, int) else (misses < GAP_WITHOUT_ROWS):
+        rowid += 1
+        try:
+            found = conn.execute("SELECT uuid, key FROM keys WHERE rowid = ?", [rowid]).fetchone()
+        except sqlite3.DatabaseError:
+            found = None
+        if found is None:
+            misses += 1
+            continue
+        misses = 0
+        _keep(rows, *found)
+    return rows
+
+
+def _keep(rows: dict[str, bytes], uuid: object, key: object) -> None:
+    if isinstance(uuid, str) and isinstance(key, bytes) and len(key) == KEY_BYTES:
+        rows[uuid] = key
 
 
 def _strict_text(raw: bytes) -> str:

@@ -18,3 +18,23 @@ def test_many_keys_at_once_are_the_keys_one_at_a_time_from_either_copy(tmp_path)
     assert held[uuids[0]] is None and held["never-made"] is None
     assert held[uuids[1]] is not None and len(held[uuids[2]]) == 32
     keys.close()
+
+
+def test_a_repair_of_two_damaged_copies_keeps_every_key_either_still_holds(tmp_path):
+    """Each copy damaged at a different page: a scan of either stops at its damaged page, yet
+    every key past it is sound. The repair must read them (chaos found keys lost from both)."""
+    from carma.demo.chaos import flip_page
+
+    keys = FragmentKeys(Home(tmp_path).key_copies("fragments.sqlite"))
+    uuids = [f"fragment-{i}" for i in range(3_000)]
+    keys.create_many(uuids)
+    before = keys.keys_for(uuids)
+    keys.close()
+    flip_page(keys.paths[0], 1 / 3)
+    flip_page(keys.paths[1], 2 / 3)
+    keys = FragmentKeys(keys.paths)
+    assert set(keys.check()) == {"keys", "keys-mirror"}
+    keys.repair("keys", opens=lambda uuid, key: key == before[uuid], forgotten=lambda u: set())
+    assert keys.check() == {}
+    assert keys.keys_for(uuids) == before
+    keys.close()
