@@ -2,6 +2,7 @@
 that is exactly `carma.__all__`."""
 
 import email
+import json
 import os
 import subprocess
 import sys
@@ -72,6 +73,27 @@ def test_the_server_is_an_extra_and_its_pages_are_in_the_wheel(wheel):
     names = set(archive.namelist())
     for page in ("index.html", "dashboard.js", "dashboard.css", "docs.html", "docs.js"):
         assert f"carma/server/static/{page}" in names
+
+
+def test_the_wheel_ships_a_calibration_of_the_default_model_and_method(wheel):
+    """Small namespaces read their expected recall off it (docs/reconstruction.md): without
+    it, every reconstruction there says "share of words unknown" (CI found it missing)."""
+    from carma.bootstrap import AUTOMATIC, SHIPPED_CALIBRATION
+    from carma.embedding import DEFAULT_MODEL
+
+    archive = zipfile.ZipFile(wheel)
+    shipped = json.loads(archive.read(f"carma/{SHIPPED_CALIBRATION}"))
+    (entry,) = [
+        c
+        for c in shipped["calibrations"]
+        if c["model"] == DEFAULT_MODEL and c["method"] == AUTOMATIC
+    ]
+    summary = entry["summary"]
+    assert summary["source"] == "shipped public corpus" and summary["fragments"] >= 20
+    fidelities = [f for f, _ in entry["curve"]]
+    recalls = [r for _, r in entry["curve"]]
+    assert fidelities == sorted(fidelities) and recalls == sorted(recalls)  # isotonic
+    assert all(0 <= r <= 1 for r in recalls)
 
 
 def test_the_installed_wheel_runs_from_its_own_files(wheel, tmp_path):
