@@ -49,11 +49,11 @@ class FragmentKeys:
         with self._lock:
             for conn in self._conns:
                 try:
-                    row = conn.execute("SELECT key FROM keys WHERE uuid = ?", [uuid]).fetchone()
+                    key = _key_in(conn, uuid)
                 except sqlite3.DatabaseError:
                     continue  # a damaged copy: the other serves
-                if row:
-                    return row[0]
+                if key is not None:
+                    return key
         if not create:
             return None
         self.create_many([uuid])
@@ -65,11 +65,11 @@ class FragmentKeys:
         with self._lock:
             for conn in self._conns:
                 try:
-                    row = conn.execute("SELECT key FROM keys WHERE uuid = ?", [uuid]).fetchone()
+                    key = _key_in(conn, uuid)
                 except sqlite3.DatabaseError:
                     continue
-                if row and row[0] not in found:
-                    found.append(row[0])
+                if key is not None and key not in found:
+                    found.append(key)
         return found
 
     def keys_for(self, uuids: list[str]) -> dict[str, bytes | None]:
@@ -94,20 +94,8 @@ class FragmentKeys:
                         # keys on that page fall to the other copy. (Both copies damaged,
                         # each batch failed whole, left keys unread that one of the two
                         # held, and their fragments read as forgotten until the repair.)
-                        found.update(self._each_readable(conn, chunk))
+                        found.update(_keys_one_by_one(conn, chunk))
         return {u: found.get(u) for u in uuids}
-
-    @staticmethod
-    def _each_readable(conn: sqlite3.Connection, uuids: list[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
-        for uuid in uuids:
-            try:
-                row = conn.execute("SELECT key FROM keys WHERE uuid = ?", [uuid]).fetchone()
-            except sqlite3.DatabaseError:
-                continue
-            if row:
-                found[uuid] = row[0]
-        return found
 
     def create_many(self, uuids: list[str]) -> None:
         """New keys for new fragments, one durable transaction per copy for the whole batch
@@ -276,6 +264,24 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("CREATE TABLE IF NOT EXISTS keys (uuid TEXT PRIMARY KEY, key BLOB)")
     os.chmod(path, 0o600)
     return conn
+
+
+def _key_in(conn: sqlite3.Connection, uuid: str) -> bytes | None:
+    """The fragment's key in one copy (sqlite3.DatabaseError where the copy is damaged)."""
+    row = conn.execute("SELECT key FROM keys WHERE uuid = ?", [uuid]).fetchone()
+    return row[0] if row else None
+
+
+def _keys_one_by_one(conn: sqlite3.Connection, uuids: list[str]) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    for uuid in uuids:
+        try:
+            key = _key_in(conn, uuid)
+        except sqlite3.DatabaseError:
+            continue  # on the damaged page: the other copy's to give
+        if key is not None:
+            found[uuid] = key
+    return found
 
 
 def _readable_rows(conn: sqlite3.Connection) -> tuple[dict[str, bytes], bool]:
