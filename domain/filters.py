@@ -30,6 +30,7 @@ OPERATORS = ("$eq", "$ne", *COMPARISONS, "$in", "$nin", "$exists")
 MAX_CLAUSES = 256  # conditions in one filter, all levels together
 MAX_DEPTH = 16
 _KEY = re.compile(METADATA_KEY_PATTERN)
+_PLAIN = re.compile(r"\$?[A-Za-z0-9_.-]{1,64}")  # shown in an error path as it is
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,15 @@ def parse_filter(where: object) -> Filter:
     return _parse(where, "where", 0, counted)
 
 
+def _step(at: str, name: object) -> str:
+    """The path to a part of the filter, for an error: a name the caller gave is shown
+    escaped and cut short, so the error stays one readable line whatever it holds."""
+    if isinstance(name, str) and _PLAIN.fullmatch(name):
+        return f"{at}.{name}"
+    shown = json.dumps(name) if isinstance(name, str) else repr(name)
+    return f"{at}[{shown[:60]}{'...' if len(shown) > 60 else ''}]"
+
+
 def _parse(node: object, at: str, depth: int, counted: list[int]) -> Filter:
     if depth > MAX_DEPTH:
         raise InvalidInput(f"{at}: filters nest deeper than {MAX_DEPTH} levels")
@@ -70,7 +80,7 @@ def _parse(node: object, at: str, depth: int, counted: list[int]) -> Filter:
         raise InvalidInput(f"{at}: a filter is a JSON object, not {type(node).__name__}")
     parts: list[Filter] = []
     for key, value in node.items():
-        here = f"{at}.{key}"
+        here = _step(at, key)
         if key in ("$and", "$or"):
             if not isinstance(value, list) or not value:
                 raise InvalidInput(f"{here}: takes a non-empty list of filters")
@@ -90,7 +100,7 @@ def _parse(node: object, at: str, depth: int, counted: list[int]) -> Filter:
                 if not value:
                     raise InvalidInput(f"{here}: an empty operator object")
                 for op, operand in value.items():
-                    parts.append(_condition(key, op, operand, f"{here}.{op}"))
+                    parts.append(_condition(key, op, operand, _step(here, op)))
             else:
                 parts.append(_condition(key, "$eq", value, here))
         counted[0] += 1

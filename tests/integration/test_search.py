@@ -61,6 +61,9 @@ def test_the_cli_searches_as_of_a_position(home):
         (["--where", '{"year": {"$between": [1, 2]}}'], "where.year.$between: unknown operator"),
         (["--where", '{"$not": {"year": 1}}'], "where.$not: unknown operator"),
         (["--where", '{"$and": []}'], "where.$and: takes a non-empty list"),
+        # a key the caller spelled with a newline is shown escaped (the soak found it raw)
+        (["--where", '{"a\\nb": 1}'], 'where["a\\nb"]: not a metadata key'),
+        (["--where", '{"k": {"$\\n": 1}}'], 'where.k["$\\n"]: unknown operator'),
         (["--mode", "fuzzy"], "Invalid value for '--mode'"),
         (["--as-of", "yesterday"], "--as-of 'yesterday' is neither"),
     ],
@@ -69,3 +72,5 @@ def test_a_bad_search_is_a_clear_error(home, args, message):
     result = run(home, "search", "anything", *args)
     assert result.exit_code == 2 and message in result.output
     assert "Traceback" not in result.output
+    if args[0] == "--where":  # CARMA's own refusal: one line
+        assert len(result.output.strip().splitlines()) == 1
