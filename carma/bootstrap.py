@@ -32,6 +32,7 @@ from carma.log.chain import ChainKey
 from carma.log.keys import FragmentKeys
 from carma.memory import Memory
 from carma.projections import FragmentCache, ProjectionRunner, VectorIndex
+from carma.projections.index import APPROXIMATE_ABOVE
 
 if TYPE_CHECKING:
     from carma.log.postgres import PostgresURL
@@ -215,7 +216,15 @@ def bootstrap(
             )
         log.check_profile(embedder.name, embedder.dimension)
         cache = FragmentCache(home.cache)
-        index = VectorIndex(home.index, embedder.dimension)
+        index = VectorIndex(
+            home.index,
+            embedder.dimension,
+            approximate_above=(
+                APPROXIMATE_ABOVE
+                if options.approximate_above is None
+                else options.approximate_above
+            ),
+        )
         ledger, ledger_damage = open_ledger(home.ledger, replica)
     except BaseException:
         log.close()

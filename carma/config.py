@@ -131,6 +131,7 @@ class Options:
     calibrate_budget: float | None = None
     log_passes: int | None = None
     dimension: int | None = None  # a store with no text model: its vectors are given
+    approximate_above: int | None = None  # live fragments past which the HNSW graph answers
 
     def __post_init__(self) -> None:
         every = self.dream_every
@@ -156,6 +157,11 @@ class Options:
             or not 1 <= dimension <= DIMENSION_MAX
         ):
             raise InvalidInput(f"dimension must be a whole number from 1 to {DIMENSION_MAX}")
+        above = self.approximate_above
+        if above is not None and (
+            isinstance(above, bool) or not isinstance(above, int) or not 0 <= above <= 10**12
+        ):
+            raise InvalidInput("approximate_above must be a whole number of fragments, 0 or more")
 
     def given(self) -> dict[str, Any]:
         """The options set, by name."""

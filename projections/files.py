@@ -19,9 +19,9 @@ import select
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 Files = Sequence[tuple[str, bytes]]  # (name relative to the folder, bytes)
 READY = b"ready\n"  # the writer process's first line
@@ -67,15 +67,22 @@ def flush_file_system(folder: Path) -> None:
         pass
 
 
-def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
+def atomic_write(
+    path: Path, data: bytes | Callable[[BinaryIO], None], *, fsync: bool = True
+) -> None:
     """Write via a temp file and rename: a reader sees the old file or the new, never half.
 
+    `data`: the bytes, or a function that writes them to the open file (a file too large to
+    hold twice in memory, such as the vector index at a million fragments, is streamed).
     fsync=False leaves durability to a later flush_file_system (see write_batch).
     """
     tmp = path.parent / f".tmp-{os.getpid()}-{threading.get_ident()}-{path.name}"
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())

@@ -1,10 +1,18 @@
-"""VectorIndex: FAISS over live fragments' embeddings, persisted with the position it reflects."""
+"""VectorIndex: FAISS over live fragments' embeddings, persisted with the position it reflects.
+
+Vectors are stored by label, in the order they came: a removal marks its label dead (at once:
+every search filters by the live labels) instead of rewriting the array, and the dead are
+compacted away in bulk. Up to `approximate_above` live vectors a query scans them all (exact
+inner product); past it, an HNSW graph over the same stored vectors answers instead, and any
+search it cannot answer in full (a narrow filter) is answered exactly."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 from uuid import UUID
 
 import faiss
@@ -13,7 +21,17 @@ from carma.domain import DIMENSION_MAX, Fragment
 from carma.projections.files import atomic_write
 from carma.projections.runner import Batch, unreadable_body
 
-FORMAT = 1
+FORMAT = 2  # 1: one IndexIDMap2 (read, and written again as 2)
+HEADER_BYTES = 512  # the header line's room, so the body can be streamed before its checksum
+READ_CHUNK = 8 << 20
+
+APPROXIMATE_ABOVE = 50_000  # live vectors past which the graph answers (below half: exact again)
+GRAPH_NEIGHBOURS = 32  # HNSW's M
+GRAPH_EF_CONSTRUCTION = 40
+GRAPH_EF_SEARCH = 128  # recall@10 about 0.95 on MiniLM embeddings (docs/benchmarks.md)
+EXACT_SUBSET = 20_000  # a filter allowing at most this many is searched exactly
+COMPACT_SHARE = 0.25  # dead labels, as a share of all, that set off a compaction
+COMPACT_MIN = 4096
 
 
 def faiss_id(uuid: UUID | str) -> int:
@@ -50,6 +68,26 @@ def _signature(path: Path) -> tuple[int, int, int]:
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
+def _digest(file: BinaryIO) -> str:
+    """sha256 of the rest of an open file, read in chunks (the file may hold gigabytes)."""
+    digest = hashlib.sha256()
+    while chunk := file.read(READ_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_header(file: BinaryIO) -> dict:
+    line = file.readline(HEADER_BYTES)
+    try:
+        header = json.loads(line)
+        if not line.endswith(b"\n") or header["format"] not in (1, FORMAT):
+            raise ValueError
+        int(header["position"])
+    except (ValueError, KeyError, TypeError):
+        raise IndexFileError("unreadable", "index file header is unreadable") from None
+    return header
+
+
 class IndexFileError(Exception):
     """The persisted index is missing, unreadable or fails its checksum."""
 
@@ -59,20 +97,31 @@ class IndexFileError(Exception):
 
 
 class VectorIndex:
-    """Exact inner-product search (vectors are normalised, so this is cosine) over live fragments.
+    """Inner-product search (vectors are normalised, so this is cosine) over live fragments:
+    exact up to `approximate_above` live vectors, an HNSW graph past it.
 
     The file `<home>/index/vectors.faiss` holds one JSON header line (format, position,
-    dimension, count, sha256 of the body) followed by the serialised FAISS index, written
+    dimension, count, labels, kind, sha256 of the body) followed by the body: each label's
+    fragment id, each label's liveness, then the serialised FAISS index. It is written
     atomically: a torn or edited file fails its checksum and is rebuilt from the log.
     """
 
     name = "index"
 
-    def __init__(self, root: Path, dimension: int):
+    def __init__(
+        self,
+        root: Path,
+        dimension: int,
+        *,
+        approximate_above: int = APPROXIMATE_ABOVE,
+        ef_search: int = GRAPH_EF_SEARCH,
+    ):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / "vectors.faiss"
         self.dimension = dimension
+        self.approximate_above = approximate_above
+        self.ef_search = ef_search
         self.load_error: IndexFileError | None = None
         self._verified: tuple[int, int, int] | None = None  # stat of the file last verified
         self._verified_position = 0
@@ -80,47 +129,97 @@ class VectorIndex:
         # vectors the index has changed since: what that file lacks (see check_file).
         self._file_position: int | None = None
         self._changed_since_file = 0
+        self._dirty = False
         try:
-            self._index, self._position = self._load()
+            self._load()
             self._file_position = self._position
+            self._reshape()  # (a threshold other than the file's: that index is built now)
         except IndexFileError as exc:
             # Start empty at position zero: catching up with the log rebuilds it.
             self.load_error = exc
-            self._index, self._position = self._empty(), 0
-        self._dirty = False
+            self._start(self._new_index(graph=False), np.zeros(0, np.int64), np.zeros(0, bool))
+            self._position = 0
 
-    def _empty(self) -> faiss.IndexIDMap2:
-        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimension))
+    # -- the stored vectors, by label
 
-    def _load(self) -> tuple[faiss.IndexIDMap2, int]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            raise IndexFileError("missing", "index file is missing") from None
-        except OSError as exc:
-            raise IndexFileError(
-                "unreadable", f"index file is unreadable: {exc.strerror}"
-            ) from None
-        head, sep, body = raw.partition(b"\n")
-        try:
-            header = json.loads(head)
-            if not sep or header["format"] != FORMAT:
-                raise ValueError
-        except (ValueError, KeyError, TypeError):
-            raise IndexFileError("unreadable", "index file header is unreadable") from None
-        if hashlib.sha256(body).hexdigest() != header.get("sha256"):
-            raise IndexFileError("corrupt", "index file fails its checksum")
-        if header.get("dimension") != self.dimension:
-            raise IndexFileError("corrupt", "index file has another dimension")
-        index = faiss.deserialize_index(np.frombuffer(body, dtype=np.uint8))
-        if not isinstance(index, faiss.IndexIDMap2):
-            raise IndexFileError("corrupt", "index file holds another kind of index")
-        if index.ntotal != header.get("count"):
-            raise IndexFileError(
-                "corrupt", "index file holds another number of vectors than its header"
-            )
-        self._verified, self._verified_position = _signature(self.path), int(header["position"])
-        return index, int(header["position"])
+    def _new_index(self, graph: bool) -> faiss.Index:
+        if not graph:
+            return faiss.IndexFlatIP(self.dimension)
+        index = faiss.IndexHNSWFlat(self.dimension, GRAPH_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = GRAPH_EF_CONSTRUCTION
+        return index
+
+    def _start(self, index: faiss.Index, fids: np.ndarray, alive: np.ndarray) -> None:
+        self._index = index
+        self._size = len(fids)
+        self._fids = np.array(fids, dtype=np.int64)
+        self._alive = np.array(alive, dtype=bool)
+        live = np.flatnonzero(self._alive)
+        self._label = dict(zip(self._fids[live].tolist(), live.tolist()))
+        self._live_bitmap: np.ndarray | None = None
+
+    @property
+    def approximate(self) -> bool:
+        """Whether the graph answers (past `approximate_above` live vectors)."""
+        return isinstance(self._index, faiss.IndexHNSWFlat)
+
+    def _stored(self) -> np.ndarray:
+        """Every label's vector, a view into FAISS' own array (valid until the next add)."""
+        flat = faiss.downcast_index(self._index.storage) if self.approximate else self._index
+        if flat.ntotal == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * self.dimension).reshape(
+            flat.ntotal, self.dimension
+        )
+
+    def _set(self, entries: dict[int, bytes]) -> None:
+        """Store these vectors under new labels; any earlier label of the same id dies."""
+        if not entries:
+            return
+        self._unset(entries.keys())
+        count, start = len(entries), self._size
+        vectors = np.frombuffer(b"".join(entries.values()), dtype="<f4").reshape(
+            count, self.dimension
+        )
+        if start + count > len(self._fids):  # grow by doubling: amortised constant per label
+            room = max(start + count, 2 * len(self._fids), 1024)
+            self._fids = np.resize(self._fids, room)
+            self._alive = np.resize(self._alive, room)
+        self._index.add(vectors)
+        self._fids[start : start + count] = np.fromiter(entries.keys(), np.int64, count)
+        self._alive[start : start + count] = True
+        self._label.update(zip(entries.keys(), range(start, start + count)))
+        self._size += count
+        self._live_bitmap = None
+
+    def _unset(self, fids: Iterable[int]) -> None:
+        """Kill these ids' labels, and zero their vectors: nothing of a removed (above all a
+        forgotten) fragment's vector stays in memory or in the next file, compacted or not."""
+        dead = [label for fid in fids if (label := self._label.pop(fid, None)) is not None]
+        if dead:
+            self._alive[dead] = False
+            self._fids[dead] = -1
+            self._stored()[dead] = 0.0
+            self._live_bitmap = None
+
+    def _reshape(self) -> None:
+        """Build the graph once the live vectors pass the threshold (drop it below half of
+        it: hysteresis, so a store at the threshold does not rebuild at every write), and
+        compact the stored vectors once dead labels pile up."""
+        live = len(self._label)
+        graph = live > (self.approximate_above // 2 if self.approximate else self.approximate_above)
+        dead = self._size - live
+        if graph != self.approximate or dead > max(COMPACT_MIN, COMPACT_SHARE * self._size):
+            self._compact(graph)
+
+    def _compact(self, graph: bool) -> None:
+        labels = np.flatnonzero(self._alive[: self._size])
+        index, stored = self._new_index(graph), self._stored()
+        for start in range(0, len(labels), 65_536):
+            index.add(np.ascontiguousarray(stored[labels[start : start + 65_536]]))
+        self._start(index, self._fids[labels], np.ones(len(labels), dtype=bool))
+
+    # -- the projection
 
     @property
     def position(self) -> int:
@@ -128,7 +227,7 @@ class VectorIndex:
 
     @property
     def count(self) -> int:
-        return self._index.ntotal
+        return len(self._label)
 
     def apply(self, batch: Batch) -> None:
         removed: set[int] = set()
@@ -161,43 +260,200 @@ class VectorIndex:
                 removed.add(fid)
                 added.pop(fid, None)
         self._changed_since_file += len(removed | added.keys())
-        # remove_ids rewrites the whole array whatever it removes: one call per batch.
-        if removed:
-            self._index.remove_ids(np.fromiter(removed, dtype=np.int64))
-        if added:
-            ids = np.fromiter(added.keys(), dtype=np.int64, count=len(added))
-            vectors = np.frombuffer(b"".join(added.values()), dtype="<f4").reshape(
-                len(added), self.dimension
-            )
-            self._index.add_with_ids(vectors, ids)
+        self._unset(removed)
+        self._set(added)
+        self._reshape()
         self._position = max(self._position, batch[-1][0])
         self._dirty = True
+
+    # -- search
 
     def search(
         self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> list[tuple[int, float]]:
-        """Top-k (faiss id, inner product); `allowed` restricts the search to those ids."""
-        if k <= 0 or self._index.ntotal == 0:
+        """Top-k (faiss id, inner product); `allowed` restricts the search to those ids.
+        k come back whenever k are allowed: what the graph cannot find under a filter is
+        searched exactly."""
+        live = len(self._label)
+        if k <= 0 or live == 0:
             return []
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dimension)
+        if allowed is None:
+            k = min(k, live)
+            bitmap = self._bitmap_of_live() if live < self._size else None
+            if self.approximate:
+                found = self._graph_search(q, k, bitmap)
+                if len(found) == k:
+                    return found
+            return self._flat_search(q, k, bitmap)
+        labels = np.fromiter(
+            (label for fid in allowed.tolist() if (label := self._label.get(fid)) is not None),
+            dtype=np.int64,
+        )
+        if len(labels) == 0:
+            return []
+        k = min(k, len(labels))
+        if self.approximate and len(labels) > EXACT_SUBSET:
+            found = self._graph_search(q, k, self._bitmap_of(labels))
+            if len(found) == k:
+                return found
+        # A narrow filter: its own vectors, scored by FAISS' kernel as a full scan scores them.
+        scores, rows = faiss.knn(
+            q, np.ascontiguousarray(self._stored()[labels]), k, metric=faiss.METRIC_INNER_PRODUCT
+        )
+        return self._hits(scores[0], labels[rows[0][rows[0] >= 0]], rows[0] >= 0)
+
+    def scan(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Top-k by a scan of every live vector: the exact answer, which the graph
+        approximates (what `carma bench scale` measures it against)."""
+        live = len(self._label)
+        if k <= 0 or live == 0:
+            return []
+        q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dimension)
+        return self._flat_search(
+            q, min(k, live), self._bitmap_of_live() if live < self._size else None
+        )
+
+    def _graph_search(self, q: np.ndarray, k: int, bitmap: np.ndarray | None):
+        params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
+        if bitmap is not None:  # (`bitmap` stays referenced while FAISS reads it)
+            params.sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+        scores, labels = self._index.search(q, k, params=params)
+        return self._hits(scores[0], labels[0][labels[0] >= 0], labels[0] >= 0)
+
+    def _flat_search(self, q: np.ndarray, k: int, bitmap: np.ndarray | None):
+        flat = faiss.downcast_index(self._index.storage) if self.approximate else self._index
         params = None
-        if allowed is not None:
-            if len(allowed) == 0:
-                return []
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
-            k = min(k, len(allowed))
-        k = min(k, self._index.ntotal)
-        scores, ids = self._index.search(q, k, params=params)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1]
+        if bitmap is not None:
+            params = faiss.SearchParameters(
+                sel=faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+            )
+        scores, labels = flat.search(q, k, params=params)
+        return self._hits(scores[0], labels[0][labels[0] >= 0], labels[0] >= 0)
+
+    def _hits(self, scores: np.ndarray, labels: np.ndarray, found: np.ndarray):
+        return [(int(fid), float(score)) for fid, score in zip(self._fids[labels], scores[found])]
+
+    def _bitmap_of_live(self) -> np.ndarray:
+        if self._live_bitmap is None:
+            self._live_bitmap = np.packbits(self._alive[: self._size], bitorder="little")
+        return self._live_bitmap
+
+    def _bitmap_of(self, labels: np.ndarray) -> np.ndarray:
+        mask = np.zeros(self._size, dtype=bool)
+        mask[labels] = True
+        return np.packbits(mask, bitorder="little")
+
+    # -- reading and repairing single vectors
 
     def vector(self, fid: int) -> np.ndarray | None:
-        try:
-            return self._index.reconstruct(int(fid))
-        except RuntimeError:
-            return None
+        label = self._label.get(int(fid))
+        return None if label is None else self._stored()[label].copy()
 
     def ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        return np.fromiter(self._label.keys(), dtype=np.int64, count=len(self._label))
+
+    def fingerprints(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, fingerprints of their vectors) of every entry, for a scrub to compare with
+        the ledger: read where FAISS keeps them, in chunks, so a scrub of a million vectors
+        needs no copy of them (callers hold the store's lock: nothing moves them meanwhile)."""
+        labels = np.flatnonzero(self._alive[: self._size])
+        stored = self._stored()
+        parts = [
+            vector_fingerprints(stored[labels[start : start + 8192]])
+            for start in range(0, len(labels), 8192)
+        ]
+        return self._fids[labels], np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def put(self, entries: dict[int, bytes]) -> None:
+        """Set the vectors of these ids (a repair): whatever was there is replaced."""
+        if not entries:
+            return
+        self._set(entries)
+        self._reshape()
+        self._changed_since_file += len(entries)
+        self._dirty = True
+
+    def remove(self, ids: list[int]) -> None:
+        if ids:
+            self._unset(int(i) for i in ids)
+            self._reshape()
+            self._changed_since_file += len(ids)
+            self._dirty = True
+
+    # -- the file
+
+    def _load(self) -> None:
+        try:
+            file = self.path.open("rb")
+        except FileNotFoundError:
+            raise IndexFileError("missing", "index file is missing") from None
+        except OSError as exc:
+            raise IndexFileError(
+                "unreadable", f"index file is unreadable: {exc.strerror}"
+            ) from None
+        with file:
+            header = _read_header(file)
+            start = file.tell()
+            try:
+                digest = _digest(file)
+            except OSError as exc:
+                raise IndexFileError(
+                    "unreadable", f"index file is unreadable: {exc.strerror}"
+                ) from None
+            if digest != header.get("sha256"):
+                raise IndexFileError("corrupt", "index file fails its checksum")
+            if header.get("dimension") != self.dimension:
+                raise IndexFileError("corrupt", "index file has another dimension")
+            file.seek(start)
+            try:
+                if header["format"] == 1:
+                    self._load_identity_map(file)
+                else:
+                    self._load_labels(file, header)
+            except (RuntimeError, ValueError, KeyError, TypeError):
+                raise IndexFileError("corrupt", "index file holds no index of this kind") from None
+        if self.count != header.get("count"):
+            raise IndexFileError(
+                "corrupt", "index file holds another number of vectors than its header"
+            )
+        self._position = int(header["position"])
+        self._verified, self._verified_position = _signature(self.path), self._position
+
+    def _load_labels(self, file: BinaryIO, header: dict) -> None:
+        size = int(header["labels"])
+        fids = np.frombuffer(file.read(8 * size), dtype="<i8")
+        alive = np.frombuffer(file.read(size), dtype=np.uint8)
+        index = faiss.read_index(faiss.PyCallbackIOReader(file.read))
+        kind = faiss.IndexHNSWFlat if header.get("kind") == "approximate" else faiss.IndexFlatIP
+        if (
+            not isinstance(index, kind)
+            or index.metric_type != faiss.METRIC_INNER_PRODUCT
+            or index.d != self.dimension
+            or index.ntotal != size
+            or len(fids) != size
+            or len(alive) != size
+        ):
+            raise ValueError
+        if isinstance(index, faiss.IndexHNSWFlat):
+            index.hnsw.efConstruction = GRAPH_EF_CONSTRUCTION
+        self._start(index, fids, alive.astype(bool))
+
+    def _load_identity_map(self, file: BinaryIO) -> None:
+        """A file of format 1 (one IndexIDMap2 over a flat index): its vectors, by label."""
+        index = faiss.deserialize_index(np.frombuffer(file.read(), dtype=np.uint8))
+        if not isinstance(index, faiss.IndexIDMap2):
+            raise ValueError
+        fids = faiss.vector_to_array(index.id_map).astype(np.int64)
+        flat = faiss.downcast_index(index.index)
+        vectors = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * flat.d).reshape(
+            flat.ntotal, flat.d
+        )
+        converted = faiss.IndexFlatIP(self.dimension)
+        converted.add(np.ascontiguousarray(vectors))
+        self._start(converted, fids, np.ones(len(fids), dtype=bool))
+        self._dirty = True  # written again in today's format when next saved
+        self._reshape()
 
     def check_file(self, head: int, stale_after: int) -> str | None:
         """Why the persisted file cannot stand in for this index, or None if it can:
@@ -212,19 +468,19 @@ class VectorIndex:
                 # Unchanged since it was written or last verified: skip re-reading a file as
                 # large as all the cache files together. Opening the store always verifies.
                 return self._check_position(self._verified_position, head, stale_after)
-            raw = self.path.read_bytes()
+            with self.path.open("rb") as file:
+                try:
+                    header = _read_header(file)
+                except IndexFileError:
+                    return "unreadable"
+                digest = _digest(file)
         except FileNotFoundError:
             return "missing"
         except OSError:
             return "unreadable"
-        head_line, sep, body = raw.partition(b"\n")
-        try:
-            header = json.loads(head_line)
-            position = int(header["position"])
-        except (ValueError, KeyError, TypeError):
-            return "unreadable"
-        if not sep or hashlib.sha256(body).hexdigest() != header.get("sha256"):
+        if digest != header.get("sha256"):
             return "corrupt"
+        position = int(header["position"])
         self._verified, self._verified_position = signature, position
         return self._check_position(position, head, stale_after)
 
@@ -238,59 +494,41 @@ class VectorIndex:
         )
         return "stale" if behind > stale_after else None
 
-    def fingerprints(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, fingerprints of their vectors) of every entry, for a scrub to compare with
-        the ledger: read where FAISS keeps them, in chunks, so a scrub of 100k vectors needs
-        no copy of them (callers hold the store's lock: nothing moves them meanwhile)."""
-        ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
-        flat = faiss.downcast_index(self._index.index)
-        count, dim = flat.ntotal, flat.d
-        stored = (
-            faiss.rev_swig_ptr(flat.get_xb(), count * dim).reshape(count, dim)
-            if count
-            else np.zeros((0, dim), dtype=np.float32)
-        )
-        parts = [
-            vector_fingerprints(stored[start : start + 8192]) for start in range(0, count, 8192)
-        ]
-        return ids, np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-    def put(self, entries: dict[int, bytes]) -> None:
-        """Set the vectors of these ids (a repair): whatever was there is replaced."""
-        if not entries:
-            return
-        ids = np.fromiter(entries.keys(), dtype=np.int64, count=len(entries))
-        self._index.remove_ids(ids)
-        vectors = np.frombuffer(b"".join(entries.values()), dtype="<f4").reshape(
-            len(entries), self.dimension
-        )
-        self._index.add_with_ids(vectors, ids)
-        self._changed_since_file += len(entries)
-        self._dirty = True
-
-    def remove(self, ids: list[int]) -> None:
-        if ids:
-            self._index.remove_ids(np.asarray(ids, dtype=np.int64))
-            self._changed_since_file += len(ids)
-            self._dirty = True
-
     def save(self) -> None:
-        """Persist the index with the position it reflects (on close and after a rebuild)."""
-        body = faiss.serialize_index(self._index).tobytes()
-        header = {
-            "format": FORMAT,
-            "position": self._position,
-            "dimension": self.dimension,
-            "count": int(self._index.ntotal),
-            "sha256": hashlib.sha256(body).hexdigest(),
-        }
-        atomic_write(self.path, json.dumps(header).encode() + b"\n" + body)
+        """Persist the index with the position it reflects (on close and after a rebuild),
+        streamed: the body is written and hashed in pieces, then its header put before it."""
+
+        def write(file: BinaryIO) -> None:
+            file.write(b" " * HEADER_BYTES)
+            digest = hashlib.sha256()
+
+            def put(chunk: bytes) -> int:
+                digest.update(chunk)
+                return file.write(chunk)
+
+            put(self._fids[: self._size].astype("<i8").tobytes())
+            put(self._alive[: self._size].astype(np.uint8).tobytes())
+            faiss.write_index(self._index, faiss.PyCallbackIOWriter(put))
+            header = {
+                "format": FORMAT,
+                "position": self._position,
+                "dimension": self.dimension,
+                "count": self.count,
+                "labels": self._size,
+                "kind": "approximate" if self.approximate else "exact",
+                "sha256": digest.hexdigest(),
+            }
+            file.seek(0)
+            file.write(json.dumps(header).encode().ljust(HEADER_BYTES - 1) + b"\n")
+
+        atomic_write(self.path, write)
         self._dirty = False
         self._verified, self._verified_position = _signature(self.path), self._position
         self._file_position, self._changed_since_file = self._position, 0
 
     def reset(self) -> None:
-        self._index, self._position = self._empty(), 0
+        self._start(self._new_index(graph=False), np.zeros(0, np.int64), np.zeros(0, bool))
+        self._position = 0
         self._file_position = None  # the file on disk is no state of this index any more
         self.load_error = None
         self._dirty = True

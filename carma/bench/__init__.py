@@ -27,12 +27,17 @@ One module per benchmark, each named by `carma bench NAME`:
 - serve        (HashingEmbedder, n=2000 fragments): 8 concurrent HTTP clients mixing writes
                and searches against one `carma serve` for a fixed time, with damage midway,
                against the same clients on the in-process API (the server extra).
+- scale        (vectors given, n=1000000: one store grown to 10k, 100k, 1M): ingest, query
+               against a scan of the same vectors, full scrub, heal, rebuild, memory and disk
+               at each size; the approximate index's recall@10 on the real model's vectors
+               at 10k and 100k. A PNG of the curves beside the JSON (the `plot` extra).
 - `bench ingest --database-url URL`: the same ingest on a PostgreSQL log beside SQLite.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from carma.bench.audit import bench_audit
 from carma.bench.heal import bench_heal
@@ -40,6 +45,7 @@ from carma.bench.ingest import bench_ingest
 from carma.bench.overhead import bench_overhead
 from carma.bench.query import bench_query
 from carma.bench.reconstruct import bench_reconstruct
+from carma.bench.scale import bench_scale, plot_scale
 from carma.bench.search import bench_search
 from carma.bench.serve import bench_serve
 from carma.bench.shared import bench_shared
@@ -54,9 +60,14 @@ BENCHMARKS: dict[str, Callable[..., dict]] = {
     "reconstruct": bench_reconstruct,
     "search": bench_search,
     "serve": bench_serve,
+    "scale": bench_scale,
 }
+
+#: Benchmarks that also draw their report: fn(report, png_path) -> the path, or None without
+#: matplotlib.
+FIGURES: dict[str, Callable[[dict, Path], Path | None]] = {"scale": plot_scale}
 
 # `carma bench ingest --database-url URL`: the same figures on a PostgreSQL log beside SQLite.
 SHARED_LOG_BENCHMARK = ("ingest-shared", bench_shared)
 
-__all__ = ["BENCHMARKS", "SHARED_LOG_BENCHMARK"]
+__all__ = ["BENCHMARKS", "FIGURES", "SHARED_LOG_BENCHMARK"]

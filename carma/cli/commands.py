@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 import carma
-from carma.bench import BENCHMARKS, SHARED_LOG_BENCHMARK
+from carma.bench import BENCHMARKS, FIGURES, SHARED_LOG_BENCHMARK
 from carma.cli.context import (
     Context,
     calibration_progress,
@@ -845,6 +845,14 @@ def bench_cmd(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")
     click.echo(text if as_json else f"{name}: report written to {path}\n{text}")
+    if name in FIGURES:
+        figure = FIGURES[name](report, path.with_suffix(".png"))
+        click.echo(
+            f"{name}: figure written to {figure}"
+            if figure
+            else f"{name}: no figure (it needs matplotlib: pip install 'carma[plot]')",
+            err=True,
+        )
 
 
 def main() -> None:

@@ -60,6 +60,38 @@ def _sentences() -> Iterator[str]:
                         yield sentence
 
 
+def _loosely_usable(sentence: str) -> bool:
+    """A sentence of prose for a benchmark that needs many (shorter ones allowed)."""
+    if not 30 <= len(sentence) <= 300 or not sentence[0].isupper() or sentence[-1] != ".":
+        return False
+    if any(mark in sentence for mark in (">>>", "::", "`", "http", "\\", "|", "{", "}", "==")):
+        return False
+    letters = sum(c.isalpha() or c == " " for c in sentence)
+    return letters / len(sentence) > 0.85 and len(sentence.split()) >= 5
+
+
+def installed(n: int) -> list[str]:
+    """Up to n unique sentences from the docstrings of the standard library, then of the
+    installed packages (site-packages, files sorted): real text in the hundred thousands for
+    benchmarks at scale, the same on every machine with the same packages. Fewer than n when
+    there are not that many (callers report how many they got)."""
+    roots = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]
+    seen: dict[str, None] = {}
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            if "__pycache__" in path.parts:
+                continue
+            for doc in _docstrings(path):
+                for paragraph in doc.split("\n\n"):
+                    flat = " ".join(paragraph.split())
+                    for sentence in _SENTENCE_END.split(flat):
+                        if _loosely_usable(sentence):
+                            seen.setdefault(sentence)
+                            if len(seen) >= n:
+                                return list(seen)
+    return list(seen)
+
+
 def corpus(n: int) -> list[str]:
     """The first n sentences; past the corpus's size, numbered variants keep every text unique.
 

@@ -1,0 +1,208 @@
+"""The approximate index (an HNSW graph past `approximate_above` live vectors) against the
+exact answer: after random writes, revisions, removals, compactions and reloads, a search
+never returns a removed fragment, returns k whenever k are allowed, and equals a brute-force
+scan where the graph is searched exhaustively (efSearch above the number of labels: these
+properties are about what the index holds; how close a bounded search comes is
+`carma bench`'s to measure). A store on the graph gives the same answers rebuilt from the log
+as kept incrementally, and a damaged graph file is a finding, not a crash."""
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from carma.projections import VectorIndex
+from carma.projections.index import HEADER_BYTES
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import carma
+from carma.embedding import HashingEmbedder
+
+DIM = 8
+IDS = st.integers(1, 60)
+
+
+def unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.lists(st.tuples(IDS, st.integers(0, 10**6)), max_size=25)),
+        st.tuples(st.just("remove"), st.lists(IDS, max_size=10)),
+        st.tuples(st.just("reload"), st.none()),
+    ),
+    max_size=25,
+)
+
+
+def exact(model: dict[int, np.ndarray], q: np.ndarray, k: int, allowed=None) -> list[float]:
+    ids = [i for i in model if allowed is None or i in allowed]
+    return sorted((float(model[i] @ q) for i in ids), reverse=True)[:k]
+
+
+@settings(max_examples=60)
+@given(
+    ops=operations,
+    threshold=st.sampled_from([0, 5, 20, 10**6]),
+    k=st.integers(1, 70),
+    query_seed=st.integers(0, 1000),
+    allowed=st.none() | st.sets(IDS, max_size=30),
+)
+def test_the_index_answers_as_a_scan_of_the_live_vectors_would(
+    ops, threshold, k, query_seed, allowed
+):
+    with tempfile.TemporaryDirectory() as root:
+
+        def opened() -> VectorIndex:
+            return VectorIndex(Path(root), DIM, approximate_above=threshold, ef_search=4096)
+
+        index, model = opened(), {}
+        for op, arg in ops:
+            if op == "put":
+                entries = {fid: unit(seed).tobytes() for fid, seed in arg}
+                index.put(entries)
+                model.update({fid: np.frombuffer(v, np.float32) for fid, v in entries.items()})
+            elif op == "remove":
+                index.remove(arg)
+                for fid in arg:
+                    model.pop(fid, None)
+            else:
+                index.save()
+                index = opened()
+                assert index.load_error is None
+            assert index.count == len(model)
+            assert index.approximate == (len(model) > threshold) or (
+                # (hysteresis: the graph stays down to half the threshold)
+                index.approximate and len(model) > threshold // 2
+            )
+        assert sorted(index.ids().tolist()) == sorted(model)
+        q = unit(query_seed)
+        hits = index.search(q, k, None if allowed is None else np.array(sorted(allowed)))
+        found = [fid for fid, _ in hits]
+        assert set(found) <= set(model) and len(set(found)) == len(found)
+        assert allowed is None or set(found) <= allowed
+        expected = exact(model, q, k, allowed)
+        assert len(hits) == len(expected)
+        assert np.allclose([s for _, s in hits], expected, atol=1e-5)
+        for fid, score in hits:  # each score is that fragment's own
+            assert score == pytest.approx(float(model[fid] @ q), abs=1e-5)
+        fids, prints = index.fingerprints()
+        assert sorted(fids.tolist()) == sorted(model)
+
+
+def test_compaction_drops_the_dead_and_keeps_every_live_vector(tmp_path):
+    index = VectorIndex(tmp_path, DIM, approximate_above=100)
+    index.put({fid: unit(fid).tobytes() for fid in range(1, 10_001)})
+    assert index.approximate
+    index.remove(list(range(1, 9_001)))  # 90% dead: compacted, on the graph still
+    assert index.approximate and index.count == 1_000 and index._size == 1_000
+    index.remove(list(range(9_001, 9_961)))  # below half the threshold: exact again
+    assert not index.approximate and index.count == 40 and index._size == 40
+    for fid in (9_961, 9_980, 10_000):
+        assert np.array_equal(index.vector(fid), unit(fid))
+    assert index.vector(1) is None
+
+
+def test_a_file_of_the_first_format_is_read_and_written_again_in_todays(tmp_path):
+    """Homes made before the label layout kept one IndexIDMap2: they open unchanged."""
+    legacy = faiss.IndexIDMap2(faiss.IndexFlatIP(DIM))
+    legacy.add_with_ids(np.stack([unit(i) for i in range(5)]), np.arange(10, 15, dtype=np.int64))
+    body = faiss.serialize_index(legacy).tobytes()
+    header = {"format": 1, "position": 7, "dimension": DIM, "count": 5}
+    header["sha256"] = hashlib.sha256(body).hexdigest()
+    (tmp_path / "vectors.faiss").write_bytes(json.dumps(header).encode() + b"\n" + body)
+    index = VectorIndex(tmp_path, DIM)
+    assert index.load_error is None and index.position == 7
+    assert sorted(index.ids().tolist()) == list(range(10, 15))
+    assert np.array_equal(index.vector(12), unit(2))
+    index.close()
+    assert json.loads((tmp_path / "vectors.faiss").read_bytes()[:HEADER_BYTES])["format"] == 2
+    assert VectorIndex(tmp_path, DIM).vector(12) is not None
+
+
+ACTIONS = ["add", "revise", "delete", "forget"]
+texts = st.text(st.sampled_from("abcdefgh "), min_size=1, max_size=12).filter(str.strip)
+
+
+@settings(max_examples=15)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["add", "revise", "delete", "forget"]), st.integers(0, 39), texts
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    query=texts,
+    k=st.integers(1, 50),
+)
+def test_a_store_on_the_graph_never_returns_a_removed_fragment_and_rebuilds_alike(steps, query, k):
+    with tempfile.TemporaryDirectory() as root:
+        mem = carma.open(Path(root) / "home", embedder=HashingEmbedder(), approximate_above=8)
+        live: dict[str, str] = {}
+        gone: set[str] = set()
+        for action, n, text in steps:
+            key = f"f{n}"
+            if action == "add" and key not in live and key not in gone:
+                mem.add(text, {"n": n}, id=key, namespace="odd" if n % 2 else "even")
+                live[key] = text
+            elif action == "revise" and key in live and live[key] != text:
+                mem.revise(key, text)
+                live[key] = text
+            elif action == "delete" and key in live:
+                mem.delete(key)
+                gone.add(key)
+                del live[key]
+            elif action == "forget" and key in live:
+                mem.forget(key, "a test of forgetting")
+                gone.add(key)
+                del live[key]
+        hits = mem.search(query, k=k)
+        assert {h.id for h in hits} <= set(live) and len(hits) == min(k, len(live))
+        evens = [key for key in live if int(key[1:]) % 2 == 0]
+        filtered = mem.search(query, k=k, namespace="even")
+        assert {h.id for h in filtered} <= set(evens) and len(filtered) == min(k, len(evens))
+        low = mem.search(query, k=k, where={"n": {"$lt": 10}})
+        assert len(low) == min(k, sum(int(key[1:]) < 10 for key in live))
+        before = [(h.id, round(h.score, 5)) for h in hits]
+        mem.rebuild()
+        assert [(h.id, round(h.score, 5)) for h in mem.search(query, k=k)] == before
+        mem.close()
+
+
+def test_a_damaged_graph_file_is_a_finding_and_is_rebuilt(tmp_path):
+    home = tmp_path / "home"
+    mem = carma.open(home, embedder=HashingEmbedder(), approximate_above=50)
+    mem.add_many([{"text": f"note {i} on subject {i % 7}"} for i in range(200)])
+    assert mem.index.approximate
+    mem.close()
+    path = home / "index" / "vectors.faiss"
+    raw = bytearray(path.read_bytes())
+    at = len(raw) * 2 // 3
+    raw[at : at + 64] = bytes(b ^ 0xFF for b in raw[at : at + 64])
+    path.write_bytes(bytes(raw))
+    with carma.open(home, embedder=HashingEmbedder(), approximate_above=50) as again:
+        # Rebuilt from the log on open, graph and all: queries answer at once.
+        assert again.index.approximate and again.index.count == 200
+        assert len(again.search("subject 3", k=20)) == 20
+        assert again.health()["by_fault"] == {"index-file/corrupt": 1}
+        assert again.dream()["repaired"] == {"index-file/exact-log": 1}
+        assert again.index.check_file(again.log.position(), 100) is None
+
+
+@pytest.mark.parametrize("threshold", [0, 10**6])
+def test_a_removed_vector_leaves_no_byte_in_memory_or_the_file(tmp_path, threshold):
+    """Forgetting's promise holds between compactions: a dead label's vector is zeroed."""
+    index = VectorIndex(tmp_path, DIM, approximate_above=threshold)
+    index.put({fid: unit(fid).tobytes() for fid in range(1, 50)})
+    index.remove([7])
+    index.save()
+    assert unit(7).tobytes() not in (tmp_path / "vectors.faiss").read_bytes()
+    assert unit(8).tobytes() in (tmp_path / "vectors.faiss").read_bytes()
+    assert index.vector(7) is None and index.count == 48

@@ -1,0 +1,38 @@
+"""`carma bench scale` at a small size, end to end: the store on the graph (the threshold
+lowered for the run), every figure present and sane, the real model's recall measured, and the
+figure drawn."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import carma.bench.scale as scale
+from carma.cli import cli
+
+pytestmark = [pytest.mark.realmodel, pytest.mark.sqlite_only]
+
+
+def test_bench_scale_measures_the_store_on_the_graph_and_the_real_recall(tmp_path, monkeypatch):
+    monkeypatch.setattr(scale, "SCALE_SIZES", (600, 1_500))
+    monkeypatch.setattr(scale, "RECALL_SIZES", (1_000,))
+    monkeypatch.setattr(scale, "HEAL_SAMPLE", 50)
+    monkeypatch.setattr(scale, "APPROXIMATE_ABOVE", 1_000)  # the second size is on the graph
+    out = tmp_path / "scale.json"
+    result = CliRunner().invoke(cli, ["bench", "scale", "-n", "1500", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    small, large = report["by_size"]
+    assert (small["fragments"], large["fragments"]) == (600, 1_500)
+    assert small["index"] == "exact" and large["index"] == "approximate (HNSW)"
+    for point in report["by_size"]:
+        assert point["ingest"]["fragments_per_s"] > 0
+        assert point["heal"]["found"] == point["heal"]["healed"] == 50
+        assert point["full_scrub"]["checked"]["cache_files"] == point["fragments"]
+        assert 0 < point["disk_bytes_per_fragment"]["all"]
+        assert 0.5 <= point["recall_at_10_deterministic_vectors"] <= 1.0
+    assert small["recall_at_10_deterministic_vectors"] == 1.0  # an exact scan is exact
+    real = report["real_vectors"]["by_size"]["1000"]
+    assert 0.9 <= real["recall_at_10"] <= 1.0
+    assert set(report["growth_vs_smallest"]["rebuild_s"]) == {"600", "1500"}
+    assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
