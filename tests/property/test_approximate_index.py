@@ -143,8 +143,10 @@ texts = st.text(st.sampled_from("abcdefgh "), min_size=1, max_size=12).filter(st
     k=st.integers(1, 50),
 )
 def test_a_store_on_the_graph_never_returns_a_removed_fragment_and_rebuilds_alike(steps, query, k):
-    with tempfile.TemporaryDirectory() as root:
-        mem = carma.open(Path(root) / "home", embedder=HashingEmbedder(), approximate_above=8)
+    with (
+        tempfile.TemporaryDirectory() as root,
+        carma.open(Path(root) / "home", embedder=HashingEmbedder(), approximate_above=8) as mem,
+    ):
         live: dict[str, str] = {}
         gone: set[str] = set()
         for action, n, text in steps:
@@ -172,8 +174,12 @@ def test_a_store_on_the_graph_never_returns_a_removed_fragment_and_rebuilds_alik
         assert len(low) == min(k, sum(int(key[1:]) < 10 for key in live))
         before = [(h.id, round(h.score, 5)) for h in hits]
         mem.rebuild()
-        assert [(h.id, round(h.score, 5)) for h in mem.search(query, k=k)] == before
-        mem.close()
+        after = [(h.id, round(h.score, 5)) for h in mem.search(query, k=k)]
+        # The same scores; the same fragments, but for the order of ties at the cut (a
+        # rebuild stores vectors in another order than the writes and revisions did).
+        assert [score for _, score in after] == [score for _, score in before]
+        cut = before[-1][1] if before else 0.0
+        assert {f for f, s in after if s > cut} == {f for f, s in before if s > cut}
 
 
 def test_a_damaged_graph_file_is_a_finding_and_is_rebuilt(tmp_path):
