@@ -1,6 +1,7 @@
 """Durability is asserted, not assumed: an acknowledged write must survive a power cut, not only
 a killed process. On SQLite every connection that writes the log syncs the WAL at each commit
-(synchronous=FULL), whatever the SQLite build's default; on PostgreSQL the log's transactions
+(synchronous=FULL), whatever the SQLite build's default, and so does every connection that
+writes the fragments' keys (both copies); on PostgreSQL the log's transactions
 never commit with synchronous_commit off."""
 
 import sqlite3
@@ -77,6 +78,10 @@ def test_every_connection_that_writes_the_log_syncs_it_at_each_commit(tmp_path, 
     logs = [w for w in writers if w[0].endswith("events.sqlite") and w[1] > 0]
     assert {Path(f).parent.name for f, _, _ in logs} >= {"home", "replay", "other"}
     assert [w for w in logs if w[2] != FULL] == []
+    # The fragments' keys too: an event whose key a power cut took cannot be read.
+    keys = [w for w in writers if Path(w[0]).parent.name in ("keys", "keys.mirror") and w[1] > 0]
+    assert {Path(f).parent.name for f, _, _ in keys} == {"keys", "keys.mirror"}
+    assert [w for w in keys if w[2] != FULL] == []
 
 
 @pytest.mark.postgres_only("about PostgreSQL's synchronous_commit")
