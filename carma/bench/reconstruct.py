@@ -397,26 +397,35 @@ def bench_reconstruct(
 
 
 class _Stopwatch:
-    """Seconds of reconstruction work per victim: the reconstructor's calls are timed and
-    told apart by their target (the surviving embedding)."""
+    """Seconds of reconstruction work per target (a surviving embedding): the reconstructor's
+    calls are timed and told apart by their target. A victim's share is read off once its
+    embedding is known again: its first event is damaged, so before the scrub records the
+    loss the log cannot say what it was (timed by victim up front, every figure was 0)."""
 
-    def __init__(self, reconstructor: Any, targets: dict[bytes, str]):
-        self.seconds: dict[str, float] = {}
-        self._targets = targets
+    def __init__(self, reconstructor: Any):
+        self.by_target: dict[bytes, float] = {}
+        self._depth = 0  # a reconstruction may refine through the same timed method: once
         for name in ("reconstruct", "refine"):
             setattr(reconstructor, name, self._timed(getattr(reconstructor, name)))
 
     def _timed(self, call: Any) -> Any:
         def timed(target: Any, *args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
+            self._depth += 1
             try:
                 return call(target, *args, **kwargs)
             finally:
-                key = self._targets.get(np.asarray(target, dtype="<f4").tobytes())
-                if key is not None:
-                    self.seconds[key] = self.seconds.get(key, 0.0) + (time.perf_counter() - started)
+                self._depth -= 1
+                if self._depth == 0:
+                    key = np.asarray(target, dtype="<f4").tobytes()
+                    spent = time.perf_counter() - started
+                    self.by_target[key] = self.by_target.get(key, 0.0) + spent
 
         return timed
+
+    def seconds_of(self, targets: dict[str, bytes | None]) -> dict[str, float]:
+        """Each victim's seconds, by its embedding as the log now knows it."""
+        return {k: self.by_target.get(v, 0.0) if v else 0.0 for k, v in targets.items()}
 
 
 def _run(
@@ -441,10 +450,7 @@ def _run(
             mem.dreamer.calibrate_budget_s = 86_400.0  # the first cycle calibrates to the end
         # (small: the product's default per-cycle calibration budget, which is what decides
         # how many approximate fragments carry an expected recall after three cycles)
-        targets = {
-            mem.log.fragment(k).embedding: k for k in victims if mem.log.fragment(k).embedding
-        }
-        stopwatch = _Stopwatch(healer.reconstructor, targets)
+        stopwatch = _Stopwatch(healer.reconstructor)
         said_per_cycle: list[float] = []
         cycles: list[dict[str, Any]] = []
         per_victim: dict[str, list[float]] = {k: [] for k in victims}
@@ -526,6 +532,7 @@ def _run(
                 ns: len(mem.ledger.exact_uuids(ns))
                 for ns in {originals[k]["namespace"] for k in victims}
             }
+        victim_seconds = stopwatch.seconds_of({k: mem.log.fragment(k).embedding for k in victims})
         per_victim_report = {
             k: {
                 "namespace": originals[k]["namespace"],
@@ -537,7 +544,7 @@ def _run(
                 "expected_recall_source": finals[k].expected_recall_source,
                 "approximate": finals[k].status == "approximate",
                 "nearest_neighbour": {"fidelity": nn[i][0], "token_recall": nn[i][1]},
-                "seconds": stopwatch.seconds.get(k, 0.0),
+                "seconds": victim_seconds[k],
             }
             for i, k in enumerate(victims)
         }
@@ -565,7 +572,7 @@ def _run(
                 "measured_recall": calibration["overall"]["measured"],
                 "seconds_per_fragment": round(sum(c["seconds"] for c in cycles) / len(victims), 3),
                 "seconds_per_fragment_reconstructing": round(
-                    sum(stopwatch.seconds.values()) / len(victims), 3
+                    sum(victim_seconds.values()) / len(victims), 3
                 ),
                 "with_expected_recall_after_cycle": said_per_cycle,
                 "seconds_per_fragment_calibrating": round(calibrate_s / len(victims), 3),
