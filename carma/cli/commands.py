@@ -545,9 +545,10 @@ def mcp_cmd(
     """Serve the store to an assistant over MCP (the Model Context Protocol): tools remember,
     recall, revise, forget, history and health. Needs the mcp extra."""
     try:
-        from carma.integrations.mcp import serve
+        from carma.integrations.mcp import check_address, serve
     except ImportError as exc:
         raise CarmaError(str(exc)) from None
+    check_address(transport, host)  # before the store is opened (or made)
     with ctx.memory(create=not read_only) as mem:
         serve(
             mem,

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 import carma
+from carma.addresses import is_loopback
 from carma.integrations import missing_extra
 from carma.lines import MAX_JSON_CHARS, MAX_JSON_DEPTH, parse_json, position_or_moment
 
@@ -27,7 +28,7 @@ try:
 except ImportError as exc:  # the core install has no MCP SDK
     raise missing_extra("mcp", exc) from exc
 
-__all__ = ["build_server", "serve"]
+__all__ = ["build_server", "check_address", "serve"]
 
 TRANSPORTS = ("stdio", "http")
 RECALL_K_MAX = 50  # hits a model can read in one answer
@@ -170,7 +171,7 @@ def build_server(
     def health() -> Health:
         """How whole the memory is: the share of memories intact, and how many were rebuilt
         approximately or lost."""
-        report = memory.health()
+        report = memory.health(namespaces)  # the server's namespaces only: no count of others
         return Health(
             score=report["score"],
             live=report["live"],
@@ -229,6 +230,18 @@ def build_server(
     return server
 
 
+def check_address(transport: str, host: str) -> None:
+    """Refuse a transport or an address before anything is opened (InvalidInput)."""
+    if transport not in TRANSPORTS:
+        raise carma.InvalidInput(f"transport is one of {', '.join(TRANSPORTS)}")
+    if transport == "http" and not is_loopback(host):
+        # MCP's HTTP transport has no keys here: anyone who reached it would hold the tools.
+        raise carma.InvalidInput(
+            f"carma mcp over HTTP binds to loopback only ({host} is not): it has no keys; "
+            "for remote clients use carma serve, whose keys are scoped to namespaces"
+        )
+
+
 def serve(
     memory: carma.Memory,
     *,
@@ -240,8 +253,7 @@ def serve(
 ) -> None:
     """Serve the store until the client goes away (stdio) or the process is stopped (http:
     streamable HTTP at http://HOST:PORT/mcp)."""
-    if transport not in TRANSPORTS:
-        raise carma.InvalidInput(f"transport is one of {', '.join(TRANSPORTS)}")
+    check_address(transport, host)
     server = build_server(memory, namespaces=namespaces, read_only=read_only)
     if transport == "stdio":
         server.run("stdio")

@@ -6,7 +6,6 @@ loses no acknowledged write."""
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import socket
 import sys
@@ -17,11 +16,10 @@ from typing import Any
 import uvicorn
 
 import carma
+from carma.addresses import is_loopback
 from carma.domain import InvalidInput
 from carma.server.app import create_app
 from carma.server.keys import KeyRing
-
-LOOPBACK_NAMES = ("localhost",)
 
 
 class _Server(uvicorn.Server):
@@ -38,15 +36,6 @@ class _Server(uvicorn.Server):
         finally:
             for sig, handler in original.items():
                 signal.signal(sig, handler)
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -196,6 +196,18 @@ async def test_read_only_offers_no_writes(tmp_path):
         assert mem.log.position() == position
 
 
+async def test_health_counts_only_the_servers_namespaces(tmp_path):
+    home = tmp_path / "home"
+    with carma.open(home, embedder=carma.HashingEmbedder()) as mem:
+        mem.add("The launch is on Friday.", namespace="assistant")
+        mem.add("Salaries are reviewed in March.", namespace="payroll")
+        mem.add("Bonuses are paid in April.", namespace="payroll")
+    async with Client(stdio(home, "--namespace", "assistant")) as client:
+        health = await call(client, "health")
+    assert health["live"] == 1  # the payroll namespace is not even counted
+    assert "payroll" not in json.dumps(health)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -245,6 +257,22 @@ async def test_over_http_memories_outlive_a_restart(tmp_path):
             assert [(h["id"], h["status"]) for h in hits] == [(fact["id"], "healthy")]
     finally:
         stop(server)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.7", "example.org"])
+def test_http_on_an_address_beyond_loopback_is_refused_before_anything_is_made(tmp_path, host):
+    """MCP over HTTP has no keys: served beyond loopback, anyone reaching it holds the tools."""
+    home = tmp_path / "home"
+    done = subprocess.run(
+        [*CARMA, "mcp", "--home", str(home), "--transport", "http", "--host", host],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "loopback only" in done.stderr and "Traceback" not in done.stderr
+    assert not home.exists()
 
 
 def test_without_the_extra_the_command_says_what_to_install(tmp_path):
