@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 
 # Every extra, under constraints.txt: it pins torch to the CPU build that lies on this
 # machine's disk (a looser pin pulls gigabytes of CUDA wheels).
-EXTRAS := test,postgres,langchain,mcp,testing,server,plot
+EXTRAS := test,postgres,langchain,mcp,testing,server,plot,peers
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'

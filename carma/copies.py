@@ -1,11 +1,11 @@
 """The home's whole files besides the cache and the vector index: checked and repaired.
 
 Each is a copy that can always be repaired, so damage to it must never go unseen:
-- the health ledger (`ledger.sqlite`): SQLite's own page checks (`PRAGMA quick_check`, a read
-  of every page: at 100k fragments a few hundred milliseconds, less than the scrub's own
-  reads), and FTS5's integrity check of its keyword index. A damaged ledger is rebuilt from
-  the log beside the old one and swapped in; reads and writes go on meanwhile (a read the
-  damaged file cannot answer is answered from the log, a write is acknowledged by the log).
+- the health ledger (`ledger.sqlite`): SQLite's `PRAGMA integrity_check` (every page, and every
+  index against its table), each row against the checksum its triggers keep, and FTS5's
+  integrity check of its keyword index. A damaged ledger is rebuilt from the log beside the
+  old one and swapped in; reads and writes go on meanwhile (a read the damaged file cannot
+  answer is answered from the log, a write is acknowledged by the log).
 - the keyword index (in the ledger): its rows against the ledger's live bodies. Rebuilt from
   the log's bodies.
 - the fragments' key store and its mirror (`keys/`, `keys.mirror/`): page checks, and the

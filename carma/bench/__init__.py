@@ -31,6 +31,9 @@ One module per benchmark, each named by `carma bench NAME`:
                against a scan of the same vectors, full scrub, heal, rebuild, memory and disk
                at each size; the approximate index's recall@10 on the real model's vectors
                at 10k and 100k. A PNG of the curves beside the JSON (the `plot` extra).
+- peers        (real model's vectors given, n=100000: 10k and 100k): CARMA, Chroma, LanceDB
+               and Qdrant's local mode, each in a process of its own (the `peers` extra; a
+               peer not installed is skipped): ingest, query p50/p95, recall@10, disk, RSS.
 - `bench ingest --database-url URL`: the same ingest on a PostgreSQL log beside SQLite.
 """
 
@@ -43,6 +46,7 @@ from carma.bench.audit import bench_audit
 from carma.bench.heal import bench_heal
 from carma.bench.ingest import bench_ingest
 from carma.bench.overhead import bench_overhead
+from carma.bench.peers import bench_peers
 from carma.bench.query import bench_query
 from carma.bench.reconstruct import bench_reconstruct
 from carma.bench.scale import bench_scale, plot_scale
@@ -61,6 +65,7 @@ BENCHMARKS: dict[str, Callable[..., dict]] = {
     "search": bench_search,
     "serve": bench_serve,
     "scale": bench_scale,
+    "peers": bench_peers,
 }
 
 #: Benchmarks that also draw their report: fn(report, png_path) -> the path, or None without

@@ -64,6 +64,8 @@ def _loosely_usable(sentence: str) -> bool:
     """A sentence of prose for a benchmark that needs many (shorter ones allowed)."""
     if not 30 <= len(sentence) <= 300 or not sentence[0].isupper() or sentence[-1] != ".":
         return False
+    if not sentence.isprintable():  # a NUL or a lone surrogate: a text no store should take
+        return False
     if any(mark in sentence for mark in (">>>", "::", "`", "http", "\\", "|", "{", "}", "==")):
         return False
     letters = sum(c.isalpha() or c == " " for c in sentence)

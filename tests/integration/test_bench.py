@@ -30,7 +30,7 @@ def _check_common(report: dict, name: str, n: int) -> None:
     assert rss["peak_after_mib"] >= rss["peak_before_mib"]
 
 
-def test_the_benchmarks_are_the_nine_the_cli_offers():
+def test_the_benchmarks_are_the_ten_the_cli_offers():
     assert set(BENCHMARKS) == {
         "ingest",
         "query",
@@ -41,6 +41,7 @@ def test_the_benchmarks_are_the_nine_the_cli_offers():
         "search",
         "serve",  # tests/server/test_bench_serve.py runs it (the server extra)
         "scale",  # tests/realmodel/test_bench_scale.py runs it (the real model's recall)
+        "peers",  # tests/realmodel/test_bench_peers.py runs it (the peers extra)
     }
     assert all(callable(fn) for fn in BENCHMARKS.values())
 
