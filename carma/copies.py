@@ -1,7 +1,8 @@
 """The home's whole files besides the cache and the vector index: checked and repaired.
 
 Each is a copy that can always be repaired, so damage to it must never go unseen:
-- the health ledger (`ledger.sqlite`): SQLite's `PRAGMA integrity_check` (every page, and every
+- the health ledger (`ledger.sqlite`): SQLite's page checks (`quick_check`; and, at the first
+  scrub of a process, every deep one and every `log_passes`-th, `integrity_check`: every
   index against its table), each row against the checksum its triggers keep, and FTS5's
   integrity check of its keyword index. A damaged ledger is rebuilt from the log beside the
   old one and swapped in; reads and writes go on meanwhile (a read the damaged file cannot
@@ -54,11 +55,12 @@ class HomeFiles:
 
     # -- finding --------------------------------------------------------------------------------
 
-    def check(self) -> dict[str, tuple[str, str]]:
-        """Damaged files: copy -> (fault, what was seen)."""
+    def check(self, whole: bool = True) -> dict[str, tuple[str, str]]:
+        """Damaged files: copy -> (fault, what was seen). `whole` adds SQLite's check of
+        every index of the ledger against its table (see HealthLedger.check_file)."""
         found: dict[str, tuple[str, str]] = {}
         with self._lock:
-            problem = self.ledger.quick_check() or self.runner.errors.get(self.ledger.name)
+            problem = self.ledger.check_file(whole) or self.runner.errors.get(self.ledger.name)
             if problem and _malformed(problem):
                 found["ledger"] = ("corrupt", problem)
             else:

@@ -23,7 +23,7 @@ TARGET_FIDELITY = 0.95  # approximate bodies below it are refined, lowest first
 class HomeFiles(Protocol):
     """The home's whole files besides the cache and the index (carma.copies)."""
 
-    def check(self) -> dict[str, tuple[str, str]]: ...
+    def check(self, whole: bool = True) -> dict[str, tuple[str, str]]: ...
 
     def record_lost(self, found: dict[str, tuple[str, str]], cycle_id: UUID | None) -> int: ...
 
@@ -60,13 +60,18 @@ class Dreamer:
         self._health = health
         self._restore_keys = restore_keys
         self._one_at_a_time = threading.Lock()
+        self._scrubs = 0  # scrubs run by this process (see scrub: when files are checked whole)
 
     def scrub(self, cycle_id: UUID | None = None, deep: bool = False) -> dict[str, Any]:
         """Find every difference between the copies and the log, and record each once. The
         log's own checksums: all if `deep`, else on a rolling schedule (see Scrubber)."""
         started = time.perf_counter()
+        # Checked whole at the first scrub of a process (what happened to the files while it
+        # was not running is unknown), at every deep one, and on the log's rolling schedule.
+        whole = deep or self._scrubs % self.scrubber.log_passes == 0
+        self._scrubs += 1
         # Whole files first: the ledger's damage would make every other finding doubtful.
-        files_found, files_repaired = self._check_files(cycle_id)
+        files_found, files_repaired = self._check_files(cycle_id, whole)
         self._catch_up()
         report = self.scrubber.scrub(deep)
         found = report.counts()
@@ -81,19 +86,21 @@ class Dreamer:
             "found": found,
             "recorded": recorded + len(files_found),
             "repaired": files_repaired,
-            "checked": report.checked,
+            "checked": {**report.checked, "files_whole": int(whole)},
             "seconds": {
                 "scan": round(scanned - started, 4),
                 "record": round(time.perf_counter() - scanned, 4),
             },
         }
 
-    def _check_files(self, cycle_id: UUID | None) -> tuple[dict[str, int], dict[str, int]]:
+    def _check_files(
+        self, cycle_id: UUID | None, whole: bool
+    ) -> tuple[dict[str, int], dict[str, int]]:
         """Find damaged files of the home, record each once, and repair it at once (nothing
         read from a damaged ledger or key store can be trusted until then)."""
         if self.files is None:
             return {}, {}
-        found = self.files.check()
+        found = self.files.check(whole)
         if not found:
             return {}, {}
         self.files.record_lost(found, cycle_id)

@@ -71,7 +71,10 @@ def log_line(report: dict[str, Any]) -> str:
     if "log_events" not in checked:
         return ""
     how = "all of it" if checked["log_deep"] else "new events and a rolling slice"
-    return f"log checksums: {checked['log_events']} positions read ({how})"
+    line = f"log checksums: {checked['log_events']} positions read ({how})"
+    if "files_whole" in checked:
+        line += "; ledger: " + ("every page and index" if checked["files_whole"] else "every page")
+    return line
 
 
 def cycle_text(report: dict[str, Any]) -> str:

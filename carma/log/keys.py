@@ -13,7 +13,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from carma.domain import StorageError
@@ -23,6 +24,24 @@ KEY_BYTES = 32
 
 GAP_WITHOUT_ROWS = 10_000  # rowids probed past the last row found, when max(rowid) fails
 COPIES = ("keys", "keys-mirror")  # the names of the two copies' findings
+
+# Compared inside SQLite. First the rows alike at the same rowid: when every row of each copy
+# has its twin there, the two hold the same keys (a uuid is unique in each), and that is all a
+# sound pair needs (0.1 s for a million). Otherwise by uuid, never by position: a uuid's
+# absence through the other's index (its covering index scanned, 0.2 s), a key's difference
+# through a join (1.4 s).
+_ALIKE_IN_PLACE = (
+    "SELECT (SELECT count(*) FROM main.keys), (SELECT count(*) FROM mirror.keys),"
+    " (SELECT count(*) FROM main.keys a JOIN mirror.keys b"
+    " ON a.rowid = b.rowid AND a.uuid = b.uuid AND a.key = b.key)"
+)
+_UUIDS_LACKING = (
+    "SELECT CAST(uuid AS BLOB) FROM {theirs}.keys WHERE uuid NOT IN (SELECT uuid FROM {mine}.keys)"
+)
+_KEY_OF = "SELECT key FROM {}.keys WHERE CAST(uuid AS BLOB) = ?"
+_KEYS_THAT_DIFFER = (
+    "SELECT count(*) FROM main.keys a JOIN mirror.keys b ON a.uuid = b.uuid WHERE a.key != b.key"
+)
 
 
 class FragmentKeys:
@@ -151,23 +170,54 @@ class FragmentKeys:
     def restore_copies(self) -> int:
         """Write back every key that one of the two copies lacks; returns how many (a scrub
         calls this: the keys are a copy like any other, and must not be a single point of
-        failure)."""
+        failure). The two are compared inside SQLite: a million keys read into Python took
+        2.9 s and half a gigabyte at each scrub."""
         restored = 0
         with self._lock:
             try:
-                rows = [
-                    dict(c.execute("SELECT uuid, key FROM keys").fetchall()) for c in self._conns
-                ]
+                lacking, _ = self._differences()
             except sqlite3.DatabaseError:
                 return 0  # a damaged copy: check() finds it, repair() writes it again
-            for conn, mine, theirs in (
-                (self._conns[0], rows[0], rows[1]),
-                (self._conns[1], rows[1], rows[0]),
-            ):
-                for uuid in theirs.keys() - mine.keys():
-                    conn.execute("INSERT OR IGNORE INTO keys VALUES (?, ?)", [uuid, theirs[uuid]])
-                    restored += 1
+            for conn, theirs in zip(self._conns, reversed(lacking)):
+                rows = [row for row in map(_sound, theirs) if row is not None]
+                if rows:
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?)", rows)
+                    conn.execute("COMMIT")
+                    restored += len(rows)
         return restored
+
+    @contextmanager
+    def _both(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection to the key store with its mirror attached, to compare the
+        two in SQL."""
+        # Read-only URIs: a copy's file gone meanwhile is an error here, never made anew.
+        store, mirror = (f"{Path(p).resolve().as_uri()}?mode=ro" for p in self.paths)
+        conn = sqlite3.connect(store, uri=True, isolation_level=None, timeout=30)
+        try:
+            conn.text_factory = _strict_text
+            conn.execute("ATTACH DATABASE ? AS mirror", [mirror])
+            yield conn
+        finally:
+            conn.close()
+
+    def _differences(self) -> tuple[tuple[list[tuple[bytes, object]], ...], int]:
+        """The rows of the key store its mirror lacks and those of the mirror the key store
+        lacks (by uuid; as stored: the uuid's bytes, the key), and how many keys differ
+        between the two."""
+        with self._both() as both:
+            store, mirror, alike = both.execute(_ALIKE_IN_PLACE).fetchone()
+            if store == mirror == alike:
+                return ([], []), 0
+            lacking = tuple(
+                [
+                    (uuid, both.execute(_KEY_OF.format(theirs), [uuid]).fetchone()[0])
+                    for (uuid,) in both.execute(_UUIDS_LACKING.format(mine=mine, theirs=theirs))
+                ]
+                for mine, theirs in (("mirror", "main"), ("main", "mirror"))
+            )
+            (differ,) = both.execute(_KEYS_THAT_DIFFER).fetchone()
+        return lacking, differ
 
     # -- checks and repairs of the two copies ------------------------------------------------------
 
@@ -176,23 +226,35 @@ class FragmentKeys:
         the two compared key by key (a key present in one only is restore_copies' to write
         back; a key that differs between them is damage)."""
         found = {name: ("corrupt", why) for name, why in self.opened_damaged.items()}
-        rows: list[dict[str, bytes] | None] = []
         with self._lock:
             for name, conn in zip(COPIES, self._conns):
                 try:
                     problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
                     if problems != ["ok"]:
                         found[name] = ("corrupt", "; ".join(problems[:3]))
-                        rows.append(None)
-                        continue
-                    rows.append(dict(conn.execute("SELECT uuid, key FROM keys").fetchall()))
                 except sqlite3.DatabaseError as exc:
                     found[name] = ("corrupt", str(exc))
-                    rows.append(None)
-        if rows[0] is not None and rows[1] is not None:
-            differ = sum(1 for u in rows[0].keys() & rows[1].keys() if rows[0][u] != rows[1][u])
-            if differ:
-                found.setdefault("keys", ("corrupt", f"{differ} key(s) differ between the copies"))
+            if found:
+                return found
+            try:
+                lacking, differ = self._differences()
+                for name, rows in zip(COPIES, lacking):
+                    malformed = sum(1 for row in rows if _sound(row) is None)
+                    if malformed:
+                        found[name] = ("corrupt", f"{malformed} row(s) not a key")
+            except sqlite3.DatabaseError as exc:  # pages sound, yet a read failed: say which
+                if not _damaged(exc):
+                    return found  # busy, or a file gone meanwhile: the next scrub sees
+                for name, conn in zip(COPIES, self._conns):
+                    try:
+                        conn.execute("SELECT count(uuid), count(key) FROM keys").fetchone()
+                    except sqlite3.DatabaseError as own:
+                        found[name] = ("corrupt", str(own))
+                if not found:
+                    found["keys"] = ("corrupt", str(exc))
+                return found
+        if differ:
+            found.setdefault("keys", ("corrupt", f"{differ} key(s) differ between the copies"))
         return found
 
     def repair(
@@ -335,6 +397,18 @@ def _rows_past(conn: sqlite3.Connection, last: int) -> dict[str, bytes]:
 def _keep(rows: dict[str, bytes], uuid: object, key: object) -> None:
     if isinstance(uuid, str) and isinstance(key, bytes) and len(key) == KEY_BYTES:
         rows[uuid] = key
+
+
+def _sound(row: tuple[bytes, object]) -> tuple[str, bytes] | None:
+    """A row as stored (the uuid's bytes, the key), if it is text and a key (as `_keep`)."""
+    uuid, key = row
+    try:
+        text = uuid.decode("utf-8") if isinstance(uuid, bytes) else None
+    except UnicodeDecodeError:
+        return None
+    if not text or not isinstance(key, bytes) or len(key) != KEY_BYTES:
+        return None
+    return text, key
 
 
 def _strict_text(raw: bytes) -> str:

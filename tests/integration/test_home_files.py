@@ -146,3 +146,20 @@ def test_the_keyword_index_is_scrubbed_and_rebuilt_from_the_log(tmp_path, backen
         assert mem.dream()["found"] == {}
         assert ids[5] in {h.id for h in mem.search(word, k=50, mode="keyword")}
         assert mem.search("stray", mode="keyword") == []
+
+
+def test_the_ledger_is_checked_whole_at_a_process_first_scrub_every_deep_one_and_every_eighth(
+    tmp_path,
+):
+    """SQLite's integrity_check (every index against its table) costs 20x its quick_check on
+    a large ledger: a routine scrub runs the page checks, the whole check comes round on the
+    log's rolling schedule, and the first scrub after opening (what happened to the file
+    while no process had it open is unknown) and every deep one run it."""
+    home = tmp_path / "home"
+    _store(home)
+    with carma.open(home, embedder=HashingEmbedder(dimension=64)) as mem:
+        wholes = [mem.scrub()["checked"]["files_whole"] for _ in range(10)]
+        deep = mem.scrub(deep=True)["checked"]["files_whole"]
+    assert wholes == [1, 0, 0, 0, 0, 0, 0, 0, 1, 0] and deep == 1
+    with carma.open(home, embedder=HashingEmbedder(dimension=64)) as mem:
+        assert mem.scrub()["checked"]["files_whole"] == 1

@@ -38,3 +38,41 @@ def test_a_repair_of_two_damaged_copies_keeps_every_key_either_still_holds(tmp_p
     assert keys.check() == {}
     assert keys.keys_for(uuids) == before
     keys.close()
+
+
+def test_the_copies_are_compared_by_uuid_whatever_their_rows_order(tmp_path):
+    """A key that differs between the copies is damage, one a copy lacks is written back to
+    it, a row that is no key (text SQLite's page checks pass) is its copy's damage; copies
+    holding the same keys in another order are alike (the comparison's quick path, rows alike
+    at the same rowid, must not decide by position)."""
+    keys = FragmentKeys(Home(tmp_path).key_copies("fragments.sqlite"))
+    uuids = [f"fragment-{i}" for i in range(500)]
+    keys.create_many(uuids)
+    before = keys.keys_for(uuids)
+    assert keys.check() == {} and keys.restore_copies() == 0
+    with sqlite3.connect(keys.paths[1]) as mirror:  # the same rows, in reverse order
+        rows = mirror.execute("SELECT uuid, key FROM keys ORDER BY rowid DESC").fetchall()
+        mirror.execute("DELETE FROM keys")
+        mirror.executemany("INSERT INTO keys VALUES (?, ?)", rows)
+    assert keys.check() == {} and keys.restore_copies() == 0
+    with sqlite3.connect(keys.paths[1]) as mirror:
+        mirror.execute("UPDATE keys SET key = zeroblob(32) WHERE uuid = ?", [uuids[5]])
+        mirror.execute("DELETE FROM keys WHERE uuid = ?", [uuids[7]])
+    assert keys.check() == {"keys": ("corrupt", "1 key(s) differ between the copies")}
+    assert keys.restore_copies() == 1 and keys.restore_copies() == 0
+    with sqlite3.connect(keys.paths[1]) as mirror:
+        assert mirror.execute("SELECT key FROM keys WHERE uuid = ?", [uuids[7]]).fetchone() == (
+            before[uuids[7]],
+        )
+    with sqlite3.connect(keys.paths[0]) as first:  # a uuid's bytes damaged in the key store
+        first.execute(
+            "UPDATE keys SET uuid = CAST(X'FF' || substr(CAST(uuid AS BLOB), 2) AS TEXT)"
+            " WHERE uuid = ?",
+            [uuids[9]],
+        )
+    found = keys.check()
+    assert found["keys"] == ("corrupt", "1 row(s) not a key")
+    assert keys.restore_copies() == 1  # the mirror's key of that fragment, never the damaged row
+    with sqlite3.connect(keys.paths[1]) as mirror:
+        assert mirror.execute("SELECT count(*) FROM keys").fetchone() == (500,)
+    keys.close()

@@ -1,0 +1,70 @@
+"""Scrubs of a million-fragment home, timed: the figures behind "A scrub at a million" in
+docs/benchmarks.md (a profile, not a `carma bench`: building the home takes ~20 min).
+
+    python bench-results/scrub-1m.py build HOME      # 1M fragments, as carma bench scale adds them
+    python bench-results/scrub-1m.py scrub HOME      # JSON on stdout: each scrub's seconds, RSS
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import carma
+from carma.bench.common import environment
+from carma.bench.scale import APPROXIMATE_ABOVE, _text
+from carma.demo.corpus import corpus
+from carma.embedding import HashingEmbedder
+
+SIZE = 1_000_000
+
+
+def memory() -> dict[str, int]:
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return {k: int(status[k].split()[0]) // 1024 for k in ("VmRSS", "VmHWM")}
+
+
+def build(home: Path) -> None:
+    embedder, base = HashingEmbedder(), corpus(2_000)
+    with carma.open(
+        home, dimension=embedder.dimension, database_url="", approximate_above=APPROXIMATE_ABOVE
+    ) as mem:
+        for start in range(0, SIZE, 1_000):
+            texts = [_text(base, i) for i in range(start, start + 1_000)]
+            vectors = embedder.embed(texts)
+            mem.add_many([{"text": t, "embedding": v} for t, v in zip(texts, vectors)])
+
+
+def scrub(home: Path) -> dict:
+    runs = []
+    with carma.open(
+        home, dimension=384, database_url="", approximate_above=APPROXIMATE_ABOVE
+    ) as mem:
+        for label, deep in [
+            ("first of the process", False),
+            ("routine", False),
+            ("routine", False),
+            ("deep", True),
+            ("deep", True),
+        ]:
+            started = time.perf_counter()
+            report = mem.scrub(deep=deep)
+            runs.append(
+                {
+                    "scrub": label,
+                    "seconds": round(time.perf_counter() - started, 2),
+                    "ledger_checked_whole": report["checked"].get("files_whole"),
+                    "log_events_checked": report["checked"]["log_events"],
+                    "found": report["found"],
+                    "rss_mib": memory(),
+                }
+            )
+    return {"fragments": SIZE, "scrubs": runs, "environment": environment()}
+
+
+if __name__ == "__main__":
+    command, home = sys.argv[1], Path(sys.argv[2])
+    if command == "build":
+        build(home)
+    else:
+        print(json.dumps(scrub(home), indent=2))
