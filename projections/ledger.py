@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
+from uuid import UUID
 
 import sqlite_utils
 from carma.domain import (
@@ -365,19 +366,38 @@ class HealthLedger:
                 "SELECT position FROM positions WHERE name = ?", [self.name]
             ).fetchone()
             applied = row[0] if row else 0
-            repairs: list[tuple[int, Any]] = []  # a run of them, written together
+            # Runs of copy repairs and of new fragments are written together, one statement
+            # per table: a heal records repairs by the hundred, a write fragments by the
+            # thousand, and each one's rows are its own (nothing read back).
+            repairs: list[tuple[int, Any]] = []
+            writes: list[tuple[int, Any]] = []
+            written: set[UUID] = set()  # the run's fragments (a second event of one ends it)
+
+            def flush() -> None:
+                if repairs:
+                    self._apply_copy_repairs(conn, repairs)
+                    repairs.clear()
+                if writes:
+                    self._apply_writes(conn, writes)
+                    writes.clear()
+                    written.clear()
+
             for position, event in batch:
                 if position <= applied:
                     continue
                 if self._is_copy_repair(event):
+                    if writes:
+                        flush()
                     repairs.append((position, event))
-                    continue
-                if repairs:
-                    self._apply_copy_repairs(conn, repairs)
-                    repairs = []
-                self._apply_one(conn, position, event)
-            if repairs:
-                self._apply_copy_repairs(conn, repairs)
+                elif type(event) is Fragment.FragmentWritten:
+                    if repairs or event.originator_id in written:
+                        flush()
+                    writes.append((position, event))
+                    written.add(event.originator_id)
+                else:
+                    flush()
+                    self._apply_one(conn, position, event)
+            flush()
             conn.execute(
                 "INSERT INTO positions(name, position) VALUES (?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET position = max(position, excluded.position)",
@@ -439,6 +459,58 @@ class HealthLedger:
         conn.executemany(
             "INSERT OR REPLACE INTO history(position, uuid, version, kind, at,"
             " detail) VALUES (?, ?, ?, ?, ?, ?)",
+            history,
+        )
+
+    @staticmethod
+    def _apply_writes(conn: sqlite3.Connection, run: list[tuple[int, Any]]) -> None:
+        """New fragments' rows (FragmentWritten events of distinct fragments): the fragment,
+        its words, its history; what _apply_one writes for one, a statement per table."""
+        rows, words, history = [], [], []
+        for position, event in run:
+            uuid = str(event.originator_id)
+            at = event.timestamp.isoformat()
+            readable = getattr(event, "text", "") is not None  # None: sealed, key destroyed
+            rows.append(
+                (
+                    uuid,
+                    event.key,
+                    faiss_id(uuid),
+                    event.namespace,
+                    event.originator_version,
+                    event.content_hash,
+                    embedding_fingerprint(event.embedding) if readable else 0,
+                    _cache_digest(uuid, event.key, event.namespace, event) if readable else "",
+                    canonical_json(event.metadata if readable else {}),
+                    at,
+                    at,
+                    uuid,
+                )
+            )
+            if readable:
+                words.append((faiss_id(uuid), event.text))
+            kind, detail = (
+                "written",
+                {"namespace": event.namespace, "content_hash": event.content_hash},
+            )
+            if getattr(event, "recovered", None):  # recorded again from a surviving copy
+                kind, detail["recovered"] = "recovered", event.recovered
+            history.append(
+                (position, uuid, event.originator_version, kind, at, canonical_json(detail))
+            )
+        conn.executemany(
+            "INSERT OR REPLACE INTO fragments(uuid, id, faiss_id, namespace, version, status,"
+            " content_hash, embedding_fingerprint, cache_digest, metadata, fidelity,"
+            " written_at, updated_at, last_method)"
+            " VALUES (?, ?, ?, ?, ?, 'healthy', ?, ?, ?, ?, 1.0, ?, ?,"
+            f" {LAST_REPAIR_METHOD})",
+            rows,
+        )
+        conn.executemany("DELETE FROM keywords WHERE rowid = ?", [(row[2],) for row in rows])
+        conn.executemany("INSERT INTO keywords(rowid, text, exact) VALUES (?, ?, 1)", words)
+        conn.executemany(
+            "INSERT OR REPLACE INTO history(position, uuid, version, kind, at, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
             history,
         )
 

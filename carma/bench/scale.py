@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import multiprocessing
 import os
 import tempfile
 import time
@@ -51,6 +52,41 @@ TARGETS = {
 }
 
 
+def _encode_texts(conn: Any) -> None:
+    """The query encoder's process: a text in, its all-MiniLM-L6-v2 vector out, until None."""
+    model = SentenceTransformerEmbedder()
+    model.embed(["warm up"])
+    conn.send(model.dimension)
+    while (text := conn.recv()) is not None:
+        conn.send_bytes(model.embed([text])[0].tobytes())
+
+
+class QueryEncoder:
+    """The real model in a process of its own, so that a whole query (a text encoded, then
+    the store's search) is timed without the model's ~0.5 GB in the store's peak RSS."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_encode_texts, args=(child,), daemon=True)
+        self._process.start()
+        child.close()
+        self.dimension = self._conn.recv()
+
+    def encode(self, text: str) -> np.ndarray:
+        self._conn.send(text)
+        return np.frombuffer(self._conn.recv_bytes(), dtype=np.float32)
+
+    def close(self) -> None:
+        try:
+            self._conn.send(None)
+        except OSError:
+            pass
+        self._process.join(timeout=30)
+        if self._process.is_alive():
+            self._process.kill()
+
+
 def _sizes(top: int) -> list[int]:
     return [s for s in SCALE_SIZES if s < top] + [top]
 
@@ -87,15 +123,26 @@ def _some_cache_files(root: Path, count: int, seed: int) -> list[Path]:
     return sorted(chosen)
 
 
-def _checkpoint(mem: carma.Memory, home: Path, size: int, queries: np.ndarray, progress):
+def _checkpoint(
+    mem: carma.Memory,
+    home: Path,
+    size: int,
+    queries: np.ndarray,
+    texts: list[str],
+    encoder: QueryEncoder,
+    progress: Progress,
+):
     """What the store costs at this size: queries (the store's search path, model excluded,
-    against a scan of the same stored vectors), a full scrub, a heal of HEAL_SAMPLE deleted
-    cache files, a rebuild against a raw read of the log, memory and disk."""
+    against a scan of the same stored vectors; and whole queries, a text encoded by the real
+    model then searched), a full scrub, a heal of HEAL_SAMPLE deleted cache files, a rebuild
+    against a raw read of the log, memory and disk."""
     index = mem.index
     say(progress, f"scale {size}: {QUERIES} queries, the store's and a scan's")
     for v in queries[:5]:  # warm both paths
         mem.search_by_vector(v, k=K)
         index.scan(v, K)
+    # Whole queries first: the first read of each hit's rows and file is part of a query.
+    whole_s, _ = _timed(lambda text: mem.search_by_vector(encoder.encode(text), k=K), texts)
     store_s, hits = _timed(lambda v: mem.search_by_vector(v, k=K), queries)
     scan_s, exact = _timed(lambda v: index.scan(v, K), queries)
     index_s, approx = _timed(lambda v: index.search(v, K), queries)
@@ -138,6 +185,8 @@ def _checkpoint(mem: carma.Memory, home: Path, size: int, queries: np.ndarray, p
         "fragments": size,
         "index": "approximate (HNSW)" if index.approximate else "exact",
         "query_ms": {
+            "whole_p50": rounded(ms_percentile(whole_s, 50)),
+            "whole_p95": rounded(ms_percentile(whole_s, 95)),
             "store_p50": rounded(ms_percentile(store_s, 50)),
             "store_p95": rounded(ms_percentile(store_s, 95)),
             "index_p50": rounded(ms_percentile(index_s, 50)),
@@ -183,6 +232,11 @@ def _store_at_sizes(sizes: list[int], workdir: Path, progress: Progress) -> list
     )
     held_out = [f"{s[:-1]} (a question)." for s in corpus(2_000 + QUERIES)[2_000:]]
     queries = embedder.embed(held_out)
+    # Whole queries: other held-out sentences, as text (their vectors searched against the
+    # hashing embedder's time the store's search path, not its answers' quality).
+    texts = [f"{s[:-1]}?" for s in corpus(2_000 + 2 * QUERIES)[2_000 + QUERIES :]]
+    say(progress, "scale: starting the query encoder (all-MiniLM-L6-v2, its own process)")
+    encoder = QueryEncoder()
     checkpoints, added = [], 0
     try:
         for size in sizes:
@@ -206,9 +260,10 @@ def _store_at_sizes(sizes: list[int], workdir: Path, progress: Progress) -> list
                     "fragments_per_s": rounded((added - start_count) / seconds, 1),
                 }
             }
-            point.update(_checkpoint(mem, home, size, queries, progress))
+            point.update(_checkpoint(mem, home, size, queries, texts, encoder, progress))
             checkpoints.append(point)
     finally:
+        encoder.close()
         mem.close()
     return checkpoints
 
@@ -268,6 +323,7 @@ def _growth(points: list[dict]) -> dict:
 
     metrics = {
         "ingest_fragments_per_s": ("ingest", "fragments_per_s"),
+        "query_whole_p50": ("query_ms", "whole_p50"),
         "query_store_p50": ("query_ms", "store_p50"),
         "scan_p50": ("query_ms", "scan_p50"),
         "full_scrub_s": ("full_scrub", "seconds"),
@@ -297,7 +353,8 @@ def bench_scale(*, n: int | None = None, workdir: Path, progress: Progress = Non
     largest = points[-1]
     smallest = points[0]
     real_recalls = [v["recall_at_10"] for v in real["by_size"].values()]
-    query_growth = ratio(largest["query_ms"]["store_p50"], smallest["query_ms"]["store_p50"])
+    whole_growth = ratio(largest["query_ms"]["whole_p50"], smallest["query_ms"]["whole_p50"])
+    store_growth = ratio(largest["query_ms"]["store_p50"], smallest["query_ms"]["store_p50"])
     return {
         "benchmark": "scale",
         "sizes": sizes,
@@ -305,7 +362,9 @@ def bench_scale(*, n: int | None = None, workdir: Path, progress: Progress = Non
             "One store with no text model (carma.open(path, dimension=384)) grown to each size "
             f"in batches of {SCALE_BATCH} through add_many with vectors given (the "
             "HashingEmbedder's, computed outside the timing). At each size: "
-            f"{QUERIES} held-out queries through search_by_vector (k={K}), the index's own "
+            f"{QUERIES} whole queries (a held-out sentence encoded by all-MiniLM-L6-v2 in a "
+            "process of its own, then search_by_vector), "
+            f"{QUERIES} held-out query vectors through search_by_vector (k={K}), the index's own "
             "search and a scan of every stored vector (the exact answer); a full scrub "
             f"(scrub(deep=True)); {HEAL_SAMPLE} cache files deleted, then scrub() and heal(); "
             "rebuild() against a raw read and JSON decode of the log; peak RSS; disk per "
@@ -327,8 +386,11 @@ def bench_scale(*, n: int | None = None, workdir: Path, progress: Progress = Non
             "search_vs_scan_at_largest_at_most_0_1": bool(
                 (largest["query_ms"]["index_vs_scan_p50"] or 1) <= TARGETS["search_vs_exact_at_1m"]
             ),
-            "query_at_largest_vs_smallest_at_most_1_25": bool(
-                query_growth is not None and query_growth <= TARGETS["query_at_1m_vs_10k"]
+            "whole_query_at_largest_vs_smallest_at_most_1_25": bool(
+                whole_growth is not None and whole_growth <= TARGETS["query_at_1m_vs_10k"]
+            ),
+            "store_search_at_largest_vs_smallest_at_most_1_25": bool(
+                store_growth is not None and store_growth <= TARGETS["query_at_1m_vs_10k"]
             ),
             "peak_rss_at_most_2_5_gib": bool(
                 largest["rss_mib"]["peak"] <= TARGETS["peak_rss_mib_at_1m"]
@@ -336,8 +398,9 @@ def bench_scale(*, n: int | None = None, workdir: Path, progress: Progress = Non
             "full_scrub_at_most_60_s": bool(
                 largest["full_scrub"]["seconds"] <= TARGETS["full_scrub_s_at_1m"]
             ),
-            "note": "the query ratio here is the store's search path without the model; "
-            "with the model's ~12-16 ms encode added to both sizes it is smaller still",
+            "note": "a whole query is a text encoded by all-MiniLM-L6-v2 (in a process of "
+            "its own, so the model is not in the store's RSS) then search_by_vector; the "
+            "store's search is the same path without the model",
         },
         "rss": {"peak_before_mib": rss_before, "peak_after_mib": peak_rss_mib()},
         "environment": environment(),
@@ -358,8 +421,9 @@ def plot_scale(report: dict, path: Path) -> Path | None:
     panels = [
         ("ingest (fragments/s)", [("store", [p["ingest"]["fragments_per_s"] for p in points])]),
         (
-            "query, model excluded (ms, p50)",
+            "query (ms, p50)",
             [
+                ("whole query, model included", [p["query_ms"]["whole_p50"] for p in points]),
                 ("store's search", [p["query_ms"]["store_p50"] for p in points]),
                 ("scan of every vector", [p["query_ms"]["scan_p50"] for p in points]),
             ],

@@ -31,8 +31,11 @@ def test_bench_scale_measures_the_store_on_the_graph_and_the_real_recall(tmp_pat
         assert point["full_scrub"]["checked"]["cache_files"] == point["fragments"]
         assert 0 < point["disk_bytes_per_fragment"]["all"]
         assert 0.5 <= point["recall_at_10_deterministic_vectors"] <= 1.0
+        # A whole query encodes its text with the real model: slower than the search alone.
+        assert point["query_ms"]["whole_p50"] > point["query_ms"]["store_p50"] > 0
     assert small["recall_at_10_deterministic_vectors"] == 1.0  # an exact scan is exact
     real = report["real_vectors"]["by_size"]["1000"]
     assert 0.9 <= real["recall_at_10"] <= 1.0
     assert set(report["growth_vs_smallest"]["rebuild_s"]) == {"600", "1500"}
+    assert "whole_query_at_largest_vs_smallest_at_most_1_25" in report["target"]
     assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
