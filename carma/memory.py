@@ -64,11 +64,14 @@ from carma.records import (
 )
 from carma.search import (
     HYBRID_DEPTH,
+    SCORE_DIGITS,
+    TIED_MARGIN,
     bm25,
     check_mode,
     cosine_ranking,
     fuse,
     query_words,
+    ranking_key,
 )
 from carma.search import words as search_words
 
@@ -303,14 +306,18 @@ class Memory:
             with self._lock:
                 self.catch_up()
                 try:
+                    if self.ledger.name in self.runner.errors:
+                        # It could not catch up: it would not know the latest writes.
+                        raise sqlite3.DatabaseError(self.runner.errors[self.ledger.name])
                     stored = self.ledger.live_keys_with_content(
                         [(d.namespace, d.content_hash) for d in drafts if d.id is None]
                     )
                     keys, known = self._assign_keys(drafts, stored)
                     damaged = self.ledger.damaged_content(k for k in keys if k in known)
                 except sqlite3.DatabaseError as exc:
-                    # The ledger is damaged: the log answers instead, and the write stands
-                    # (the ledger catches up once a dream cycle has rebuilt it).
+                    # The ledger is damaged, or behind the log: the log answers instead, and
+                    # the write stands (the ledger catches up once a dream cycle has rebuilt
+                    # it).
                     self._ledger_failed(exc)
                     stored, damaged_all = self._content_from_log()
                     keys, known = self._assign_keys(drafts, stored)
@@ -712,21 +719,27 @@ class Memory:
                 if namespace is not None or where != EVERYTHING:
                     ids = self.ledger.faiss_ids_where(namespace, where)
                     allowed = np.asarray(ids, dtype=np.int64)
-                semantic = self.index.search(vector, depth, allowed)
+                semantic = self.index.search(vector, depth + TIED_MARGIN, allowed)
             keyword = (
                 self.ledger.keyword_hits(words, depth, namespace, where, approximate_keywords)
                 if mode != "semantic"
                 else []
             )
+            rows = self.ledger.rows_by_faiss_ids(
+                list(dict.fromkeys(fid for fid, _ in semantic + keyword))
+            )
+            semantic = sorted(
+                ((fid, score) for fid, score in semantic if fid in rows),
+                key=lambda hit: ranking_key(hit[1], rows[hit[0]]["id"]),
+            )[:depth]
             if mode == "semantic":
                 ranked = semantic
             elif mode == "keyword":
                 ranked = keyword
             else:
                 ranked = fuse([f for f, _ in semantic], [f for f, _ in keyword])[:k]
-            rows = self.ledger.rows_by_faiss_ids([fid for fid, _ in ranked])
             return [
-                Hit(**self._record(rows[fid]).model_dump(), score=round(score, 6))
+                Hit(**self._record(rows[fid]).model_dump(), score=round(score, SCORE_DIGITS))
                 for fid, score in ranked
                 if fid in rows and rows[fid]["status"] not in ("deleted", "forgotten")
             ]
@@ -804,7 +817,7 @@ class Memory:
                     None,
                     "as of a past position, expected recall is not read",
                 ).model_dump(),
-                score=round(score, 6),
+                score=round(score, SCORE_DIGITS),
             )
             for key, score in ranked
         ]

@@ -25,6 +25,9 @@ from carma.domain import InvalidInput
 MODES = ("semantic", "keyword", "hybrid")
 RRF_K = 60
 HYBRID_DEPTH = 50
+SCORE_DIGITS = 6  # a hit's score as reported
+# Extra neighbours asked of the index, so that hits tied with the k-th are all seen.
+TIED_MARGIN = 8
 MAX_QUERY_WORDS = 64
 # BM25's usual constants (Robertson and Zaragoza), as FTS5's bm25() uses them.
 BM25_K1, BM25_B = 1.2, 0.75
@@ -88,11 +91,18 @@ def cosine_ranking(
     vector: np.ndarray, candidates: dict[Key, Any], k: int
 ) -> list[tuple[Key, float]]:
     """The k candidates (key -> float32 embedding bytes) nearest the vector, by inner product
-    of normalised vectors (cosine), best first; ties by key."""
+    of normalised vectors (cosine), best first; ties (to SCORE_DIGITS) by key."""
     if not candidates:
         return []
     keys = list(candidates)
     matrix = np.stack([np.frombuffer(candidates[key], dtype="<f4") for key in keys])
     scores = matrix @ np.asarray(vector, dtype=np.float32)
-    order = sorted(range(len(keys)), key=lambda i: (-float(scores[i]), str(keys[i])))[:k]
+    order = sorted(range(len(keys)), key=lambda i: ranking_key(float(scores[i]), keys[i]))[:k]
     return [(keys[i], float(scores[i])) for i in order]
+
+
+def ranking_key(score: float, key: Key) -> tuple[float, str]:
+    """How hits are ordered: by score as reported (SCORE_DIGITS), then by id. Scores that
+    agree to the reported digits are a tie whichever path computed them (FAISS and numpy sum
+    in different orders), so the index and a replay of the log rank alike."""
+    return (-round(score, SCORE_DIGITS), str(key))

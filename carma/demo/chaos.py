@@ -4,6 +4,7 @@ dream cycle heals it, and report what the users of the store saw."""
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -29,10 +30,39 @@ WRITTEN = "carma_chaos_write"  # the metadata key of the writes a chaos run make
 def flip_page(path: Path, at: float = 1 / 3, count: int = 64) -> None:
     """Flip `count` bytes of a file from `at` of its length on: a damaged page."""
     data = bytearray(path.read_bytes())
-    start = min(int(len(data) * at), max(len(data) - count, 0))
+    _flip(path, data, int(len(data) * at), count)
+
+
+def _flip(path: Path, data: bytearray, start: int, count: int) -> None:
+    start = min(start, max(len(data) - count, 0))
     for i in range(start, min(start + count, len(data))):
         data[i] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+def flip_used_page(path: Path, at: float = 1 / 3, count: int = 64) -> None:
+    """Flip `count` bytes at the head of the first page in use at or after `at` of a SQLite
+    file: a damaged page that holds rows. (Bytes flipped in a free page, or in a page's unused
+    space, damage nothing a check could find or a reader could miss: flip_page's may land
+    there.) Without SQLite's dbstat table, the page at `at`, from its first byte."""
+    data = bytearray(path.read_bytes())
+    page_size = int.from_bytes(data[16:18], "big")
+    if page_size == 1:  # (how the header spells 65536)
+        page_size = 65_536
+    first = int(len(data) * at) // page_size + 1  # pages are numbered from 1
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = conn.execute(
+            "SELECT min(pageno) FROM dbstat WHERE pageno >= ? AND pagetype IN ('leaf', 'internal')",
+            [first],
+        ).fetchone()
+        page = row[0] if row and row[0] else first
+    except sqlite3.DatabaseError:
+        page = first
+    finally:
+        conn.close()
+    start = (page - 1) * page_size + (100 if page == 1 else 0)  # page 1 begins with the header
+    _flip(path, data, start, count)
 
 
 def damage_store(
@@ -68,7 +98,7 @@ def damage_store(
     elif index == "truncate" and path.exists():
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
     for name in files:
-        flip_page(home / FILES[name], PAGE_AT[name])
+        flip_used_page(home / FILES[name], PAGE_AT[name])
     return {
         "cache_deleted": n_delete,
         "cache_corrupted": n_corrupt,

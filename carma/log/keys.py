@@ -66,13 +66,17 @@ class FragmentKeys:
         """The fragment's key (from either copy), a new one when asked to create, or None
         when it was destroyed."""
         with self._lock:
+            damaged = []
             for conn in self._conns:
                 try:
                     key = _key_in(conn, uuid)
                 except sqlite3.DatabaseError:
+                    damaged.append(conn)
                     continue  # a damaged copy: the other serves
                 if key is not None:
                     return key
+            if damaged and (key := _scanned(self._conns, [uuid]).get(uuid)) is not None:
+                return key
         if not create:
             return None
         self.create_many([uuid])
@@ -86,7 +90,7 @@ class FragmentKeys:
                 try:
                     key = _key_in(conn, uuid)
                 except sqlite3.DatabaseError:
-                    continue
+                    key = _scanned([conn], [uuid]).get(uuid)
                 if key is not None and key not in found:
                     found.append(key)
         return found
@@ -95,6 +99,7 @@ class FragmentKeys:
         """Many fragments' keys (from either copy; None for one destroyed), one query per
         500 per copy: a replay of a batch of fragments needs all of theirs."""
         found: dict[str, bytes] = {}
+        damaged = False
         with self._lock:
             for conn in self._conns:
                 missing = [u for u in uuids if u not in found]
@@ -113,7 +118,10 @@ class FragmentKeys:
                         # keys on that page fall to the other copy. (Both copies damaged,
                         # each batch failed whole, left keys unread that one of the two
                         # held, and their fragments read as forgotten until the repair.)
+                        damaged = True
                         found.update(_keys_one_by_one(conn, chunk))
+            if damaged and (missing := [u for u in uuids if u not in found]):
+                found.update(_scanned(self._conns, missing))
         return {u: found.get(u) for u in uuids}
 
     def create_many(self, uuids: list[str]) -> None:
@@ -349,12 +357,32 @@ def _keys_one_by_one(conn: sqlite3.Connection, uuids: list[str]) -> dict[str, by
     return found
 
 
+def _scanned(conns: list[sqlite3.Connection], uuids: list[str]) -> dict[str, bytes]:
+    """Keys that no lookup reached, read off the copies' tables row by row. A damaged page
+    of the uuid index can hide a key from lookups in both copies while the table of one of
+    them still holds it: until the repair, its fragment would read as forgotten. (Slow, and
+    only where a copy is damaged.)"""
+    found: dict[str, bytes] = {}
+    for conn in conns:
+        rows, _ = _table_rows(conn)
+        found.update({u: rows[u] for u in uuids if u not in found and u in rows})
+    return found
+
+
 def _readable_rows(conn: sqlite3.Connection) -> tuple[dict[str, bytes], bool]:
     """The rows a copy still gives, and whether the copy is whole (SQLite's page checks)."""
     try:
         whole = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()] == ["ok"]
     except sqlite3.DatabaseError:
         whole = False
+    rows, complete = _table_rows(conn)
+    return rows, whole and complete
+
+
+def _table_rows(conn: sqlite3.Connection) -> tuple[dict[str, bytes], bool]:
+    """The rows a scan of the copy's table gives (not its uuid index), and whether the scan
+    read it to the end."""
+    whole = True
     rows: dict[str, bytes] = {}
     last = 0
     try:

@@ -4,13 +4,14 @@ from the log beside the old one and swapped in; a key store copy written again f
 that prove themselves), while queries and writes go on: none fails, every write is found."""
 
 import json
+import sqlite3
 
 import pytest
 from click.testing import CliRunner
 
 import carma
 from carma.cli import cli
-from carma.demo.chaos import FILES, flip_page
+from carma.demo.chaos import FILES, flip_page, flip_used_page
 from carma.demo.corpus import varied
 from carma.embedding import HashingEmbedder
 
@@ -25,7 +26,7 @@ def _store(home):
 def _damaged_then_used(home, name):
     """Flip a page of one file of a closed store, then search, write and dream in it."""
     ids = _store(home)
-    flip_page(home / FILES[name])
+    flip_used_page(home / FILES[name])
     with carma.open(home, embedder=HashingEmbedder(dimension=64)) as mem:
         hits = [mem.search(t, k=3) for t in TEXTS[:20]]
         written = {
@@ -65,7 +66,7 @@ def test_a_damaged_page_is_found_repaired_and_nothing_fails(tmp_path, name, back
 def test_writes_while_the_ledger_is_corrupt_are_all_found_afterwards(tmp_path, backend):
     home = tmp_path / "home"
     _store(home)
-    flip_page(home / "ledger.sqlite")
+    flip_used_page(home / "ledger.sqlite")
     with carma.open(home, embedder=HashingEmbedder(dimension=64)) as mem:
         keys = mem.add_many([f"batch written to a damaged ledger {i}" for i in range(50)]).ids
         own = [mem.add(f"with an id {i}", id=f"own-{i}") for i in range(5)]
@@ -163,3 +164,22 @@ def test_the_ledger_is_checked_whole_at_a_process_first_scrub_every_deep_one_and
     assert wholes == [1, 0, 0, 0, 0, 0, 0, 0, 1, 0] and deep == 1
     with carma.open(home, embedder=HashingEmbedder(dimension=64)) as mem:
         assert mem.scrub()["checked"]["files_whole"] == 1
+
+
+def test_a_text_written_while_the_ledger_cannot_catch_up_is_still_written_once(
+    tmp_path, backend, monkeypatch
+):
+    """A ledger that cannot apply new events (a damaged page on its write path, a full disk)
+    still answers reads, but it does not know the latest writes: a text written again must
+    be found in the log, not written twice."""
+    with carma.open(tmp_path / "home", embedder=HashingEmbedder(dimension=64)) as mem:
+        mem.add_many(TEXTS[:20])
+
+        def refuse(batch):
+            raise sqlite3.DatabaseError("database disk image is malformed")
+
+        monkeypatch.setattr(mem.ledger, "apply", refuse)
+        first = mem.add("written while the ledger is behind")
+        assert mem.stats()["projection_errors"]  # said, not hidden
+        assert mem.add("written while the ledger is behind") == first
+        assert mem.add_many(["written while the ledger is behind"]).ids == [first]

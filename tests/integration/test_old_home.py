@@ -37,7 +37,16 @@ def test_it_opens_verifies_and_answers_as_the_version_that_wrote_it(old_home, ba
             assert {k: got[k] for k in record} == record
         for query, hits in EXPECTED["searches"].items():
             got = {h.id: round(h.score, 5) for h in mem.search(query, k=4)}
-            assert got == dict(map(tuple, hits))
+            expected = dict(map(tuple, hits))
+            # The same hits, but of those tied with the last one any may come: 0.1.0 broke
+            # ties in the index's order, today's CARMA by id (as a replay of the log does).
+            last = min(expected.values())
+            assert {k: v for k, v in got.items() if v > last} == {
+                k: v for k, v in expected.items() if v > last
+            }
+            assert sorted(got.values()) == sorted(expected.values())
+            tied = {h.id for h in mem.search(query, k=50) if round(h.score, 5) == last}
+            assert {k for k, v in got.items() if v == last} <= tied
         damaged = EXPECTED["ids"][5]  # its first event's bytes were destroyed in 0.1.0
         for key, kinds in EXPECTED["history"].items():
             if key == damaged:  # a ledger rebuilt since (a new schema) cannot read that event

@@ -23,15 +23,15 @@ def test_many_keys_at_once_are_the_keys_one_at_a_time_from_either_copy(tmp_path)
 def test_a_repair_of_two_damaged_copies_keeps_every_key_either_still_holds(tmp_path):
     """Each copy damaged at a different page: a scan of either stops at its damaged page, yet
     every key past it is sound. The repair must read them (chaos found keys lost from both)."""
-    from carma.demo.chaos import flip_page
+    from carma.demo.chaos import flip_used_page
 
     keys = FragmentKeys(Home(tmp_path).key_copies("fragments.sqlite"))
     uuids = [f"fragment-{i}" for i in range(3_000)]
     keys.create_many(uuids)
     before = keys.keys_for(uuids)
     keys.close()
-    flip_page(keys.paths[0], 1 / 3)
-    flip_page(keys.paths[1], 2 / 3)
+    flip_used_page(keys.paths[0], 1 / 3)
+    flip_used_page(keys.paths[1], 2 / 3)
     keys = FragmentKeys(keys.paths)
     assert set(keys.check()) == {"keys", "keys-mirror"}
     keys.repair("keys", opens=lambda uuid, key: key == before[uuid], forgotten=lambda u: set())
@@ -75,4 +75,36 @@ def test_the_copies_are_compared_by_uuid_whatever_their_rows_order(tmp_path):
     assert keys.restore_copies() == 1  # the mirror's key of that fragment, never the damaged row
     with sqlite3.connect(keys.paths[1]) as mirror:
         assert mirror.execute("SELECT count(*) FROM keys").fetchone() == (500,)
+    keys.close()
+
+
+def test_a_key_its_index_hides_in_both_copies_is_read_off_a_table_that_holds_it(tmp_path):
+    """A damaged page of the uuid index in each copy hides some keys from every lookup,
+    while one copy's table still holds them: a read must find them there, not report the
+    fragment forgotten until the repair (chaos saw such fragments missing from searches)."""
+    keys = FragmentKeys(Home(tmp_path).key_copies("fragments.sqlite"))
+    uuids = [f"fragment-{i}" for i in range(3_000)]
+    keys.create_many(uuids)
+    before = keys.keys_for(uuids)
+    keys.close()
+    for path in keys.paths:  # every index page of both copies: no lookup succeeds
+        conn = sqlite3.connect(path)
+        pages = [
+            r[0]
+            for r in conn.execute(
+                "SELECT pageno FROM dbstat WHERE name = 'sqlite_autoindex_keys_1'"
+            )
+        ]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.close()
+        data = bytearray(path.read_bytes())
+        for page in pages:
+            for i in range((page - 1) * size, (page - 1) * size + 16):
+                data[i] ^= 0xFF
+        path.write_bytes(bytes(data))
+    keys = FragmentKeys(keys.paths)
+    assert keys.keys_for(uuids[:700]) == {u: before[u] for u in uuids[:700]}
+    assert keys.key_for(uuids[2_500]) == before[uuids[2_500]]
+    assert keys.key_candidates(uuids[5]) == [before[uuids[5]]]
+    assert keys.keys_for(["never-written"]) == {"never-written": None}
     keys.close()
