@@ -3,6 +3,7 @@ docs/benchmarks.md (a profile, not a `carma bench`: building the home takes ~20 
 
     python bench-results/scrub-1m.py build HOME      # 1M fragments, as carma bench scale adds them
     python bench-results/scrub-1m.py scrub HOME      # JSON on stdout: each scrub's seconds, RSS
+    python bench-results/scrub-1m.py rebuild HOME    # JSON on stdout: RSS every 25,000 events
 """
 
 import json
@@ -62,9 +63,32 @@ def scrub(home: Path) -> dict:
     return {"fragments": SIZE, "scrubs": runs, "environment": environment()}
 
 
+def rebuild(home: Path) -> dict:
+    """A rebuild from the log, RSS read every 25,000 events: where the peak is reached."""
+    samples, started = [], time.perf_counter()
+    with carma.open(
+        home, dimension=384, database_url="", approximate_above=APPROXIMATE_ABOVE
+    ) as mem:
+        samples.append({"stage": "opened", **memory()})
+        done = 0
+
+        def progress(count: int) -> None:
+            nonlocal done
+            done += count
+            if done % 25_000 < count:
+                samples.append({"events": done, "vectors": mem.index.count, **memory()})
+
+        mem.rebuild(progress)
+        samples.append({"stage": "rebuilt", **memory()})
+    seconds = round(time.perf_counter() - started, 1)
+    return {"fragments": SIZE, "seconds": seconds, "rss_mib": samples, "environment": environment()}
+
+
 if __name__ == "__main__":
     command, home = sys.argv[1], Path(sys.argv[2])
     if command == "build":
         build(home)
+    elif command == "rebuild":
+        print(json.dumps(rebuild(home), indent=2))
     else:
         print(json.dumps(scrub(home), indent=2))

@@ -1229,6 +1229,7 @@ class Memory:
             self.dreamer.heal()
         with self._lock:
             self.log.recent.clear()  # a rebuild reads the log as it is stored, every event
+            self.dreamer.scrubber.forget()  # (memory: the rows it kept are of the old ledger)
             count = self.runner.rebuild(progress)
             self.index.save()
             return count

@@ -35,6 +35,43 @@ def peak_rss_mib() -> float:
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
+class PhasePeaks:
+    """The process's peak RSS phase by phase: on Linux each phase's own high-water mark
+    (VmHWM, reset after each phase through /proc/self/clear_refs), elsewhere the peak so
+    far; and the peak over every phase."""
+
+    def __init__(self) -> None:
+        self.overall = peak_rss_mib()
+        self.resets = self._reset()
+
+    @staticmethod
+    def _reset() -> bool:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            return False
+        return True
+
+    @staticmethod
+    def _high_water() -> float | None:
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        except (OSError, ValueError):
+            pass
+        return None
+
+    def mark(self) -> float:
+        """The peak since the last mark (the phase that just ended)."""
+        peak = self._high_water() if self.resets else None
+        if peak is None:
+            peak = peak_rss_mib()
+        self.overall = max(self.overall, peak)
+        self.resets = self._reset()
+        return peak
+
+
 def current_rss_mib() -> float | None:
     try:
         pages = int(Path("/proc/self/statm").read_text().split()[1])

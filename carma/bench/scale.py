@@ -16,6 +16,7 @@ import numpy as np
 
 import carma
 from carma.bench.common import (
+    PhasePeaks,
     Progress,
     current_rss_mib,
     environment,
@@ -130,6 +131,7 @@ def _checkpoint(
     queries: np.ndarray,
     texts: list[str],
     encoder: QueryEncoder,
+    peaks: PhasePeaks,
     progress: Progress,
 ):
     """What the store costs at this size: queries (the store's search path, model excluded,
@@ -148,11 +150,13 @@ def _checkpoint(
     index_s, approx = _timed(lambda v: index.search(v, K), queries)
     exact_ids = [[fid for fid, _ in found] for found in exact]
     recall = _recall([[fid for fid, _ in found] for found in approx], exact_ids)
+    by_phase = {"queries": peaks.mark()}
 
     say(progress, f"scale {size}: a full scrub")
     start = time.perf_counter()
     scrubbed = mem.scrub(deep=True)
     scrub_s = time.perf_counter() - start
+    by_phase["full_scrub"] = peaks.mark()
 
     say(progress, f"scale {size}: {HEAL_SAMPLE} cache files deleted, found and healed")
     victims = _some_cache_files(home / "cache", min(HEAL_SAMPLE, size), size)
@@ -164,6 +168,7 @@ def _checkpoint(
     start = time.perf_counter()
     healed = mem.heal()
     heal_s = time.perf_counter() - start
+    by_phase["heal"] = peaks.mark()
 
     say(progress, f"scale {size}: a rebuild from the log, and a raw read of it")
     gc.collect()
@@ -171,6 +176,7 @@ def _checkpoint(
     start = time.perf_counter()
     mem.rebuild()
     rebuild_s = time.perf_counter() - start
+    by_phase["rebuild"] = peaks.mark()
     raw_2, _ = _raw_read(home / "events.sqlite")
     raw_s = (raw_1 + raw_2) / 2
 
@@ -216,7 +222,11 @@ def _checkpoint(
             "raw_read_s": rounded(raw_s),
             "vs_raw_read": rounded(ratio(rebuild_s, raw_s)),
         },
-        "rss_mib": {"peak": peak_rss_mib(), "current": current_rss_mib()},
+        "rss_mib": {
+            "peak": max(peaks.overall, peaks.mark()),
+            "current": current_rss_mib(),
+            "peak_by_phase": by_phase,
+        },
         "disk_bytes_per_fragment": {k: round(v / size, 1) for k, v in parts.items()}
         | {"all": round(sum(parts.values()) / size, 1)},
     }
@@ -237,6 +247,7 @@ def _store_at_sizes(sizes: list[int], workdir: Path, progress: Progress) -> list
     texts = [f"{s[:-1]}?" for s in corpus(2_000 + 2 * QUERIES)[2_000 + QUERIES :]]
     say(progress, "scale: starting the query encoder (all-MiniLM-L6-v2, its own process)")
     encoder = QueryEncoder()
+    peaks = PhasePeaks()
     checkpoints, added = [], 0
     try:
         for size in sizes:
@@ -253,6 +264,7 @@ def _store_at_sizes(sizes: list[int], workdir: Path, progress: Progress) -> list
                 added += count
                 if added % (size // 10 or 1) < SCALE_BATCH:
                     say(progress, f"scale: {added}/{size} fragments ({seconds:.0f} s this stage)")
+            ingest_peak = peaks.mark()
             point = {
                 "ingest": {
                     "fragments": added - start_count,
@@ -260,7 +272,11 @@ def _store_at_sizes(sizes: list[int], workdir: Path, progress: Progress) -> list
                     "fragments_per_s": rounded((added - start_count) / seconds, 1),
                 }
             }
-            point.update(_checkpoint(mem, home, size, queries, texts, encoder, progress))
+            point.update(_checkpoint(mem, home, size, queries, texts, encoder, peaks, progress))
+            point["rss_mib"]["peak_by_phase"] = {
+                "ingest": ingest_peak,
+                **point["rss_mib"]["peak_by_phase"],
+            }
             checkpoints.append(point)
     finally:
         encoder.close()
@@ -402,7 +418,10 @@ def bench_scale(*, n: int | None = None, workdir: Path, progress: Progress = Non
             "its own, so the model is not in the store's RSS) then search_by_vector; the "
             "store's search is the same path without the model",
         },
-        "rss": {"peak_before_mib": rss_before, "peak_after_mib": peak_rss_mib()},
+        "rss": {
+            "peak_before_mib": rss_before,
+            "peak_mib": max(p["rss_mib"]["peak"] for p in points),
+        },
         "environment": environment(),
     }
 

@@ -33,6 +33,9 @@ def test_bench_scale_measures_the_store_on_the_graph_and_the_real_recall(tmp_pat
         assert 0.5 <= point["recall_at_10_deterministic_vectors"] <= 1.0
         # A whole query encodes its text with the real model: slower than the search alone.
         assert point["query_ms"]["whole_p50"] > point["query_ms"]["store_p50"] > 0
+        phases = point["rss_mib"]["peak_by_phase"]  # which step reached the peak
+        assert list(phases) == ["ingest", "queries", "full_scrub", "heal", "rebuild"]
+        assert point["rss_mib"]["peak"] >= max(phases.values()) > 0
     assert small["recall_at_10_deterministic_vectors"] == 1.0  # an exact scan is exact
     real = report["real_vectors"]["by_size"]["1000"]
     assert 0.9 <= real["recall_at_10"] <= 1.0
