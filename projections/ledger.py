@@ -471,41 +471,14 @@ class HealthLedger:
             uuid = str(event.originator_id)
             at = event.timestamp.isoformat()
             readable = getattr(event, "text", "") is not None  # None: sealed, key destroyed
-            rows.append(
-                (
-                    uuid,
-                    event.key,
-                    faiss_id(uuid),
-                    event.namespace,
-                    event.originator_version,
-                    event.content_hash,
-                    embedding_fingerprint(event.embedding) if readable else 0,
-                    _cache_digest(uuid, event.key, event.namespace, event) if readable else "",
-                    canonical_json(event.metadata if readable else {}),
-                    at,
-                    at,
-                    uuid,
-                )
-            )
+            rows.append(_new_fragment_row(uuid, event, at, readable))
             if readable:
                 words.append((faiss_id(uuid), event.text))
-            kind, detail = (
-                "written",
-                {"namespace": event.namespace, "content_hash": event.content_hash},
-            )
-            if getattr(event, "recovered", None):  # recorded again from a surviving copy
-                kind, detail["recovered"] = "recovered", event.recovered
+            kind, detail = _naming_detail("written", event)
             history.append(
                 (position, uuid, event.originator_version, kind, at, canonical_json(detail))
             )
-        conn.executemany(
-            "INSERT OR REPLACE INTO fragments(uuid, id, faiss_id, namespace, version, status,"
-            " content_hash, embedding_fingerprint, cache_digest, metadata, fidelity,"
-            " written_at, updated_at, last_method)"
-            " VALUES (?, ?, ?, ?, ?, 'healthy', ?, ?, ?, ?, 1.0, ?, ?,"
-            f" {LAST_REPAIR_METHOD})",
-            rows,
-        )
+        conn.executemany(INSERT_NEW_FRAGMENT, rows)
         conn.executemany("DELETE FROM keywords WHERE rowid = ?", [(row[2],) for row in rows])
         conn.executemany("INSERT INTO keywords(rowid, text, exact) VALUES (?, ?, 1)", words)
         conn.executemany(
@@ -547,32 +520,9 @@ class HealthLedger:
             # to the copies the projections rewrite from it (Fragment._revised).
             _close_findings(conn, uuid)
         if names_it:
-            digest = _cache_digest(uuid, event.key, event.namespace, event) if readable else ""
-            conn.execute(
-                "INSERT OR REPLACE INTO fragments(uuid, id, faiss_id, namespace, version, status,"
-                " content_hash, embedding_fingerprint, cache_digest, metadata, fidelity,"
-                " written_at, updated_at, last_method)"
-                " VALUES (?, ?, ?, ?, ?, 'healthy', ?, ?, ?, ?, 1.0, ?, ?,"
-                f" {LAST_REPAIR_METHOD})",
-                [
-                    uuid,
-                    event.key,
-                    faiss_id(uuid),
-                    event.namespace,
-                    event.originator_version,
-                    event.content_hash,
-                    embedding_fingerprint(event.embedding) if readable else 0,
-                    digest,
-                    canonical_json(event.metadata if readable else {}),
-                    at,
-                    at,
-                    uuid,
-                ],
-            )
+            conn.execute(INSERT_NEW_FRAGMENT, _new_fragment_row(uuid, event, at, readable))
             _keywords(conn, uuid, event.text if readable else None, exact=True)
-            detail = {"namespace": event.namespace, "content_hash": event.content_hash}
-            if getattr(event, "recovered", None):  # recorded again from a surviving copy
-                kind, detail["recovered"] = "recovered", event.recovered
+            kind, detail = _naming_detail(kind, event)
         elif kind == "revised":
             conn.execute(
                 "UPDATE fragments SET version = ?, content_hash = ?, embedding_fingerprint = ?,"
@@ -1464,6 +1414,41 @@ def _scope(namespaces: list[str] | None) -> tuple[str, list[str]]:
     if namespaces is None:
         return "", []
     return f" AND f.namespace IN ({','.join('?' * len(namespaces))})", list(namespaces)
+
+
+INSERT_NEW_FRAGMENT = (
+    "INSERT OR REPLACE INTO fragments(uuid, id, faiss_id, namespace, version, status,"
+    " content_hash, embedding_fingerprint, cache_digest, metadata, fidelity,"
+    " written_at, updated_at, last_method)"
+    " VALUES (?, ?, ?, ?, ?, 'healthy', ?, ?, ?, ?, 1.0, ?, ?,"
+    f" {LAST_REPAIR_METHOD})"
+)
+
+
+def _new_fragment_row(uuid: str, event: Any, at: str, readable: bool) -> tuple[Any, ...]:
+    """INSERT_NEW_FRAGMENT's values for the event that first names a fragment."""
+    return (
+        uuid,
+        event.key,
+        faiss_id(uuid),
+        event.namespace,
+        event.originator_version,
+        event.content_hash,
+        embedding_fingerprint(event.embedding) if readable else 0,
+        _cache_digest(uuid, event.key, event.namespace, event) if readable else "",
+        canonical_json(event.metadata if readable else {}),
+        at,
+        at,
+        uuid,
+    )
+
+
+def _naming_detail(kind: str, event: Any) -> tuple[str, dict[str, Any]]:
+    """The history entry of the event that first names a fragment."""
+    detail = {"namespace": event.namespace, "content_hash": event.content_hash}
+    if getattr(event, "recovered", None):  # recorded again from a surviving copy
+        kind, detail["recovered"] = "recovered", event.recovered
+    return kind, detail
 
 
 def _close_findings(conn: sqlite3.Connection, uuid: str) -> None:
