@@ -170,18 +170,31 @@ class HomeFiles:
 
     def _opens(self, uuid: str, key: bytes) -> bool | None:
         """Whether a key proves itself against the log."""
-        return self.log.key_opens(UUID(uuid), key)
+        fragment = _fragment_id(uuid)
+        return False if fragment is None else self.log.key_opens(fragment, key)
 
     def _forgotten(self, uuids: list[str]) -> set[str]:
-        """Of these fragments, those the log says are forgotten (their keys must stay gone)."""
-        found = self.log.fragments_by_uuid([UUID(u) for u in uuids])
-        return {str(u) for u, f in found.items() if isinstance(f, Fragment) and f.forgotten}
+        """Of these fragments, those the log says are forgotten (their keys must stay gone),
+        and any "uuid" that is none: a damaged row's, naming no fragment."""
+        ids = {u: _fragment_id(u) for u in uuids}
+        found = self.log.fragments_by_uuid([i for i in ids.values() if i is not None])
+        return {u for u, i in ids.items() if i is None} | {
+            str(u) for u, f in found.items() if isinstance(f, Fragment) and f.forgotten
+        }
 
     def _record(self, aggregate: ProjectionCopy) -> None:
         try:
             self.log.record(aggregate)
         except ConflictError:
             pass  # another process recorded the same finding first
+
+
+def _fragment_id(uuid: str) -> UUID | None:
+    """The fragment a key store row names, or None if its uuid is no UUID (damaged bytes)."""
+    try:
+        return UUID(uuid)
+    except ValueError:
+        return None
 
 
 def _malformed(problem: str) -> bool:

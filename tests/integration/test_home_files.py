@@ -183,3 +183,27 @@ def test_a_text_written_while_the_ledger_cannot_catch_up_is_still_written_once(
         assert mem.stats()["projection_errors"]  # said, not hidden
         assert mem.add("written while the ledger is behind") == first
         assert mem.add_many(["written while the ledger is behind"]).ids == [first]
+
+
+@pytest.mark.sqlite_only("the key store's mirror is a file of a SQLite home")
+def test_a_key_row_whose_uuid_was_damaged_is_dropped_by_the_repair(tmp_path, backend):
+    """Flipped bytes can leave a key row whose uuid is still text but no UUID: it names no
+    fragment, so a repair from both copies drops it (it stopped every dream cycle with a
+    ValueError)."""
+    home = tmp_path / "home"
+    ids = _store(home)
+    mirror = home / FILES["mirror"]
+    with sqlite3.connect(mirror) as conn:
+        conn.execute("INSERT INTO keys VALUES (?, ?)", ["9b1e\u00e9-not-a-uuid", b"k" * 32])
+    conn.close()
+    flip_used_page(home / FILES["keys"])  # the other copy damaged: a repair from both
+    with carma.open(home, embedder=HashingEmbedder(dimension=64)) as mem:
+        cycle = mem.dream()
+        assert cycle["found"].get("keys/corrupt") == 1
+        assert cycle["repaired"].get("keys/restored-from-mirror") == 1
+        assert mem.dream()["found"] == {}
+        assert [mem.get(k).text for k in ids] == TEXTS
+    with sqlite3.connect(mirror) as conn:
+        left = conn.execute("SELECT count(*) FROM keys WHERE uuid LIKE '%not-a-uuid'")
+        assert left.fetchone() == (0,)
+    conn.close()
