@@ -528,15 +528,7 @@ class HealthLedger:
                 "UPDATE fragments SET version = ?, content_hash = ?, embedding_fingerprint = ?,"
                 " cache_digest = ?, metadata = ?, updated_at = ?, status = 'healthy',"
                 " fidelity = 1.0, expected_recall = NULL, reconstructed_by = NULL WHERE uuid = ?",
-                [
-                    event.originator_version,
-                    event.content_hash,
-                    embedding_fingerprint(event.embedding) if readable else 0,
-                    _cache_digest(uuid, event.key, event.namespace, event) if readable else "",
-                    canonical_json(event.metadata if readable else {}),
-                    at,
-                    uuid,
-                ],
+                [event.originator_version, *_body_values(uuid, event, readable), at, uuid],
             )
             _keywords(conn, uuid, event.text if readable else None, exact=True)
             detail = {"content_hash": event.content_hash}
@@ -1433,13 +1425,21 @@ def _new_fragment_row(uuid: str, event: Any, at: str, readable: bool) -> tuple[A
         faiss_id(uuid),
         event.namespace,
         event.originator_version,
+        *_body_values(uuid, event, readable),
+        at,
+        at,
+        uuid,
+    )
+
+
+def _body_values(uuid: str, event: Any, readable: bool) -> tuple[str, int, str, str]:
+    """A body's columns (content_hash, embedding_fingerprint, cache_digest, metadata); a
+    sealed body whose key is destroyed keeps only its content hash."""
+    return (
         event.content_hash,
         embedding_fingerprint(event.embedding) if readable else 0,
         _cache_digest(uuid, event.key, event.namespace, event) if readable else "",
         canonical_json(event.metadata if readable else {}),
-        at,
-        at,
-        uuid,
     )
 
 
