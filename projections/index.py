@@ -4,7 +4,13 @@ Vectors are stored by label, in the order they came: a removal marks its label d
 every search filters by the live labels) instead of rewriting the array, and the dead are
 compacted away in bulk. Up to `approximate_above` live vectors a query scans them all (exact
 inner product); past it, an HNSW graph over the same stored vectors answers instead, and any
-search it cannot answer in full (a narrow filter) is answered exactly."""
+search it cannot answer in full (a narrow filter) is answered exactly.
+
+The labels are kept in parts of at most `part_size` vectors, each a FAISS index of its own,
+searched one after the other and their hits merged. FAISS grows an index's storage by
+doubling a `std::vector`: grown whole, a million vectors (1.5 GB) would be copied at
+800,000, old and new held at once (+1.2 GB at the peak); grown in parts, a copy costs at
+most half a part."""
 
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from carma.domain import DIMENSION_MAX, Fragment
 from carma.projections.files import atomic_write
 from carma.projections.runner import Batch, unreadable_body
 
-FORMAT = 2  # 1: one IndexIDMap2 (read, and written again as 2)
+FORMAT = 3  # 1: one IndexIDMap2; 2: one index, no parts (both read, and written again as 3)
 HEADER_BYTES = 512  # the header line's room, so the body can be streamed before its checksum
 READ_CHUNK = 8 << 20
 
@@ -32,6 +38,7 @@ GRAPH_EF_SEARCH = 128  # recall@10 about 0.95 on MiniLM embeddings (docs/benchma
 EXACT_SUBSET = 20_000  # a filter allowing at most this many is searched exactly
 COMPACT_SHARE = 0.25  # dead labels, as a share of all, that set off a compaction
 COMPACT_MIN = 4096
+PART_SIZE = 131_072  # vectors in a part (192 MiB of MiniLM's): the most a growth copies
 
 
 def faiss_id(uuid: UUID | str) -> int:
@@ -80,12 +87,25 @@ def _read_header(file: BinaryIO) -> dict:
     line = file.readline(HEADER_BYTES)
     try:
         header = json.loads(line)
-        if not line.endswith(b"\n") or header["format"] not in (1, FORMAT):
+        if not line.endswith(b"\n") or header["format"] not in (1, 2, FORMAT):
             raise ValueError
         int(header["position"])
     except (ValueError, KeyError, TypeError):
         raise IndexFileError("unreadable", "index file header is unreadable") from None
     return header
+
+
+def _flat_of(part: faiss.Index) -> faiss.IndexFlat:
+    """The flat index that holds a part's vectors (a graph's storage, or the part itself)."""
+    return faiss.downcast_index(part.storage) if isinstance(part, faiss.IndexHNSWFlat) else part
+
+
+def _stored_in(part: faiss.Index) -> np.ndarray:
+    """A part's vectors, a view into FAISS' own array (valid until the part's next add)."""
+    flat = _flat_of(part)
+    if flat.ntotal == 0:
+        return np.zeros((0, flat.d), dtype=np.float32)
+    return faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * flat.d).reshape(flat.ntotal, flat.d)
 
 
 class IndexFileError(Exception):
@@ -101,9 +121,10 @@ class VectorIndex:
     exact up to `approximate_above` live vectors, an HNSW graph past it.
 
     The file `<home>/index/vectors.faiss` holds one JSON header line (format, position,
-    dimension, count, labels, kind, sha256 of the body) followed by the body: each label's
-    fragment id, each label's liveness, then the serialised FAISS index. It is written
-    atomically: a torn or edited file fails its checksum and is rebuilt from the log.
+    dimension, count, labels, each part's count, kind, sha256 of the body) followed by the
+    body: each label's fragment id, each label's liveness, then each part's serialised FAISS
+    index. It is written atomically: a torn or edited file fails its checksum and is rebuilt
+    from the log.
     """
 
     name = "index"
@@ -115,6 +136,7 @@ class VectorIndex:
         *,
         approximate_above: int = APPROXIMATE_ABOVE,
         ef_search: int = GRAPH_EF_SEARCH,
+        part_size: int | None = None,
     ):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -122,6 +144,7 @@ class VectorIndex:
         self.dimension = dimension
         self.approximate_above = approximate_above
         self.ef_search = ef_search
+        self.part_size = part_size or PART_SIZE
         self.load_error: IndexFileError | None = None
         self._verified: tuple[int, int, int] | None = None  # stat of the file last verified
         self._verified_position = 0
@@ -137,40 +160,76 @@ class VectorIndex:
         except IndexFileError as exc:
             # Start empty at position zero: catching up with the log rebuilds it.
             self.load_error = exc
-            self._start(self._new_index(graph=False), np.zeros(0, np.int64), np.zeros(0, bool))
+            self._empty()
             self._position = 0
 
     # -- the stored vectors, by label
 
-    def _new_index(self, graph: bool) -> faiss.Index:
-        if not graph:
+    def _new_part(self) -> faiss.Index:
+        if not self._graph:
             return faiss.IndexFlatIP(self.dimension)
-        index = faiss.IndexHNSWFlat(self.dimension, GRAPH_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = GRAPH_EF_CONSTRUCTION
-        return index
+        part = faiss.IndexHNSWFlat(self.dimension, GRAPH_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
+        part.hnsw.efConstruction = GRAPH_EF_CONSTRUCTION
+        return part
 
-    def _start(self, index: faiss.Index, fids: np.ndarray, alive: np.ndarray) -> None:
-        self._index = index
+    def _start(
+        self, graph: bool, parts: list[faiss.Index], fids: np.ndarray, alive: np.ndarray
+    ) -> None:
+        self._graph = graph
+        self._parts = parts
+        # Each part's first label (and, last, the labels' count): label -> part by bisection.
+        self._starts = np.cumsum([0] + [part.ntotal for part in parts], dtype=np.int64)
         self._size = len(fids)
         self._fids = np.array(fids, dtype=np.int64)
         self._alive = np.array(alive, dtype=bool)
         live = np.flatnonzero(self._alive)
         self._label = dict(zip(self._fids[live].tolist(), live.tolist()))
-        self._live_bitmap: np.ndarray | None = None
+        self._live_bitmaps: list[np.ndarray] | None = None
+
+    def _empty(self) -> None:
+        self._start(False, [], np.zeros(0, np.int64), np.zeros(0, bool))
 
     @property
     def approximate(self) -> bool:
         """Whether the graph answers (past `approximate_above` live vectors)."""
-        return isinstance(self._index, faiss.IndexHNSWFlat)
+        return self._graph
 
-    def _stored(self) -> np.ndarray:
-        """Every label's vector, a view into FAISS' own array (valid until the next add)."""
-        flat = faiss.downcast_index(self._index.storage) if self.approximate else self._index
-        if flat.ntotal == 0:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        return faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * self.dimension).reshape(
-            flat.ntotal, self.dimension
-        )
+    @property
+    def parts(self) -> int:
+        return len(self._parts)
+
+    def _view(self, part: int) -> np.ndarray:
+        return _stored_in(self._parts[part])
+
+    def _by_part(self, labels: np.ndarray):
+        """(part, positions in `labels`, the labels' rows in that part) for each part that
+        holds any of `labels`."""
+        part_of = np.searchsorted(self._starts, labels, side="right") - 1
+        for part in np.unique(part_of).tolist():
+            at = np.flatnonzero(part_of == part)
+            yield part, at, labels[at] - self._starts[part]
+
+    def _vectors(self, labels: np.ndarray) -> np.ndarray:
+        """These labels' vectors, copied out of their parts in the labels' order."""
+        labels = np.asarray(labels, dtype=np.int64)
+        out = np.empty((len(labels), self.dimension), dtype=np.float32)
+        for part, at, rows in self._by_part(labels):
+            out[at] = self._view(part)[rows]
+        return out
+
+    def _append(self, vectors: np.ndarray) -> None:
+        """Add vectors under the next labels: into the last part until it holds `part_size`,
+        then into new ones."""
+        done = 0
+        while done < len(vectors):
+            if not self._parts or self._parts[-1].ntotal >= self.part_size:
+                self._parts.append(self._new_part())
+                self._starts = np.append(self._starts, self._starts[-1])
+            last = self._parts[-1]
+            take = min(len(vectors) - done, self.part_size - last.ntotal)
+            last.add(np.ascontiguousarray(vectors[done : done + take]))
+            self._starts[-1] += take
+            done += take
 
     def _set(self, entries: dict[int, bytes]) -> None:
         """Store these vectors under new labels; any earlier label of the same id dies."""
@@ -185,12 +244,12 @@ class VectorIndex:
             room = max(start + count, 2 * len(self._fids), 1024)
             self._fids = np.resize(self._fids, room)
             self._alive = np.resize(self._alive, room)
-        self._index.add(vectors)
+        self._append(vectors)
         self._fids[start : start + count] = np.fromiter(entries.keys(), np.int64, count)
         self._alive[start : start + count] = True
         self._label.update(zip(entries.keys(), range(start, start + count)))
         self._size += count
-        self._live_bitmap = None
+        self._live_bitmaps = None
 
     def _unset(self, fids: Iterable[int]) -> None:
         """Kill these ids' labels, and zero their vectors: nothing of a removed (above all a
@@ -199,8 +258,9 @@ class VectorIndex:
         if dead:
             self._alive[dead] = False
             self._fids[dead] = -1
-            self._stored()[dead] = 0.0
-            self._live_bitmap = None
+            for part, _, rows in self._by_part(np.array(dead, dtype=np.int64)):
+                self._view(part)[rows] = 0.0
+            self._live_bitmaps = None
 
     def _reshape(self) -> None:
         """Build the graph once the live vectors pass the threshold (drop it below half of
@@ -213,11 +273,17 @@ class VectorIndex:
             self._compact(graph)
 
     def _compact(self, graph: bool) -> None:
-        labels = np.flatnonzero(self._alive[: self._size])
-        index, stored = self._new_index(graph), self._stored()
-        for start in range(0, len(labels), 65_536):
-            index.add(np.ascontiguousarray(stored[labels[start : start + 65_536]]))
-        self._start(index, self._fids[labels], np.ones(len(labels), dtype=bool))
+        """The live vectors again, from label 0, in parts of this kind: each old part is let
+        go once its vectors are copied, so a compaction holds one part more than the index."""
+        old, starts, alive = self._parts, self._starts, self._alive[: self._size]
+        labels = np.flatnonzero(alive)
+        self._start(graph, [], self._fids[labels], np.ones(len(labels), dtype=bool))
+        for part in range(len(old)):
+            rows = np.flatnonzero(alive[starts[part] : starts[part + 1]])
+            stored = _stored_in(old[part])
+            for chunk in range(0, len(rows), 65_536):
+                self._append(stored[rows[chunk : chunk + 65_536]])
+            old[part] = None  # (its memory goes now, not at the end)
 
     # -- the projection
 
@@ -280,12 +346,12 @@ class VectorIndex:
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dimension)
         if allowed is None:
             k = min(k, live)
-            bitmap = self._bitmap_of_live() if live < self._size else None
+            bitmaps = self._live_bitmaps_() if live < self._size else None
             if self.approximate:
-                found = self._graph_search(q, k, bitmap)
+                found = self._search_parts(q, k, bitmaps, graph=True)
                 if len(found) == k:
                     return found
-            return self._flat_search(q, k, bitmap)
+            return self._search_parts(q, k, bitmaps, graph=False)
         labels = np.fromiter(
             (label for fid in allowed.tolist() if (label := self._label.get(fid)) is not None),
             dtype=np.int64,
@@ -294,14 +360,15 @@ class VectorIndex:
             return []
         k = min(k, len(labels))
         if self.approximate and len(labels) > EXACT_SUBSET:
-            found = self._graph_search(q, k, self._bitmap_of(labels))
+            mask = np.zeros(self._size, dtype=bool)
+            mask[labels] = True
+            found = self._search_parts(q, k, self._bitmaps(mask), graph=True)
             if len(found) == k:
                 return found
         # A narrow filter: its own vectors, scored by FAISS' kernel as a full scan scores them.
-        scores, rows = faiss.knn(
-            q, np.ascontiguousarray(self._stored()[labels]), k, metric=faiss.METRIC_INNER_PRODUCT
-        )
-        return self._hits(scores[0], labels[rows[0][rows[0] >= 0]], rows[0] >= 0)
+        scores, rows = faiss.knn(q, self._vectors(labels), k, metric=faiss.METRIC_INNER_PRODUCT)
+        found = rows[0] >= 0
+        return self._hits(scores[0][found], labels[rows[0][found]])
 
     def scan(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Top-k by a scan of every live vector: the exact answer, which the graph
@@ -310,45 +377,56 @@ class VectorIndex:
         if k <= 0 or live == 0:
             return []
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dimension)
-        return self._flat_search(
-            q, min(k, live), self._bitmap_of_live() if live < self._size else None
-        )
+        bitmaps = self._live_bitmaps_() if live < self._size else None
+        return self._search_parts(q, min(k, live), bitmaps, graph=False)
 
-    def _graph_search(self, q: np.ndarray, k: int, bitmap: np.ndarray | None):
-        params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
-        if bitmap is not None:  # (`bitmap` stays referenced while FAISS reads it)
-            params.sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
-        scores, labels = self._index.search(q, k, params=params)
-        return self._hits(scores[0], labels[0][labels[0] >= 0], labels[0] >= 0)
+    def _search_parts(
+        self, q: np.ndarray, k: int, bitmaps: list[np.ndarray] | None, graph: bool
+    ) -> list[tuple[int, float]]:
+        """Each part's top k (by its graph, or by a scan of its vectors), merged: only the
+        labels a part's bitmap allows, if given."""
+        scores, labels = [], []
+        for part, index in enumerate(self._parts):
+            bitmap = None if bitmaps is None else bitmaps[part]
+            if index.ntotal == 0 or (bitmap is not None and not bitmap.any()):
+                continue
+            if graph:
+                params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
+            else:
+                index, params = _flat_of(index), faiss.SearchParameters()
+            if bitmap is not None:  # (`bitmap` stays referenced while FAISS reads it)
+                params.sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+            found_scores, found_labels = index.search(q, min(k, index.ntotal), params=params)
+            found = found_labels[0] >= 0
+            scores.append(found_scores[0][found])
+            labels.append(found_labels[0][found] + self._starts[part])
+        if not scores:
+            return []
+        merged_scores, merged_labels = np.concatenate(scores), np.concatenate(labels)
+        best = np.argsort(-merged_scores, kind="stable")[:k]
+        return self._hits(merged_scores[best], merged_labels[best])
 
-    def _flat_search(self, q: np.ndarray, k: int, bitmap: np.ndarray | None):
-        flat = faiss.downcast_index(self._index.storage) if self.approximate else self._index
-        params = None
-        if bitmap is not None:
-            params = faiss.SearchParameters(
-                sel=faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
-            )
-        scores, labels = flat.search(q, k, params=params)
-        return self._hits(scores[0], labels[0][labels[0] >= 0], labels[0] >= 0)
+    def _hits(self, scores: np.ndarray, labels: np.ndarray) -> list[tuple[int, float]]:
+        return [(int(fid), float(score)) for fid, score in zip(self._fids[labels], scores)]
 
-    def _hits(self, scores: np.ndarray, labels: np.ndarray, found: np.ndarray):
-        return [(int(fid), float(score)) for fid, score in zip(self._fids[labels], scores[found])]
+    def _live_bitmaps_(self) -> list[np.ndarray]:
+        if self._live_bitmaps is None:
+            self._live_bitmaps = self._bitmaps(self._alive[: self._size])
+        return self._live_bitmaps
 
-    def _bitmap_of_live(self) -> np.ndarray:
-        if self._live_bitmap is None:
-            self._live_bitmap = np.packbits(self._alive[: self._size], bitorder="little")
-        return self._live_bitmap
-
-    def _bitmap_of(self, labels: np.ndarray) -> np.ndarray:
-        mask = np.zeros(self._size, dtype=bool)
-        mask[labels] = True
-        return np.packbits(mask, bitorder="little")
+    def _bitmaps(self, mask: np.ndarray) -> list[np.ndarray]:
+        """Each part's share of a mask over all labels, as the bitmap FAISS reads (bit i of a
+        part's: its label i)."""
+        return [
+            np.packbits(mask[self._starts[part] : self._starts[part + 1]], bitorder="little")
+            for part in range(len(self._parts))
+        ]
 
     # -- reading and repairing single vectors
 
     def vector(self, fid: int) -> np.ndarray | None:
         label = self._label.get(int(fid))
-        return None if label is None else self._stored()[label].copy()
+        return None if label is None else self._vectors(np.array([label]))[0]
 
     def ids(self) -> np.ndarray:
         return np.fromiter(self._label.keys(), dtype=np.int64, count=len(self._label))
@@ -358,9 +436,8 @@ class VectorIndex:
         the ledger: read where FAISS keeps them, in chunks, so a scrub of a million vectors
         needs no copy of them (callers hold the store's lock: nothing moves them meanwhile)."""
         labels = np.flatnonzero(self._alive[: self._size])
-        stored = self._stored()
         parts = [
-            vector_fingerprints(stored[labels[start : start + 8192]])
+            vector_fingerprints(self._vectors(labels[start : start + 8192]))
             for start in range(0, len(labels), 8192)
         ]
         return self._fids[labels], np.concatenate(parts) if parts else np.zeros(0, np.int64)
@@ -424,20 +501,25 @@ class VectorIndex:
         size = int(header["labels"])
         fids = np.frombuffer(file.read(8 * size), dtype="<i8")
         alive = np.frombuffer(file.read(size), dtype=np.uint8)
-        index = faiss.read_index(faiss.PyCallbackIOReader(file.read))
-        kind = faiss.IndexHNSWFlat if header.get("kind") == "approximate" else faiss.IndexFlatIP
-        if (
-            not isinstance(index, kind)
-            or index.metric_type != faiss.METRIC_INNER_PRODUCT
-            or index.d != self.dimension
-            or index.ntotal != size
-            or len(fids) != size
-            or len(alive) != size
-        ):
+        graph = header.get("kind") == "approximate"
+        kind = faiss.IndexHNSWFlat if graph else faiss.IndexFlatIP
+        parts = []
+        # (format 2 kept one index: one part, however large)
+        for count in header["parts"] if header["format"] >= 3 else [size]:
+            part = faiss.read_index(faiss.PyCallbackIOReader(file.read))
+            if (
+                not isinstance(part, kind)
+                or part.metric_type != faiss.METRIC_INNER_PRODUCT
+                or part.d != self.dimension
+                or part.ntotal != int(count)
+            ):
+                raise ValueError
+            if graph:
+                part.hnsw.efConstruction = GRAPH_EF_CONSTRUCTION
+            parts.append(part)
+        if sum(part.ntotal for part in parts) != size or len(fids) != size or len(alive) != size:
             raise ValueError
-        if isinstance(index, faiss.IndexHNSWFlat):
-            index.hnsw.efConstruction = GRAPH_EF_CONSTRUCTION
-        self._start(index, fids, alive.astype(bool))
+        self._start(graph, parts, fids, alive.astype(bool))
 
     def _load_identity_map(self, file: BinaryIO) -> None:
         """A file of format 1 (one IndexIDMap2 over a flat index): its vectors, by label."""
@@ -451,7 +533,7 @@ class VectorIndex:
         )
         converted = faiss.IndexFlatIP(self.dimension)
         converted.add(np.ascontiguousarray(vectors))
-        self._start(converted, fids, np.ones(len(fids), dtype=bool))
+        self._start(False, [converted], fids, np.ones(len(fids), dtype=bool))
         self._dirty = True  # written again in today's format when next saved
         self._reshape()
 
@@ -508,13 +590,15 @@ class VectorIndex:
 
             put(self._fids[: self._size].astype("<i8").tobytes())
             put(self._alive[: self._size].astype(np.uint8).tobytes())
-            faiss.write_index(self._index, faiss.PyCallbackIOWriter(put))
+            for part in self._parts:
+                faiss.write_index(part, faiss.PyCallbackIOWriter(put))
             header = {
                 "format": FORMAT,
                 "position": self._position,
                 "dimension": self.dimension,
                 "count": self.count,
                 "labels": self._size,
+                "parts": [part.ntotal for part in self._parts],
                 "kind": "approximate" if self.approximate else "exact",
                 "sha256": digest.hexdigest(),
             }
@@ -527,7 +611,7 @@ class VectorIndex:
         self._file_position, self._changed_since_file = self._position, 0
 
     def reset(self) -> None:
-        self._start(self._new_index(graph=False), np.zeros(0, np.int64), np.zeros(0, bool))
+        self._empty()
         self._position = 0
         self._file_position = None  # the file on disk is no state of this index any more
         self.load_error = None

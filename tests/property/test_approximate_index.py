@@ -9,13 +9,15 @@ as kept incrementally, and a damaged graph file is a finding, not a crash."""
 import hashlib
 import json
 import tempfile
+from unittest import mock
 from pathlib import Path
 
 import faiss
 import numpy as np
 import pytest
 from carma.projections import VectorIndex
-from carma.projections.index import HEADER_BYTES
+from carma.projections import index as index_module
+from carma.projections.index import FORMAT, HEADER_BYTES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,14 +55,17 @@ def exact(model: dict[int, np.ndarray], q: np.ndarray, k: int, allowed=None) -> 
     k=st.integers(1, 70),
     query_seed=st.integers(0, 1000),
     allowed=st.none() | st.sets(IDS, max_size=30),
+    part_size=st.sampled_from([3, 16, 10**6]),
 )
 def test_the_index_answers_as_a_scan_of_the_live_vectors_would(
-    ops, threshold, k, query_seed, allowed
+    ops, threshold, k, query_seed, allowed, part_size
 ):
     with tempfile.TemporaryDirectory() as root:
 
         def opened() -> VectorIndex:
-            return VectorIndex(Path(root), DIM, approximate_above=threshold, ef_search=4096)
+            return VectorIndex(
+                Path(root), DIM, approximate_above=threshold, ef_search=4096, part_size=part_size
+            )
 
         index, model = opened(), {}
         for op, arg in ops:
@@ -94,6 +99,11 @@ def test_the_index_answers_as_a_scan_of_the_live_vectors_would(
             assert score == pytest.approx(float(model[fid] @ q), abs=1e-5)
         fids, prints = index.fingerprints()
         assert sorted(fids.tolist()) == sorted(model)
+        assert all(part.ntotal <= part_size for part in index._parts)
+        # A scan of every part, merged: every live vector, each with its own score.
+        scanned = index.scan(q, len(model))
+        assert sorted(fid for fid, _ in scanned) == sorted(model)
+        assert np.allclose([s for _, s in scanned], exact(model, q, len(model)), atol=1e-5)
 
 
 def test_compaction_drops_the_dead_and_keeps_every_live_vector(tmp_path):
@@ -122,8 +132,46 @@ def test_a_file_of_the_first_format_is_read_and_written_again_in_todays(tmp_path
     assert sorted(index.ids().tolist()) == list(range(10, 15))
     assert np.array_equal(index.vector(12), unit(2))
     index.close()
-    assert json.loads((tmp_path / "vectors.faiss").read_bytes()[:HEADER_BYTES])["format"] == 2
+    assert json.loads((tmp_path / "vectors.faiss").read_bytes()[:HEADER_BYTES])["format"] == FORMAT
     assert VectorIndex(tmp_path, DIM).vector(12) is not None
+
+
+def test_a_file_of_one_index_is_read_as_one_part_and_written_again_in_parts(tmp_path):
+    """Format 2 kept the labels' vectors in one FAISS index, however many: it opens as one
+    part, new vectors go to parts of their own, and a save writes today's format."""
+    graph = faiss.IndexHNSWFlat(DIM, 8, faiss.METRIC_INNER_PRODUCT)
+    graph.add(np.stack([unit(i) for i in range(40)]))
+    body = np.arange(100, 140, dtype="<i8").tobytes() + np.ones(40, np.uint8).tobytes()
+    body += faiss.serialize_index(graph).tobytes()
+    header = {"format": 2, "position": 9, "dimension": DIM, "count": 40, "labels": 40}
+    header |= {"kind": "approximate", "sha256": hashlib.sha256(body).hexdigest()}
+    line = json.dumps(header).encode().ljust(HEADER_BYTES - 1) + b"\n"
+    (tmp_path / "vectors.faiss").write_bytes(line + body)
+    index = VectorIndex(tmp_path, DIM, approximate_above=20, part_size=16, ef_search=4096)
+    assert index.load_error is None and index.approximate and index.parts == 1
+    index.put({200 + i: unit(1000 + i).tobytes() for i in range(20)})
+    assert index.parts == 3 and index.count == 60
+    assert np.array_equal(index.vector(117), unit(17))
+    assert np.array_equal(index.vector(219), unit(1019))
+    q = unit(5)
+    top = index.search(q, 3)
+    assert top[0][0] == 105 and top[0][1] == pytest.approx(1.0, abs=1e-5)
+    index.close()
+    again = VectorIndex(tmp_path, DIM, approximate_above=20, part_size=16, ef_search=4096)
+    header = json.loads((tmp_path / "vectors.faiss").read_bytes()[:HEADER_BYTES])
+    assert header["format"] == FORMAT and header["parts"] == [40, 16, 4]
+    assert again.search(q, 3) == top
+
+
+def test_a_compaction_copies_part_by_part_into_parts_no_larger_than_their_size(tmp_path):
+    index = VectorIndex(tmp_path, DIM, approximate_above=100, part_size=1_000)
+    index.put({fid: unit(fid).tobytes() for fid in range(1, 10_001)})
+    assert index.parts == 10
+    index.remove(list(range(1, 10_001, 2)))  # half dead: compacted
+    assert index._size == 5_000 and index.parts == 5
+    assert all(part.ntotal == 1_000 for part in index._parts)
+    assert np.array_equal(index.vector(10_000), unit(10_000)) and index.vector(9_999) is None
+    assert [fid for fid, _ in index.search(unit(4_242), 1)] == [4_242]
 
 
 ACTIONS = ["add", "revise", "delete", "forget"]
@@ -145,6 +193,8 @@ texts = st.text(st.sampled_from("abcdefgh "), min_size=1, max_size=12).filter(st
 def test_a_store_on_the_graph_never_returns_a_removed_fragment_and_rebuilds_alike(steps, query, k):
     with (
         tempfile.TemporaryDirectory() as root,
+        # Parts of 5 vectors: searches and rebuilds merge the hits of several.
+        mock.patch.object(index_module, "PART_SIZE", 5),
         carma.open(Path(root) / "home", embedder=HashingEmbedder(), approximate_above=8) as mem,
     ):
         live: dict[str, str] = {}
