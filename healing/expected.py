@@ -1,35 +1,34 @@
 """What every copy should hold, as the ledger says: the scrubber keeps it between scrubs and
 brings it up to date with the rows the ledger has changed since (HealthLedger.scan_changes):
 most of a store does not change between two dream cycles, and reading, grouping and sorting
-every fragment's row again cost a scrub a third of what reading the files does."""
+every fragment's row again cost a scrub a third of what reading the files does. Rows are kept
+as arrays, one set per cache folder (ScanRows: about 80 bytes a fragment)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from operator import itemgetter
-from typing import Any
 
 import numpy as np
-from carma.projections.ledger import ScanChanges
+from carma.projections.ledger import NO_SCAN_ROWS, ScanChanges, ScanRows
 
 GONE = ("deleted", "forgotten")  # statuses of fragments that must have no copies
-# Fields of a scan row (HealthLedger.scan_changes): tuples, since a scrub reads one per
-# fragment, and kept for every fragment between scrubs (about 0.6 kB each, with their folders).
-HEX, KEY, FAISS_ID, STATUS, FINGERPRINT, DIGEST = range(6)
-Row = tuple[Any, ...]
-Folder = Mapping[str, Row]  # a cache folder's file names, each with its fragment's row
-NO_FILES: Folder = {}
+Folder = ScanRows  # a cache folder's fragments, live and gone, in no particular order
+NO_FILES: Folder = NO_SCAN_ROWS
+
+
+def shard_of(hexes: np.ndarray) -> np.ndarray:
+    """Each uuid's cache folder (its hex's first two characters), of an "S32" array."""
+    return np.ascontiguousarray(hexes).view("S2")[::16]
 
 
 @dataclass(frozen=True)
 class IndexExpected:
-    """The ledger's rows sorted by FAISS id, with their ids, fingerprints and liveness as
-    arrays: what a scrub compares the whole index with, vectorised."""
+    """The ledger's rows sorted by FAISS id, as arrays: what a scrub compares the whole
+    index with, vectorised."""
 
-    rows: list[Row]
+    hexes: np.ndarray  # "S32"
     ids: np.ndarray
     fingerprints: np.ndarray
     live: np.ndarray
@@ -43,8 +42,7 @@ class Expected:
     tick: int = 0  # the ledger's scan clock this state reflects
     generation: str = ""  # the clock's ("": none read yet)
     count: int = 0  # fragments
-    live: Mapping[str, Folder] = field(default_factory=dict)  # by cache folder (shard)
-    gone: Mapping[str, Folder] = field(default_factory=dict)  # deleted, forgotten
+    folders: Mapping[str, Folder] = field(default_factory=dict)  # by cache folder (shard)
 
     def follows(self, changes: ScanChanges) -> bool:
         """Whether these changes are of this state's clock, since its tick."""
@@ -52,46 +50,36 @@ class Expected:
 
     def updated(self, changes: ScanChanges) -> Expected:
         """This state with the rows changed since (see `follows`)."""
-        tick, generation = changes.tick, changes.generation
-        by_shard: dict[str, list[Row]] = {}
-        for row in changes.rows:
-            by_shard.setdefault(row[HEX][:2], []).append(row)
-        if not by_shard:  # the same state (kept whole while the clock stands: its arrays too)
+        tick, generation, rows = changes.tick, changes.generation, changes.rows
+        if not len(rows):  # the same state (kept whole while the clock stands: its arrays too)
             if (tick, generation) == (self.tick, self.generation):
                 return self
-            return Expected(tick, generation, self.count, self.live, self.gone)
-        count, live, gone = self.count, dict(self.live), dict(self.gone)
-        for shard, rows in by_shard.items():
-            # A folder that changed is copied, never edited: the state before is still whole.
-            live_files, gone_files = (
-                dict(live.get(shard, NO_FILES)),
-                dict(gone.get(shard, NO_FILES)),
-            )
-            for row in rows:
-                name = f"{row[HEX]}.json"
-                # One string per status, not one per row.
-                row = (*row[:STATUS], sys.intern(row[STATUS]), *row[STATUS + 1 :])
-                known = live_files.pop(name, None) or gone_files.pop(name, None)
-                count += known is None
-                (gone_files if row[STATUS] in GONE else live_files)[name] = row
-            live[shard], gone[shard] = live_files, gone_files
-        return Expected(tick, generation, count, live, gone)
+            return Expected(tick, generation, self.count, self.folders)
+        count, folders = self.count, dict(self.folders)
+        shards = shard_of(rows.hexes)
+        order = np.argsort(shards, kind="stable")
+        names, starts = np.unique(shards[order], return_index=True)
+        for name, start, end in zip(names.tolist(), starts, [*starts[1:], len(order)]):
+            shard, changed = name.decode(), rows.take(order[start:end])
+            # A folder that changed is made anew, never edited: the state before is still
+            # whole, and a folder's identity says whether its rows changed.
+            before = folders.get(shard)
+            if before is None:
+                folders[shard] = changed
+                count += len(changed)
+                continue
+            kept = ~np.isin(before.hexes, changed.hexes)
+            count += len(changed) - (len(before) - int(kept.sum()))
+            folders[shard] = ScanRows.joined([before.take(kept), changed])
+        return Expected(tick, generation, count, folders)
 
     @cached_property
     def index(self) -> IndexExpected:
-        known = sorted(
-            (
-                row
-                for folders in (self.live, self.gone)
-                for files in folders.values()
-                for row in files.values()
-            ),
-            key=itemgetter(FAISS_ID),
-        )
-        count = len(known)
+        every = ScanRows.joined(list(self.folders.values()) or [NO_SCAN_ROWS])
+        order = np.argsort(every.faiss_ids, kind="stable")
         return IndexExpected(
-            known,
-            np.fromiter(map(itemgetter(FAISS_ID), known), dtype=np.int64, count=count),
-            np.fromiter(map(itemgetter(FINGERPRINT), known), dtype=np.int64, count=count),
-            np.fromiter((r[STATUS] not in GONE for r in known), dtype=bool, count=count),
+            every.hexes[order],
+            every.faiss_ids[order],
+            every.fingerprints[order],
+            ~every.gone[order],
         )

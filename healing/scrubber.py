@@ -12,7 +12,7 @@ from uuid import UUID
 
 import numpy as np
 from carma.domain import content_hash, dashed_uuid
-from carma.healing.expected import DIGEST, GONE, HEX, KEY, NO_FILES, Expected, Folder
+from carma.healing.expected import GONE, NO_FILES, Expected, Folder
 from carma.projections import FragmentCache, HealthLedger, VectorIndex
 from carma.projections.index import vector_fingerprints
 from carma.projections.ledger import canonical_json
@@ -55,10 +55,9 @@ class Listing:
 
     stamp: tuple[int, int, int]  # the folder's mtime, ctime and inode when listed
     settled: bool  # listed long enough after its last change to be trusted until the next
-    live: Folder  # the rows it was compared with (the same objects while they do not change)
-    gone: Folder
+    folder: Folder  # the rows it was compared with (the same object while they do not change)
     files: int
-    gone_present: tuple[tuple[Any, ...], ...]  # rows of deleted fragments with a file here
+    gone_present: tuple[str, ...]  # uuid hex of deleted fragments with a file here
     strays: tuple[tuple[str | None, str], ...]  # (uuid hex if named as a fragment's, name)
 
 
@@ -150,7 +149,7 @@ class Scrubber:
             if now is None or now.count != changes.count:
                 # Another clock (the ledger's tables made anew), or rows gone (a reset met
                 # before its replay ended): every row is read again, the old state let go
-                # first (about 0.6 kB a fragment: two at once would double the peak).
+                # first (two at once would double the peak).
                 self._expected = Expected()
                 del before, now, changes
                 now = Expected().updated(self.ledger.scan_changes())
@@ -259,9 +258,10 @@ class Scrubber:
             fresh = {r["uuid"]: r for r in self.ledger.rows_for(wanted)}
             confirmed = []
             for f in report.findings:
-                fault = self._fault_now(f.copy, fresh.get(f.uuid))
+                row = fresh.get(f.uuid)
+                fault = self._fault_now(f.copy, row)
                 if fault:
-                    confirmed.append(Finding(f.uuid, f.key, f.copy, fault))
+                    confirmed.append(Finding(f.uuid, row["id"], f.copy, fault))
             for hex_, path in report.stray_files:
                 row = fresh.get(dashed_uuid(hex_)) if hex_ else None
                 if row is not None:
@@ -307,46 +307,37 @@ class Scrubber:
         # open); only a file that differs is parsed to say how (in _confirm). The folder's
         # listing says what is there beyond what the ledger expects (see _listing).
         root = str(self.cache.root)
-        shards = sorted(
-            {n for n in os.listdir(root) if len(n) == 2}
-            | expected.live.keys()
-            | expected.gone.keys()
-        )
+        shards = sorted({n for n in os.listdir(root) if len(n) == 2} | expected.folders.keys())
         on_disk = 0
         now = self._fs_clock()
         for shard in shards:
-            folder = f"{root}/{shard}"
-            live = expected.live.get(shard, NO_FILES)
+            path = f"{root}/{shard}"
+            folder = expected.folders.get(shard, NO_FILES)
             try:
                 # Files are opened relative to their folder (openat): one path lookup per
                 # folder, not one per file.
-                folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+                folder_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
             except (FileNotFoundError, NotADirectoryError) as exc:
-                report.findings.extend(_finding(row, "cache", "missing") for row in live.values())
+                live = folder.take(~folder.gone).hex_list()
+                report.findings.extend(_finding(hex_, "cache", "missing") for hex_ in live)
                 if isinstance(exc, NotADirectoryError) and _is_shard(shard):
-                    report.misplaced.append(folder)
+                    report.misplaced.append(path)
                 continue
             try:
-                listing = self._listing(
-                    shard, folder_fd, live, expected.gone.get(shard, NO_FILES), now, reuse=not deep
-                )
-                report.findings.extend(_scrub_files(folder_fd, live))
+                listing = self._listing(shard, folder_fd, folder, now, reuse=not deep)
+                report.findings.extend(_scrub_files(folder_fd, folder))
             finally:
                 os.close(folder_fd)
             on_disk += listing.files
-            report.findings.extend(_finding(row, "cache", "extra") for row in listing.gone_present)
+            report.findings.extend(
+                _finding(hex_, "cache", "extra") for hex_ in listing.gone_present
+            )
             # What the snapshot does not know of: confirmed (or not) after the scan.
-            report.stray_files.extend((stem, f"{folder}/{name}") for stem, name in listing.strays)
+            report.stray_files.extend((stem, f"{path}/{name}") for stem, name in listing.strays)
         report.checked["cache_files"] = on_disk
 
     def _listing(
-        self,
-        shard: str,
-        folder_fd: int,
-        live: Folder,
-        gone: Folder,
-        now: int | None,
-        reuse: bool = True,
+        self, shard: str, folder_fd: int, folder: Folder, now: int | None, reuse: bool = True
     ) -> Listing:
         """What a cache folder holds beyond its live fragments' files: the last scrub's
         answer (if `reuse`) while neither the folder (see SETTLED_NS) nor the ledger's rows
@@ -360,24 +351,24 @@ class Scrubber:
             and last is not None
             and last.stamp == stamp
             and last.settled
-            and last.live is live
-            and last.gone is gone
+            and last.folder is folder
         ):
             return last
         names = set(os.listdir(folder_fd))
+        known = {f"{hex_}.json" for hex_ in folder.hex_list()}
         strays = []
-        for name in names.difference(live, gone):
+        for name in names.difference(known):
             stem = name[:-5]
             is_fragment = name.endswith(".json") and len(stem) == 32 and stem[:2] == shard
             strays.append((stem if is_fragment else None, name))
         settled = now is not None and max(stamp[:2]) < now - self.settled_ns
+        gone = folder.take(folder.gone).hex_list() if folder.gone.any() else []
         listing = Listing(
             stamp,
             settled,
-            live,
-            gone,
+            folder,
             len(names),
-            tuple(row for name, row in gone.items() if name in names),
+            tuple(hex_ for hex_ in gone if f"{hex_}.json" in names),
             tuple(strays),
         )
         self._listings[shard] = listing
@@ -416,12 +407,12 @@ class Scrubber:
             report.index_file = self.index.check_file(self._head(), self.stale_after)
         # Vectorised: the ledger's fingerprints sorted by FAISS id, looked up for every entry.
         known = expected.index
-        count = len(known.rows)
+        count = len(known.ids)
         at = np.minimum(np.searchsorted(known.ids, ids), max(count - 1, 0))
         found = (known.ids[at] == ids) if count else np.zeros(len(ids), dtype=bool)
+        hexes = known.hexes
         for i in np.flatnonzero(found & ~known.live[at]):
-            row = known.rows[at[i]]
-            report.findings.append(_finding(row, "index", "extra"))
+            report.findings.append(_finding(hexes[at[i]].decode(), "index", "extra"))
         # A fingerprint of 0 is unknown (a row the ledger made late, from a finding about an
         # unreadable event that did not record it): such a vector is checked against the
         # log's, where the log holds one; where it holds none, the vector may be the only
@@ -430,43 +421,43 @@ class Scrubber:
         wrong = found & known.live[at] & ~unknown & (fingerprints != known.fingerprints[at])
         if unknown.any():
             logged = self._logged_embeddings(
-                [known.rows[at[i]][HEX] for i in np.flatnonzero(unknown)]
+                [hexes[at[i]].decode() for i in np.flatnonzero(unknown)]
             )
             for i in np.flatnonzero(unknown):
-                embedding = logged.get(known.rows[at[i]][HEX])
+                embedding = logged.get(hexes[at[i]].decode())
                 if embedding is not None:
                     vector = np.frombuffer(embedding, dtype="<f4")[None, :]
                     wrong[i] = int(vector_fingerprints(vector)[0]) != fingerprints[i]
         for i in np.flatnonzero(wrong):
-            row = known.rows[at[i]]
-            report.findings.append(_finding(row, "index", "corrupt"))
+            report.findings.append(_finding(hexes[at[i]].decode(), "index", "corrupt"))
         present = np.zeros(count, dtype=bool)
         present[at[found]] = True
         absent = known.live & ~present
         for i in np.flatnonzero(absent):
-            row = known.rows[i]
-            report.findings.append(_finding(row, "index", "missing"))
+            report.findings.append(_finding(hexes[i].decode(), "index", "missing"))
         report.stray_ids = ids[~found].tolist()  # not in the snapshot: confirmed after the scan
         report.checked["index_vectors"] = len(ids)
 
 
-def _scrub_files(folder_fd: int, expected: Folder) -> list[Finding]:
+def _scrub_files(folder_fd: int, folder: Folder) -> list[Finding]:
     """The findings among live fragments' cache files in one folder (the scrub's inner loop:
     one read and a sha256 per file, and as little else as can be)."""
     findings = []
     sha256 = hashlib.sha256
-    for name, row in expected.items():
+    live = folder.take(~folder.gone) if folder.gone.any() else folder
+    digests = live.digests.tobytes()
+    for at, hex_ in enumerate(live.hex_list()):
         try:
-            data = read_whole(name, folder_fd)
+            data = read_whole(f"{hex_}.json", folder_fd)
         except FileNotFoundError:
-            findings.append(_finding(row, "cache", "missing"))
+            findings.append(_finding(hex_, "cache", "missing"))
             continue
         except OSError:
-            findings.append(_finding(row, "cache", "unreadable"))
+            findings.append(_finding(hex_, "cache", "unreadable"))
             continue
-        if sha256(data).hexdigest() != row[DIGEST]:
+        if sha256(data).digest() != digests[32 * at : 32 * at + 32]:
             # How it differs is told from the ledger's whole row, in _confirm.
-            findings.append(_finding(row, "cache", "corrupt"))
+            findings.append(_finding(hex_, "cache", "corrupt"))
     return findings
 
 
@@ -507,9 +498,10 @@ def _is_shard(name: str) -> bool:
     return len(name) == 2 and all(c in "0123456789abcdef" for c in name)
 
 
-def _finding(row: tuple[Any, ...], copy: str, fault: str) -> Finding:
-    """A finding about a copy of the fragment of a scan row (see healing.expected)."""
-    return Finding(dashed_uuid(row[HEX]), row[KEY], copy, fault)
+def _finding(hex_: str, copy: str, fault: str) -> Finding:
+    """A finding about a copy of a fragment, before it is confirmed (see Scrubber._confirm,
+    which also names the fragment's key, from the ledger's row as it is then)."""
+    return Finding(dashed_uuid(hex_), "", copy, fault)
 
 
 def recorded_identity(row: dict[str, Any]) -> dict[str, Any]:

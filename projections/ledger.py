@@ -13,10 +13,12 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 from uuid import UUID
 
+import numpy as np
 import sqlite_utils
 from carma.domain import (
     DreamCycle,
@@ -64,10 +66,59 @@ FIDELITY_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 RECALL_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
+SCAN_CHUNK = 65_536  # rows turned into arrays at a time: the tuples never number a million
+
+
+@dataclass(frozen=True, eq=False)
+class ScanRows:
+    """Fragments' scan columns, one array each: what a scrub compares every copy with, and
+    keeps between scrubs. About 80 bytes a fragment (as Python tuples of strings and ints,
+    about 0.6 kB: a million of them were most of a scrub's memory)."""
+
+    hexes: np.ndarray  # "S32": the uuid in hex, as its cache file is named
+    faiss_ids: np.ndarray  # int64
+    fingerprints: np.ndarray  # int64: of the embedding (0: unknown)
+    digests: np.ndarray  # (n, 32) uint8: sha256 of the cache file (zeros: none recorded)
+    gone: np.ndarray  # bool: deleted or forgotten (must have no copies)
+
+    @classmethod
+    def of(cls, rows: list[tuple[Any, ...]]) -> ScanRows:
+        """From (uuid hex, faiss id, gone, fingerprint, cache digest in hex or '') tuples."""
+        count = len(rows)
+        hexes, ids, gone, prints, digests = zip(*rows) if rows else ((),) * 5
+        unhexed = bytes.fromhex("".join(d or NO_DIGEST for d in digests))
+        return cls(
+            np.array(hexes, dtype="S32").reshape(count),
+            np.fromiter(ids, dtype=np.int64, count=count),
+            np.fromiter(prints, dtype=np.int64, count=count),
+            np.frombuffer(unhexed, dtype=np.uint8).reshape(count, 32),
+            np.fromiter(gone, dtype=bool, count=count),
+        )
+
+    @classmethod
+    def joined(cls, parts: list[ScanRows]) -> ScanRows:
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate(columns) for columns in zip(*map(astuple, parts))))
+
+    def __len__(self) -> int:
+        return len(self.hexes)
+
+    def take(self, at: np.ndarray | slice) -> ScanRows:
+        return ScanRows(*(column[at] for column in astuple(self)))
+
+    def hex_list(self) -> list[str]:
+        return [h.decode() for h in self.hexes.tolist()]
+
+
+NO_DIGEST = "0" * 64
+NO_SCAN_ROWS = ScanRows.of([])
+
+
 class ScanChanges(NamedTuple):
     tick: int  # the scan clock (see HealthLedger._create)
     count: int  # fragments in the ledger
-    rows: list[tuple[Any, ...]]  # the scan columns of those changed
+    rows: ScanRows  # the scan columns of those changed
     generation: str = ""  # the clock's (see HealthLedger._create)
 
 
@@ -1332,22 +1383,26 @@ class HealthLedger:
 
     # What tells whether a copy is right, and nothing more (no metadata): a whole-store scan
     # reads these for every fragment; a difference is then diagnosed from the full row.
+    # An update of these marks a row changed (the scan clock's trigger).
     _SCAN_COLUMNS = ("uuid", "id", "faiss_id", "status", "embedding_fingerprint", "cache_digest")
 
     def scan_changes(self, since: int = 0) -> ScanChanges:
         """Every fragment whose scan columns changed after the scan clock read `since` (0:
-        every fragment): its scan columns as a tuple in _SCAN_COLUMNS' order, the uuid in
-        hex as its cache file is named (a scrub reads one per fragment: no dicts; see
-        rows_for for whole rows); with the clock and the count of fragments as of then."""
+        every fragment), as arrays (ScanRows: a scrub keeps one row per fragment), read a
+        chunk at a time; with the clock and the count of fragments as of then."""
         with self._reading() as conn:
             tick, generation = conn.execute("SELECT tick, generation FROM scan_clock").fetchone()
             (count,) = conn.execute("SELECT count(*) FROM fragments").fetchone()
-            columns = ", ".join(self._SCAN_COLUMNS[1:])
-            rows = conn.execute(
-                f"SELECT replace(uuid, '-', ''), {columns} FROM fragments WHERE changed > ?",
+            cursor = conn.execute(
+                "SELECT replace(uuid, '-', ''), faiss_id, NOT (" + LIVE + "),"
+                " coalesce(embedding_fingerprint, 0), cache_digest FROM fragments"
+                " WHERE changed > ?",
                 [since],
-            ).fetchall()
-        return ScanChanges(tick, count, rows, generation)
+            )
+            parts = [ScanRows.of(rows) for rows in iter(lambda: cursor.fetchmany(SCAN_CHUNK), [])]
+        return ScanChanges(
+            tick, count, ScanRows.joined(parts) if parts else NO_SCAN_ROWS, generation
+        )
 
     def rows_for(self, uuids: Iterable[str]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
