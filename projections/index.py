@@ -38,6 +38,8 @@ GRAPH_EF_SEARCH = 128  # recall@10 about 0.95 on MiniLM embeddings (docs/benchma
 EXACT_SUBSET = 20_000  # a filter allowing at most this many is searched exactly
 COMPACT_SHARE = 0.25  # dead labels, as a share of all, that set off a compaction
 COMPACT_MIN = 4096
+# Ids labelled since the sorted (id, label) arrays were made, kept in a dict until this many.
+LABELS_SORTED_AFTER = 65_536
 PART_SIZE = 131_072  # vectors in a part (192 MiB of MiniLM's): the most a growth copies
 
 
@@ -182,9 +184,36 @@ class VectorIndex:
         self._size = len(fids)
         self._fids = np.array(fids, dtype=np.int64)
         self._alive = np.array(alive, dtype=bool)
-        live = np.flatnonzero(self._alive)
-        self._label = dict(zip(self._fids[live].tolist(), live.tolist()))
+        self._live = int(np.count_nonzero(self._alive))
+        self._sort_labels()
         self._live_bitmaps: list[np.ndarray] | None = None
+
+    def _sort_labels(self) -> None:
+        """Each live id's label, as two arrays sorted by id: 16 bytes an id, where a dict of
+        a million Python ints took about 100 MB. Ids labelled since wait in `_recent`."""
+        live = np.flatnonzero(self._alive[: self._size])
+        fids = self._fids[live]
+        order = np.argsort(fids, kind="stable")
+        self._sorted_fids, self._sorted_labels = fids[order], live[order]
+        self._recent: dict[int, int] = {}
+
+    def _labels_of(self, fids: np.ndarray) -> np.ndarray:
+        """Each id's live label, -1 for none. A sorted label counts only while it still holds
+        its id: a removal sets the id at that label to -1, and labels are not used again
+        until a compaction, which sorts them anew."""
+        fids = np.asarray(fids, dtype=np.int64)
+        labels = np.full(len(fids), -1, dtype=np.int64)
+        if len(self._sorted_fids):
+            at = np.searchsorted(self._sorted_fids, fids)
+            at = np.minimum(at, len(self._sorted_fids) - 1)
+            sorted_labels = self._sorted_labels[at]
+            holds = (self._sorted_fids[at] == fids) & (self._fids[sorted_labels] == fids)
+            labels[holds] = sorted_labels[holds]
+        if self._recent:
+            for i, fid in enumerate(fids.tolist()):
+                if (label := self._recent.get(fid)) is not None:
+                    labels[i] = label
+        return labels
 
     def _empty(self) -> None:
         self._start(False, [], np.zeros(0, np.int64), np.zeros(0, bool))
@@ -247,18 +276,26 @@ class VectorIndex:
         self._append(vectors)
         self._fids[start : start + count] = np.fromiter(entries.keys(), np.int64, count)
         self._alive[start : start + count] = True
-        self._label.update(zip(entries.keys(), range(start, start + count)))
+        self._recent.update(zip(entries.keys(), range(start, start + count)))
         self._size += count
+        self._live += count
+        if len(self._recent) > LABELS_SORTED_AFTER:
+            self._sort_labels()
         self._live_bitmaps = None
 
     def _unset(self, fids: Iterable[int]) -> None:
         """Kill these ids' labels, and zero their vectors: nothing of a removed (above all a
         forgotten) fragment's vector stays in memory or in the next file, compacted or not."""
-        dead = [label for fid in fids if (label := self._label.pop(fid, None)) is not None]
-        if dead:
+        fids = np.fromiter(fids, dtype=np.int64)
+        labels = self._labels_of(fids)
+        dead = np.unique(labels[labels >= 0])
+        for fid in fids.tolist():
+            self._recent.pop(fid, None)
+        if len(dead):
+            self._live -= len(dead)
             self._alive[dead] = False
             self._fids[dead] = -1
-            for part, _, rows in self._by_part(np.array(dead, dtype=np.int64)):
+            for part, _, rows in self._by_part(dead):
                 self._view(part)[rows] = 0.0
             self._live_bitmaps = None
 
@@ -266,7 +303,7 @@ class VectorIndex:
         """Build the graph once the live vectors pass the threshold (drop it below half of
         it: hysteresis, so a store at the threshold does not rebuild at every write), and
         compact the stored vectors once dead labels pile up."""
-        live = len(self._label)
+        live = self._live
         graph = live > (self.approximate_above // 2 if self.approximate else self.approximate_above)
         dead = self._size - live
         if graph != self.approximate or dead > max(COMPACT_MIN, COMPACT_SHARE * self._size):
@@ -293,7 +330,7 @@ class VectorIndex:
 
     @property
     def count(self) -> int:
-        return len(self._label)
+        return self._live
 
     def apply(self, batch: Batch) -> None:
         removed: set[int] = set()
@@ -340,7 +377,7 @@ class VectorIndex:
         """Top-k (faiss id, inner product); `allowed` restricts the search to those ids.
         k come back whenever k are allowed: what the graph cannot find under a filter is
         searched exactly."""
-        live = len(self._label)
+        live = self._live
         if k <= 0 or live == 0:
             return []
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dimension)
@@ -352,10 +389,8 @@ class VectorIndex:
                 if len(found) == k:
                     return found
             return self._search_parts(q, k, bitmaps, graph=False)
-        labels = np.fromiter(
-            (label for fid in allowed.tolist() if (label := self._label.get(fid)) is not None),
-            dtype=np.int64,
-        )
+        labels = self._labels_of(np.unique(allowed))
+        labels = labels[labels >= 0]
         if len(labels) == 0:
             return []
         k = min(k, len(labels))
@@ -373,7 +408,7 @@ class VectorIndex:
     def scan(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Top-k by a scan of every live vector: the exact answer, which the graph
         approximates (what `carma bench scale` measures it against)."""
-        live = len(self._label)
+        live = self._live
         if k <= 0 or live == 0:
             return []
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dimension)
@@ -425,11 +460,11 @@ class VectorIndex:
     # -- reading and repairing single vectors
 
     def vector(self, fid: int) -> np.ndarray | None:
-        label = self._label.get(int(fid))
-        return None if label is None else self._vectors(np.array([label]))[0]
+        labels = self._labels_of(np.array([int(fid)]))
+        return None if labels[0] < 0 else self._vectors(labels)[0]
 
     def ids(self) -> np.ndarray:
-        return np.fromiter(self._label.keys(), dtype=np.int64, count=len(self._label))
+        return self._fids[: self._size][self._alive[: self._size]]
 
     def fingerprints(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, fingerprints of their vectors) of every entry, for a scrub to compare with

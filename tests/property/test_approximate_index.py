@@ -9,8 +9,8 @@ as kept incrementally, and a damaged graph file is a finding, not a crash."""
 import hashlib
 import json
 import tempfile
-from unittest import mock
 from pathlib import Path
+from unittest import mock
 
 import faiss
 import numpy as np
@@ -56,11 +56,17 @@ def exact(model: dict[int, np.ndarray], q: np.ndarray, k: int, allowed=None) -> 
     query_seed=st.integers(0, 1000),
     allowed=st.none() | st.sets(IDS, max_size=30),
     part_size=st.sampled_from([3, 16, 10**6]),
+    sorted_after=st.sampled_from([2, 10**6]),
 )
 def test_the_index_answers_as_a_scan_of_the_live_vectors_would(
-    ops, threshold, k, query_seed, allowed, part_size
+    ops, threshold, k, query_seed, allowed, part_size, sorted_after
 ):
-    with tempfile.TemporaryDirectory() as root:
+    # (ids are looked up in sorted arrays, and those labelled since in a dict until there
+    # are `sorted_after` of them)
+    with (
+        tempfile.TemporaryDirectory() as root,
+        mock.patch.object(index_module, "LABELS_SORTED_AFTER", sorted_after),
+    ):
 
         def opened() -> VectorIndex:
             return VectorIndex(
