@@ -485,22 +485,24 @@ class MemoryLog(Application[UUID]):
                 self.mapper.keys.create_many(
                     [str(f.id) for key, f in changed.items() if current.get(key) is None]
                 )
-            # The first write also records the store's profile, in the same transaction.
-            first = (
-                []
-                if self.check_profile(model["name"], model["dimension"])
-                else [StoreProfile(model=model["name"], dimension=model["dimension"])]
-            )
-            try:
-                self._save(*first, *changed.values())
-            except ConflictError:
-                if not first or self.profile() is None:
-                    raise
-                # Another process's first write made the profile meanwhile (on a shared log
-                # several begin at once): write again against it, checked like any other.
-                return self.write_many(writes, model)
-            # A new body no longer depends on the unreadable events: snapshot it.
-            self.snapshot(*(changed[k] for k in damaged if k in changed))
+            # Every body is sealed with its key: fetched at once, not one query per event.
+            with self._keys_held([f.id for f in changed.values()]):
+                # The first write also records the store's profile, in the same transaction.
+                first = (
+                    []
+                    if self.check_profile(model["name"], model["dimension"])
+                    else [StoreProfile(model=model["name"], dimension=model["dimension"])]
+                )
+                try:
+                    self._save(*first, *changed.values())
+                except ConflictError:
+                    if not first or self.profile() is None:
+                        raise
+                    # Another process's first write made the profile meanwhile (on a shared log
+                    # several begin at once): write again against it, checked like any other.
+                    return self.write_many(writes, model)
+                # A new body no longer depends on the unreadable events: snapshot it.
+                self.snapshot(*(changed[k] for k in damaged if k in changed))
         return outcomes
 
     def forget(self, key: str, reason: str) -> bool:

@@ -77,17 +77,19 @@ class ChecksummedMapper(Mapper[UUID]):
 
     @contextlib.contextmanager
     def keys_held(self, uuids: Sequence[UUID]) -> Iterator[None]:
-        """Fetch these fragments' keys at once for the decodes in the block, on this thread
-        (a replay of many fragments: one query per 500 instead of one per fragment). They are
-        forgotten after it: a key destroyed later must not outlive its destruction here."""
+        """Fetch these fragments' keys at once for the encodes and decodes in the block, on
+        this thread (a replay of many fragments, a write of many: one query per batch instead
+        of one per fragment, a round trip each on PostgreSQL). They are forgotten after it: a
+        key destroyed later must not outlive its destruction here."""
         if self.keys is None:
             yield
             return
+        before = getattr(self._held, "keys", None)
         self._held.keys = self.keys.keys_for([str(u) for u in uuids])
         try:
             yield
         finally:
-            self._held.keys = None
+            self._held.keys = before
 
     @contextlib.contextmanager
     def keys_given(self, keys: dict[str, bytes]) -> Iterator[None]:
@@ -153,7 +155,10 @@ class ChecksummedMapper(Mapper[UUID]):
 
     def _sealed(self, event: Any) -> Any:
         assert self.keys is not None
-        key = AESGCM(self.keys.key_for(str(event.originator_id), create=True))
+        uuid = str(event.originator_id)
+        held = getattr(self._held, "keys", None)
+        raw_key = held.get(uuid) if held is not None else None
+        key = AESGCM(raw_key or self.keys.key_for(uuid, create=True))
         body = json.dumps({k: vars(event)[k] for k in _body_fields(event)}).encode("utf-8")
         state = {k: v for k, v in vars(event).items() if k not in SEALED_FIELDS}
         # The embedding is sealed apart, as raw float32 bytes: base64 once, not twice.
