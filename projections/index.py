@@ -123,9 +123,9 @@ class VectorIndex:
     exact up to `approximate_above` live vectors, an HNSW graph past it.
 
     The file `<home>/index/vectors.faiss` holds one JSON header line (format, position,
-    dimension, count, labels, each part's count, kind, sha256 of the body) followed by the
-    body: each label's fragment id, each label's liveness, then each part's serialised FAISS
-    index. It is written atomically: a torn or edited file fails its checksum and is rebuilt
+    dimension, count, labels, parts, kind, sha256 of the body) followed by the body: each
+    label's fragment id, each label's liveness, each part's count, then each part's serialised
+    FAISS index. It is written atomically: a torn or edited file fails its checksum and is rebuilt
     from the log.
     """
 
@@ -209,10 +209,17 @@ class VectorIndex:
             sorted_labels = self._sorted_labels[at]
             holds = (self._sorted_fids[at] == fids) & (self._fids[sorted_labels] == fids)
             labels[holds] = sorted_labels[holds]
-        if self._recent:
+        if len(self._recent) and len(fids) <= len(self._recent):
             for i, fid in enumerate(fids.tolist()):
                 if (label := self._recent.get(fid)) is not None:
                     labels[i] = label
+        elif self._recent:  # (many ids asked for: the recent ones looked up among them)
+            recent = np.fromiter(self._recent.keys(), np.int64, len(self._recent))
+            order = np.argsort(fids, kind="stable")
+            at = np.minimum(np.searchsorted(fids[order], recent), len(fids) - 1)
+            asked = fids[order][at] == recent
+            recent_labels = np.fromiter(self._recent.values(), np.int64, len(self._recent))
+            labels[order[at[asked]]] = recent_labels[asked]
         return labels
 
     def _empty(self) -> None:
@@ -383,7 +390,7 @@ class VectorIndex:
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dimension)
         if allowed is None:
             k = min(k, live)
-            bitmaps = self._live_bitmaps_() if live < self._size else None
+            bitmaps = self._bitmaps_of_live() if live < self._size else None
             if self.approximate:
                 found = self._search_parts(q, k, bitmaps, graph=True)
                 if len(found) == k:
@@ -412,7 +419,7 @@ class VectorIndex:
         if k <= 0 or live == 0:
             return []
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dimension)
-        bitmaps = self._live_bitmaps_() if live < self._size else None
+        bitmaps = self._bitmaps_of_live() if live < self._size else None
         return self._search_parts(q, min(k, live), bitmaps, graph=False)
 
     def _search_parts(
@@ -421,17 +428,18 @@ class VectorIndex:
         """Each part's top k (by its graph, or by a scan of its vectors), merged: only the
         labels a part's bitmap allows, if given."""
         scores, labels = [], []
-        for part, index in enumerate(self._parts):
+        for part, stored in enumerate(self._parts):
             bitmap = None if bitmaps is None else bitmaps[part]
-            if index.ntotal == 0 or (bitmap is not None and not bitmap.any()):
+            if stored.ntotal == 0 or (bitmap is not None and not bitmap.any()):
                 continue
             if graph:
+                searched = stored
                 params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
             else:
-                index, params = _flat_of(index), faiss.SearchParameters()
+                searched, params = _flat_of(stored), faiss.SearchParameters()
             if bitmap is not None:  # (`bitmap` stays referenced while FAISS reads it)
                 params.sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
-            found_scores, found_labels = index.search(q, min(k, index.ntotal), params=params)
+            found_scores, found_labels = searched.search(q, min(k, stored.ntotal), params=params)
             found = found_labels[0] >= 0
             scores.append(found_scores[0][found])
             labels.append(found_labels[0][found] + self._starts[part])
@@ -444,7 +452,7 @@ class VectorIndex:
     def _hits(self, scores: np.ndarray, labels: np.ndarray) -> list[tuple[int, float]]:
         return [(int(fid), float(score)) for fid, score in zip(self._fids[labels], scores)]
 
-    def _live_bitmaps_(self) -> list[np.ndarray]:
+    def _bitmaps_of_live(self) -> list[np.ndarray]:
         if self._live_bitmaps is None:
             self._live_bitmaps = self._bitmaps(self._alive[: self._size])
         return self._live_bitmaps
@@ -539,8 +547,11 @@ class VectorIndex:
         graph = header.get("kind") == "approximate"
         kind = faiss.IndexHNSWFlat if graph else faiss.IndexFlatIP
         parts = []
-        # (format 2 kept one index: one part, however large)
-        for count in header["parts"] if header["format"] >= 3 else [size]:
+        if header["format"] >= 3:  # each part's count, in the body (the header's room is fixed)
+            counts = np.frombuffer(file.read(8 * int(header["parts"])), dtype="<i8").tolist()
+        else:  # format 2 kept one index: one part, however large
+            counts = [size]
+        for count in counts:
             part = faiss.read_index(faiss.PyCallbackIOReader(file.read))
             if (
                 not isinstance(part, kind)
@@ -625,6 +636,7 @@ class VectorIndex:
 
             put(self._fids[: self._size].astype("<i8").tobytes())
             put(self._alive[: self._size].astype(np.uint8).tobytes())
+            put(np.array([part.ntotal for part in self._parts], dtype="<i8").tobytes())
             for part in self._parts:
                 faiss.write_index(part, faiss.PyCallbackIOWriter(put))
             header = {
@@ -633,12 +645,15 @@ class VectorIndex:
                 "dimension": self.dimension,
                 "count": self.count,
                 "labels": self._size,
-                "parts": [part.ntotal for part in self._parts],
+                "parts": len(self._parts),
                 "kind": "approximate" if self.approximate else "exact",
                 "sha256": digest.hexdigest(),
             }
+            line = json.dumps(header).encode()
+            if len(line) >= HEADER_BYTES:  # (never: every field is a number but the digest)
+                raise ValueError("the index file's header does not fit its room")
             file.seek(0)
-            file.write(json.dumps(header).encode().ljust(HEADER_BYTES - 1) + b"\n")
+            file.write(line.ljust(HEADER_BYTES - 1) + b"\n")
 
         atomic_write(self.path, write)
         self._dirty = False

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -86,7 +86,12 @@ class ScanRows:
         """From (uuid hex, faiss id, gone, fingerprint, cache digest in hex or '') tuples."""
         count = len(rows)
         hexes, ids, gone, prints, digests = zip(*rows) if rows else ((),) * 5
-        unhexed = bytes.fromhex("".join(d or NO_DIGEST for d in digests))
+        try:
+            unhexed = bytes.fromhex("".join(d or NO_DIGEST for d in digests))
+            if len(unhexed) != 32 * count:
+                raise ValueError
+        except ValueError:  # a digest damaged in the ledger: no file can match it
+            unhexed = b"".join(_digest_bytes(d) for d in digests)
         return cls(
             np.array(hexes, dtype="S32").reshape(count),
             np.fromiter(ids, dtype=np.int64, count=count),
@@ -99,19 +104,34 @@ class ScanRows:
     def joined(cls, parts: list[ScanRows]) -> ScanRows:
         if len(parts) == 1:
             return parts[0]
-        return cls(*(np.concatenate(columns) for columns in zip(*map(astuple, parts))))
+        return cls(*(np.concatenate([part.column(f) for part in parts]) for f in _SCAN_FIELDS))
 
     def __len__(self) -> int:
         return len(self.hexes)
 
     def take(self, at: np.ndarray | slice) -> ScanRows:
-        return ScanRows(*(column[at] for column in astuple(self)))
+        return ScanRows(*(self.column(f)[at] for f in _SCAN_FIELDS))
+
+    def column(self, name: str) -> np.ndarray:
+        return getattr(self, name)
 
     def hex_list(self) -> list[str]:
         return [h.decode() for h in self.hexes.tolist()]
 
 
 NO_DIGEST = "0" * 64
+_SCAN_FIELDS = tuple(f.name for f in fields(ScanRows))
+
+
+def _digest_bytes(digest: str | None) -> bytes:
+    """A sha256 digest in hex as its 32 bytes; zeros for none, or for one that is no digest."""
+    try:
+        raw = bytes.fromhex(digest or NO_DIGEST)
+    except ValueError:
+        return bytes(32)
+    return raw if len(raw) == 32 else bytes(32)
+
+
 NO_SCAN_ROWS = ScanRows.of([])
 
 

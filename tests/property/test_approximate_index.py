@@ -165,8 +165,20 @@ def test_a_file_of_one_index_is_read_as_one_part_and_written_again_in_parts(tmp_
     index.close()
     again = VectorIndex(tmp_path, DIM, approximate_above=20, part_size=16, ef_search=4096)
     header = json.loads((tmp_path / "vectors.faiss").read_bytes()[:HEADER_BYTES])
-    assert header["format"] == FORMAT and header["parts"] == [40, 16, 4]
+    assert header["format"] == FORMAT and header["parts"] == 3
+    assert again.parts == 3 and [part.ntotal for part in again._parts] == [40, 16, 4]
     assert again.search(q, 3) == top
+
+
+def test_an_index_of_many_parts_is_saved_and_read_back(tmp_path):
+    """The parts' counts are in the body: the header's fixed room holds any number of parts."""
+    index = VectorIndex(tmp_path, DIM, approximate_above=10**6, part_size=2)
+    index.put({fid: unit(fid).tobytes() for fid in range(1, 401)})
+    assert index.parts == 200
+    index.close()
+    again = VectorIndex(tmp_path, DIM, approximate_above=10**6, part_size=2)
+    assert again.load_error is None and again.parts == 200 and again.count == 400
+    assert np.array_equal(again.vector(399), unit(399))
 
 
 def test_a_compaction_copies_part_by_part_into_parts_no_larger_than_their_size(tmp_path):

@@ -74,3 +74,10 @@ def test_a_folder_of_many_changes_keeps_one_row_per_fragment():
     assert len(folder) == 0x40 and again.count == 0x40
     assert sorted(folder.hex_list()) == sorted(hex_of(n) for n in range(0x100, 0x140))
     assert [entry(again, n)[1] for n in (0x100, 0x101)] == [0xAA, 0xDD]
+
+
+def test_a_digest_the_ledger_holds_damaged_reads_as_none_and_stops_nothing():
+    rows = ScanRows.of([(hex_of(1), 101, False, 7, "zz" * 32), (hex_of(2), 102, False, 14, "ab")])
+    rows = ScanRows.joined([rows, ScanRows.of([row(3)])])
+    assert rows.digests[:2].tolist() == [[0] * 32, [0] * 32]  # no file's digest matches
+    assert rows.digests[2].tolist() == [0xDD] * 32 and rows.hex_list()[2] == hex_of(3)
