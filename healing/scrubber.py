@@ -14,7 +14,7 @@ import numpy as np
 from carma.domain import content_hash, dashed_uuid
 from carma.healing.expected import GONE, NO_FILES, Expected, Folder
 from carma.projections import FragmentCache, HealthLedger, VectorIndex
-from carma.projections.index import vector_fingerprints
+from carma.projections.index import looked_up, vector_fingerprints
 from carma.projections.ledger import canonical_json
 
 # An index file may lack this many of the in-memory index's changed vectors before a scrub
@@ -318,7 +318,7 @@ class Scrubber:
                 # folder, not one per file.
                 folder_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
             except (FileNotFoundError, NotADirectoryError) as exc:
-                live = folder.take(~folder.gone).hex_list()
+                live = folder.live().hex_list()
                 report.findings.extend(_finding(hex_, "cache", "missing") for hex_ in live)
                 if isinstance(exc, NotADirectoryError) and _is_shard(shard):
                     report.misplaced.append(path)
@@ -362,7 +362,7 @@ class Scrubber:
             is_fragment = name.endswith(".json") and len(stem) == 32 and stem[:2] == shard
             strays.append((stem if is_fragment else None, name))
         settled = now is not None and max(stamp[:2]) < now - self.settled_ns
-        gone = folder.take(folder.gone).hex_list() if folder.gone.any() else []
+        gone = folder.take(folder.gone).hex_list()
         listing = Listing(
             stamp,
             settled,
@@ -408,8 +408,7 @@ class Scrubber:
         # Vectorised: the ledger's fingerprints sorted by FAISS id, looked up for every entry.
         known = expected.index
         count = len(known.ids)
-        at = np.minimum(np.searchsorted(known.ids, ids), max(count - 1, 0))
-        found = (known.ids[at] == ids) if count else np.zeros(len(ids), dtype=bool)
+        at, found = looked_up(known.ids, ids)
         hexes = known.hexes
         for i in np.flatnonzero(found & ~known.live[at]):
             report.findings.append(_finding(hexes[at[i]].decode(), "index", "extra"))
@@ -444,7 +443,7 @@ def _scrub_files(folder_fd: int, folder: Folder) -> list[Finding]:
     one read and a sha256 per file, and as little else as can be)."""
     findings = []
     sha256 = hashlib.sha256
-    live = folder.take(~folder.gone) if folder.gone.any() else folder
+    live = folder.live()
     digests = live.digests.tobytes()
     for at, hex_ in enumerate(live.hex_list()):
         try:

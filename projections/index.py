@@ -97,6 +97,15 @@ def _read_header(file: BinaryIO) -> dict:
     return header
 
 
+def looked_up(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of `keys` is in `sorted_keys`, and whether it is there at all (where not,
+    its position is any valid one, or 0 when `sorted_keys` is empty)."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return at, sorted_keys[at] == keys
+
+
 def _flat_of(part: faiss.Index) -> faiss.IndexFlat:
     """The flat index that holds a part's vectors (a graph's storage, or the part itself)."""
     return faiss.downcast_index(part.storage) if isinstance(part, faiss.IndexHNSWFlat) else part
@@ -203,11 +212,10 @@ class VectorIndex:
         until a compaction, which sorts them anew."""
         fids = np.asarray(fids, dtype=np.int64)
         labels = np.full(len(fids), -1, dtype=np.int64)
-        if len(self._sorted_fids):
-            at = np.searchsorted(self._sorted_fids, fids)
-            at = np.minimum(at, len(self._sorted_fids) - 1)
+        at, found = looked_up(self._sorted_fids, fids)
+        if found.any():
             sorted_labels = self._sorted_labels[at]
-            holds = (self._sorted_fids[at] == fids) & (self._fids[sorted_labels] == fids)
+            holds = found & (self._fids[sorted_labels] == fids)
             labels[holds] = sorted_labels[holds]
         if len(self._recent) and len(fids) <= len(self._recent):
             for i, fid in enumerate(fids.tolist()):
@@ -216,8 +224,7 @@ class VectorIndex:
         elif self._recent:  # (many ids asked for: the recent ones looked up among them)
             recent = np.fromiter(self._recent.keys(), np.int64, len(self._recent))
             order = np.argsort(fids, kind="stable")
-            at = np.minimum(np.searchsorted(fids[order], recent), len(fids) - 1)
-            asked = fids[order][at] == recent
+            at, asked = looked_up(fids[order], recent)
             recent_labels = np.fromiter(self._recent.values(), np.int64, len(self._recent))
             labels[order[at[asked]]] = recent_labels[asked]
         return labels

@@ -112,6 +112,10 @@ class ScanRows:
     def take(self, at: np.ndarray | slice) -> ScanRows:
         return ScanRows(*(self.column(f)[at] for f in _SCAN_FIELDS))
 
+    def live(self) -> ScanRows:
+        """The rows of fragments that are neither deleted nor forgotten."""
+        return self.take(~self.gone) if self.gone.any() else self
+
     def column(self, name: str) -> np.ndarray:
         return getattr(self, name)
 
