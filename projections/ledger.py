@@ -293,6 +293,10 @@ class HealthLedger:
         db["fragments"].create_index(["faiss_id"], if_not_exists=True)
         db["fragments"].create_index(["content_hash"], if_not_exists=True)
         db["history"].create_index(["uuid", "version"], if_not_exists=True)
+        # A new fragment's row looks up its last repair (LAST_REPAIR_METHOD): without this
+        # index, a scan of every repair ever made, on every write (after a heal of 100,000
+        # files, writes were 9x slower).
+        db["repairs"].create_index(["uuid", "position"], if_not_exists=True)
         db["fragments"].create_index(["changed"], if_not_exists=True)
         db["fragments"].create_index(["namespace"], if_not_exists=True)
         self._create_metadata_index(db)
