@@ -1219,7 +1219,8 @@ class Memory:
 
     @_guarded("the rebuild stopped")
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
-        """Drop the cache, the index and the ledger and rebuild them from log position zero.
+        """Rebuild the cache, the index and the ledger from log position zero. (A cache file
+        that already holds the bytes the replay derives is kept in place, not written again.)
 
         The log's checksums are checked first: damaged events are recorded and their bodies
         restated (exactly where a copy survives) while the current projections still know
@@ -1230,7 +1231,12 @@ class Memory:
         with self._lock:
             self.log.recent.clear()  # a rebuild reads the log as it is stored, every event
             self.dreamer.scrubber.forget()  # (memory: the rows it kept are of the old ledger)
-            count = self.runner.rebuild(progress)
+            try:
+                count = self.runner.rebuild(progress)
+            except BaseException:
+                self.cache.skip_sweep()
+                raise
+            self.cache.sweep()  # the files of no fragment (the replay kept the others in place)
             self.index.save()
             return count
 

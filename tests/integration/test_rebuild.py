@@ -1,0 +1,86 @@
+"""A rebuild in place: the cache files that already hold the bytes the replay derives stay
+as they are; the others are written again, and the files of no fragment are swept."""
+
+import os
+import uuid
+
+import pytest
+
+from tests.conftest import store_state
+
+
+def _stamp(path):
+    stat = path.stat()
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def test_a_rebuild_keeps_the_right_files_rewrites_the_wrong_and_sweeps_the_rest(mem):
+    keys = [mem.add(f"note {i} about the rebuild in place", {"i": i}) for i in range(30)]
+    mem.revise(keys[0], text="a revised note")
+    mem.delete(keys[1])
+    before = store_state(mem)
+    files = mem.cache.files()
+    changed, missing, *untouched = files
+    stamps = {path: _stamp(path) for path in untouched}
+    changed.write_bytes(b'{"format": 1, "text": "not what the log says"}')
+    missing.unlink()
+    root = mem.cache.root
+    stranger = uuid.uuid4().hex  # a fragment-named file of no fragment
+    (root / stranger[:2]).mkdir(exist_ok=True)
+    (root / stranger[:2] / f"{stranger}.json").write_bytes(b"{}")
+    misplaced = untouched[0].name  # a live fragment's name, in a folder not its own
+    other = "00" if untouched[0].parent.name != "00" else "01"
+    (root / other).mkdir(exist_ok=True)
+    (root / other / misplaced).write_bytes(untouched[0].read_bytes())
+    (untouched[1].parent / f".tmp-1-2-{untouched[1].name}").write_bytes(b"half")
+    (root / "junk").mkdir()
+    (root / "junk" / "file").write_bytes(b"x")
+    (root / "stray.txt").write_bytes(b"x")
+
+    mem.rebuild()
+
+    assert store_state(mem) == before
+    assert {path: _stamp(path) for path in untouched} == stamps  # kept in place
+    assert changed.read_bytes() == before["cache"][changed.relative_to(root).as_posix()]
+    assert missing.exists()
+    assert not (root / stranger[:2] / f"{stranger}.json").exists()
+    assert not (root / other / misplaced).exists()
+    assert not (untouched[1].parent / f".tmp-1-2-{untouched[1].name}").exists()
+    assert not (root / "junk").exists() and not (root / "stray.txt").exists()
+    assert (root / "POSITION").exists()
+    assert mem.scrub()["found"] == {}
+
+
+def test_a_rebuild_that_stops_sweeps_nothing_and_the_next_one_ends_the_same(mem, monkeypatch):
+    for i in range(40):
+        mem.add(f"note {i} about a rebuild that stops")
+    before = store_state(mem)
+    mem.runner.batch_size = 5
+    apply = type(mem.ledger).apply
+    calls = []
+
+    def failing(self, batch):
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return apply(self, batch)
+
+    monkeypatch.setattr(type(mem.ledger), "apply", failing)
+    with pytest.raises(Exception, match="rebuild"):
+        mem.rebuild()
+    # The replay stopped at its third batch: the files it had not reached are still there.
+    assert len(mem.cache.files()) == len(before["cache"])
+    monkeypatch.setattr(type(mem.ledger), "apply", apply)
+    mem.rebuild()
+    assert store_state(mem) == before
+
+
+def test_a_rebuild_of_an_intact_cache_writes_no_file(mem):
+    for i in range(20):
+        mem.add(f"note {i} about an intact cache")
+    root = mem.cache.root
+    stamps = {path: _stamp(path) for path in mem.cache.files()}
+    folders = {p: os.stat(p).st_mtime_ns for p in root.iterdir() if p.is_dir()}
+    mem.rebuild()
+    assert {path: _stamp(path) for path in mem.cache.files()} == stamps
+    assert {p: os.stat(p).st_mtime_ns for p in root.iterdir() if p.is_dir()} == folders
