@@ -225,9 +225,15 @@ def _projected_position(home: Home) -> int:
     if home.ledger.exists():
         try:
             with closing(_read_only(home.ledger)) as conn:
-                positions += [p for (p,) in conn.execute("SELECT position FROM positions")]
-        except sqlite3.DatabaseError:
-            pass
+                positions += [
+                    p
+                    for (p,) in conn.execute(
+                        # (a damaged row may hold anything there: text, not UTF-8)
+                        "SELECT position FROM positions WHERE typeof(position) = 'integer'"
+                    )
+                ]
+        except (sqlite3.DatabaseError, UnicodeDecodeError):  # (SQLite's message may quote
+            pass  # the damaged schema's bytes, which are not UTF-8 either)
     return max(int(p) for p in positions)
 
 

@@ -158,6 +158,15 @@ class HealthLedger:
         self._open()
 
     def _open(self) -> None:
+        try:
+            self._connect()
+        except UnicodeDecodeError as exc:
+            # SQLite's message about a damaged schema quotes its bytes, and Python could not
+            # decode them: the same damage, said as SQLite's own error (callers move the
+            # file aside and replay the log into a new one).
+            raise sqlite3.DatabaseError(f"malformed database schema ({exc.reason})") from None
+
+    def _connect(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         # No fsync per commit: the ledger is a projection, and its position commits with its

@@ -207,3 +207,21 @@ def test_a_key_row_whose_uuid_was_damaged_is_dropped_by_the_repair(tmp_path, bac
         left = conn.execute("SELECT count(*) FROM keys WHERE uuid LIKE '%not-a-uuid'")
         assert left.fetchone() == (0,)
     conn.close()
+
+
+@pytest.mark.sqlite_only("the ledger's schema is damaged in its file")
+def test_a_ledger_whose_damaged_schema_is_not_text_is_replaced_and_the_store_opens(
+    tmp_path, backend
+):
+    """SQLite's error quotes the damaged name, and its bytes are not UTF-8: that is the
+    same damage as any other, not a store that cannot open."""
+    home = tmp_path / "home"
+    ids = _store(home)
+    data = bytearray((home / "ledger.sqlite").read_bytes())
+    data[data.index(b"tablepositionspositions") + 7] = 0x8F
+    data[data.index(b'CREATE TABLE "positions"') + 14] = 0x8F
+    (home / "ledger.sqlite").write_bytes(bytes(data))
+    with carma.open(home, embedder=HashingEmbedder(dimension=64)) as mem:
+        assert [mem.get(k).text for k in ids] == TEXTS
+        assert len(mem.search(TEXTS[0], k=3)) == 3
+    assert list(home.glob("ledger.sqlite.damaged-*"))
