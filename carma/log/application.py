@@ -662,7 +662,9 @@ class MemoryLog(Application[UUID]):
             inclusive_of_start=False,
             topics=[get_topic(k) for k in kinds],
         )
-        return list(self._decoded(notifications))
+        # Their bodies' keys in one query, not one each (a rebuild reads the whole log).
+        with self._keys_held(list(dict.fromkeys(n.originator_id for n in notifications))):
+            return list(self._decoded(notifications))
 
     def _decoded(self, notifications: Iterable[Any]) -> Iterator[tuple[int, Any]]:
         for n in notifications:
