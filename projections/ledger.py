@@ -54,7 +54,7 @@ KIND_OF = {
     ReconstructionCalibration.ReconstructionCalibrated: "calibration-completed",
     ReconstructionCalibration.CalibrationDeclined: "calibration-declined",
 }
-SCHEMA = 11  # bump when a table changes: old ledgers are rebuilt from the log
+SCHEMA = 12  # bump when a table changes: old ledgers are rebuilt from the log
 LIVE = "status NOT IN ('deleted', 'forgotten')"  # SQL: a fragment that is neither
 # A row made after repairs were applied to its fragment (its first event unreadable when the
 # ledger was built) keeps their method, as the row they would have updated did.
@@ -231,15 +231,23 @@ class HealthLedger:
             " WHERE NOT EXISTS (SELECT 1 FROM scan_clock)"
         )
         for name, when in (
-            ("scan_row_added", "INSERT"),
-            ("scan_row_changed", f"UPDATE OF {', '.join(self._SCAN_COLUMNS)}"),
+            ("scan_row_added", "INSERT ON fragments WHEN NEW.changed IS NULL"),
+            ("scan_row_changed", f"UPDATE OF {', '.join(self._SCAN_COLUMNS)} ON fragments"),
         ):
             db.execute(
-                f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {when} ON fragments BEGIN"
+                f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {when} BEGIN"
                 " UPDATE scan_clock SET tick = tick + 1;"
                 " UPDATE fragments SET changed = (SELECT tick FROM scan_clock)"
                 " WHERE uuid = NEW.uuid; END"
             )
+        # A row inserted already stamped (INSERT_NEW_FRAGMENT: the clock's next tick) only
+        # moves the clock: a write's rows skip the second statement on each (a tenth of the
+        # ledger's time in a rebuild).
+        db.execute(
+            "CREATE TRIGGER IF NOT EXISTS scan_row_stamped AFTER INSERT ON fragments"
+            " WHEN NEW.changed IS NOT NULL BEGIN"
+            " UPDATE scan_clock SET tick = max(tick, NEW.changed); END"
+        )
         db["history"].create(
             {"position": int, "uuid": str, "version": int, "kind": str, "at": str, "detail": str},
             pk="position",
@@ -330,8 +338,10 @@ class HealthLedger:
             "CREATE TRIGGER IF NOT EXISTS row_checked AFTER INSERT ON fragments BEGIN"
             f" INSERT OR REPLACE INTO row_checks VALUES (NEW.uuid, row_check({columns})); END"
         )
+        # (Of the checked columns only: the scan clock's stamp is not one of them.)
         db.execute(
-            "CREATE TRIGGER IF NOT EXISTS row_rechecked AFTER UPDATE ON fragments BEGIN"
+            "CREATE TRIGGER IF NOT EXISTS row_rechecked AFTER UPDATE OF"
+            f" {', '.join(ROW_CHECKED)} ON fragments BEGIN"
             f" INSERT OR REPLACE INTO row_checks VALUES (NEW.uuid, row_check({columns})); END"
         )
         db.execute(
@@ -1034,7 +1044,12 @@ class HealthLedger:
 
     def reset(self) -> None:
         with self._transaction() as conn:
+            # The tables the fragments' triggers keep go first: emptied whole (SQLite's
+            # truncation, for a table with no trigger), they leave the triggers that fire
+            # for each fragment deleted nothing to look up (half the time of a reset).
             for table in (
+                "metadata_index",
+                "row_checks",
                 "fragments",
                 "history",
                 "positions",
@@ -1042,7 +1057,6 @@ class HealthLedger:
                 "repairs",
                 "cycles",
                 "calibrations",
-                "metadata_index",
                 "keywords",
             ):
                 conn.execute(f"DELETE FROM {table}")
@@ -1503,9 +1517,9 @@ def _scope(namespaces: list[str] | None) -> tuple[str, list[str]]:
 INSERT_NEW_FRAGMENT = (
     "INSERT OR REPLACE INTO fragments(uuid, id, faiss_id, namespace, version, status,"
     " content_hash, embedding_fingerprint, cache_digest, metadata, fidelity,"
-    " written_at, updated_at, last_method)"
+    " written_at, updated_at, last_method, changed)"
     " VALUES (?, ?, ?, ?, ?, 'healthy', ?, ?, ?, ?, 1.0, ?, ?,"
-    f" {LAST_REPAIR_METHOD})"
+    f" {LAST_REPAIR_METHOD}, (SELECT tick + 1 FROM scan_clock))"
 )
 
 

@@ -391,6 +391,20 @@ def test_a_whole_cache_folder_lost_is_one_finding_per_fragment_and_repaired(mem,
     assert mem.scrub()["found"] == {}
 
 
+def test_the_scan_clock_stamps_every_row_and_counts_each_stamp(mem):
+    """A write's rows come stamped with the clock's next tick (one statement each); other
+    inserts and updates are stamped by the triggers: either way, no row unstamped, no two
+    alike, and the clock at the latest."""
+    ids = fragments(mem, 6)
+    mem.add_many([f"a batch row {i}" for i in range(20)])
+    mem.revise(ids[0], text="revised")
+    mem.delete(ids[1])
+    stamps = [c for (c,) in mem.ledger.db.execute("SELECT changed FROM fragments")]
+    (tick,) = mem.ledger.db.execute("SELECT tick FROM scan_clock").fetchone()
+    assert None not in stamps and len(set(stamps)) == len(stamps) == 26
+    assert max(stamps) == tick
+
+
 def test_a_scrub_reads_only_the_rows_changed_since_its_last_and_misses_none_of_them(mem):
     ids = fragments(mem, 6)
     mem.scrub()
