@@ -176,7 +176,7 @@ class FragmentCache:
         returns how many. Nothing to do without a reset since the last sweep."""
         if self._claimed is None:
             return 0
-        claimed = np.sort(np.frombuffer(bytes(self._claimed), dtype="S32"))
+        claimed = np.sort(np.frombuffer(self._claimed, dtype="S32"))  # (32 MB at 1M)
         self._claimed = None
         removed: list[str] = []
         with os.scandir(self.root) as listing:
