@@ -1,8 +1,11 @@
 """cProfile of N writes with the vectors given (`add_many` in batches of 1,000, as
 `carma bench scale` writes), then of a rebuild of the same store: the figures behind "Where the
 time goes" in docs/benchmarks.md (a profile, not a `carma bench`: cProfile slows both sides).
+With --time-rebuilds: no profile, three rebuilds of the store timed instead (a quick comparison
+of two versions of the code; no baseline, so not a `carma bench` either).
 
     python bench-results/profile-writes.py 50000
+    python bench-results/profile-writes.py 20000 --time-rebuilds
 """
 
 import cProfile
@@ -31,7 +34,7 @@ def profiled(label: str, work) -> None:
     print(out.getvalue())
 
 
-def main(count: int) -> None:
+def main(count: int, time_rebuilds: bool) -> None:
     embedder, base = HashingEmbedder(), corpus(2_000)
     with tempfile.TemporaryDirectory() as root:
         mem = carma.open(
@@ -50,10 +53,20 @@ def main(count: int) -> None:
             for items in batches:
                 mem.add_many(items)
 
-        profiled(f"{count} writes", write)
-        profiled(f"a rebuild of {count}", mem.rebuild)
+        if time_rebuilds:
+            write()
+            seconds = []
+            for _ in range(3):
+                started = time.perf_counter()
+                mem.rebuild()
+                seconds.append(round(time.perf_counter() - started, 2))
+            print(f"three rebuilds of {count}: {seconds} s")
+        else:
+            profiled(f"{count} writes", write)
+            profiled(f"a rebuild of {count}", mem.rebuild)
         mem.close()
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 50_000)
+    numbers = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(int(numbers[0]) if numbers else 50_000, "--time-rebuilds" in sys.argv[1:])
