@@ -14,6 +14,7 @@ import numpy as np
 from carma.domain import content_hash, dashed_uuid
 from carma.healing.expected import GONE, NO_FILES, Expected, Folder
 from carma.projections import FragmentCache, HealthLedger, VectorIndex
+from carma.projections.cache import fragment_stem, is_shard
 from carma.projections.index import looked_up, vector_fingerprints
 from carma.projections.ledger import canonical_json
 
@@ -320,7 +321,7 @@ class Scrubber:
             except (FileNotFoundError, NotADirectoryError) as exc:
                 live = folder.live().hex_list()
                 report.findings.extend(_finding(hex_, "cache", "missing") for hex_ in live)
-                if isinstance(exc, NotADirectoryError) and _is_shard(shard):
+                if isinstance(exc, NotADirectoryError) and is_shard(shard):
                     report.misplaced.append(path)
                 continue
             try:
@@ -358,9 +359,7 @@ class Scrubber:
         known = {f"{hex_}.json" for hex_ in folder.hex_list()}
         strays = []
         for name in names.difference(known):
-            stem = name[:-5]
-            is_fragment = name.endswith(".json") and len(stem) == 32 and stem[:2] == shard
-            strays.append((stem if is_fragment else None, name))
+            strays.append((fragment_stem(name, shard), name))
         settled = now is not None and max(stamp[:2]) < now - self.settled_ns
         gone = folder.take(folder.gone).hex_list()
         listing = Listing(
@@ -491,10 +490,6 @@ def _abandoned(path: str) -> bool:
         return time.time() - os.stat(path).st_mtime > TEMP_FILE_GRACE_S
     except OSError:
         return False
-
-
-def _is_shard(name: str) -> bool:
-    return len(name) == 2 and all(c in "0123456789abcdef" for c in name)
 
 
 def _finding(hex_: str, copy: str, fault: str) -> Finding:

@@ -184,15 +184,12 @@ class FragmentCache:
         for entry in entries:
             if entry.name == self._position_file.name:
                 continue
-            if not (entry.is_dir(follow_symlinks=False) and _is_shard(entry.name)):
+            if not (entry.is_dir(follow_symlinks=False) and is_shard(entry.name)):
                 removed.append(entry.name)
                 continue
             with os.scandir(entry.path) as listing:
                 names = sorted(e.name for e in listing)
-            stems = np.array(
-                [n[:32] if _is_fragment_file(n) and n[:2] == entry.name else "" for n in names],
-                dtype="S32",
-            )
+            stems = np.array([fragment_stem(n, entry.name) or "" for n in names], dtype="S32")
             filed = np.zeros(len(names), dtype=bool)
             if len(claimed) and len(names):
                 at = np.searchsorted(claimed, stems).clip(max=len(claimed) - 1)
@@ -289,12 +286,17 @@ def _holds(path: Path, data: bytes) -> bool:
         return False
 
 
-def _is_fragment_file(name: str) -> bool:
-    """A name the cache gives a fragment's file: 32 lowercase hex digits and .json."""
-    return len(name) == 37 and name.endswith(".json") and _HEX.issuperset(name[:32])
+def fragment_stem(name: str, shard: str) -> str | None:
+    """The uuid (32 hex digits) whose cache file `name` is, in the folder `shard`; None for a
+    name the cache does not give there (a temp file, anything else, or a fragment's file in a
+    folder not its own)."""
+    stem = name[:-5]
+    if name.endswith(".json") and len(stem) == 32 and stem[:2] == shard and _HEX.issuperset(stem):
+        return stem
+    return None
 
 
-def _is_shard(name: str) -> bool:
+def is_shard(name: str) -> bool:
     """A name the cache gives a folder: the first two hex digits of its files' uuids."""
     return len(name) == 2 and _HEX.issuperset(name)
 
