@@ -84,3 +84,53 @@ def test_a_rebuild_of_an_intact_cache_writes_no_file(mem):
     mem.rebuild()
     assert {path: _stamp(path) for path in mem.cache.files()} == stamps
     assert {p: os.stat(p).st_mtime_ns for p in root.iterdir() if p.is_dir()} == folders
+
+
+def _schema(mem):
+    return mem.ledger.db.execute(
+        "SELECT type, name, sql FROM sqlite_master ORDER BY name"
+    ).fetchall()
+
+
+def test_a_rebuild_replays_the_ledger_in_bulk_and_ends_with_what_the_writes_made(mem):
+    """An empty ledger's replay makes its checksums, metadata fields, triggers and indexes
+    at the end (HealthLedger._in_bulk): the same rows, the same schema, every row stamped
+    after any scrub before it, and the triggers at work again for the next write."""
+    keys = [mem.add(f"note {i} on bulk replay", {"i": i, "tag": f"t{i % 3}"}) for i in range(30)]
+    mem.revise(keys[0], text="a revised note", metadata={"i": 100, "tag": "new"})
+    mem.delete(keys[1])
+    mem.forget(keys[2], reason="asked")
+    mem.scrub()
+    tick = mem.dreamer.scrubber._expected.tick
+    before, schema = store_state(mem), _schema(mem)
+
+    mem.rebuild()
+
+    assert store_state(mem) == before and _schema(mem) == schema
+    assert len(mem.ledger.scan_changes(tick).rows) == 30  # every row read again
+    assert mem.ledger.check_file() is None
+    assert {r.id for r in mem.search("note", where={"tag": "t1"}, k=30)} == {
+        k for i, k in enumerate(keys) if i % 3 == 1 and i > 2
+    }
+    assert mem.scrub()["found"] == {}
+    new = mem.add("a note after the rebuild", {"tag": "after"})
+    assert [r.id for r in mem.search("note", where={"tag": "after"})] == [new]
+    row = mem.ledger.db.execute("SELECT changed FROM fragments WHERE id = ?", [new]).fetchone()
+    (clock,) = mem.ledger.db.execute("SELECT tick FROM scan_clock").fetchone()
+    assert row == (clock,) and mem.ledger.check_file() is None
+
+
+def test_a_bulk_replay_that_fails_leaves_the_ledger_empty_with_its_schema_whole(mem):
+    for i in range(20):
+        mem.add(f"note {i} about a replay that fails", {"i": i})
+    before, schema = store_state(mem), _schema(mem)
+    mem.ledger.reset()
+    with pytest.raises(ValueError), mem.ledger.transaction():
+        mem.ledger.apply(mem.runner.read(0, 10))
+        assert mem.ledger.db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
+        ).fetchone() == (0,)  # replaying in bulk
+        raise ValueError("stopped")
+    assert _schema(mem) == schema and mem.ledger.position == 0
+    mem.runner.catch_up(strict=True)
+    assert store_state(mem) == before

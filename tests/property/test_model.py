@@ -272,7 +272,12 @@ class StoreAgainstModel(CarmaStateMachine):
             state["ledger"]["metadata_index"] = [
                 row for row in state["ledger"]["metadata_index"] if row["uuid"] in said
             ]
+            # A row's checksum is of the row: of a touched one, of what is unsaid above.
+            state["ledger"]["row_checks"] = [
+                row for row in state["ledger"]["row_checks"] if row["uuid"] not in touched
+            ]
         assert rebuilt == incremental
+        assert self.memory.ledger.check_file() is None  # and every row matches its checksum
 
     # -- invariants ---------------------------------------------------------------------------
 
