@@ -1253,6 +1253,7 @@ class Memory:
                 # Only a checkpoint is lost: the next open rebuilds the index from the log.
                 logger.warning("could not save the vector index on close: %s", exc)
             finally:
+                self.cache.close()  # (its writer process, if it started one)
                 self.ledger.close()
                 if self.log.mapper.keys is not None:
                     self.log.mapper.keys.close()

@@ -92,9 +92,13 @@ def atomic_write(
         raise
 
 
-def write_batch(folder: Path, removals: Sequence[str], files: Files) -> None:
+def write_batch(
+    folder: Path, removals: Sequence[str], files: Files, *, keep_identical: bool = False
+) -> None:
     """Remove and write files under `folder` (names relative to it; a file's own folder is
-    made if missing), then make all of it durable with one flush."""
+    made if missing), then make all of it durable with one flush. keep_identical: a file that
+    already holds its bytes is left as it is (reading one costs a few microseconds; writing
+    it again, a file creation and its share of the flush)."""
     if not removals and not files:
         return
     with made_durable(folder):
@@ -103,10 +107,21 @@ def write_batch(folder: Path, removals: Sequence[str], files: Files) -> None:
         made: set[Path] = set()
         for name, data in files:
             path = folder / name
+            if keep_identical and holds(path, data):
+                continue
             if path.parent not in made:
                 path.parent.mkdir(exist_ok=True)
                 made.add(path.parent)
             atomic_write(path, data, fsync=False)
+
+
+def holds(path: Path, data: bytes) -> bool:
+    """Whether the file at `path` holds exactly `data` (no file, or one unreadable: no)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(data) + 1) == data
+    except OSError:
+        return False
 
 
 class BatchWriter(abc.ABC):
@@ -169,16 +184,25 @@ class FileWriter(BatchWriter):
     def outstanding(self) -> int:
         return self._outstanding
 
-    def submit(self, removals: Sequence[str], files: Files) -> None:
-        """Queue a batch (blocks while the process is still reading the one before)."""
+    def submit(
+        self, removals: Sequence[str], files: Files, *, keep_identical: bool = False
+    ) -> None:
+        """Queue a batch (blocks while the process is still reading the one before);
+        keep_identical as in write_batch."""
         pipe = self._process.stdin
         assert pipe is not None
+        request = (list(removals), list(files), keep_identical)
         try:
-            pickle.dump((list(removals), list(files)), pipe, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(request, pipe, protocol=pickle.HIGHEST_PROTOCOL)
             pipe.flush()
         except (BrokenPipeError, ValueError):
             raise self._stopped() from None
         self._outstanding += 1
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the process has ended (killed, say): it writes nothing more."""
+        return self._process.poll() is not None
 
     def wait(self) -> None:
         if not self._outstanding:
@@ -227,11 +251,11 @@ def serve(folder: Path, requests: IO[bytes], replies: IO[bytes]) -> None:
     replies.flush()
     while True:
         try:
-            removals, files = pickle.load(requests)
+            removals, files, keep_identical = pickle.load(requests)
         except (EOFError, pickle.UnpicklingError):  # the caller closed, or died mid-request
             return
         try:
-            write_batch(folder, removals, files)
+            write_batch(folder, removals, files, keep_identical=keep_identical)
             failure: dict[str, Any] = {}
         except OSError as exc:
             failure = {

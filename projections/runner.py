@@ -123,24 +123,40 @@ class ProjectionRunner:
     ) -> int:
         after = min(p.position for p in active)
         read = 0
-        while after < head and active:
-            batch = self.read(after, self.batch_size)
-            if not batch:
-                break
-            for projection in list(active):
-                if projection.position >= batch[-1][0]:
+        try:
+            while after < head and active:
+                batch = self.read(after, self.batch_size)
+                if not batch:
+                    break
+                for projection in list(active):
+                    if projection.position >= batch[-1][0]:
+                        continue
+                    try:
+                        projection.apply(batch)
+                    except Exception as exc:
+                        if strict:
+                            raise
+                        self.errors[projection.name] = f"{type(exc).__name__}: {exc}"
+                        active.remove(projection)
+                after = batch[-1][0]
+                read += len(batch)
+                if progress:
+                    progress(len(batch))
+        finally:
+            # The projections that work in the background (the cache's writer process, the
+            # index's thread) finish what they were given before a catch-up ends, however it
+            # ends: nothing reads them half-applied.
+            for projection in self.projections:
+                if (flush := getattr(projection, "flush", None)) is None:
                     continue
                 try:
-                    projection.apply(batch)
+                    flush()
                 except Exception as exc:
                     if strict:
                         raise
                     self.errors[projection.name] = f"{type(exc).__name__}: {exc}"
-                    active.remove(projection)
-            after = batch[-1][0]
-            read += len(batch)
-            if progress:
-                progress(len(batch))
+                    if projection in active:
+                        active.remove(projection)
         for projection in active:
             self.errors.pop(projection.name, None)
         return read
