@@ -326,6 +326,16 @@ class FragmentKeys:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        return _connected(path)
+    except UnicodeDecodeError as exc:
+        # SQLite's message about a damaged schema quotes its bytes, and Python could not
+        # decode them: the same damage, said as SQLite's own error (the copy is begun again
+        # and repaired from the other, as for any other damage).
+        raise sqlite3.DatabaseError(f"malformed database schema ({exc.reason})") from None
+
+
+def _connected(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(mode=0o700, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.text_factory = _strict_text

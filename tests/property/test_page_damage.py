@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import carma
@@ -33,6 +33,9 @@ def _text(i: int) -> str:
     count=st.integers(1, 96),
     moment=st.sampled_from(["closed", "open"]),
 )
+# The key store's schema page damaged: its text could not be decoded, and the store would
+# not open (found by this test; now the copy is begun again and repaired from its mirror).
+@example(before=5, after=0, file="keys/fragments.sqlite", at=0.33203125, count=1, moment="closed")
 def test_a_damaged_page_anywhere_is_never_a_silent_wrong_answer(
     before, after, file, at, count, moment
 ):
