@@ -87,7 +87,7 @@ class FragmentCache:
     @staticmethod
     def name_of(uuid: UUID | str) -> str:
         """A fragment's file, relative to the cache's root."""
-        hex_ = UUID(str(uuid)).hex
+        hex_ = (uuid if isinstance(uuid, UUID) else UUID(str(uuid))).hex
         return f"{hex_[:2]}/{hex_}.json"
 
     def apply(self, batch: Batch) -> None:
@@ -125,9 +125,9 @@ class FragmentCache:
         self._write(batch[-1][0], removals, files)
 
     def _write(self, position: int, removals: list[str], files: list[tuple[str, bytes]]) -> None:
-        """Write a batch's files, then record its position. A file that already holds its
-        bytes is left as it is: a rebuild or a replay after a crash re-derives every file,
-        and most are in place.
+        """Write a batch's files, then record its position. In a replay from zero, a file
+        that already holds its bytes is left as it is: the replay re-derives every file, and
+        most are in place.
 
         A large batch goes to a writer process (FileWriter): creating files is system calls,
         which run there on the other core while this one goes on with the log and the other
@@ -135,11 +135,15 @@ class FragmentCache:
         again) and reaches the POSITION file only once the process reports the batch
         durable (flush, at the end of each catch-up). Batches are written in the order
         given: a small batch after a large one goes to the process too."""
+        # Only a replay from zero (a rebuild, a lost POSITION file) expects most of its files
+        # in place: elsewhere the look costs an open of a file that is not there (a replay of
+        # a crashed catch-up writes its few files again instead).
+        keep_identical = self._claimed is not None or self._recorded == 0
         if self._pending or len(files) >= BACKGROUND_FILES:
             writer = self._file_writer()
             if writer is not None:
                 try:
-                    writer.submit(removals, files, keep_identical=True)
+                    writer.submit(removals, files, keep_identical=keep_identical)
                 except OSError:
                     self._given_up()
                     raise
@@ -150,7 +154,7 @@ class FragmentCache:
                 return
         # One flush of the whole batch instead of an fsync per file (4x faster here), before
         # the position that claims it: a crash never records a batch that is not on disk.
-        write_batch(self.root, removals, files, keep_identical=True)
+        write_batch(self.root, removals, files, keep_identical=keep_identical)
         # A batch that changed no file (the healer's own reports, say) moves the position
         # without an fsync of its own: lost in a crash, it only makes the cache replay
         # events that change nothing.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 from uuid import UUID
@@ -45,7 +45,7 @@ PART_SIZE = 131_072  # vectors in a part (192 MiB of MiniLM's): the most a growt
 
 def faiss_id(uuid: UUID | str) -> int:
     """A fragment's id in FAISS: the top 63 bits of its uuid (int64, non-negative)."""
-    return UUID(str(uuid)).int >> 65
+    return (uuid if isinstance(uuid, UUID) else UUID(str(uuid))).int >> 65
 
 
 _WEIGHTS = np.random.default_rng(0x5EED).integers(
@@ -70,6 +70,15 @@ def vector_fingerprints(vectors: np.ndarray) -> np.ndarray:
 
 def embedding_fingerprint(embedding: bytes) -> int:
     return int(vector_fingerprints(np.frombuffer(embedding, dtype="<f4")[None, :])[0])
+
+
+def embedding_fingerprints(embeddings: Sequence[bytes]) -> np.ndarray:
+    """embedding_fingerprint of each, in one call when they are all of one size."""
+    size = len(embeddings[0]) if embeddings else 0
+    if not size or any(len(e) != size for e in embeddings):
+        return np.array([embedding_fingerprint(e) for e in embeddings], dtype=np.int64)
+    vectors = np.frombuffer(b"".join(embeddings), dtype="<f4").reshape(len(embeddings), -1)
+    return vector_fingerprints(vectors)
 
 
 def _signature(path: Path) -> tuple[int, int, int]:
@@ -379,9 +388,15 @@ class VectorIndex:
         self._changed_since_file += len(removed | added.keys())
         self._unset(removed)
         self._set(added)
-        self._reshape()
+        # The shape (graph or flat, compacted or not) is settled once the catch-up is done
+        # (flush): a rebuild builds its graph in one add of every vector instead of switching
+        # from flat to a graph at the threshold and growing it batch by batch.
         self._position = max(self._position, batch[-1][0])
         self._dirty = True
+
+    def flush(self) -> None:
+        """At the end of a catch-up: build or drop the graph, compact (see _reshape)."""
+        self._reshape()
 
     # -- search
 

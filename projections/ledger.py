@@ -31,7 +31,7 @@ from carma.domain.filters import EVERYTHING, AllOf, AnyOf, Filter
 from carma.domain.fragment import SOLE_REPLICA, Replica, copy_kind
 from carma.domain.healing import ProjectionCopy, index_copy_id
 from carma.projections.cache import CachedFragment, file_digest, render
-from carma.projections.index import embedding_fingerprint, faiss_id
+from carma.projections.index import embedding_fingerprint, embedding_fingerprints, faiss_id
 from carma.projections.runner import Batch, unreadable_body
 
 KIND_OF = {
@@ -625,13 +625,19 @@ class HealthLedger:
         """New fragments' rows (FragmentWritten events of distinct fragments): the fragment,
         its words, its history; what _apply_one writes for one, a statement per table."""
         rows, words, history = [], [], []
+        # (their vectors' fingerprints in one call: one each was a tenth of a rebuild's rows)
+        fingerprints = iter(
+            embedding_fingerprints([e.embedding for _, e in run if _readable(e)]).tolist()
+        )
         for position, event in run:
             uuid = str(event.originator_id)
             at = event.timestamp.isoformat()
-            readable = getattr(event, "text", "") is not None  # None: sealed, key destroyed
-            rows.append(_new_fragment_row(uuid, event, at, readable))
+            readable = _readable(event)
+            fingerprint = next(fingerprints) if readable else 0
+            row = _new_fragment_row(uuid, event, at, readable, fingerprint)
+            rows.append(row)
             if readable:
-                words.append((faiss_id(uuid), event.text))
+                words.append((row[2], event.text))
             kind, detail = _naming_detail("written", event)
             history.append(
                 (position, uuid, event.originator_version, kind, at, canonical_json(detail))
@@ -1587,27 +1593,39 @@ INSERT_NEW_FRAGMENT = (
 )
 
 
-def _new_fragment_row(uuid: str, event: Any, at: str, readable: bool) -> tuple[Any, ...]:
+def _new_fragment_row(
+    uuid: str, event: Any, at: str, readable: bool, fingerprint: int | None = None
+) -> tuple[Any, ...]:
     """INSERT_NEW_FRAGMENT's values for the event that first names a fragment."""
     return (
         uuid,
         event.key,
-        faiss_id(uuid),
+        faiss_id(event.originator_id),
         event.namespace,
         event.originator_version,
-        *_body_values(uuid, event, readable),
+        *_body_values(uuid, event, readable, fingerprint),
         at,
         at,
         uuid,
     )
 
 
-def _body_values(uuid: str, event: Any, readable: bool) -> tuple[str, int, str, str]:
+def _readable(event: Any) -> bool:
+    """Whether an event's body can be read: None, sealed and its key destroyed."""
+    return getattr(event, "text", "") is not None
+
+
+def _body_values(
+    uuid: str, event: Any, readable: bool, fingerprint: int | None = None
+) -> tuple[str, int, str, str]:
     """A body's columns (content_hash, embedding_fingerprint, cache_digest, metadata); a
-    sealed body whose key is destroyed keeps only its content hash."""
+    sealed body whose key is destroyed keeps only its content hash. `fingerprint`: its
+    embedding's, if already computed."""
+    if fingerprint is None:
+        fingerprint = embedding_fingerprint(event.embedding) if readable else 0
     return (
         event.content_hash,
-        embedding_fingerprint(event.embedding) if readable else 0,
+        fingerprint,
         _cache_digest(uuid, event.key, event.namespace, event) if readable else "",
         canonical_json(event.metadata if readable else {}),
     )
