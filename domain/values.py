@@ -54,6 +54,11 @@ def validate_embedding(value: object) -> bytes:
     """A vector a caller gives instead of text for the model: a list (or a 1-d array) of 1 to
     DIMENSION_MAX finite numbers, as little-endian float32 bytes. The store checks its
     dimension, and normalises it."""
+    if (
+        getattr(value, "ndim", None) == 1
+        and getattr(getattr(value, "dtype", None), "kind", "") == "f"
+    ):
+        return _float_array(value)
     if hasattr(value, "tolist") and not isinstance(value, (bytes, str)):
         value = value.tolist()  # an array (numpy's, say): its values as Python numbers
     if not isinstance(value, (list, tuple)):
@@ -78,6 +83,18 @@ def validate_embedding(value: object) -> bytes:
     if not usable:
         raise InvalidInput("an embedding holds a NaN, an infinity or a number past float32")
     return struct.pack(f"<{len(value)}f", *value)
+
+
+def _float_array(value: Any) -> bytes:
+    """validate_embedding of a 1-d array of floats (numpy's, say), checked by its own C loops
+    instead of as a list of Python floats (a fifth of a write's cost when vectors are given);
+    the same rules, the same bytes."""
+    if not 1 <= len(value) <= DIMENSION_MAX:
+        raise InvalidInput(f"an embedding has 1 to {DIMENSION_MAX} values, not {len(value)}")
+    wide = value.astype("<f8")  # (a sum of float32 values could overflow float32)
+    if not (math.isfinite(float(wide.sum())) and float(abs(wide).max()) <= 3.4e38):
+        raise InvalidInput("an embedding holds a NaN, an infinity or a number past float32")
+    return bytes(value.astype("<f4").tobytes())
 
 
 def validate_text(text: object) -> str:

@@ -60,6 +60,10 @@ def test_a_given_vector_is_stored_as_given_and_the_model_does_not_run(tmp_path, 
         ([True] + [0.1] * (DIM - 1), "numbers only"),
         ("0.1, 0.2", "a list of numbers"),
         ([[0.1] * DIM], "numbers only"),
+        (np.array([np.inf] + [0.1] * (DIM - 1)), "NaN, an infinity"),
+        (np.array([1e39] + [0.1] * (DIM - 1)), "past float32"),
+        (np.zeros(DIM, dtype=np.float32), "all zeros"),
+        (np.zeros(DIM + 1), "has 9 values"),
     ],
 )
 def test_a_bad_vector_is_a_clear_error_and_changes_nothing(tmp_path, bad, message, backend):
