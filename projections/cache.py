@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from uuid import UUID
 
 import numpy as np
 from carma.domain import Fragment
-from carma.projections.files import BatchWriter, FileWriter, atomic_write, write_batch
+from carma.projections.files import BatchWriter, Files, FileWriter, atomic_write, write_batch
 from carma.projections.runner import Batch, unreadable_body
 
 FORMAT = 1
@@ -63,9 +63,9 @@ class FragmentCache:
         self._position_file = self.root / "POSITION"
         # Applied (written, or given to the writer process), durable, and in the POSITION file.
         self._position = self._durable = self._recorded = self._read_position()
-        self._writer: FileWriter | None = None
-        self._no_writer = False
-        self._pending: deque[int] = deque()  # positions of the batches the writer holds
+        self._batches: CacheWriter | None = None  # the catch-up's (a heal has its own)
+        # The batches given and not yet durable: (position, whether it changes a file).
+        self._pending: deque[tuple[int, bool]] = deque()
         # Since a reset: the uuids (hex) of the files the replay filed or found in place;
         # sweep() removes the others. None: no reset to finish.
         self._claimed: bytearray | None = None
@@ -125,83 +125,71 @@ class FragmentCache:
         self._write(batch[-1][0], removals, files)
 
     def _write(self, position: int, removals: list[str], files: list[tuple[str, bytes]]) -> None:
-        """Write a batch's files, then record its position. In a replay from zero, a file
-        that already holds its bytes is left as it is: the replay re-derives every file, and
-        most are in place.
+        """Write a batch's files; its position is recorded once they are durable (flush).
 
-        A large batch goes to a writer process (FileWriter): creating files is system calls,
-        which run there on the other core while this one goes on with the log and the other
-        projections; the position moves here at once (so the runner does not feed the batch
-        again) and reaches the POSITION file only once the process reports the batch
-        durable (flush, at the end of each catch-up). Batches are written in the order
-        given: a small batch after a large one goes to the process too."""
+        A batch of BACKGROUND_FILES or more starts the cache's writer process (a CacheWriter's,
+        as a heal's), which takes every later batch: creating files is system calls, which run
+        there on the other core while this one goes on with the log and the other
+        projections. The position moves here at once (so the runner does not feed the batch
+        again) and reaches the POSITION file only once every batch before it is reported
+        durable, at the end of each catch-up."""
         # Only a replay from zero (a rebuild, a lost POSITION file) expects most of its files
         # in place: elsewhere the look costs an open of a file that is not there (a replay of
         # a crashed catch-up writes its few files again instead).
         keep_identical = self._claimed is not None or self._recorded == 0
-        if self._pending or len(files) >= BACKGROUND_FILES:
-            writer = self._file_writer()
-            if writer is not None:
-                try:
-                    writer.submit(removals, files, keep_identical=keep_identical)
-                except OSError:
-                    self._given_up()
-                    raise
-                self._pending.append(position)
-                self._position = max(self._position, position)
-                if len(self._pending) > IN_FLIGHT:  # (bounds the bytes held in the pipe)
-                    self._settle(1)
-                return
-        # One flush of the whole batch instead of an fsync per file (4x faster here), before
-        # the position that claims it: a crash never records a batch that is not on disk.
-        write_batch(self.root, removals, files, keep_identical=keep_identical)
-        # A batch that changed no file (the healer's own reports, say) moves the position
-        # without an fsync of its own: lost in a crash, it only makes the cache replay
-        # events that change nothing.
-        self._record_position(position, durable=bool(removals or files))
-
-    def _file_writer(self) -> FileWriter | None:
-        if self._writer is None and not self._no_writer:
-            try:
-                self._writer = FileWriter(self.root)
-            except OSError:
-                self._no_writer = True  # no process to be had here: batches are written at once
-        return self._writer
+        if self._batches is None:
+            self._batches = CacheWriter(self)
+        try:
+            self._batches.submit_files(
+                removals,
+                files,
+                background=len(files) >= BACKGROUND_FILES,
+                keep_identical=keep_identical,
+            )
+        except OSError:  # the process stopped
+            self._given_up()
+            raise
+        self._pending.append((position, bool(removals or files)))
+        self._position = max(self._position, position)
+        if len(self._pending) > IN_FLIGHT:  # (bounds the bytes held in the pipe)
+            self._settle(1)
 
     def flush(self) -> None:
-        """Wait until every batch given to the writer process is durable, then record the
-        last one's position; on a failure, the position goes back to the last durable one
-        (the next catch-up applies the rest again) and the failure is raised."""
+        """Wait until every batch given is durable, then record the last one's position (with
+        an fsync only if a batch changed a file: a lost position of batches that changed
+        none only replays events that change nothing). On a failure, the position goes back
+        to the last batch durable in order and the failure is raised."""
         if self._pending:
-            self._settle(len(self._pending))
-            self._record_position(self._durable)
+            changed = self._settle(len(self._pending))
+            self._record_position(self._durable, durable=changed)
 
-    def _settle(self, count: int) -> None:
-        assert self._writer is not None
+    def _settle(self, count: int) -> bool:
+        """Wait for the oldest `count` batches; whether any of them changed a file."""
+        assert self._batches is not None
+        changed = False
         for _ in range(count):
-            position = self._pending.popleft()
+            position, changes = self._pending.popleft()
             try:
-                self._writer.wait()
+                self._batches.wait()
             except OSError:
                 self._given_up()
                 raise
             self._durable = max(self._durable, position)
+            changed = changed or changes
+        return changed
 
     def _given_up(self) -> None:
-        """After a batch the process could not write (or it stopped): what it writes after
-        that batch claims nothing. The position goes back to the last batch durable in
-        order, and the next catch-up applies the rest again (with the same process, unless
-        it stopped)."""
-        assert self._writer is not None
+        """After a batch that could not be written (or a writer process that stopped): what
+        is written after that batch claims nothing. The position goes back to the last batch
+        durable in order, and the next catch-up applies the rest again."""
+        assert self._batches is not None
         self._position = self._durable
         self._pending.clear()
         try:
-            self._writer.drain()
+            self._batches.drain()
         except OSError:
             pass  # (the first failure is the one raised)
-        if self._writer.stopped:
-            self._writer.close()
-            self._writer = None
+        self._batches.forget_stopped()
 
     def _record_position(self, position: int, durable: bool = True) -> None:
         if position > self._recorded:
@@ -292,9 +280,9 @@ class FragmentCache:
         try:
             self.flush()
         finally:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+            if self._batches is not None:
+                self._batches.close()
+                self._batches = None
 
 
 class CacheWriter(BatchWriter):
@@ -319,21 +307,41 @@ class CacheWriter(BatchWriter):
         background: bool = False,
     ) -> None:
         name_of = self._cache.name_of
-        names = [name_of(uuid) for uuid in removals]
-        files = [(name_of(fragment.uuid), render(fragment)) for fragment in fragments]
-        if background and self._process is None and (names or files):
+        self.submit_files(
+            [name_of(uuid) for uuid in removals],
+            [(name_of(fragment.uuid), render(fragment)) for fragment in fragments],
+            background=background,
+        )
+
+    def submit_files(
+        self,
+        removals: Sequence[str],
+        files: Files,
+        *,
+        background: bool = False,
+        keep_identical: bool = False,
+    ) -> None:
+        """A batch by file names (relative to the cache's root) and bytes; keep_identical as
+        in write_batch. OSError when the process has stopped."""
+        if background and self._process is None and (removals or files):
             try:
                 self._process = FileWriter(self._cache.root)
             except OSError:
                 pass  # no process to be had here: the batches are written at once
         if self._process is not None:
-            self._process.submit(names, files)
+            self._process.submit(removals, files, keep_identical=keep_identical)
             return
         try:
-            write_batch(self._cache.root, names, files)
+            write_batch(self._cache.root, removals, files, keep_identical=keep_identical)
             self._done.append(None)
         except OSError as exc:
             self._done.append(exc)
+
+    def forget_stopped(self) -> None:
+        """Let go of a process that stopped: the next background batch starts another."""
+        if self._process is not None and self._process.stopped:
+            self._process.close()
+            self._process = None
 
     @property
     def outstanding(self) -> int:

@@ -25,8 +25,8 @@ def _recorded(mem):
 
 def test_a_large_write_is_on_disk_and_recorded_when_add_many_returns(mem):
     keys = mem.add_many(_items(MANY)).ids
-    writer = mem.cache._writer
-    assert writer is not None and writer._process.poll() is None  # a process wrote them
+    writer = mem.cache._batches._process
+    assert writer is not None and not writer.stopped  # a process wrote them
     assert _recorded(mem) == mem.cache.position == mem.log.position()
     assert len(mem.cache.files()) == MANY
     for key in keys:
@@ -34,7 +34,7 @@ def test_a_large_write_is_on_disk_and_recorded_when_add_many_returns(mem):
         assert copy is not None and copy.text == mem.get(key).text
     assert mem.scrub()["found"] == {}
     mem.close()
-    assert writer._process.returncode == 0  # closing the store ends it
+    assert writer.stopped and writer._process.returncode == 0  # closing the store ends it
 
 
 def test_a_batch_the_process_cannot_write_holds_the_position_back_until_it_can(mem):
@@ -52,7 +52,7 @@ def test_a_batch_the_process_cannot_write_holds_the_position_back_until_it_can(m
     assert "cache" in mem.stats()["projection_errors"]
     assert mem.cache.position == held == _recorded(mem)
     assert mem.get(result.ids[0]).text == _items(1, start=MANY)[0]["text"]  # from the log
-    assert mem.cache._writer._process.poll() is None  # the same process goes on
+    assert not mem.cache._batches._process.stopped  # the same process goes on
     for shard in shards:
         shard.unlink()
     for path in root.glob("aside-*"):
@@ -67,14 +67,14 @@ def test_a_batch_the_process_cannot_write_holds_the_position_back_until_it_can(m
 def test_a_writer_process_killed_is_replaced_and_nothing_it_lost_is_recorded(mem):
     mem.add_many(_items(MANY))
     held = mem.cache.position
-    killed = mem.cache._writer._process
+    killed = mem.cache._batches._process._process
     killed.kill()
     killed.wait()
     result = mem.add_many(_items(MANY, start=MANY))
     assert "file writer process stopped" in mem.runner.errors["cache"]
     assert mem.cache.position == held == _recorded(mem)
     mem.catch_up()  # a new process writes what the killed one could not
-    assert mem.cache._writer._process.pid != killed.pid
+    assert mem.cache._batches._process._process.pid != killed.pid
     assert "cache" not in mem.runner.errors
     assert _recorded(mem) == mem.log.position()
     assert (

@@ -250,8 +250,8 @@ def test_a_fragment_deleted_between_a_batch_plan_and_its_record_is_not_repaired(
 
 def test_a_writer_process_killed_mid_heal_stops_the_heal_and_the_next_one_resumes(mem, monkeypatch):
     class DoomedFileWriter(carma.projections.files.FileWriter):
-        def submit(self, removals, files):
-            super().submit(removals, files)
+        def submit(self, removals, files, **options):
+            super().submit(removals, files, **options)
             if self.outstanding == 2:  # the second batch is in its hands: kill it
                 self._process.kill()
                 self._process.wait()
