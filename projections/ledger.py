@@ -673,7 +673,7 @@ class HealthLedger:
             return
         at = event.timestamp.isoformat()
         detail: dict[str, Any]
-        readable = getattr(event, "text", "") is not None  # None: sealed, its key destroyed
+        readable = _readable(event)
         # A revision of a fragment whose first event is unreadable is the first to name it.
         names_it = kind == "written" or (
             kind == "revised"
@@ -1611,7 +1611,8 @@ def _new_fragment_row(
 
 
 def _readable(event: Any) -> bool:
-    """Whether an event's body can be read: None, sealed and its key destroyed."""
+    """Whether an event's body can be read (its text is None where it was sealed and its key
+    has been destroyed)."""
     return getattr(event, "text", "") is not None
 
 
