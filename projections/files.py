@@ -107,7 +107,7 @@ def write_batch(
         made: set[Path] = set()
         for name, data in files:
             path = folder / name
-            if keep_identical and holds(path, data):
+            if keep_identical and _holds(path, data):
                 continue
             if path.parent not in made:
                 path.parent.mkdir(exist_ok=True)
@@ -115,7 +115,7 @@ def write_batch(
             atomic_write(path, data, fsync=False)
 
 
-def holds(path: Path, data: bytes) -> bool:
+def _holds(path: Path, data: bytes) -> bool:
     """Whether the file at `path` holds exactly `data` (no file, or one unreadable: no)."""
     try:
         with open(path, "rb") as f:
