@@ -6,6 +6,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -23,7 +24,11 @@ TARGET_FIDELITY = 0.95  # approximate bodies below it are refined, lowest first
 class HomeFiles(Protocol):
     """The home's whole files besides the cache and the index (carma.copies)."""
 
-    def check(self, whole: bool = True) -> dict[str, tuple[str, str]]: ...
+    def check_pages(self, whole: bool = True) -> Future[str | None]: ...
+
+    def check(
+        self, whole: bool = True, pages: Future[str | None] | None = None
+    ) -> dict[str, tuple[str, str]]: ...
 
     def record_lost(self, found: dict[str, tuple[str, str]], cycle_id: UUID | None) -> int: ...
 
@@ -70,10 +75,25 @@ class Dreamer:
         # was not running is unknown), at every deep one, and on the log's rolling schedule.
         whole = deep or self._scrubs % self.scrubber.log_passes == 0
         self._scrubs += 1
-        # Whole files first: the ledger's damage would make every other finding doubtful.
-        files_found, files_repaired = self._check_files(cycle_id, whole)
-        self._catch_up()
-        report = self.scrubber.scrub(deep)
+        # The ledger's damage would make every other finding doubtful. Its pages are checked
+        # on a thread of their own while the copies are scanned (at a million fragments the
+        # two take about as long, and SQLite's check runs in C, on the other core); the scan
+        # changes nothing before the check says the ledger is sound, and what it found
+        # against a damaged one is let go: it runs again once the file is repaired.
+        pages = self.files.check_pages(whole) if self.files is not None else None
+        try:
+            self._catch_up()
+            report = self.scrubber.scrub(deep, lambda: pages is None or pages.result() is None)
+        except Exception:
+            if pages is None or pages.result() is None:
+                raise  # not the ledger's damage
+            report = None
+        files_found, files_repaired = self._check_files(cycle_id, whole, pages)
+        if report is None or files_found:
+            self.scrubber.forget()  # (it kept rows of the damaged file)
+            self._catch_up()
+            report = self.scrubber.scrub(deep)
+            assert report is not None
         found = report.counts()
         found.update(files_found)
         keys_restored = self._restore_keys()  # a fragment key missing from one of its copies
@@ -94,13 +114,14 @@ class Dreamer:
         }
 
     def _check_files(
-        self, cycle_id: UUID | None, whole: bool
+        self, cycle_id: UUID | None, whole: bool, pages: Future[str | None] | None = None
     ) -> tuple[dict[str, int], dict[str, int]]:
         """Find damaged files of the home, record each once, and repair it at once (nothing
-        read from a damaged ledger or key store can be trusted until then)."""
+        read from a damaged ledger or key store can be trusted until then). `pages`: the
+        ledger's page check, begun already."""
         if self.files is None:
             return {}, {}
-        found = self.files.check(whole)
+        found = self.files.check(whole, pages)
         if not found:
             return {}, {}
         self.files.record_lost(found, cycle_id)

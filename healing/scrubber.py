@@ -124,20 +124,29 @@ class Scrubber:
         self._expected = Expected()  # as of the last scrub (see snapshot)
         self._listings: dict[str, Listing] = {}  # by cache folder, as of the last scrub
 
-    def scrub(self, deep: bool = False) -> ScrubReport:
+    def scrub(
+        self, deep: bool = False, ledger_sound: Callable[[], bool] = lambda: True
+    ) -> ScrubReport | None:
         """Compare every copy with a snapshot of the ledger, then confirm each difference
         against the ledger as it is after: writes go on during a scrub, and a fragment
         written meanwhile is neither a stray to remove nor a loss to record. The log's own
-        checksums: all of them if `deep`, else on the rolling schedule (see LOG_PASSES)."""
+        checksums: all of them if `deep`, else on the rolling schedule (see LOG_PASSES).
+
+        Nothing is changed (no stray removed) before `ledger_sound()` says the ledger the
+        differences were found against is sound (the dream cycle checks its pages meanwhile,
+        on another thread); if it is not, the scrub stops there and returns None."""
         expected, head = self.snapshot()
         report = ScrubReport()
         self._scrub_cache(expected, report, deep)
         self._scrub_index(expected, report)
         self._refresh()
+        logged = self._scrub_log(report, head, deep)
+        if not ledger_sound():
+            return None
         self._confirm(report)
         # The log's own damage first: a copy of a body that is lost is rewritten from its
         # restatement, so the healer should meet the body's finding before the copies'.
-        report.findings[:0] = self._scrub_log(report, head, deep)
+        report.findings[:0] = logged
         return report
 
     def snapshot(self) -> tuple[Expected, int]:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import quote
 from uuid import UUID
 
 import numpy as np
@@ -167,7 +168,7 @@ class HealthLedger:
             raise sqlite3.DatabaseError(f"malformed database schema ({exc.reason})") from None
 
     def _connect(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn = _connection(self.path)
         conn.execute("PRAGMA journal_mode=WAL")
         # No fsync per commit: the ledger is a projection, and its position commits with its
         # rows. A power loss may take its last commits (never a process crash: the WAL is
@@ -175,10 +176,6 @@ class HealthLedger:
         # An fsync per commit cost a heal about 15% of its time.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA secure_delete=ON")  # a forgotten fragment's metadata is zeroed
-        # Every connection that writes the ledger computes its rows' checksums (the
-        # triggers of _create_row_checks call it).
-        conn.create_function("row_check", len(ROW_CHECKED), _row_check, deterministic=True)
-        conn.text_factory = _strict_text
         self.db = sqlite_utils.Database(conn)
         self._create()
 
@@ -805,27 +802,49 @@ class HealthLedger:
             )
 
     def check_file(self, whole: bool = True) -> str | None:
-        """Why this ledger's file is damaged, or None when it is sound: SQLite's checks of
-        every page (and, if `whole`, of every index against its table), FTS5's of the keyword
-        index, and every fragments row against its checksum.
+        """Why this ledger's file is damaged, or None when it is sound: its pages and rows
+        (check_pages), then FTS5's check of the keyword index (check_keywords)."""
+        return self.check_pages(whole) or self.check_keywords()
+
+    def check_pages(self, whole: bool = True) -> str | None:
+        """Why this ledger's pages or rows are damaged, or None: SQLite's checks of every
+        page (and, if `whole`, of every index against its table), and every fragments row
+        against its checksum.
 
         `whole` is SQLite's `integrity_check`, a lookup in every index for every row; without
         it, `quick_check`, which reads each page once: 1.0 s against 19.7 s for a ledger of a
         million fragments. A row's values are covered by its checksum either way; only an
-        index entry that disagrees with its row waits for the next whole check."""
+        index entry that disagrees with its row waits for the next whole check.
+
+        On a connection of its own, in one read transaction: it checks a snapshot (WAL) while
+        this object's connection goes on writing, so it may run on another thread, under no
+        lock of the store's (the dream cycle runs it beside its scan of the copies)."""
         pragma = "integrity_check" if whole else "quick_check"
         try:
-            problems = [r[0] for r in self.db.execute(f"PRAGMA {pragma}").fetchall()]
-            if problems != ["ok"]:
-                return "; ".join(problems[:3])
+            conn = _connection(self.path, create=False)
+            try:
+                conn.execute("BEGIN")
+                problems = [r[0] for r in conn.execute(f"PRAGMA {pragma}").fetchall()]
+                if problems != ["ok"]:
+                    return "; ".join(problems[:3])
+                bad, rows, checks = conn.execute(
+                    f"SELECT sum(c.checksum IS NOT row_check({_row_checked('f')})), count(*),"
+                    " (SELECT count(*) FROM row_checks) FROM fragments f"
+                    " LEFT JOIN row_checks c ON c.uuid = f.uuid"
+                ).fetchone()
+                if bad or rows != checks:
+                    return f"{bad or abs(rows - checks)} fragments row(s) fail their checksum"
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+        return None
+
+    def check_keywords(self) -> str | None:
+        """Why the keyword index's own structure is damaged (FTS5's integrity check), or
+        None. (A command written as an INSERT: on this object's connection, the writer's.)"""
+        try:
             self.db.execute("INSERT INTO keywords(keywords, rank) VALUES ('integrity-check', 1)")
-            bad, rows, checks = self.db.execute(
-                f"SELECT sum(c.checksum IS NOT row_check({_row_checked('f')})), count(*),"
-                " (SELECT count(*) FROM row_checks) FROM fragments f"
-                " LEFT JOIN row_checks c ON c.uuid = f.uuid"
-            ).fetchone()
-            if bad or rows != checks:
-                return f"{bad or abs(rows - checks)} fragments row(s) fail their checksum"
         except sqlite3.DatabaseError as exc:
             return str(exc)
         return None
@@ -1574,6 +1593,20 @@ class HealthLedger:
 
     def close(self) -> None:
         self.db.conn.close()
+
+
+def _connection(path: Path, create: bool = True) -> sqlite3.Connection:
+    """A connection to the ledger's file as every one of them is set up (`create`: a new
+    file if there is none; else an error)."""
+    where = path if create else f"file:{quote(str(path))}?mode=rw"
+    conn = sqlite3.connect(
+        where, isolation_level=None, check_same_thread=False, timeout=30, uri=not create
+    )
+    # Every connection that writes the ledger computes its rows' checksums (the triggers of
+    # _create_row_checks call it), and every one that checks them.
+    conn.create_function("row_check", len(ROW_CHECKED), _row_check, deterministic=True)
+    conn.text_factory = _strict_text
+    return conn
 
 
 def _scope(namespaces: list[str] | None) -> tuple[str, list[str]]:

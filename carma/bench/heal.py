@@ -63,6 +63,7 @@ def _scrub_rounds(
         started = time.perf_counter()
         report = scrubber.scrub()
         scrubs.append(time.perf_counter() - started)
+        assert report is not None  # (None only where a ledger check says it is unsound)
         scrubber.done(report)
         assert not report.findings, "the store must be intact"
         raws.append(_raw_read_and_hash(paths))
@@ -205,6 +206,7 @@ def _one_size(n: int, workdir: Path, progress: Progress) -> dict[str, Any]:
         started = time.perf_counter()
         deep = scrubber.scrub(deep=True)
         deep_s = time.perf_counter() - started
+        assert deep is not None
         scrubber.done(deep)
         raw_b = _raw_read_and_hash(paths)
         raw_deep_s = (raw_a + raw_b) / 2

@@ -225,3 +225,45 @@ def test_a_ledger_whose_damaged_schema_is_not_text_is_replaced_and_the_store_ope
         assert [mem.get(k).text for k in ids] == TEXTS
         assert len(mem.search(TEXTS[0], k=3)) == 3
     assert list(home.glob("ledger.sqlite.damaged-*"))
+
+
+def test_the_ledger_s_pages_are_checked_under_no_lock_of_the_store_s(tmp_path):
+    """The page check runs on a thread and a connection of its own, beside the scan of the
+    copies: it finishes while another thread holds the store's lock and the ledger's own
+    connection is inside a write transaction (WAL: it checks the committed snapshot)."""
+    home = tmp_path / "home"
+    _store(home)
+    with carma.open(home, embedder=HashingEmbedder(dimension=64)) as mem:
+        with mem._lock, mem.ledger._transaction() as conn:
+            conn.execute("UPDATE fragments SET updated_at = 'uncommitted'")
+            assert mem.dreamer.files.check_pages(whole=True).result(timeout=60) is None
+        flip_used_page(home / "ledger.sqlite")
+        with mem._lock:
+            problem = mem.dreamer.files.check_pages(whole=True).result(timeout=60)
+        assert problem is not None and "malformed" in problem
+
+
+@pytest.mark.sqlite_only("the cache's files and the ledger are files of a SQLite home")
+def test_what_a_scan_finds_against_a_damaged_ledger_is_let_go_and_found_again_after(tmp_path):
+    """The copies are scanned while the ledger's pages are checked: when the ledger proves
+    damaged, nothing the scan found is acted on (no file removed, no loss recorded); the
+    ledger is rebuilt, the scan runs again, and each real difference is found once."""
+    home = tmp_path / "home"
+    ids = _store(home)
+    with carma.open(home, embedder=HashingEmbedder(dimension=64)) as mem:
+        lost = mem.cache.path_of(mem.ledger.row(ids[9])["uuid"])
+        stray = mem.cache.path_of("00000000-0000-4000-8000-000000000000")  # no fragment's
+    lost.unlink()
+    stray.parent.mkdir(exist_ok=True)
+    stray.write_text("{}")
+    flip_used_page(home / "ledger.sqlite")
+    with carma.open(home, embedder=HashingEmbedder(dimension=64)) as mem:
+        cycle = mem.dream()
+        assert cycle["found"].get("ledger/corrupt") == 1
+        assert cycle["found"].get("cache/missing") == 1 and not stray.exists()
+        lost_events = mem.log_events(kinds=["FragmentLost"])
+        assert [(e["data"]["copy"], e["data"]["fault"]) for e in lost_events] == [
+            ("cache", "missing")
+        ]
+        assert mem.get(ids[9]).text == TEXTS[9] and lost.exists()
+        assert mem.dream()["found"] == {} and mem.health()["score"] == 1.0
