@@ -89,7 +89,8 @@ class Dreamer:
                 raise  # not the ledger's damage
             report = None
         files_found, files_repaired = self._check_files(cycle_id, whole, pages)
-        if report is None or files_found:
+        # (the keyword index plays no part in the scan: its damage alone does not repeat it)
+        if report is None or any(not k.startswith("keywords/") for k in files_found):
             self.scrubber.forget()  # (it kept rows of the damaged file)
             self._catch_up()
             report = self.scrubber.scrub(deep)
