@@ -3,6 +3,7 @@ docs/benchmarks.md (a profile, not a `carma bench`: building the home takes ~20 
 
     python bench-results/scrub-1m.py build HOME      # 1M fragments, as carma bench scale adds them
     python bench-results/scrub-1m.py scrub HOME      # JSON on stdout: each scrub's seconds, RSS
+    python bench-results/scrub-1m.py deep HOME       # the same, two deep scrubs of a new process
     python bench-results/scrub-1m.py rebuild HOME    # JSON on stdout: RSS every 25,000 events
 """
 
@@ -36,18 +37,22 @@ def build(home: Path) -> None:
             mem.add_many([{"text": t, "embedding": v} for t, v in zip(texts, vectors)])
 
 
-def scrub(home: Path) -> dict:
+ROUTINE = [
+    ("first of the process", False),
+    ("routine", False),
+    ("routine", False),
+    ("deep", True),
+    ("deep", True),
+]
+DEEP = [("deep, first of the process", True), ("deep", True)]  # as `carma bench scale` scrubs
+
+
+def scrub(home: Path, scrubs: list[tuple[str, bool]] = ROUTINE) -> dict:
     runs = []
     with carma.open(
         home, dimension=384, database_url="", approximate_above=APPROXIMATE_ABOVE
     ) as mem:
-        for label, deep in [
-            ("first of the process", False),
-            ("routine", False),
-            ("routine", False),
-            ("deep", True),
-            ("deep", True),
-        ]:
+        for label, deep in scrubs:
             started = time.perf_counter()
             report = mem.scrub(deep=deep)
             runs.append(
@@ -90,5 +95,7 @@ if __name__ == "__main__":
         build(home)
     elif command == "rebuild":
         print(json.dumps(rebuild(home), indent=2))
+    elif command == "deep":
+        print(json.dumps(scrub(home, DEEP), indent=2))
     else:
         print(json.dumps(scrub(home), indent=2))
