@@ -81,11 +81,15 @@ class Dreamer:
         # changes nothing before the check says the ledger is sound, and what it found
         # against a damaged one is let go: it runs again once the file is repaired.
         pages = self.files.check_pages(whole) if self.files is not None else None
+
+        def ledger_sound() -> bool:
+            return pages is None or pages.result() is None
+
         try:
             self._catch_up()
-            report = self.scrubber.scrub(deep, lambda: pages is None or pages.result() is None)
+            report = self.scrubber.scrub(deep, ledger_sound)
         except Exception:
-            if pages is None or pages.result() is None:
+            if ledger_sound():
                 raise  # not the ledger's damage
             report = None
         files_found, files_repaired = self._check_files(cycle_id, whole, pages)
