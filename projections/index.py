@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 from uuid import UUID
@@ -41,6 +43,8 @@ COMPACT_MIN = 4096
 # Ids labelled since the sorted (id, label) arrays were made, kept in a dict until this many.
 LABELS_SORTED_AFTER = 65_536
 PART_SIZE = 131_072  # vectors in a part (192 MiB of MiniLM's): the most a growth copies
+# Whether a query searches its parts on two cores (see VectorIndex._search_parts).
+SEARCH_BESIDE = len(os.sched_getaffinity(0)) > 1 if hasattr(os, "sched_getaffinity") else False
 
 
 def faiss_id(uuid: UUID | str) -> int:
@@ -173,6 +177,8 @@ class VectorIndex:
         self._file_position: int | None = None
         self._changed_since_file = 0
         self._dirty = False
+        self._searcher: ThreadPoolExecutor | None = None
+        self._searcher_pid = 0
         try:
             self._load()
             self._file_position = self._position
@@ -446,28 +452,61 @@ class VectorIndex:
         self, q: np.ndarray, k: int, bitmaps: list[np.ndarray] | None, graph: bool
     ) -> list[tuple[int, float]]:
         """Each part's top k (by its graph, or by a scan of its vectors), merged: only the
-        labels a part's bitmap allows, if given."""
-        scores, labels = [], []
-        for part, stored in enumerate(self._parts):
-            bitmap = None if bitmaps is None else bitmaps[part]
-            if stored.ntotal == 0 or (bitmap is not None and not bitmap.any()):
-                continue
+        labels a part's bitmap allows, if given. With more than one part to search, the
+        second half of them is searched on the index's search thread meanwhile (FAISS lets
+        go of the GIL while it searches; a query searches one part on one core)."""
+        searched = [
+            part
+            for part, stored in enumerate(self._parts)
+            if stored.ntotal and (bitmaps is None or bitmaps[part].any())
+        ]
+        if len(searched) > 1 and SEARCH_BESIDE:
+            half = (len(searched) + 1) // 2
+            later = self._search_thread().submit(
+                self._search_each, searched[half:], q, k, bitmaps, graph
+            )
+            found = self._search_each(searched[:half], q, k, bitmaps, graph) + later.result()
+        else:
+            found = self._search_each(searched, q, k, bitmaps, graph)
+        if not found:
+            return []
+        merged_scores = np.concatenate([scores for scores, _ in found])
+        merged_labels = np.concatenate([labels for _, labels in found])
+        best = np.argsort(-merged_scores, kind="stable")[:k]
+        return self._hits(merged_scores[best], merged_labels[best])
+
+    def _search_thread(self) -> ThreadPoolExecutor:
+        """The thread that searches half of a query's parts: started with the first query
+        that has two parts to search, and again in a child process (a fork has no threads)."""
+        if self._searcher is None or self._searcher_pid != os.getpid():
+            self._searcher = ThreadPoolExecutor(1, thread_name_prefix="carma-index-search")
+            self._searcher_pid = os.getpid()
+        return self._searcher
+
+    def _search_each(
+        self,
+        parts: list[int],
+        q: np.ndarray,
+        k: int,
+        bitmaps: list[np.ndarray] | None,
+        graph: bool,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(scores, labels) of each of these parts' top k."""
+        found = []
+        for part in parts:
+            stored = self._parts[part]
             if graph:
                 searched = stored
                 params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
             else:
                 searched, params = _flat_of(stored), faiss.SearchParameters()
-            if bitmap is not None:  # (`bitmap` stays referenced while FAISS reads it)
+            if bitmaps is not None:  # (the bitmap stays referenced while FAISS reads it)
+                bitmap = bitmaps[part]
                 params.sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
-            found_scores, found_labels = searched.search(q, min(k, stored.ntotal), params=params)
-            found = found_labels[0] >= 0
-            scores.append(found_scores[0][found])
-            labels.append(found_labels[0][found] + self._starts[part])
-        if not scores:
-            return []
-        merged_scores, merged_labels = np.concatenate(scores), np.concatenate(labels)
-        best = np.argsort(-merged_scores, kind="stable")[:k]
-        return self._hits(merged_scores[best], merged_labels[best])
+            scores, labels = searched.search(q, min(k, stored.ntotal), params=params)
+            kept = labels[0] >= 0
+            found.append((scores[0][kept], labels[0][kept] + self._starts[part]))
+        return found
 
     def _hits(self, scores: np.ndarray, labels: np.ndarray) -> list[tuple[int, float]]:
         return [(int(fid), float(score)) for fid, score in zip(self._fids[labels], scores)]
@@ -688,5 +727,8 @@ class VectorIndex:
         self._dirty = True
 
     def close(self) -> None:
+        if self._searcher is not None:
+            self._searcher.shutdown()
+            self._searcher = None
         if self._dirty:
             self.save()

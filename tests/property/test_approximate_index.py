@@ -9,6 +9,7 @@ as kept incrementally, and a damaged graph file is a finding, not a crash."""
 import hashlib
 import json
 import tempfile
+import threading
 from pathlib import Path
 from unittest import mock
 
@@ -190,6 +191,33 @@ def test_a_compaction_copies_part_by_part_into_parts_no_larger_than_their_size(t
     assert all(part.ntotal == 1_000 for part in index._parts)
     assert np.array_equal(index.vector(10_000), unit(10_000)) and index.vector(9_999) is None
     assert [fid for fid, _ in index.search(unit(4_242), 1)] == [4_242]
+
+
+@pytest.mark.parametrize("graph", [True, False])
+def test_a_query_searches_half_of_its_parts_on_the_search_thread_as_one_core_would(tmp_path, graph):
+    index = VectorIndex(tmp_path, DIM, approximate_above=100 if graph else 10**6, part_size=300)
+    index.put({fid: unit(fid).tobytes() for fid in range(1, 2_001)})
+    index.remove(list(range(1, 2_001, 3)))
+    assert index.parts == 7 and index.approximate == graph
+    threads = set()
+    searched = index._search_each
+
+    def search_each(parts, *args):
+        threads.add(threading.current_thread().name)
+        return searched(parts, *args)
+
+    queries = [unit(10_000 + i) for i in range(20)]
+    with (
+        mock.patch.object(index_module, "SEARCH_BESIDE", True),
+        mock.patch.object(index, "_search_each", search_each),
+    ):
+        beside = [index.search(q, 10) for q in queries]
+    assert len(threads) == 2 and any(n.startswith("carma-index-search") for n in threads)
+    with mock.patch.object(index_module, "SEARCH_BESIDE", False):
+        alone = [index.search(q, 10) for q in queries]
+    assert beside == alone and all(len(hits) == 10 for hits in beside)
+    index.close()
+    assert index._searcher is None
 
 
 ACTIONS = ["add", "revise", "delete", "forget"]
