@@ -218,6 +218,9 @@ def _checkpoint(
         "heal": {
             "deleted": len(victims),
             "found": sum(found.get("found", {}).values()),
+            # (by copy: the index's file is found stale too when this size's ingest changed
+            # more vectors than a scrub lets it lack: it is not written until close or a heal)
+            "found_by_copy": found.get("found", {}),
             "scrub_s": rounded(find_s),
             "heal_s": rounded(heal_s),
             "healed": sum(healed.values()),
