@@ -7,9 +7,9 @@ inner product); past it, an HNSW graph over the same stored vectors answers inst
 search it cannot answer in full (a narrow filter) is answered exactly.
 
 The labels are kept in parts of at most `part_size` vectors, each a FAISS index of its own,
-searched one after the other and their hits merged. FAISS grows an index's storage by
-doubling a `std::vector`: grown whole, a million vectors (1.5 GB) would be copied at
-800,000, old and new held at once (+1.2 GB at the peak); grown in parts, a copy costs at
+searched (half of them on a second core) and their hits merged. FAISS grows an index's
+storage by doubling a `std::vector`: grown whole, a million vectors (1.5 GB) would be copied
+at 800,000, old and new held at once (+1.2 GB at the peak); grown in parts, a copy costs at
 most half a part."""
 
 from __future__ import annotations
