@@ -44,7 +44,9 @@ COMPACT_MIN = 4096
 LABELS_SORTED_AFTER = 65_536
 PART_SIZE = 131_072  # vectors in a part (192 MiB of MiniLM's): the most a growth copies
 # Whether a query searches its parts on two cores (see VectorIndex._search_parts).
-SEARCH_BESIDE = len(os.sched_getaffinity(0)) > 1 if hasattr(os, "sched_getaffinity") else False
+SEARCH_BESIDE = (
+    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+) > 1
 
 
 def faiss_id(uuid: UUID | str) -> int:
