@@ -5,12 +5,16 @@ docs/benchmarks.md (a profile, not a `carma bench`: building the home takes ~20 
     python bench-results/scrub-1m.py scrub HOME      # JSON on stdout: each scrub's seconds, RSS
     python bench-results/scrub-1m.py deep HOME       # the same, two deep scrubs of a new process
     python bench-results/scrub-1m.py rebuild HOME    # JSON on stdout: RSS every 25,000 events
+    python bench-results/scrub-1m.py query HOME      # JSON on stdout: queries, on one core and two
 """
 
 import json
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
+from carma.projections import index as index_module
 
 import carma
 from carma.bench.common import environment
@@ -89,12 +93,48 @@ def rebuild(home: Path) -> dict:
     return {"fragments": SIZE, "seconds": seconds, "rss_mib": samples, "environment": environment()}
 
 
+def query(home: Path, rounds: int = 2) -> dict:
+    """350 held-out query vectors through search_by_vector (k=10) and the index's own search,
+    with a query's parts searched on one core and on two, in turns: p50 / p95 in ms."""
+    embedder, base = HashingEmbedder(), corpus(2_000)
+    queries = embedder.embed([_text(base, i) + " held out" for i in range(400)])
+    runs = []
+    with carma.open(
+        home, dimension=384, database_url="", approximate_above=APPROXIMATE_ABOVE
+    ) as mem:
+        for vector in queries[:50]:  # the hits' rows and files read once
+            mem.search_by_vector(vector, k=10)
+
+        def timed(search) -> list[float]:
+            seconds = []
+            for vector in queries[50:]:
+                started = time.perf_counter()
+                search(vector)
+                seconds.append(1000 * (time.perf_counter() - started))
+            return [round(float(np.percentile(seconds, p)), 3) for p in (50, 95)]
+
+        for _ in range(rounds):
+            for beside in (False, True):
+                index_module.SEARCH_BESIDE = beside
+                runs.append(
+                    {
+                        "cores": 2 if beside else 1,
+                        "store_ms": timed(lambda v: mem.search_by_vector(v, k=10)),
+                        "index_ms": timed(lambda v: mem.index.search(v, 10)),
+                    }
+                )
+        vectors, parts = mem.index.count, mem.index.parts
+    return {"vectors": vectors, "parts": parts, "queries": runs, "environment": environment()}
+
+
 if __name__ == "__main__":
     command, home = sys.argv[1], Path(sys.argv[2])
     if command == "build":
         build(home)
     elif command == "rebuild":
         print(json.dumps(rebuild(home), indent=2))
+    elif command == "query":
+        print(json.dumps(query(home), indent=2))
     elif command == "deep":
         print(json.dumps(scrub(home, DEEP), indent=2))
     else:
