@@ -13,12 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from carma.projections import index as index_module
 
 import carma
-from carma.bench.common import environment
-from carma.bench.scale import APPROXIMATE_ABOVE, _text
+from carma.bench.common import environment, ms_percentile
+from carma.bench.scale import APPROXIMATE_ABOVE, _text, _timed
 from carma.demo.corpus import corpus
 from carma.embedding import HashingEmbedder
 
@@ -106,13 +105,10 @@ def query(home: Path, rounds: int = 2) -> dict:
             mem.search_by_vector(vector, k=10)
 
         def timed(search) -> list[float]:
-            seconds = []
-            for vector in queries[50:]:
-                started = time.perf_counter()
-                search(vector)
-                seconds.append(1000 * (time.perf_counter() - started))
-            return [round(float(np.percentile(seconds, p)), 3) for p in (50, 95)]
+            seconds, _ = _timed(search, queries[50:])
+            return [round(ms_percentile(seconds, p), 3) for p in (50, 95)]
 
+        default = index_module.SEARCH_BESIDE
         for _ in range(rounds):
             for beside in (False, True):
                 index_module.SEARCH_BESIDE = beside
@@ -123,6 +119,7 @@ def query(home: Path, rounds: int = 2) -> dict:
                         "index_ms": timed(lambda v: mem.index.search(v, 10)),
                     }
                 )
+        index_module.SEARCH_BESIDE = default
         vectors, parts = mem.index.count, mem.index.parts
     return {"vectors": vectors, "parts": parts, "queries": runs, "environment": environment()}
 
