@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 from uuid import UUID
@@ -43,12 +43,10 @@ COMPACT_MIN = 4096
 # Ids labelled since the sorted (id, label) arrays were made, kept in a dict until this many.
 LABELS_SORTED_AFTER = 65_536
 PART_SIZE = 131_072  # vectors in a part (192 MiB of MiniLM's): the most a growth copies
-# Whether a query searches its parts on two cores (see VectorIndex._search_parts), and a
-# batch's graph work runs beside the caller's next work (see VectorIndex.apply).
+# Whether a query searches its parts on two cores (see VectorIndex._search_parts).
 SEARCH_BESIDE = (
     len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 ) > 1
-APPLY_BEHIND_MIN = 64  # vectors added in a batch, at the least, for its graph work to go behind
 
 
 def faiss_id(uuid: UUID | str) -> int:
@@ -183,12 +181,6 @@ class VectorIndex:
         self._dirty = False
         self._searcher: ThreadPoolExecutor | None = None
         self._searcher_pid = 0
-        # The batch whose changes are being made on the applier thread (see apply), and the
-        # failure of one, kept for the next apply or save to raise.
-        self._applier: ThreadPoolExecutor | None = None
-        self._applier_pid = 0
-        self._applying: Future | None = None
-        self._apply_failure: BaseException | None = None
         try:
             self._load()
             self._file_position = self._position
@@ -260,12 +252,10 @@ class VectorIndex:
     @property
     def approximate(self) -> bool:
         """Whether the graph answers (past `approximate_above` live vectors)."""
-        self._settle()
         return self._graph
 
     @property
     def parts(self) -> int:
-        self._settle()
         return len(self._parts)
 
     def _view(self, part: int) -> np.ndarray:
@@ -345,9 +335,9 @@ class VectorIndex:
         it: hysteresis, so a store at the threshold does not rebuild at every write), and
         compact the stored vectors once dead labels pile up."""
         live = self._live
-        graph = live > (self.approximate_above // 2 if self._graph else self.approximate_above)
+        graph = live > (self.approximate_above // 2 if self.approximate else self.approximate_above)
         dead = self._size - live
-        if graph != self._graph or dead > max(COMPACT_MIN, COMPACT_SHARE * self._size):
+        if graph != self.approximate or dead > max(COMPACT_MIN, COMPACT_SHARE * self._size):
             self._compact(graph)
 
     def _compact(self, graph: bool) -> None:
@@ -367,26 +357,13 @@ class VectorIndex:
 
     @property
     def position(self) -> int:
-        self._settle()
         return self._position
 
     @property
     def count(self) -> int:
-        self._settle()
         return self._live
 
     def apply(self, batch: Batch) -> None:
-        """Apply a batch's removals and additions. Where they add to a graph (or make one),
-        the work goes to the index's applier thread, and the caller returns to its next work
-        meanwhile (the ledger's and the cache's share of the batch, the next write's log):
-        FAISS lets go of the GIL while it links vectors into a graph, which took a third of
-        a rebuild at 100,000 fragments, on the one core. Every other method waits for it
-        first, so no search or save sees the batch in part; its failure is raised by the
-        next apply or save, and its position is not taken (the batch is applied again)."""
-        self._settle()
-        if (failure := self._apply_failure) is not None:
-            self._apply_failure = None
-            raise failure
         removed: set[int] = set()
         added: dict[int, bytes] = {}
         for position, event in batch:
@@ -416,14 +393,6 @@ class VectorIndex:
                 fid = faiss_id(event.originator_id)
                 removed.add(fid)
                 added.pop(fid, None)
-        position = max(self._position, batch[-1][0])
-        graph_work = self._graph or self._live + len(added) > self.approximate_above
-        if SEARCH_BESIDE and graph_work and len(added) >= APPLY_BEHIND_MIN:
-            self._applying = self._applier_thread().submit(self._change, removed, added, position)
-        else:
-            self._change(removed, added, position)
-
-    def _change(self, removed: set[int], added: dict[int, bytes], position: int) -> None:
         self._changed_since_file += len(removed | added.keys())
         self._unset(removed)
         self._set(added)
@@ -432,29 +401,8 @@ class VectorIndex:
         # graph's parts at the end put 227 MiB on the peak, where switching at the threshold
         # copies only that many.)
         self._reshape()
-        self._position = position
+        self._position = max(self._position, batch[-1][0])
         self._dirty = True
-
-    def _applier_thread(self) -> ThreadPoolExecutor:
-        """The thread that applies a batch's graph work behind the caller: started with the
-        first such batch (and again in a child process: a fork has no threads)."""
-        if self._applier is None or self._applier_pid != os.getpid():
-            self._applier = ThreadPoolExecutor(1, thread_name_prefix="carma-index-apply")
-            self._applier_pid = os.getpid()
-        return self._applier
-
-    def _settle(self) -> None:
-        """Wait for the batch being applied behind (see apply), keeping its failure. (Two
-        threads may wait at once: the batch is let go only once it is done.)"""
-        applying = self._applying
-        if applying is None:
-            return
-        try:
-            applying.result()
-        except BaseException as exc:  # (a MemoryError of FAISS' growth, say)
-            self._apply_failure = exc
-        if self._applying is applying:
-            self._applying = None
 
     # -- search
 
@@ -464,7 +412,6 @@ class VectorIndex:
         """Top-k (faiss id, inner product); `allowed` restricts the search to those ids.
         k come back whenever k are allowed: what the graph cannot find under a filter is
         searched exactly."""
-        self._settle()
         live = self._live
         if k <= 0 or live == 0:
             return []
@@ -472,7 +419,7 @@ class VectorIndex:
         if allowed is None:
             k = min(k, live)
             bitmaps = self._bitmaps_of_live() if live < self._size else None
-            if self._graph:
+            if self.approximate:
                 found = self._search_parts(q, k, bitmaps, graph=True)
                 if len(found) == k:
                     return found
@@ -482,7 +429,7 @@ class VectorIndex:
         if len(labels) == 0:
             return []
         k = min(k, len(labels))
-        if self._graph and len(labels) > EXACT_SUBSET:
+        if self.approximate and len(labels) > EXACT_SUBSET:
             mask = np.zeros(self._size, dtype=bool)
             mask[labels] = True
             found = self._search_parts(q, k, self._bitmaps(mask), graph=True)
@@ -496,7 +443,6 @@ class VectorIndex:
     def scan(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Top-k by a scan of every live vector: the exact answer, which the graph
         approximates (what `carma bench scale` measures it against)."""
-        self._settle()
         live = self._live
         if k <= 0 or live == 0:
             return []
@@ -583,19 +529,16 @@ class VectorIndex:
     # -- reading and repairing single vectors
 
     def vector(self, fid: int) -> np.ndarray | None:
-        self._settle()
         labels = self._labels_of(np.array([int(fid)]))
         return None if labels[0] < 0 else self._vectors(labels)[0]
 
     def ids(self) -> np.ndarray:
-        self._settle()
         return self._fids[: self._size][self._alive[: self._size]]
 
     def fingerprints(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, fingerprints of their vectors) of every entry, for a scrub to compare with
         the ledger: read where FAISS keeps them, in chunks, so a scrub of a million vectors
         needs no copy of them (callers hold the store's lock: nothing moves them meanwhile)."""
-        self._settle()
         labels = np.flatnonzero(self._alive[: self._size])
         parts = [
             vector_fingerprints(self._vectors(labels[start : start + 8192]))
@@ -605,7 +548,6 @@ class VectorIndex:
 
     def put(self, entries: dict[int, bytes]) -> None:
         """Set the vectors of these ids (a repair): whatever was there is replaced."""
-        self._settle()
         if not entries:
             return
         self._set(entries)
@@ -614,7 +556,6 @@ class VectorIndex:
         self._dirty = True
 
     def remove(self, ids: list[int]) -> None:
-        self._settle()
         if ids:
             self._unset(int(i) for i in ids)
             self._reshape()
@@ -653,7 +594,7 @@ class VectorIndex:
                     self._load_labels(file, header)
             except (RuntimeError, ValueError, KeyError, TypeError):
                 raise IndexFileError("corrupt", "index file holds no index of this kind") from None
-        if self._live != header.get("count"):
+        if self.count != header.get("count"):
             raise IndexFileError(
                 "corrupt", "index file holds another number of vectors than its header"
             )
@@ -710,7 +651,6 @@ class VectorIndex:
         Changes are counted in vectors for the file this index last loaded or saved (the
         findings and repairs of cache files move the log on, not the index), in log
         positions for any other file."""
-        self._settle()
         try:
             signature = _signature(self.path)
             if signature == self._verified:
@@ -745,12 +685,7 @@ class VectorIndex:
 
     def save(self) -> None:
         """Persist the index with the position it reflects (on close and after a rebuild),
-        streamed: the body is written and hashed in pieces, then its header put before it.
-        (A batch applied behind that failed is raised here: a save must not stand for it.)"""
-        self._settle()
-        if (failure := self._apply_failure) is not None:
-            self._apply_failure = None
-            raise failure
+        streamed: the body is written and hashed in pieces, then its header put before it."""
 
         def write(file: BinaryIO) -> None:
             file.write(b" " * HEADER_BYTES)
@@ -769,10 +704,10 @@ class VectorIndex:
                 "format": FORMAT,
                 "position": self._position,
                 "dimension": self.dimension,
-                "count": self._live,
+                "count": self.count,
                 "labels": self._size,
                 "parts": len(self._parts),
-                "kind": "approximate" if self._graph else "exact",
+                "kind": "approximate" if self.approximate else "exact",
                 "sha256": digest.hexdigest(),
             }
             line = json.dumps(header).encode()
@@ -787,8 +722,6 @@ class VectorIndex:
         self._file_position, self._changed_since_file = self._position, 0
 
     def reset(self) -> None:
-        self._settle()
-        self._apply_failure = None  # (what it failed to apply is dropped with the rest)
         self._empty()
         self._position = 0
         self._file_position = None  # the file on disk is no state of this index any more
@@ -796,10 +729,8 @@ class VectorIndex:
         self._dirty = True
 
     def close(self) -> None:
-        self._settle()
-        for thread in (self._searcher, self._applier):
-            if thread is not None:
-                thread.shutdown()
-        self._searcher = self._applier = None
+        if self._searcher is not None:
+            self._searcher.shutdown()
+            self._searcher = None
         if self._dirty:
             self.save()

@@ -220,80 +220,6 @@ def test_a_query_searches_half_of_its_parts_on_the_search_thread_as_one_core_wou
     assert index._searcher is None
 
 
-def applied_on(index: VectorIndex, threads: list[str]):
-    """Records the thread each batch's changes are made on."""
-    change = index._change
-
-    def recorded(*args):
-        threads.append(threading.current_thread().name)
-        return change(*args)
-
-    return mock.patch.object(index, "_change", recorded)
-
-
-def test_a_batch_on_the_graph_is_applied_behind_the_writer_and_read_whole(tmp_path):
-    """A batch's graph work goes to the index's applier thread while the write returns;
-    whatever reads the index waits for it: a search right after a write finds all of it."""
-    threads: list[str] = []
-    with (
-        carma.open(tmp_path / "home", embedder=HashingEmbedder(), approximate_above=50) as mem,
-        mock.patch.object(index_module, "SEARCH_BESIDE", True),
-        applied_on(mem.index, threads),
-    ):
-        for start in range(0, 600, 200):
-            mem.add_many(
-                [
-                    {"text": f"note {i} of {i % 13}", "id": f"n{i}"}
-                    for i in range(start, start + 200)
-                ]
-            )
-            last = start + 199
-            assert [hit.id for hit in mem.search(f"note {last} of {last % 13}", k=1)] == [
-                f"n{last}"
-            ]
-            assert mem.index.count == start + 200 and mem.index.approximate
-        mem.delete("n599")
-        assert "n599" not in {hit.id for hit in mem.search("note 599 of 1", k=10)}
-    assert "MainThread" in threads  # (the first batch, below the graph, and the deletion)
-    assert any(name.startswith("carma-index-apply") for name in threads)
-    assert mem.index._applier is None  # stopped on close
-
-
-def test_a_batch_that_fails_behind_is_raised_by_the_next_apply_and_applied_again(tmp_path):
-    """Its failure is the index's error of the next catch-up, its position is not taken, and
-    the catch-up after applies the batch again: nothing of the log is missing from the index."""
-    with (
-        carma.open(tmp_path / "home", embedder=HashingEmbedder(), approximate_above=50) as mem,
-        mock.patch.object(index_module, "SEARCH_BESIDE", True),
-    ):
-        mem.add_many([f"first {i}" for i in range(100)])
-        position = mem.index.position
-        with mock.patch.object(mem.index, "_set", side_effect=MemoryError("no room")):
-            mem.add_many([f"second {i}" for i in range(100)])  # acknowledged: it is in the log
-            assert mem.index.position == position  # (waits for the batch: it failed)
-            assert mem.index._applying is None and mem.index._apply_failure is not None
-        mem.runner.catch_up()  # the head has not moved: the index alone is behind it
-        assert "MemoryError: no room" in mem.runner.errors["index"]
-        mem.runner.catch_up()  # applied again, whole
-        assert "index" not in mem.runner.errors
-        assert mem.index.count == 200 and mem.index.position == mem.log.position()
-        assert len(mem.search("second 7", k=200)) == 200
-
-
-def test_a_failure_behind_is_raised_by_a_save_not_written_over(tmp_path):
-    index = VectorIndex(tmp_path, DIM, approximate_above=10)
-    index.put({fid: unit(fid).tobytes() for fid in range(1, 40)})
-    index.save()
-    saved = (tmp_path / "vectors.faiss").read_bytes()
-    failed = index_module.Future()
-    failed.set_exception(MemoryError("no room"))
-    index._applying = failed
-    with pytest.raises(MemoryError):
-        index.save()
-    assert (tmp_path / "vectors.faiss").read_bytes() == saved
-    index.save()  # raised once: the index is as it was before the batch, and saved so
-
-
 ACTIONS = ["add", "revise", "delete", "forget"]
 texts = st.text(st.sampled_from("abcdefgh "), min_size=1, max_size=12).filter(str.strip)
 
@@ -313,11 +239,8 @@ texts = st.text(st.sampled_from("abcdefgh "), min_size=1, max_size=12).filter(st
 def test_a_store_on_the_graph_never_returns_a_removed_fragment_and_rebuilds_alike(steps, query, k):
     with (
         tempfile.TemporaryDirectory() as root,
-        # Parts of 5 vectors: searches and rebuilds merge the hits of several. Every batch
-        # on the graph applied behind (a write here is one fragment, a rebuild a batch).
+        # Parts of 5 vectors: searches and rebuilds merge the hits of several.
         mock.patch.object(index_module, "PART_SIZE", 5),
-        mock.patch.object(index_module, "APPLY_BEHIND_MIN", 1),
-        mock.patch.object(index_module, "SEARCH_BESIDE", True),
         carma.open(Path(root) / "home", embedder=HashingEmbedder(), approximate_above=8) as mem,
     ):
         live: dict[str, str] = {}
