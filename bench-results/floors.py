@@ -1,0 +1,154 @@
+"""Two floors under issue 29's write and rebuild targets, measured against their baselines in
+the same run (the figures behind "Floors under the targets" in docs/benchmarks.md; a
+diagnostic, not a `carma bench`):
+
+    python bench-results/floors.py log 100000 --out bench-results/floors-log.json
+    python bench-results/floors.py graph --out bench-results/floors-graph.json
+
+`log N`: N writes of text (`add_many` in batches of 1,000, the HashingEmbedder: the model out
+of the loop), with the time in the log's own write (`MemoryLog.write_many`: the events, their
+sealed bodies, their insert and chain) and in the embedder taken apart; then raw batched
+inserts of the very rows the log holds, 1,000 to a transaction, as `carma bench overhead`'s
+baseline makes them.
+
+`graph`: the all-MiniLM-L6-v2 vectors of 100,000 sentences of installed docstrings (and 200
+held-out queries) added to HNSW graphs of several M (efConstruction 40, as the index builds
+them, in adds of 500 as a rebuild's batches), the build timed and recall@10 taken against an
+exact scan; the vectors are kept in /tmp/carma-floors-vectors.npy for a second run.
+"""
+
+import argparse
+import json
+import shutil
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+import carma
+from carma.bench.common import environment
+from carma.demo.corpus import corpus, installed
+from carma.embedding import HashingEmbedder, SentenceTransformerEmbedder
+from carma.projections.index import GRAPH_EF_CONSTRUCTION
+
+VECTORS = Path("/tmp/carma-floors-vectors.npy")
+STORED, QUERIES, K = 100_000, 200, 10
+
+
+def log_floor(n: int) -> dict:
+    texts = corpus(n)
+    root = Path(tempfile.mkdtemp(prefix="carma-floors-"))
+    try:
+        mem = carma.open(root / "home", embedder=HashingEmbedder(), database_url="")
+        spent = {"log": 0.0, "embed": 0.0}
+
+        def timed(name, work):
+            def run(*args, **kwargs):
+                started = time.perf_counter()
+                try:
+                    return work(*args, **kwargs)
+                finally:
+                    spent[name] += time.perf_counter() - started
+
+            return run
+
+        mem.log.write_many = timed("log", mem.log.write_many)
+        mem._embed = timed("embed", mem._embed)
+        started = time.perf_counter()
+        for at in range(0, n, 1_000):
+            mem.add_many(texts[at : at + 1_000])
+        whole = time.perf_counter() - started
+        mem.close()
+        with sqlite3.connect(root / "home" / "events.sqlite") as log:
+            rows = log.execute(
+                "SELECT originator_id, originator_version, state FROM stored_events ORDER BY rowid"
+            ).fetchall()
+        raw = sqlite3.connect(root / "raw.sqlite", isolation_level=None)
+        raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("CREATE TABLE raw (id TEXT PRIMARY KEY, state BLOB)")
+        started = time.perf_counter()
+        for at in range(0, len(rows), 1_000):
+            raw.execute("BEGIN")
+            raw.executemany(
+                "INSERT INTO raw (id, state) VALUES (?, ?)",
+                [(f"{r[0]}:{r[1]}", r[2]) for r in rows[at : at + 1_000]],
+            )
+            raw.execute("COMMIT")
+        raw_s = time.perf_counter() - started
+        raw.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {
+        "floor": "log",
+        "writes": n,
+        "events": len(rows),
+        "add_many_s": round(whole, 2),
+        "embedder_s": round(spent["embed"], 2),
+        "log_write_many_s": round(spent["log"], 2),
+        "raw_inserts_s": round(raw_s, 2),
+        "ingest_ratio": round(raw_s / whole, 4),
+        "ingest_ratio_log_alone": round(raw_s / spent["log"], 4),
+    }
+
+
+def graph_floor(neighbours: list[int]) -> dict:
+    if VECTORS.exists():
+        vectors = np.load(VECTORS)
+    else:
+        texts = installed(STORED + QUERIES)
+        model = SentenceTransformerEmbedder()
+        vectors = np.concatenate(
+            [
+                np.asarray(model.embed(texts[at : at + 2_000]), dtype=np.float32)
+                for at in range(0, len(texts), 2_000)
+            ]
+        )
+        np.save(VECTORS, vectors)
+    stored, queries = vectors[:STORED], vectors[STORED : STORED + QUERIES]
+    flat = faiss.IndexFlatIP(stored.shape[1])
+    flat.add(stored)
+    _, exact = flat.search(queries, K)
+    by_m = {}
+    for m in neighbours:
+        graph = faiss.IndexHNSWFlat(stored.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+        graph.hnsw.efConstruction = GRAPH_EF_CONSTRUCTION
+        started = time.perf_counter()
+        for at in range(0, len(stored), 500):
+            graph.add(stored[at : at + 500])
+        build_s = time.perf_counter() - started
+        recall = {}
+        for ef in (64, 128):
+            _, found = graph.search(queries, K, params=faiss.SearchParametersHNSW(efSearch=ef))
+            recall[f"ef_search_{ef}"] = round(
+                float(np.mean([len(set(f) & set(e)) / K for f, e in zip(found, exact)])), 4
+            )
+        by_m[str(m)] = {"build_s": round(build_s, 2), "recall_at_10": recall}
+    return {
+        "floor": "graph",
+        "vectors": len(stored),
+        "queries": len(queries),
+        "ef_construction": GRAPH_EF_CONSTRUCTION,
+        "faiss_threads": faiss.omp_get_max_threads(),
+        "by_neighbours": by_m,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("floor", choices=["log", "graph"])
+    parser.add_argument("n", nargs="?", type=int, default=100_000)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    report = log_floor(args.n) if args.floor == "log" else graph_floor([32, 24, 16])
+    report["environment"] = environment()
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
