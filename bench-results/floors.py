@@ -27,12 +27,12 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from carma.projections.index import GRAPH_EF_CONSTRUCTION
 
 import carma
 from carma.bench.common import environment
 from carma.demo.corpus import corpus, installed
 from carma.embedding import HashingEmbedder, SentenceTransformerEmbedder
-from carma.projections.index import GRAPH_EF_CONSTRUCTION
 
 VECTORS = Path("/tmp/carma-floors-vectors.npy")
 STORED, QUERIES, K = 100_000, 200, 10
