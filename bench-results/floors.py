@@ -35,6 +35,7 @@ from carma.projections.index import GRAPH_EF_CONSTRUCTION
 import carma
 from carma.bench.common import environment
 from carma.bench.overhead import _raw_read
+from carma.bench.scale import _recall
 from carma.demo.corpus import corpus, installed
 from carma.embedding import HashingEmbedder, SentenceTransformerEmbedder
 
@@ -128,9 +129,7 @@ def graph_floor(neighbours: list[int]) -> dict:
         recall = {}
         for ef in (64, 128):
             _, found = graph.search(queries, K, params=faiss.SearchParametersHNSW(efSearch=ef))
-            recall[f"ef_search_{ef}"] = round(
-                float(np.mean([len(set(f) & set(e)) / K for f, e in zip(found, exact)])), 4
-            )
+            recall[f"ef_search_{ef}"] = round(_recall(found.tolist(), exact.tolist()), 4)
         by_m[str(m)] = {"build_s": round(build_s, 2), "recall_at_10": recall}
     return {
         "floor": "graph",
