@@ -4,6 +4,7 @@ diagnostic, not a `carma bench`):
 
     python bench-results/floors.py --out bench-results/floors.json
     python bench-results/floors.py log 100000      (or graph: one of the two)
+    python bench-results/floors.py rebuild 100000 --out bench-results/floors-rebuild.json
 
 `log N`: N writes of text (`add_many` in batches of 1,000, the HashingEmbedder: the model out
 of the loop), with the time in the log's own write (`MemoryLog.write_many`: the events, their
@@ -15,6 +16,10 @@ baseline makes them, and a raw read of the log (`carma bench overhead`'s rebuild
 held-out queries) added to HNSW graphs of several M (efConstruction 40, as the index builds
 them, in adds of 500 as a rebuild's batches), the build timed and recall@10 taken against an
 exact scan; the vectors are kept in /tmp/carma-floors-vectors.npy for a second run.
+
+`rebuild N`: N writes (as `log`), then four rebuilds in turns, the graph built (the index's
+threshold as it is) and left out (the threshold past N: the index stays flat), each between two
+raw reads of the log: what the graph's share of a rebuild is, and what is left without it.
 
 Both (the default): the graph's build is also given against the log's raw read of the same
 run, as a rebuild's target is (100,000 writes make the 100,000 rows the graph's vectors are).
@@ -101,6 +106,35 @@ def log_floor(n: int) -> dict:
     }
 
 
+def rebuild_floor(n: int) -> dict:
+    texts = corpus(n)
+    root = Path(tempfile.mkdtemp(prefix="carma-floors-"))
+    try:
+        mem = carma.open(root / "home", embedder=HashingEmbedder(), database_url="")
+        for at in range(0, n, 1_000):
+            mem.add_many(texts[at : at + 1_000])
+        threshold, runs = mem.index.approximate_above, []
+        for graph in (True, False, True, False):
+            mem.index.approximate_above = threshold if graph else n + 1
+            before, _ = _raw_read(root / "home" / "events.sqlite")
+            started = time.perf_counter()
+            mem.rebuild()
+            rebuild_s = time.perf_counter() - started
+            after, _ = _raw_read(root / "home" / "events.sqlite")
+            runs.append(
+                {
+                    "graph": mem.index.approximate,
+                    "rebuild_s": round(rebuild_s, 2),
+                    "raw_read_s": round((before + after) / 2, 3),
+                    "rebuild_over_raw_read": round(rebuild_s / ((before + after) / 2), 1),
+                }
+            )
+        mem.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {"floor": "rebuild", "writes": n, "threshold": threshold, "runs": runs}
+
+
 def graph_floor(neighbours: list[int]) -> dict:
     if VECTORS.exists():
         vectors = np.load(VECTORS)
@@ -143,13 +177,17 @@ def graph_floor(neighbours: list[int]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("floor", nargs="?", choices=["both", "log", "graph"], default="both")
+    parser.add_argument(
+        "floor", nargs="?", choices=["both", "log", "graph", "rebuild"], default="both"
+    )
     parser.add_argument("n", nargs="?", type=int, default=STORED)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     report: dict = {}
     if args.floor in ("both", "log"):
         report["log"] = log_floor(args.n)
+    if args.floor == "rebuild":
+        report["rebuild"] = rebuild_floor(args.n)
     if args.floor in ("both", "graph"):
         report["graph"] = graph_floor([32, 24, 16])
     if args.floor == "both":
