@@ -31,6 +31,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import faiss
@@ -38,7 +39,7 @@ import numpy as np
 from carma.projections.index import GRAPH_EF_CONSTRUCTION
 
 import carma
-from carma.bench.common import environment
+from carma.bench.common import environment, in_batches
 from carma.bench.overhead import _raw_read
 from carma.bench.scale import _recall
 from carma.demo.corpus import corpus, installed
@@ -48,11 +49,26 @@ VECTORS = Path("/tmp/carma-floors-vectors.npy")
 STORED, QUERIES, K = 100_000, 200, 10
 
 
-def log_floor(n: int) -> dict:
-    texts = corpus(n)
+@contextmanager
+def _store():
+    """A new store in a folder of its own (removed after), the model out of the loop."""
     root = Path(tempfile.mkdtemp(prefix="carma-floors-"))
     try:
-        mem = carma.open(root / "home", embedder=HashingEmbedder(), database_url="")
+        yield root, carma.open(root / "home", embedder=HashingEmbedder(), database_url="")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _write(mem: carma.Memory, n: int) -> float:
+    """n writes of text, `add_many` in batches of 1,000; their seconds."""
+    started = time.perf_counter()
+    for batch in in_batches(corpus(n), 1_000):
+        mem.add_many(batch)
+    return time.perf_counter() - started
+
+
+def log_floor(n: int) -> dict:
+    with _store() as (root, mem):
         spent = {"log": 0.0, "embed": 0.0}
 
         def timed(name, work):
@@ -67,10 +83,7 @@ def log_floor(n: int) -> dict:
 
         mem.log.write_many = timed("log", mem.log.write_many)
         mem._embed = timed("embed", mem._embed)
-        started = time.perf_counter()
-        for at in range(0, n, 1_000):
-            mem.add_many(texts[at : at + 1_000])
-        whole = time.perf_counter() - started
+        whole = _write(mem, n)
         mem.close()
         with sqlite3.connect(root / "home" / "events.sqlite") as log:
             rows = log.execute(
@@ -90,8 +103,6 @@ def log_floor(n: int) -> dict:
         raw_s = time.perf_counter() - started
         raw.close()
         raw_read_s, _ = _raw_read(root / "home" / "events.sqlite")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
     return {
         "floor": "log",
         "writes": n,
@@ -107,12 +118,8 @@ def log_floor(n: int) -> dict:
 
 
 def rebuild_floor(n: int) -> dict:
-    texts = corpus(n)
-    root = Path(tempfile.mkdtemp(prefix="carma-floors-"))
-    try:
-        mem = carma.open(root / "home", embedder=HashingEmbedder(), database_url="")
-        for at in range(0, n, 1_000):
-            mem.add_many(texts[at : at + 1_000])
+    with _store() as (root, mem):
+        _write(mem, n)
         threshold, runs = mem.index.approximate_above, []
         for graph in (True, False, True, False):
             mem.index.approximate_above = threshold if graph else n + 1
@@ -130,8 +137,6 @@ def rebuild_floor(n: int) -> dict:
                 }
             )
         mem.close()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
     return {"floor": "rebuild", "writes": n, "threshold": threshold, "runs": runs}
 
 
