@@ -1126,24 +1126,30 @@ class HealthLedger:
             [at, *columns.values(), uuid],
         )
 
+    # What a reset drops and makes again: every table but the scan clock (kept, so that the
+    # rows a rebuild writes again read as changed to a scrub taken before it).
+    _RESET = (
+        "metadata_index",
+        "row_checks",
+        "fragments",
+        "history",
+        "positions",
+        "faults",
+        "repairs",
+        "cycles",
+        "calibrations",
+        "keywords",
+    )
+
     def reset(self) -> None:
+        """Empty the ledger for a replay from the log: its tables dropped and made again, in
+        one transaction. (Deleted row by row, a fragment's rows left eight b-trees one key at a
+        time and fired three triggers: 2.5 s at 100,000 fragments, against 0.6 s dropped
+        whole. secure_delete zeroes a dropped table's pages as it does deleted rows.)"""
         with self._transaction() as conn:
-            # The tables the fragments' triggers keep go first: emptied whole (SQLite's
-            # truncation, for a table with no trigger), they leave the triggers that fire
-            # for each fragment deleted nothing to look up (a quarter of a reset at 50,000).
-            for table in (
-                "metadata_index",
-                "row_checks",
-                "fragments",
-                "history",
-                "positions",
-                "faults",
-                "repairs",
-                "cycles",
-                "calibrations",
-                "keywords",
-            ):
-                conn.execute(f"DELETE FROM {table}")
+            for table in self._RESET:
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+            self._create()
 
     # -- plain queries: the read model -----------------------------------------------------------
 
