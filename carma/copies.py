@@ -59,14 +59,14 @@ class HomeFiles:
 
     def check_pages(self, whole: bool = True) -> Future[str | None]:
         """The ledger's pages and rows checked (HealthLedger.check_pages: the longest part of
-        a whole check, 19.7 s at a million fragments) on a thread of its own, to hand to
-        `check`: SQLite's check runs in C, on the other core, under no lock of the store's,
-        while the caller scans the copies."""
+        a whole check, 19.7 s at a million fragments) in a process of its own, waited for on
+        a thread, to hand to `check`: it runs on the other core, under no lock of the store's
+        and with an interpreter of its own, while the caller scans the copies."""
         checked: Future[str | None] = Future()
 
         def run() -> None:
             try:
-                checked.set_result(self.ledger.check_pages(whole))
+                checked.set_result(self.ledger.check_pages_apart(whole))
             except BaseException as exc:  # (the caller's result() raises it)
                 checked.set_exception(exc)
 

@@ -6,7 +6,6 @@ batch, and several processes sharing a home never apply an event twice.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -16,7 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import quote
 from uuid import UUID
 
 import numpy as np
@@ -33,6 +31,7 @@ from carma.domain.fragment import SOLE_REPLICA, Replica, copy_kind
 from carma.domain.healing import ProjectionCopy, index_copy_id
 from carma.projections.cache import CachedFragment, file_digest, render
 from carma.projections.index import embedding_fingerprint, embedding_fingerprints, faiss_id
+from carma.projections.ledger_file import ROW_CHECKED, check, check_apart, connect, row_checked
 from carma.projections.runner import Batch, unreadable_body
 
 KIND_OF = {
@@ -168,7 +167,7 @@ class HealthLedger:
             raise sqlite3.DatabaseError(f"malformed database schema ({exc.reason})") from None
 
     def _connect(self) -> None:
-        conn = _connection(self.path)
+        conn = connect(self.path)
         conn.execute("PRAGMA journal_mode=WAL")
         # No fsync per commit: the ledger is a projection, and its position commits with its
         # rows. A power loss may take its last commits (never a process crash: the WAL is
@@ -330,7 +329,7 @@ class HealthLedger:
         db.execute(
             "CREATE TABLE IF NOT EXISTS row_checks (uuid TEXT PRIMARY KEY, checksum INTEGER)"
         )
-        columns = _row_checked("NEW")
+        columns = row_checked("NEW")
         db.execute(
             "CREATE TRIGGER IF NOT EXISTS row_checked AFTER INSERT ON fragments BEGIN"
             f" INSERT OR REPLACE INTO row_checks VALUES (NEW.uuid, row_check({columns})); END"
@@ -472,7 +471,7 @@ class HealthLedger:
         conn.execute("DELETE FROM metadata_index")
         yield
         conn.execute(
-            f"INSERT INTO row_checks SELECT f.uuid, row_check({_row_checked('f')}) FROM fragments f"
+            f"INSERT INTO row_checks SELECT f.uuid, row_check({row_checked('f')}) FROM fragments f"
         )
         conn.execute(METADATA_FIELDS.format(row="f", source="fragments f, "))
         # The scan clock: every row new to a scrub (a reset kept the clock, so that a scrub
@@ -807,38 +806,15 @@ class HealthLedger:
         return self.check_pages(whole) or self.check_keywords()
 
     def check_pages(self, whole: bool = True) -> str | None:
-        """Why this ledger's pages or rows are damaged, or None: SQLite's checks of every
-        page (and, if `whole`, of every index against its table), and every fragments row
-        against its checksum.
+        """Why this ledger's pages or rows are damaged, or None (see ledger_file.check): on a
+        connection of its own, in one read transaction, so it may run on another thread,
+        under no lock of the store's."""
+        return check(self.path, whole)
 
-        `whole` is SQLite's `integrity_check`, a lookup in every index for every row; without
-        it, `quick_check`, which reads each page once: 1.0 s against 19.7 s for a ledger of a
-        million fragments. A row's values are covered by its checksum either way; only an
-        index entry that disagrees with its row waits for the next whole check.
-
-        On a connection of its own, in one read transaction: it checks a snapshot (WAL) while
-        this object's connection goes on writing, so it may run on another thread, under no
-        lock of the store's (the dream cycle runs it beside its scan of the copies)."""
-        pragma = "integrity_check" if whole else "quick_check"
-        try:
-            conn = _connection(self.path, create=False)
-            try:
-                conn.execute("BEGIN")
-                problems = [r[0] for r in conn.execute(f"PRAGMA {pragma}").fetchall()]
-                if problems != ["ok"]:
-                    return "; ".join(problems[:3])
-                bad, rows, checks = conn.execute(
-                    f"SELECT sum(c.checksum IS NOT row_check({_row_checked('f')})), count(*),"
-                    " (SELECT count(*) FROM row_checks) FROM fragments f"
-                    " LEFT JOIN row_checks c ON c.uuid = f.uuid"
-                ).fetchone()
-                if bad or rows != checks:
-                    return f"{bad or abs(rows - checks)} fragments row(s) fail their checksum"
-            finally:
-                conn.close()
-        except sqlite3.DatabaseError as exc:
-            return str(exc)
-        return None
+    def check_pages_apart(self, whole: bool = True) -> str | None:
+        """check_pages, in a process of its own (see ledger_file.check_apart): what a dream
+        cycle runs beside its scan of the copies."""
+        return check_apart(self.path, whole)
 
     def check_keywords(self) -> str | None:
         """Why the keyword index's own structure is damaged (FTS5's integrity check), or
@@ -1601,20 +1577,6 @@ class HealthLedger:
         self.db.conn.close()
 
 
-def _connection(path: Path, create: bool = True) -> sqlite3.Connection:
-    """A connection to the ledger's file as every one of them is set up (`create`: a new
-    file if there is none; else an error)."""
-    where = path if create else f"file:{quote(str(path))}?mode=rw"
-    conn = sqlite3.connect(
-        where, isolation_level=None, check_same_thread=False, timeout=30, uri=not create
-    )
-    # Every connection that writes the ledger computes its rows' checksums (the triggers of
-    # _create_row_checks call it), and every one that checks them.
-    conn.create_function("row_check", len(ROW_CHECKED), _row_check, deterministic=True)
-    conn.text_factory = _strict_text
-    return conn
-
-
 def _scope(namespaces: list[str] | None) -> tuple[str, list[str]]:
     """A condition on the fragments (aliased f) of these namespaces (None: all), to append
     to a WHERE clause, and its parameters."""
@@ -1697,34 +1659,6 @@ def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-# Every column of a fragments row but the scan clock's stamp, which the triggers set apart.
-ROW_CHECKED = (
-    "uuid",
-    "id",
-    "faiss_id",
-    "namespace",
-    "version",
-    "status",
-    "content_hash",
-    "embedding_fingerprint",
-    "cache_digest",
-    "metadata",
-    "fidelity",
-    "expected_recall",
-    "reconstructed_by",
-    "refinements",
-    "last_fault",
-    "last_method",
-    "written_at",
-    "updated_at",
-)
-
-
-def _row_checked(row: str) -> str:
-    """row_check's arguments: the checked columns of `row` (NEW in a trigger, an alias)."""
-    return ", ".join(f"{row}.{column}" for column in ROW_CHECKED)
-
-
 # A fragment's metadata fields as metadata_index rows: `row` a fragments row (NEW in a
 # trigger), `source` the tables it comes from ahead of json_each (empty in a trigger).
 METADATA_FIELDS = (
@@ -1737,22 +1671,6 @@ METADATA_FIELDS = (
     " CASE j.type WHEN 'text' THEN j.value WHEN 'array' THEN json(j.value) END"
     " FROM {source}json_each({row}.metadata) j WHERE {row}.metadata IS NOT NULL"
 )
-
-
-def _strict_text(raw: bytes) -> str:
-    """A text column's value; damaged bytes (not UTF-8) are the file's damage, raised as
-    SQLite's own (so that every reader treats them as a damaged ledger), never a bare
-    UnicodeDecodeError."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise sqlite3.DatabaseError(f"the ledger holds damaged text ({exc.reason})") from None
-
-
-def _row_check(*values: Any) -> int:
-    """A row's checksum: 63 bits of blake2b over its values, each with its type."""
-    digest = hashlib.blake2b(repr(values).encode("utf-8", "surrogatepass"), digest_size=8)
-    return int.from_bytes(digest.digest(), "big") >> 1
 
 
 def filter_sql(node: Filter) -> tuple[str, list[Any]]:

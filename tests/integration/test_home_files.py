@@ -5,8 +5,11 @@ that prove themselves), while queries and writes go on: none fails, every write 
 
 import json
 import sqlite3
+import subprocess
+import sys
 
 import pytest
+from carma.projections import ledger_file
 from click.testing import CliRunner
 
 import carma
@@ -268,3 +271,40 @@ def test_what_a_scan_finds_against_a_damaged_ledger_is_let_go_and_found_again_af
         ]
         assert mem.get(ids[9]).text == TEXTS[9] and lost.exists()
         assert mem.dream()["found"] == {} and mem.health()["score"] == 1.0
+
+
+@pytest.mark.sqlite_only("the ledger is a file of a SQLite home")
+def test_the_ledger_check_in_a_process_of_its_own_finds_what_the_check_here_finds(
+    tmp_path, monkeypatch
+):
+    """A dream cycle checks the ledger in a child process (its rows' checksums are Python
+    the scan beside it would wait for): the child's answer is the in-process check's, a clean
+    ledger and a row that fails its checksum alike; where no child can run, the check is
+    made here, with the same answer."""
+    home = tmp_path / "home"
+    _store(home)
+    ledger = home / "ledger.sqlite"
+
+    def apart(whole):
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", ledger_file.__file__, str(ledger), whole],
+            capture_output=True,
+            check=True,
+        )
+        return json.loads(done.stdout)["problem"]
+
+    assert apart("whole") is None and apart("quick") is None
+    assert ledger_file.check_apart(ledger) is None
+    with sqlite3.connect(ledger) as conn:  # (a plain connection: no trigger sees the change)
+        conn.execute(
+            "UPDATE row_checks SET checksum = ~checksum"
+            " WHERE uuid = (SELECT min(uuid) FROM row_checks)"
+        )
+    conn.close()
+    found = ledger_file.check(ledger)
+    assert found == "1 fragments row(s) fail their checksum"
+    assert apart("whole") == found and apart("quick") == found
+    assert ledger_file.check_apart(ledger, whole=False) == found
+    for no_child in (str(tmp_path / "no-such-python"), "/bin/false"):
+        monkeypatch.setattr(sys, "executable", no_child)
+        assert ledger_file.check_apart(ledger) == found
