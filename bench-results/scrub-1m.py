@@ -6,6 +6,8 @@ docs/benchmarks.md (a profile, not a `carma bench`: building the home takes ~20 
     python bench-results/scrub-1m.py deep HOME       # the same, two deep scrubs of a new process
     python bench-results/scrub-1m.py rebuild HOME    # JSON on stdout: RSS every 25,000 events
     python bench-results/scrub-1m.py query HOME      # JSON on stdout: queries, on one core and two
+    python bench-results/scrub-1m.py check-apart HOME  # deep scrubs, the ledger's check on a
+                                                     # thread or in a process, in turns
 """
 
 import json
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 
 from carma.projections import index as index_module
+from carma.projections.ledger import HealthLedger
 
 import carma
 from carma.bench.common import environment, ms_percentile
@@ -124,6 +127,44 @@ def query(home: Path, rounds: int = 2) -> dict:
     return {"vectors": vectors, "parts": parts, "queries": runs, "environment": environment()}
 
 
+def check_apart(home: Path) -> dict:
+    """Deep scrubs of one process, the ledger's check in a process of its own (as shipped) or
+    on a thread of the store's process as before (HealthLedger.check_pages), in turns after a
+    first: each scrub's seconds and its check's."""
+    shipped, arm, check_s = HealthLedger.check_pages_apart, {"where": "process"}, []
+
+    def timed_check(ledger: HealthLedger, whole: bool = True) -> str | None:
+        started = time.perf_counter()
+        try:
+            if arm["where"] == "thread":
+                return ledger.check_pages(whole)
+            return shipped(ledger, whole)
+        finally:
+            check_s.append(round(time.perf_counter() - started, 2))
+
+    HealthLedger.check_pages_apart = timed_check
+    runs = []
+    try:
+        with carma.open(
+            home, dimension=384, database_url="", approximate_above=APPROXIMATE_ABOVE
+        ) as mem:
+            for where in ("process", "thread", "process", "process", "thread", "thread", "process"):
+                arm["where"], check_s[:] = where, []
+                started = time.perf_counter()
+                report = mem.scrub(deep=True)
+                runs.append(
+                    {
+                        "check_in": where,
+                        "seconds": round(time.perf_counter() - started, 2),
+                        "check_s": list(check_s),
+                        "found": report["found"],
+                    }
+                )
+    finally:
+        HealthLedger.check_pages_apart = shipped
+    return {"fragments": SIZE, "deep_scrubs": runs, "environment": environment()}
+
+
 if __name__ == "__main__":
     command, home = sys.argv[1], Path(sys.argv[2])
     if command == "build":
@@ -132,6 +173,8 @@ if __name__ == "__main__":
         print(json.dumps(rebuild(home), indent=2))
     elif command == "query":
         print(json.dumps(query(home), indent=2))
+    elif command == "check-apart":
+        print(json.dumps(check_apart(home), indent=2))
     elif command == "deep":
         print(json.dumps(scrub(home, DEEP), indent=2))
     else:
