@@ -8,13 +8,17 @@ docs/benchmarks.md (a profile, not a `carma bench`: building the home takes ~20 
     python bench-results/scrub-1m.py query HOME      # JSON on stdout: queries, on one core and two
     python bench-results/scrub-1m.py check-apart HOME  # deep scrubs, the ledger's check on a
                                                      # thread or in a process, in turns
+    python bench-results/scrub-1m.py read-ahead HOME # as root: deep scrubs from a dropped page
+                                                     # cache, its read-ahead on and off in turns
 """
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+from carma.healing import scrubber
 from carma.projections import index as index_module
 from carma.projections.ledger import HealthLedger
 
@@ -165,6 +169,36 @@ def check_apart(home: Path) -> dict:
     return {"fragments": SIZE, "deep_scrubs": runs, "environment": environment()}
 
 
+def read_ahead(home: Path) -> dict:
+    """Deep scrubs with none of the home in the page cache (dropped before each: root only),
+    the cache's read-ahead on (as shipped) and off, in turns after a first, warm one."""
+    drop = Path("/proc/sys/vm/drop_caches")
+    if not os.access(drop, os.W_OK):
+        sys.exit(f"read-ahead drops the page cache: run it as root ({drop} is not writable)")
+    shipped, runs = scrubber.COLD_FILE_S, []
+    try:
+        with carma.open(
+            home, dimension=384, database_url="", approximate_above=APPROXIMATE_ABOVE
+        ) as mem:
+            mem.scrub(deep=True)  # the scrub's arrays kept, as every later one finds them
+            for on in (True, False, True, False):
+                scrubber.COLD_FILE_S = shipped if on else float("inf")
+                os.sync()
+                drop.write_text("3\n")
+                started = time.perf_counter()
+                report = mem.scrub(deep=True)
+                runs.append(
+                    {
+                        "read_ahead": on,
+                        "seconds": round(time.perf_counter() - started, 2),
+                        "found": report["found"],
+                    }
+                )
+    finally:
+        scrubber.COLD_FILE_S = shipped
+    return {"fragments": SIZE, "cold_deep_scrubs": runs, "environment": environment()}
+
+
 if __name__ == "__main__":
     command, home = sys.argv[1], Path(sys.argv[2])
     if command == "build":
@@ -173,6 +207,8 @@ if __name__ == "__main__":
         print(json.dumps(rebuild(home), indent=2))
     elif command == "query":
         print(json.dumps(query(home), indent=2))
+    elif command == "read-ahead":
+        print(json.dumps(read_ahead(home), indent=2))
     elif command == "check-apart":
         print(json.dumps(check_apart(home), indent=2))
     elif command == "deep":

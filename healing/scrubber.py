@@ -6,6 +6,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -320,31 +321,47 @@ class Scrubber:
         shards = sorted({n for n in os.listdir(root) if len(n) == 2} | expected.folders.keys())
         on_disk = 0
         now = self._fs_clock()
-        for shard in shards:
-            path = f"{root}/{shard}"
-            folder = expected.folders.get(shard, NO_FILES)
-            try:
-                # Files are opened relative to their folder (openat): one path lookup per
-                # folder, not one per file.
-                folder_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-            except (FileNotFoundError, NotADirectoryError) as exc:
-                live = folder.live().hex_list()
-                report.findings.extend(_finding(hex_, "cache", "missing") for hex_ in live)
-                if isinstance(exc, NotADirectoryError) and is_shard(shard):
-                    report.misplaced.append(path)
-                continue
-            try:
-                listing = self._listing(shard, folder_fd, folder, now, reuse=not deep)
-                report.findings.extend(_scrub_files(folder_fd, folder))
-            finally:
-                os.close(folder_fd)
-            on_disk += listing.files
-            report.findings.extend(
-                _finding(hex_, "cache", "extra") for hex_ in listing.gone_present
-            )
-            # What the snapshot does not know of: confirmed (or not) after the scan.
-            report.stray_files.extend((stem, f"{path}/{name}") for stem, name in listing.strays)
+        with ReadAhead(root) as ahead:
+            for at, shard in enumerate(shards):
+                started = time.perf_counter()
+                files = self._scrub_folder(root, shard, expected, report, now, deep)
+                on_disk += files
+                if ahead.cold(time.perf_counter() - started, files):
+                    for following in shards[at + 1 : at + 1 + READ_AHEAD_FOLDERS]:
+                        ahead.ask(following, expected.folders.get(following, NO_FILES))
         report.checked["cache_files"] = on_disk
+
+    def _scrub_folder(
+        self,
+        root: str,
+        shard: str,
+        expected: Expected,
+        report: ScrubReport,
+        now: int | None,
+        deep: bool,
+    ) -> int:
+        """One cache folder scrubbed: its findings added to the report; the files it holds."""
+        path = f"{root}/{shard}"
+        folder = expected.folders.get(shard, NO_FILES)
+        try:
+            # Files are opened relative to their folder (openat): one path lookup per
+            # folder, not one per file.
+            folder_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            live = folder.live().hex_list()
+            report.findings.extend(_finding(hex_, "cache", "missing") for hex_ in live)
+            if isinstance(exc, NotADirectoryError) and is_shard(shard):
+                report.misplaced.append(path)
+            return 0
+        try:
+            listing = self._listing(shard, folder_fd, folder, now, reuse=not deep)
+            report.findings.extend(_scrub_files(folder_fd, folder))
+        finally:
+            os.close(folder_fd)
+        report.findings.extend(_finding(hex_, "cache", "extra") for hex_ in listing.gone_present)
+        # What the snapshot does not know of: confirmed (or not) after the scan.
+        report.stray_files.extend((stem, f"{path}/{name}") for stem, name in listing.strays)
+        return listing.files
 
     def _listing(
         self, shard: str, folder_fd: int, folder: Folder, now: int | None, reuse: bool = True
@@ -466,6 +483,84 @@ def _scrub_files(folder_fd: int, folder: Folder) -> list[Finding]:
             # How it differs is told from the ledger's whole row, in _confirm.
             findings.append(_finding(hex_, "cache", "corrupt"))
     return findings
+
+
+# The read-ahead of the cache's folders (ReadAhead): how many folders ahead of the scan, with
+# how many threads, once two folders in a row of at least READ_AHEAD_MIN_FILES took longer
+# than COLD_FILE_S a file (about 10 us a file when the page cache holds them, at a million;
+# 100 us and more when it does not).
+READ_AHEAD_FOLDERS = 2
+READ_AHEAD_THREADS = 4
+READ_AHEAD_MIN_FILES = 256
+COLD_FILE_S = 40e-6
+
+
+class ReadAhead:
+    """The next cache folders' files asked of the disk by a few threads, once the scan proves
+    to be reading them from it rather than from the page cache.
+
+    The scan reads one small file at a time, each a wait for the disk when the page cache
+    does not hold it: a million cache files read cold one at a time took 104.5 s on this
+    project's 2-core machine, and 37.7 s with eight reads in flight. These threads open the
+    next folders' files (their inodes read) and ask the kernel for their bytes
+    (`posix_fadvise` WILLNEED), so that the scan finds them in memory; they decide nothing
+    and change nothing. A scan whose files are in memory never starts them."""
+
+    def __init__(self, root: str, threads: int = READ_AHEAD_THREADS) -> None:
+        self.root, self.threads, self.on, self._slow = root, threads, False, 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._asked: set[str] = set()
+
+    def cold(self, seconds: float, files: int) -> bool:
+        """Whether the scan reads from the disk: on from the second folder in a row that
+        proved it (one slow folder may be a pause of the process's own)."""
+        if not self.on and files >= READ_AHEAD_MIN_FILES:
+            self._slow = self._slow + 1 if seconds / files > COLD_FILE_S else 0
+            self.on = self._slow >= 2
+        return self.on
+
+    def ask(self, shard: str, folder: Folder) -> None:
+        names = [f"{hex_}.json" for hex_ in folder.live().hex_list()]
+        if shard in self._asked or not names:
+            return
+        self._asked.add(shard)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="carma-read-ahead")
+        step = -(-len(names) // self.threads)
+        for start in range(0, len(names), step):
+            self._pool.submit(_read_ahead, f"{self.root}/{shard}", names[start : start + step])
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _read_ahead(folder: str, names: list[str]) -> None:
+    """Each file's inode read (its open) and its bytes asked of the disk, not waited for."""
+    try:
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return  # (the scan says what is wrong with the folder)
+    try:
+        for name in names:
+            try:
+                fd = os.open(name, os.O_RDONLY, dir_fd=folder_fd)
+            except OSError:
+                continue
+            try:
+                if hasattr(os, "posix_fadvise"):
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+                else:
+                    os.read(fd, READ_SIZE)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+    finally:
+        os.close(folder_fd)
 
 
 READ_SIZE = 1 << 16  # a cache file is a few hundred bytes: one read, one more if larger

@@ -8,6 +8,7 @@ from uuid import UUID
 
 import carma.projections.cache
 import carma.projections.files
+import carma.healing.scrubber
 import numpy as np
 import pytest
 
@@ -507,3 +508,41 @@ def test_a_scrub_reads_every_row_again_when_rows_went_or_the_clock_is_another(me
     mem.ledger.db.execute("UPDATE scan_clock SET tick = tick + 1000000")
     cache_path(mem, keys[1]).write_bytes(old_copy)
     assert mem.scrub()["found"] == {"cache/stale": 1}
+
+
+@pytest.mark.parametrize("read_ahead", ["never", "from the start"])
+def test_a_scan_reading_ahead_finds_exactly_what_one_that_does_not_finds(
+    mem, monkeypatch, read_ahead
+):
+    """The read-ahead of the cache's folders (on once the scan proves to read from the
+    disk) only asks the disk for files: with it on from the first folders, a scan finds the
+    same faults, in a store whose every folder was read ahead, and repairs them the same."""
+    read = []
+
+    def reading_ahead(folder, names):
+        read.append((folder, len(names)))
+        return real_read_ahead(folder, names)
+
+    real_read_ahead = carma.healing.scrubber._read_ahead
+    monkeypatch.setattr(carma.healing.scrubber, "_read_ahead", reading_ahead)
+    monkeypatch.setattr(carma.healing.scrubber, "READ_AHEAD_MIN_FILES", 1)
+    cold = 0.0 if read_ahead == "from the start" else float("inf")
+    monkeypatch.setattr(carma.healing.scrubber, "COLD_FILE_S", cold)
+    keys = fragments(mem, n=300)
+    missing, garbage, tampered = keys[:3]
+    cache_path(mem, missing).unlink()
+    cache_path(mem, garbage).write_bytes(b"\x00\xffnot json")
+    body = json.loads(cache_path(mem, tampered).read_text())
+    body["text"] = "the tide never turns"
+    cache_path(mem, tampered).write_text(json.dumps(body))
+    report = mem.scrub(deep=True)
+    assert report["found"] == {"cache/missing": 1, "cache/unreadable": 1, "cache/corrupt": 1}
+    if read_ahead == "from the start":
+        # Two folders prove the scan cold, then each asks for the two after it; what is not
+        # begun when the scan ends is let go.
+        folders = sorted(str(p) for p in {cache_path(mem, k).parent for k in keys})
+        assert read and {f for f, _ in read} <= set(folders[2:])
+    else:
+        assert read == []
+    assert mem.dream()["repaired"] == {"cache/exact-log": 3}
+    assert mem.scrub()["found"] == {}
