@@ -6,9 +6,9 @@ import json
 import os
 from uuid import UUID
 
+import carma.healing.scrubber
 import carma.projections.cache
 import carma.projections.files
-import carma.healing.scrubber
 import numpy as np
 import pytest
 
