@@ -520,10 +520,12 @@ class ReadAhead:
         return self.on
 
     def ask(self, shard: str, folder: Folder) -> None:
-        names = [f"{hex_}.json" for hex_ in folder.live().hex_list()]
-        if shard in self._asked or not names:
+        if shard in self._asked:
             return
         self._asked.add(shard)
+        names = [f"{hex_}.json" for hex_ in folder.live().hex_list()]
+        if not names:
+            return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="carma-read-ahead")
         step = -(-len(names) // self.threads)
