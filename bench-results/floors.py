@@ -5,6 +5,7 @@ diagnostic, not a `carma bench`):
     python bench-results/floors.py --out bench-results/floors.json
     python bench-results/floors.py log 100000      (or graph: one of the two)
     python bench-results/floors.py rebuild 100000 --out bench-results/floors-rebuild.json
+    python bench-results/floors.py replay 20000 --out bench-results/floors-replay.json
 
 `log N`: N writes of text (`add_many` in batches of 1,000, the HashingEmbedder: the model out
 of the loop), with the time in the log's own write (`MemoryLog.write_many`: the events, their
@@ -20,6 +21,14 @@ exact scan; the vectors are kept in /tmp/carma-floors-vectors.npy for a second r
 `rebuild N`: N writes (as `log`), then four rebuilds in turns, the graph built (the index's
 threshold as it is) and left out (the threshold past N: the index stays flat), each between two
 raw reads of the log: what the graph's share of a rebuild is, and what is left without it.
+
+`replay N`: N writes (as `log`), then, three times in turns, each part of a replay that no
+replay of this log can leave out, timed alone against `carma bench audit`'s baseline (every row
+of the log read through plain sqlite3) in the same turn: each event's checksum checked and its
+body unsealed (its key fetched, a batch at a time; the two sealed fields opened with AES-GCM;
+nothing else decoded), and each live fragment's cache file made (a new file, written and
+renamed into place, one file-system flush at the end, as the cache's writer makes them); then
+the whole `Memory.replay`. What the target of 0.1 allows is the raw read's time times ten.
 
 Both (the default): the graph's build is also given against the log's raw read of the same
 run, as a rebuild's target is (100,000 writes make the 100,000 rows the graph's vectors are).
@@ -140,6 +149,98 @@ def rebuild_floor(n: int) -> dict:
     return {"floor": "rebuild", "writes": n, "threshold": threshold, "runs": runs}
 
 
+def _raw_rows(db: Path) -> float:
+    """`carma bench audit`'s baseline: every row of the log and its chain, read in log order."""
+    from carma.bench.audit import _raw_read as audit_raw_read
+
+    return audit_raw_read(db)[0]
+
+
+def _unsealed_alone(mem: carma.Memory, db: Path) -> float:
+    """Each event's checksum checked and its sealed body opened, nothing else decoded."""
+    import base64
+
+    from carma.log.mapper import _HEAD, _open_body, digest_holds
+    from carma.domain.fragment import dashed_uuid
+
+    keys = mem.log.mapper.keys
+    started = time.perf_counter()
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        after = 0
+        while rows := conn.execute(
+            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events"
+            " WHERE rowid > ? ORDER BY rowid LIMIT 500",
+            (after,),
+        ).fetchall():
+            after = rows[-1][0]
+            held = keys.keys_for([dashed_uuid(r[1]) for r in rows])
+            for _, originator_id, version, topic, state in rows:
+                uuid = dashed_uuid(originator_id)
+                assert digest_holds(uuid, version, topic, state)
+                payload = json.loads(state[_HEAD:])
+                if "sealed" in payload:
+                    _open_body(
+                        held[uuid],
+                        base64.b64decode(payload["sealed"]["_data_"]),
+                        base64.b64decode(payload["sealed_embedding"]["_data_"]),
+                    )
+    finally:
+        conn.close()
+    return time.perf_counter() - started
+
+
+def _cache_files_alone(mem: carma.Memory, folder: Path) -> float:
+    """Each live fragment's cache file made anew (the bytes the cache holds), timed."""
+    from carma.projections.files import write_batch
+
+    cache = mem.home / "cache"
+    files = [
+        (str(path.relative_to(cache)), path.read_bytes())
+        for path in sorted(cache.rglob("*"))
+        if path.is_file() and not path.name.startswith(".")
+    ]
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    started = time.perf_counter()
+    write_batch(folder, [], files)
+    return time.perf_counter() - started
+
+
+def replay_floor(n: int) -> dict:
+    with _store() as (root, mem):
+        _write(mem, n)
+        db = root / "home" / "events.sqlite"
+        turns = []
+        for turn in range(3):
+            parts = {}
+            raw = [_raw_rows(db)]
+            parts["checksums_and_unsealing_s"] = _unsealed_alone(mem, db)
+            raw.append(_raw_rows(db))
+            parts["cache_files_s"] = _cache_files_alone(mem, root / "files")
+            raw.append(_raw_rows(db))
+            replica = root / f"replica-{turn}"
+            started = time.perf_counter()
+            mem.replay(into=replica).close()
+            parts["whole_replay_s"] = time.perf_counter() - started
+            raw.append(_raw_rows(db))
+            shutil.rmtree(replica)
+            raw_s = sum(raw) / len(raw)
+            turns.append(
+                {
+                    "raw_read_s": round(raw_s, 4),
+                    "target_allows_s": round(raw_s * 10, 3),
+                    **{name: round(seconds, 3) for name, seconds in parts.items()},
+                    "ratios_raw_over_part": {
+                        name: round(raw_s / seconds, 4) for name, seconds in parts.items()
+                    },
+                }
+            )
+        events = mem.log.position()
+        mem.close()
+    return {"floor": "replay", "writes": n, "events": events, "turns": turns}
+
+
 def graph_floor(neighbours: list[int]) -> dict:
     if VECTORS.exists():
         vectors = np.load(VECTORS)
@@ -183,7 +284,7 @@ def graph_floor(neighbours: list[int]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "floor", nargs="?", choices=["both", "log", "graph", "rebuild"], default="both"
+        "floor", nargs="?", choices=["both", "log", "graph", "rebuild", "replay"], default="both"
     )
     parser.add_argument("n", nargs="?", type=int, default=STORED)
     parser.add_argument("--out", type=Path)
@@ -193,6 +294,8 @@ def main() -> None:
         report["log"] = log_floor(args.n)
     if args.floor == "rebuild":
         report["rebuild"] = rebuild_floor(args.n)
+    if args.floor == "replay":
+        report["replay"] = replay_floor(args.n)
     if args.floor in ("both", "graph"):
         report["graph"] = graph_floor([32, 24, 16])
     if args.floor == "both":
