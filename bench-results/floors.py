@@ -160,8 +160,9 @@ def _unsealed_alone(mem: carma.Memory, db: Path) -> float:
     """Each event's checksum checked and its sealed body opened, nothing else decoded."""
     import base64
 
-    from carma.log.mapper import _HEAD, _open_body, digest_holds
     from carma.domain.fragment import dashed_uuid
+
+    from carma.log.mapper import _HEAD, _open_body, digest_holds
 
     keys = mem.log.mapper.keys
     started = time.perf_counter()
