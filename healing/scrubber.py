@@ -330,6 +330,9 @@ class Scrubber:
                     for following in shards[at + 1 : at + 1 + READ_AHEAD_FOLDERS]:
                         ahead.ask(following, expected.folders.get(following, NO_FILES))
         report.checked["cache_files"] = on_disk
+        # Whether this scan read the disk (and how far ahead): a scrub's time means little
+        # without it, since a cold page cache costs it several times a warm one.
+        report.checked["cache_folders_read_ahead"] = len(ahead.asked)
 
     def _scrub_folder(
         self,
@@ -509,7 +512,7 @@ class ReadAhead:
     def __init__(self, root: str, threads: int = READ_AHEAD_THREADS) -> None:
         self.root, self.threads, self.on, self._slow = root, threads, False, 0
         self._pool: ThreadPoolExecutor | None = None
-        self._asked: set[str] = set()
+        self.asked: set[str] = set()  # the folders asked for
 
     def cold(self, seconds: float, files: int) -> bool:
         """Whether the scan reads from the disk: on from the second folder in a row that
@@ -520,9 +523,9 @@ class ReadAhead:
         return self.on
 
     def ask(self, shard: str, folder: Folder) -> None:
-        if shard in self._asked:
+        if shard in self.asked:
             return
-        self._asked.add(shard)
+        self.asked.add(shard)
         names = [f"{hex_}.json" for hex_ in folder.live().hex_list()]
         if not names:
             return

@@ -72,6 +72,8 @@ def log_line(report: dict[str, Any]) -> str:
         return ""
     how = "all of it" if checked["log_deep"] else "new events and a rolling slice"
     line = f"log checksums: {checked['log_events']} positions read ({how})"
+    if checked.get("cache_folders_read_ahead"):  # the scan found the cache on the disk
+        line += f"; cache read ahead: {checked['cache_folders_read_ahead']} folders"
     if "files_whole" in checked:
         line += "; ledger: " + ("every page and index" if checked["files_whole"] else "every page")
     return line
