@@ -10,6 +10,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -95,6 +96,7 @@ def _guarded(doing: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 EMBED_BATCH = 64
+GRAPH_PROGRESS_S = 0.5  # how often wait_for_graph tells its progress
 
 
 class Memory:
@@ -132,8 +134,12 @@ class Memory:
         self._lock = lock
         self._write_lock = threading.RLock()
         self._closed = False
+        # The thread building the index's graph behind a rebuild (VectorIndex.graph_behind).
+        self._graph_builder: threading.Thread | None = None
+        self._graph_stop = threading.Event()
         self.catch_up()
         self._note_index_file(new_projections)
+        self._build_graph_behind()  # (a store closed while one was being built goes on)
 
     def _note_index_file(self, new_projections: bool) -> None:
         """The index file could not be loaded, so the index was rebuilt from the log on open:
@@ -915,6 +921,8 @@ class Memory:
                 "by_status": counts["by_status"],
                 "namespaces": counts["namespaces"],
                 "index_vectors": self.index.count,
+                # Parts of the index whose graph is still being built behind a rebuild.
+                "index_graph_pending": self.index.graph_pending,
                 "positions": {p.name: p.position for p in self.runner.projections},
                 "lag": self.runner.lag(),
                 "projection_errors": dict(self.runner.errors),
@@ -1228,21 +1236,72 @@ class Memory:
         if next(iter(self.log.unreadable()), None) is not None:
             self.dreamer.scrub(deep=True)
             self.dreamer.heal()
+        self._stop_graph_behind()  # (outside the lock: the builder takes it between parts)
         with self._lock:
             self.log.recent.clear()  # a rebuild reads the log as it is stored, every event
             self.dreamer.scrubber.forget()  # (memory: the rows it kept are of the old ledger)
+            # The index stays flat while the log is replayed, and its graph is built after,
+            # part by part, while the store answers (exactly, meanwhile): the graph was half
+            # of a rebuild's time (docs/benchmarks.md, "Where the time goes").
+            self.index.graph_deferred = True
             try:
                 count = self.runner.rebuild(progress)
             except BaseException:
                 self.cache.skip_sweep()
                 raise
+            finally:
+                self.index.settle_deferred()
             self.cache.sweep()  # the files of no fragment (the replay kept the others in place)
             self.index.save()
+            self._build_graph_behind()
             return count
+
+    def wait_for_graph(
+        self, timeout: float | None = None, progress: Callable[[int], None] | None = None
+    ) -> bool:
+        """Wait until the index's graph, built behind a rebuild, is whole (a store past
+        `approximate_above`; until then its parts not yet built are searched exactly).
+        Whether it is; `progress(n)`: n more parts built."""
+        builder = self._graph_builder
+        deadline = None if timeout is None else time.monotonic() + timeout
+        left = self.index.graph_pending
+        while builder is not None and builder.is_alive():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            # (woken twice a second to tell a progress bar; otherwise when it ends)
+            step = GRAPH_PROGRESS_S if progress else None
+            builder.join(step if remaining is None else min(remaining, step or remaining))
+            if progress and (now := self.index.graph_pending) < left:
+                progress(left - now)
+                left = now
+        return (builder is None or not builder.is_alive()) and not self.index.graph_pending
+
+    def _build_graph_behind(self) -> None:
+        if self.index.graph_pending and (
+            self._graph_builder is None or not self._graph_builder.is_alive()
+        ):
+            self._graph_stop = threading.Event()
+            self._graph_builder = threading.Thread(
+                target=self.index.graph_behind,
+                args=(self._lock, self._graph_stop),
+                name="carma-index-graph",
+                daemon=True,
+            )
+            self._graph_builder.start()
+
+    def _stop_graph_behind(self) -> None:
+        """Stop building the graph (it goes on when the store is next opened): the thread
+        ends at its next chunk of vectors, and never while it holds the store's lock."""
+        self._graph_stop.set()
+        builder = self._graph_builder
+        if builder is not None and builder is not threading.current_thread():
+            builder.join()
 
     def close(self) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()  # outside the lock: a running cycle needs it to finish
+        self._stop_graph_behind()  # (outside it too)
         with self._lock:
             if self._closed:
                 return

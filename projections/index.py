@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from uuid import UUID
 
 import faiss
@@ -142,6 +143,27 @@ class IndexFileError(Exception):
         self.fault = fault  # "missing" | "unreadable" | "corrupt"
 
 
+GRAPH_JOB_CHUNK = 4_096  # vectors a graph job adds between two looks at its stop (a close waits)
+
+
+class GraphJob:
+    """One flat part's graph, built from its vectors as they were when the job began."""
+
+    def __init__(
+        self, layout: int, number: int, part: faiss.Index, vectors: np.ndarray, graph: faiss.Index
+    ):
+        self.layout, self.number, self.part = layout, number, part
+        self.vectors, self.graph = vectors, graph
+
+    def build(self, stop: threading.Event | None = None) -> bool:
+        """Add the vectors to the graph, a chunk at a time; False if `stop` was set first."""
+        for start in range(0, len(self.vectors), GRAPH_JOB_CHUNK):
+            if stop is not None and stop.is_set():
+                return False
+            self.graph.add(np.ascontiguousarray(self.vectors[start : start + GRAPH_JOB_CHUNK]))
+        return True
+
+
 class VectorIndex:
     """Inner-product search (vectors are normalised, so this is cosine) over live fragments:
     exact up to `approximate_above` live vectors, an HNSW graph past it.
@@ -172,6 +194,9 @@ class VectorIndex:
         self.ef_search = ef_search
         self.part_size = part_size or PART_SIZE
         self.load_error: IndexFileError | None = None
+        # While set, the index stays flat past the threshold: a rebuild fills it so, and its
+        # graph is built after, part by part, while queries are answered (graph_behind).
+        self.graph_deferred = False
         self._verified: tuple[int, int, int] | None = None  # stat of the file last verified
         self._verified_position = 0
         # The file this index was last loaded from or saved to (its position), and how many
@@ -205,6 +230,7 @@ class VectorIndex:
     ) -> None:
         self._graph = graph
         self._parts = parts
+        self._layout = getattr(self, "_layout", 0) + 1  # parts made anew: a graph job ends
         # Each part's first label (and, last, the labels' count): label -> part by bisection.
         self._starts = np.cumsum([0] + [part.ntotal for part in parts], dtype=np.int64)
         self._size = len(fids)
@@ -336,6 +362,8 @@ class VectorIndex:
         compact the stored vectors once dead labels pile up."""
         live = self._live
         graph = live > (self.approximate_above // 2 if self.approximate else self.approximate_above)
+        if self.graph_deferred and not self.approximate:
+            graph = False  # (a rebuild's: built behind it, graph_behind)
         dead = self._size - live
         if graph != self.approximate or dead > max(COMPACT_MIN, COMPACT_SHARE * self._size):
             self._compact(graph)
@@ -352,6 +380,74 @@ class VectorIndex:
             for chunk in range(0, len(rows), 65_536):
                 self._append(stored[rows[chunk : chunk + 65_536]])
             old[part] = None  # (its memory goes now, not at the end)
+
+    # -- the graph built behind a rebuild
+
+    @property
+    def graph_pending(self) -> int:
+        """Parts still flat in an index that the graph answers: their graphs are being built
+        (graph_behind); meanwhile a search scans them, exactly."""
+        if not self._graph:
+            return 0
+        return sum(not isinstance(part, faiss.IndexHNSWFlat) for part in self._parts)
+
+    def settle_deferred(self) -> bool:
+        """End graph_deferred: past the threshold, the index is the graph's from now on (new
+        parts are graphs), its flat parts waiting for theirs. Whether any wait."""
+        self.graph_deferred = False
+        live = self._live
+        if not self._graph and live > self.approximate_above:
+            self._graph = True
+            self._live_bitmaps = None
+        return self.graph_pending > 0
+
+    def next_graph_job(self) -> GraphJob | None:
+        """The first flat part's graph to build, with what it is built from; None when none
+        is left. Called under the store's lock; the job is built outside it (GraphJob.build)
+        and put in place under it again (install)."""
+        if not self._graph:
+            return None
+        for number, part in enumerate(self._parts):
+            if isinstance(part, faiss.IndexHNSWFlat):
+                continue
+            vectors = _stored_in(part)
+            if part.ntotal < self.part_size:
+                # The last part grows (FAISS moves its storage as it does): built from a copy.
+                # A full part's storage no longer moves, and the job holds the part itself
+                # (a compaction meanwhile lets go of it, not of its memory).
+                vectors = vectors.copy()
+            return GraphJob(self._layout, number, part, vectors, self._new_part())
+        return None
+
+    def install(self, job: GraphJob) -> bool:
+        """Put a built graph in its flat part's place (under the store's lock): what that part
+        gained since the job began is added, and what died is zeroed in the graph's copy too.
+        False when the parts were made anew meanwhile (a compaction, a reset): nothing then."""
+        number = job.number
+        if job.layout != self._layout or self._parts[number] is not job.part:
+            return False
+        graph, begun = job.graph, len(job.vectors)
+        if job.part.ntotal > begun:
+            graph.add(np.ascontiguousarray(_stored_in(job.part)[begun:]))
+        dead = np.flatnonzero(~self._alive[self._starts[number] : self._starts[number + 1]])
+        _stored_in(graph)[dead] = 0.0
+        self._parts[number] = graph
+        self._dirty = True
+        return True
+
+    def graph_behind(self, lock: Any, stop: threading.Event) -> None:
+        """Build every flat part's graph while the store goes on: each part's graph built
+        outside `lock` (FAISS lets go of the GIL while it adds), put in place under it; until
+        none is left, or `stop` is set (the store closes: the next open goes on)."""
+        while not stop.is_set():
+            with lock:
+                job = self.next_graph_job()
+            if job is None:
+                return
+            if not job.build(stop):
+                return
+            with lock:
+                self.install(job)
 
     # -- the projection
 
@@ -497,7 +593,8 @@ class VectorIndex:
         found = []
         for part in parts:
             stored = self._parts[part]
-            if graph:
+            # (a part still flat while the graph is built behind a rebuild: scanned, exact)
+            if graph and isinstance(stored, faiss.IndexHNSWFlat):
                 searched = stored
                 params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
             else:
@@ -606,7 +703,9 @@ class VectorIndex:
         fids = np.frombuffer(file.read(8 * size), dtype="<i8")
         alive = np.frombuffer(file.read(size), dtype=np.uint8)
         graph = header.get("kind") == "approximate"
-        kind = faiss.IndexHNSWFlat if graph else faiss.IndexFlatIP
+        # (an approximate index saved while its graph was built behind a rebuild holds flat
+        # parts too: graph_behind builds theirs once the store is open)
+        kind = (faiss.IndexHNSWFlat, faiss.IndexFlatIP) if graph else faiss.IndexFlatIP
         parts = []
         if header["format"] >= 3:  # each part's count, in the body (the header's room is fixed)
             counts = np.frombuffer(file.read(8 * int(header["parts"])), dtype="<i8").tolist()
@@ -621,7 +720,7 @@ class VectorIndex:
                 or part.ntotal != int(count)
             ):
                 raise ValueError
-            if graph:
+            if isinstance(part, faiss.IndexHNSWFlat):
                 part.hnsw.efConstruction = GRAPH_EF_CONSTRUCTION
             parts.append(part)
         if sum(part.ntotal for part in parts) != size or len(fids) != size or len(alive) != size:

@@ -113,6 +113,132 @@ def test_the_index_answers_as_a_scan_of_the_live_vectors_would(
         assert np.allclose([s for _, s in scanned], exact(model, q, len(model)), atol=1e-5)
 
 
+@settings(max_examples=60)
+@given(
+    first=st.lists(st.tuples(IDS, st.integers(0, 10**6)), min_size=1, max_size=60),
+    meanwhile=st.lists(operations, min_size=1, max_size=8),
+    part_size=st.sampled_from([3, 16, 10**6]),
+    compact_min=st.sampled_from([0, 4096]),
+    k=st.integers(1, 70),
+    query_seed=st.integers(0, 1000),
+)
+def test_a_graph_built_behind_answers_as_a_scan_whatever_happens_meanwhile(
+    first, meanwhile, part_size, compact_min, k, query_seed
+):
+    """A rebuild fills the index flat and builds its graph after, part by part (a job begun
+    under the store's lock, built outside it, installed under it again): writes, removals,
+    compactions and reloads between a job's beginning and its installing change nothing of
+    what a search returns, and a removed vector is zeroed in the graph's copy too."""
+    with (
+        tempfile.TemporaryDirectory() as root,
+        mock.patch.object(index_module, "COMPACT_MIN", compact_min),
+    ):
+
+        def opened() -> VectorIndex:
+            return VectorIndex(
+                Path(root), DIM, approximate_above=0, ef_search=4096, part_size=part_size
+            )
+
+        index, model = opened(), {}
+        index.graph_deferred = True
+        entries = {fid: unit(seed).tobytes() for fid, seed in first}
+        index.put(entries)
+        model.update({fid: np.frombuffer(v, np.float32) for fid, v in entries.items()})
+        assert not index.approximate  # (deferred: flat past the threshold)
+        assert index.settle_deferred() and index.approximate and index.graph_pending
+        q = unit(query_seed)
+        for ops in meanwhile:
+            job = index.next_graph_job()
+            for op, arg in ops:
+                if op == "put":
+                    entries = {fid: unit(seed).tobytes() for fid, seed in arg}
+                    index.put(entries)
+                    model.update({fid: np.frombuffer(v, np.float32) for fid, v in entries.items()})
+                elif op == "remove":
+                    index.remove(arg)
+                    for fid in arg:
+                        model.pop(fid, None)
+                else:
+                    index.save()
+                    index = opened()
+                    assert index.load_error is None
+            if job is not None:
+                assert job.build()
+                index.install(job)  # (False when the parts were made anew meanwhile)
+            hits = index.search(q, k)
+            assert np.allclose([s for _, s in hits], exact(model, q, k), atol=1e-5)
+            assert set(fid for fid, _ in hits) <= set(model)
+        while (job := index.next_graph_job()) is not None:
+            assert job.build() and index.install(job)
+        assert index.graph_pending == 0
+        assert all(isinstance(part, faiss.IndexHNSWFlat) for part in index._parts) or (
+            not index.approximate  # (fewer live than half the threshold: exact again)
+        )
+        hits = index.search(q, k)
+        assert np.allclose([s for _, s in hits], exact(model, q, k), atol=1e-5)
+        assert sorted(index.ids().tolist()) == sorted(model)
+        dead = ~index._alive[: index._size]
+        for number, part in enumerate(index._parts):
+            rows = np.flatnonzero(dead[index._starts[number] : index._starts[number + 1]])
+            assert not index_module._stored_in(part)[rows].any()
+
+
+def test_a_graph_job_stopped_builds_nothing_and_the_next_open_goes_on(tmp_path):
+    index = VectorIndex(tmp_path, DIM, approximate_above=10, part_size=16, ef_search=4096)
+    index.graph_deferred = True
+    index.put({fid: unit(fid).tobytes() for fid in range(1, 41)})
+    assert index.settle_deferred() and index.graph_pending == 3
+    stop = threading.Event()
+    stop.set()
+    index.graph_behind(threading.Lock(), stop)
+    assert index.graph_pending == 3
+    index.close()  # an approximate index with flat parts, as a store closed mid-build saves it
+    again = VectorIndex(tmp_path, DIM, approximate_above=10, part_size=16, ef_search=4096)
+    assert again.load_error is None and again.approximate and again.graph_pending == 3
+    again.graph_behind(threading.Lock(), threading.Event())
+    assert again.graph_pending == 0 and again.parts == 3
+    assert [fid for fid, _ in again.search(unit(7), 1)] == [7]
+
+
+def test_a_store_rebuilt_answers_while_its_graph_is_built_and_reopens_to_finish_it(tmp_path):
+    home = tmp_path / "home"
+    texts = [f"note {i} on subject {i % 7}" for i in range(300)]
+
+    def answers(mem):
+        return [(h.id, round(h.score, 5)) for h in mem.search("subject 3", k=20)]
+
+    def alike(after, before):
+        # The same scores; the same fragments but for the order of ties at the cut.
+        cut = before[-1][1]
+        return [s for _, s in after] == [s for _, s in before] and {
+            f for f, s in after if s > cut
+        } == {f for f, s in before if s > cut}
+
+    with carma.open(home, embedder=HashingEmbedder(), approximate_above=50) as mem:
+        mem.add_many(texts)
+        before = answers(mem)
+        mem.rebuild()
+        # Whatever part of the graph is built yet: the same answers.
+        assert alike(answers(mem), before)
+        assert mem.wait_for_graph(timeout=120)
+        assert mem.stats()["index_graph_pending"] == 0 and mem.index.approximate
+        assert alike(answers(mem), before)
+        # Closed before its graph is built: the store saves the index as it is.
+        with mock.patch.object(carma.Memory, "_build_graph_behind"):
+            mem.rebuild()
+        assert mem.stats()["index_graph_pending"] == 1
+        assert alike(answers(mem), before)
+    with carma.open(home, embedder=HashingEmbedder(), approximate_above=50) as again:
+        # Opened, it goes on building it; a fragment forgotten meanwhile is never found.
+        gone = before[0][0]
+        again.forget(gone, "a test of forgetting")
+        assert gone not in {f for f, _ in answers(again)}
+        assert again.wait_for_graph(timeout=120)
+        assert again.stats()["index_graph_pending"] == 0 and again.index.approximate
+        assert gone not in {f for f, _ in answers(again)}
+        assert again.health()["by_fault"] == {}
+
+
 def test_compaction_drops_the_dead_and_keeps_every_live_vector(tmp_path):
     index = VectorIndex(tmp_path, DIM, approximate_above=100)
     index.put({fid: unit(fid).tobytes() for fid in range(1, 10_001)})
@@ -276,6 +402,12 @@ def test_a_store_on_the_graph_never_returns_a_removed_fragment_and_rebuilds_alik
         assert [score for _, score in after] == [score for _, score in before]
         cut = before[-1][1] if before else 0.0
         assert {f for f, s in after if s > cut} == {f for f, s in before if s > cut}
+        # The graph built behind the rebuild, once whole, answers alike.
+        assert mem.wait_for_graph(timeout=120) and mem.index.graph_pending == 0
+        assert mem.index.approximate == (len(live) > 8)
+        whole = [(h.id, round(h.score, 5)) for h in mem.search(query, k=k)]
+        assert [score for _, score in whole] == [score for _, score in before]
+        assert {f for f, s in whole if s > cut} == {f for f, s in before if s > cut}
 
 
 def test_a_damaged_graph_file_is_a_finding_and_is_rebuilt(tmp_path):
