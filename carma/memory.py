@@ -1278,17 +1278,21 @@ class Memory:
         return (builder is None or not builder.is_alive()) and not self.index.graph_pending
 
     def _build_graph_behind(self) -> None:
-        if self.index.graph_pending and (
-            self._graph_builder is None or not self._graph_builder.is_alive()
-        ):
-            self._graph_stop = threading.Event()
-            self._graph_builder = threading.Thread(
-                target=self.index.graph_behind,
-                args=(self._lock, self._graph_stop),
-                name="carma-index-graph",
-                daemon=True,
-            )
-            self._graph_builder.start()
+        if self._closed or not self.index.graph_pending:
+            return
+        if self._graph_builder is not None and self._graph_builder.is_alive():
+            return
+        self._graph_stop = threading.Event()
+        self._graph_builder = threading.Thread(
+            target=self._graph_behind, args=(self._graph_stop,), name="carma-index-graph"
+        )
+        self._graph_builder.start()
+
+    def _graph_behind(self, stop: threading.Event) -> None:
+        try:
+            self.index.graph_behind(self._lock, stop)
+        except Exception as exc:  # its parts stay flat, searched exactly; the next open retries
+            logger.warning("the index's graph could not be built: %s", exc)
 
     def _stop_graph_behind(self) -> None:
         """Stop building the graph (it goes on when the store is next opened): the thread
@@ -1301,22 +1305,38 @@ class Memory:
     def close(self) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()  # outside the lock: a running cycle needs it to finish
-        self._stop_graph_behind()  # (outside it too)
+        # A graph being built behind a rebuild is finished first (outside the lock, which
+        # it takes between parts): a process that closes at once, as a command does, would
+        # otherwise leave it to every next one, each stopping it in turn. Interrupted (Ctrl-C),
+        # the store still closes, and the next open goes on with the graph.
+        interrupted: BaseException | None = None
+        try:
+            self.wait_for_graph()
+        except BaseException as exc:
+            interrupted = exc
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            try:
-                self.index.close()
-            except OSError as exc:
-                # Only a checkpoint is lost: the next open rebuilds the index from the log.
-                logger.warning("could not save the vector index on close: %s", exc)
-            finally:
-                self.cache.close()  # (its writer process, if it started one)
-                self.ledger.close()
-                if self.log.mapper.keys is not None:
-                    self.log.mapper.keys.close()
-                self.log.close()
+            if not self._closed:
+                self._closed = True
+                # (stopped: an interrupted wait's builder, or one a rebuild on another
+                # thread started since; joined below, once the lock is free for it)
+                self._graph_stop.set()
+                self._close_files()
+        self._stop_graph_behind()
+        if interrupted is not None:
+            raise interrupted
+
+    def _close_files(self) -> None:
+        try:
+            self.index.close()
+        except OSError as exc:
+            # Only a checkpoint is lost: the next open rebuilds the index from the log.
+            logger.warning("could not save the vector index on close: %s", exc)
+        finally:
+            self.cache.close()  # (its writer process, if it started one)
+            self.ledger.close()
+            if self.log.mapper.keys is not None:
+                self.log.mapper.keys.close()
+            self.log.close()
 
     def __enter__(self) -> Memory:
         return self

@@ -163,6 +163,11 @@ class GraphJob:
             self.graph.add(np.ascontiguousarray(self.vectors[start : start + GRAPH_JOB_CHUNK]))
         return True
 
+    def discard(self) -> None:
+        """Zero the graph's copy of the vectors before it is let go: one may be a forgotten
+        fragment's (install zeroes those of a graph it keeps)."""
+        _stored_in(self.graph)[:] = 0.0
+
 
 class VectorIndex:
     """Inner-product search (vectors are normalised, so this is cosine) over live fragments:
@@ -231,6 +236,7 @@ class VectorIndex:
         self._graph = graph
         self._parts = parts
         self._layout = getattr(self, "_layout", 0) + 1  # parts made anew: a graph job ends
+        self._sealed: faiss.Index | None = None  # the part a graph job reads (next_graph_job)
         # Each part's first label (and, last, the labels' count): label -> part by bisection.
         self._starts = np.cumsum([0] + [part.ntotal for part in parts], dtype=np.int64)
         self._size = len(fids)
@@ -308,7 +314,8 @@ class VectorIndex:
         then into new ones."""
         done = 0
         while done < len(vectors):
-            if not self._parts or self._parts[-1].ntotal >= self.part_size:
+            last = self._parts[-1] if self._parts else None
+            if last is None or last.ntotal >= self.part_size or last is self._sealed:
                 self._parts.append(self._new_part())
                 self._starts = np.append(self._starts, self._starts[-1])
             last = self._parts[-1]
@@ -397,6 +404,10 @@ class VectorIndex:
         self.graph_deferred = False
         live = self._live
         if not self._graph and live > self.approximate_above:
+            if self._size > live:
+                # The dead left out first (a flat copy, part by part): their zeroed vectors
+                # would be nodes of the graph.
+                self._compact(False)
             self._graph = True
             self._live_bitmaps = None
         return self.graph_pending > 0
@@ -410,28 +421,30 @@ class VectorIndex:
         for number, part in enumerate(self._parts):
             if isinstance(part, faiss.IndexHNSWFlat):
                 continue
-            vectors = _stored_in(part)
-            if part.ntotal < self.part_size:
-                # The last part grows (FAISS moves its storage as it does): built from a copy.
-                # A full part's storage no longer moves, and the job holds the part itself
-                # (a compaction meanwhile lets go of it, not of its memory).
-                vectors = vectors.copy()
-            return GraphJob(self._layout, number, part, vectors, self._new_part())
+            # The part is sealed until the job ends: new vectors go to a new part meanwhile,
+            # so FAISS never moves its storage, which the job reads in place, with no copy
+            # (and the job holds the part: a compaction meanwhile lets go of it, not of its
+            # memory).
+            self._sealed = part
+            return GraphJob(self._layout, number, part, _stored_in(part), self._new_part())
         return None
 
     def install(self, job: GraphJob) -> bool:
-        """Put a built graph in its flat part's place (under the store's lock): what that part
-        gained since the job began is added, and what died is zeroed in the graph's copy too.
-        False when the parts were made anew meanwhile (a compaction, a reset): nothing then."""
+        """Put a built graph in its flat part's place (under the store's lock), the vectors
+        of what died meanwhile zeroed in the graph's copy too. False when the parts were made
+        anew meanwhile (a compaction, a reset): the job is discarded."""
         number = job.number
-        if job.layout != self._layout or self._parts[number] is not job.part:
+        if (
+            job.layout != self._layout
+            or number >= len(self._parts)
+            or self._parts[number] is not job.part
+        ):
+            job.discard()
             return False
-        graph, begun = job.graph, len(job.vectors)
-        if job.part.ntotal > begun:
-            graph.add(np.ascontiguousarray(_stored_in(job.part)[begun:]))
+        self._sealed = None
         dead = np.flatnonzero(~self._alive[self._starts[number] : self._starts[number + 1]])
-        _stored_in(graph)[dead] = 0.0
-        self._parts[number] = graph
+        _stored_in(job.graph)[dead] = 0.0
+        self._parts[number] = job.graph
         self._dirty = True
         return True
 
@@ -444,9 +457,13 @@ class VectorIndex:
                 job = self.next_graph_job()
             if job is None:
                 return
-            if not job.build(stop):
-                return
+            built = job.build(stop)
             with lock:
+                if not built:
+                    if self._sealed is job.part:
+                        self._sealed = None
+                    job.discard()
+                    return
                 self.install(job)
 
     # -- the projection

@@ -164,7 +164,11 @@ def test_a_graph_built_behind_answers_as_a_scan_whatever_happens_meanwhile(
                     assert index.load_error is None
             if job is not None:
                 assert job.build()
-                index.install(job)  # (False when the parts were made anew meanwhile)
+                if index.install(job):
+                    # (sealed: what came meanwhile went to a part of its own)
+                    assert job.part.ntotal == len(job.vectors)
+                else:  # the parts were made anew meanwhile: the graph is let go, zeroed
+                    assert not index_module._stored_in(job.graph).any()
             hits = index.search(q, k)
             assert np.allclose([s for _, s in hits], exact(model, q, k), atol=1e-5)
             assert set(fid for fid, _ in hits) <= set(model)
@@ -181,6 +185,17 @@ def test_a_graph_built_behind_answers_as_a_scan_whatever_happens_meanwhile(
         for number, part in enumerate(index._parts):
             rows = np.flatnonzero(dead[index._starts[number] : index._starts[number + 1]])
             assert not index_module._stored_in(part)[rows].any()
+
+
+def test_the_dead_are_left_out_before_the_graph_is_built(tmp_path):
+    index = VectorIndex(tmp_path, DIM, approximate_above=10, part_size=16, ef_search=4096)
+    index.graph_deferred = True
+    index.put({fid: unit(fid).tobytes() for fid in range(1, 41)})
+    index.put({fid: unit(1000 + fid).tobytes() for fid in range(1, 11)})  # ten revised
+    index.remove([11, 12])
+    assert index._size == 50 and index.count == 38
+    assert index.settle_deferred() and index._size == 38 and index.count == 38
+    assert np.array_equal(index.vector(3), unit(1003)) and index.vector(11) is None
 
 
 def test_a_graph_job_stopped_builds_nothing_and_the_next_open_goes_on(tmp_path):
@@ -237,6 +252,24 @@ def test_a_store_rebuilt_answers_while_its_graph_is_built_and_reopens_to_finish_
         assert again.stats()["index_graph_pending"] == 0 and again.index.approximate
         assert gone not in {f for f, _ in answers(again)}
         assert again.health()["by_fault"] == {}
+    # Closed at once after a rebuild: the close waits for the graph.
+    with carma.open(home, embedder=HashingEmbedder(), approximate_above=50) as mem:
+        mem.rebuild()
+    with carma.open(home, embedder=HashingEmbedder(), approximate_above=50) as again:
+        assert again.index.graph_pending == 0 and again.index.approximate
+    # Interrupted while it waits (Ctrl-C): the store still closes, and says why it stopped.
+    mem = carma.open(home, embedder=HashingEmbedder(), approximate_above=50)
+    mem.rebuild()
+    with (
+        mock.patch.object(carma.Memory, "wait_for_graph", side_effect=KeyboardInterrupt),
+        pytest.raises(KeyboardInterrupt),
+    ):
+        mem.close()
+    assert mem._closed and not mem._graph_builder.is_alive()
+    with carma.open(home, embedder=HashingEmbedder(), approximate_above=50) as again:
+        assert again.wait_for_graph(timeout=120) and again.index.graph_pending == 0
+        found = answers(again)
+        assert len(found) == 20 and gone not in {f for f, _ in found}
 
 
 def test_compaction_drops_the_dead_and_keeps_every_live_vector(tmp_path):
