@@ -49,7 +49,8 @@ TARGETS = {
     "recall_at_10": 0.95,
     "search_vs_exact_at_1m": 0.1,
     "query_at_1m_vs_10k": 1.25,
-    "peak_rss_mib_at_1m": 2.5 * 1024,
+    # The "2.5 GB", read as the stricter decimal gigabytes: 2,384 MiB.
+    "peak_rss_mib_at_1m": 2.5e9 / 2**20,
     "full_scrub_s_at_1m": 60.0,
 }
 
@@ -480,7 +481,7 @@ def bench_scale(*, n: int | None = None, workdir: Path, progress: Progress = Non
             "store_search_at_largest_vs_smallest_at_most_1_25": bool(
                 store_growth is not None and store_growth <= TARGETS["query_at_1m_vs_10k"]
             ),
-            "peak_rss_at_most_2_5_gib": bool(
+            "peak_rss_at_most_2_5_gb": bool(
                 largest["rss_mib"]["peak"] <= TARGETS["peak_rss_mib_at_1m"]
             ),
             "full_scrub_at_most_60_s": bool(
