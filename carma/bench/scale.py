@@ -525,7 +525,8 @@ def plot_scale(report: dict, path: Path) -> Path | None:
         (
             "seconds",
             [
-                ("rebuild", [p["rebuild"]["seconds"] for p in points]),
+                ("rebuild (the store answers)", [p["rebuild"]["seconds"] for p in points]),
+                ("rebuild, its graph whole", [p["rebuild"]["graph_whole_s"] for p in points]),
                 ("full scrub", [p["full_scrub"]["seconds"] for p in points]),
             ],
         ),
