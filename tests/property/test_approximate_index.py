@@ -44,6 +44,24 @@ operations = st.lists(
 )
 
 
+def applied(index: VectorIndex, model: dict, op: str, arg, opened) -> VectorIndex:
+    """One of `operations` done to the index and to its model; the index after it (a reload
+    opens another)."""
+    if op == "put":
+        entries = {fid: unit(seed).tobytes() for fid, seed in arg}
+        index.put(entries)
+        model.update({fid: np.frombuffer(v, np.float32) for fid, v in entries.items()})
+    elif op == "remove":
+        index.remove(arg)
+        for fid in arg:
+            model.pop(fid, None)
+    else:
+        index.save()
+        index = opened()
+        assert index.load_error is None
+    return index
+
+
 def exact(model: dict[int, np.ndarray], q: np.ndarray, k: int, allowed=None) -> list[float]:
     ids = [i for i in model if allowed is None or i in allowed]
     return sorted((float(model[i] @ q) for i in ids), reverse=True)[:k]
@@ -76,18 +94,7 @@ def test_the_index_answers_as_a_scan_of_the_live_vectors_would(
 
         index, model = opened(), {}
         for op, arg in ops:
-            if op == "put":
-                entries = {fid: unit(seed).tobytes() for fid, seed in arg}
-                index.put(entries)
-                model.update({fid: np.frombuffer(v, np.float32) for fid, v in entries.items()})
-            elif op == "remove":
-                index.remove(arg)
-                for fid in arg:
-                    model.pop(fid, None)
-            else:
-                index.save()
-                index = opened()
-                assert index.load_error is None
+            index = applied(index, model, op, arg, opened)
             assert index.count == len(model)
             assert index.approximate == (len(model) > threshold) or (
                 # (hysteresis: the graph stays down to half the threshold)
@@ -150,18 +157,7 @@ def test_a_graph_built_behind_answers_as_a_scan_whatever_happens_meanwhile(
         for ops in meanwhile:
             job = index.next_graph_job()
             for op, arg in ops:
-                if op == "put":
-                    entries = {fid: unit(seed).tobytes() for fid, seed in arg}
-                    index.put(entries)
-                    model.update({fid: np.frombuffer(v, np.float32) for fid, v in entries.items()})
-                elif op == "remove":
-                    index.remove(arg)
-                    for fid in arg:
-                        model.pop(fid, None)
-                else:
-                    index.save()
-                    index = opened()
-                    assert index.load_error is None
+                index = applied(index, model, op, arg, opened)
             if job is not None:
                 assert job.build()
                 if index.install(job):
