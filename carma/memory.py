@@ -139,7 +139,7 @@ class Memory:
         self._graph_stop = threading.Event()
         self.catch_up()
         self._note_index_file(new_projections)
-        self._build_graph_behind()  # (a store closed while one was being built goes on)
+        self._build_graph_behind()  # (an index saved before its graph was whole: built now)
 
     def _note_index_file(self, new_projections: bool) -> None:
         """The index file could not be loaded, so the index was rebuilt from the log on open:
