@@ -1232,7 +1232,8 @@ class Memory:
 
         The log's checksums are checked first: damaged events are recorded and their bodies
         restated (exactly where a copy survives) while the current projections still know
-        what they held; the rebuild then replays past them."""
+        what they held; the rebuild then replays past them. Past `approximate_above` it
+        returns with the index flat and builds its graph behind it (wait_for_graph)."""
         if next(iter(self.log.unreadable()), None) is not None:
             self.dreamer.scrub(deep=True)
             self.dreamer.heal()
