@@ -108,6 +108,11 @@ def _collected(tracking: Tracking | None, aggregates: Iterable[Aggregate]) -> Pr
     return processing
 
 
+def _columns(n: Notification) -> tuple[int, Any, int, str, bytes]:
+    """A stored event's columns, as the log's decoding takes them (MemoryLog._decoded)."""
+    return n.id, n.originator_id, n.originator_version, n.topic, n.state
+
+
 def _uuid_or_str(value: Any) -> UUID | str:
     """A stored originator id; damaged bytes may have made it no UUID at all."""
     try:
@@ -580,7 +585,7 @@ class MemoryLog(Application[UUID]):
         """Every event from position `since` to `until` (both included), in log order, as
         (position, event) — or (position, CorruptEvent) for an event that fails its
         checksum, so that a reader of the whole log is told and goes on."""
-        yield from self._decoded(self._notifications(since, until, kinds))
+        yield from self._decoded(map(_columns, self._notifications(since, until, kinds)))
 
     def stored(self) -> Iterator[StoredEvent]:
         """Every stored event as it is on disk (for `export --events`), in log order."""
@@ -658,22 +663,32 @@ class MemoryLog(Application[UUID]):
     def _read_stored(
         self, after: int, limit: int, kinds: Sequence[type] = ()
     ) -> list[tuple[int, Any]]:
-        notifications = self.recorder.select_notifications(
-            start=after,
-            limit=limit,
-            inclusive_of_start=False,
-            topics=[get_topic(k) for k in kinds],
-        )
+        if kinds:
+            notifications = self.recorder.select_notifications(
+                start=after,
+                limit=limit,
+                inclusive_of_start=False,
+                topics=[get_topic(k) for k in kinds],
+            )
+            rows = list(map(_columns, notifications))
+        else:  # every event: its columns straight from the table (no object per row)
+            rows = [
+                (p, _uuid_or_str(o), v, t, s) for p, o, v, t, s in self.tables.scan(after, limit)
+            ]
         # Their bodies' keys in one query, not one each (a rebuild reads the whole log).
-        with self._keys_held(list(dict.fromkeys(n.originator_id for n in notifications))):
-            return list(self._decoded(notifications))
+        with self._keys_held(list(dict.fromkeys(row[1] for row in rows))):
+            return list(self._decoded(rows))
 
-    def _decoded(self, notifications: Iterable[Any]) -> Iterator[tuple[int, Any]]:
-        for n in notifications:
+    def _decoded(
+        self, rows: Iterable[tuple[int, Any, int, str, bytes]]
+    ) -> Iterator[tuple[int, Any]]:
+        mapper = self.mapper
+        assert isinstance(mapper, ChecksummedMapper)
+        for position, originator_id, version, topic, state in rows:
             try:
-                yield n.id, self.mapper.to_domain_event(n)
+                yield position, mapper.decoded(originator_id, version, topic, state, position)
             except CorruptEvent as exc:
-                yield n.id, exc
+                yield position, exc
 
     def unreadable(
         self, after: int = 0, upto: int | None = None, page: int = 2_000
