@@ -134,3 +134,31 @@ def test_a_bulk_replay_that_fails_leaves_the_ledger_empty_with_its_schema_whole(
     assert _schema(mem) == schema and mem.ledger.position == 0
     mem.runner.catch_up(strict=True)
     assert store_state(mem) == before
+
+
+def test_a_batch_that_fails_in_a_bulk_replay_undoes_the_whole_replay(mem, monkeypatch):
+    """A replay into an empty ledger takes no savepoint per batch: a batch that fails
+    in a catch-up (which goes on with the other projections) undoes every batch before it
+    too, and the ledger waits at position zero, empty, its schema whole, for the next."""
+    for i in range(20):
+        mem.add(f"note {i} about a batch that fails", {"i": i})
+    before, schema = store_state(mem), _schema(mem)
+    mem.ledger.reset()
+    monkeypatch.setattr(mem.runner, "batch_size", 5)
+    writes = mem.ledger._apply_writes
+    calls = []
+
+    def third_fails(conn, run):
+        calls.append(len(run))
+        if len(calls) == 3:
+            raise OSError("disk full")
+        writes(conn, run)
+
+    monkeypatch.setattr(mem.ledger, "_apply_writes", third_fails)
+    mem.runner.catch_up()
+    assert len(calls) == 3 and "disk full" in mem.runner.errors["ledger"]
+    assert mem.ledger.position == 0 and _schema(mem) == schema
+    assert mem.ledger.db.execute("SELECT count(*) FROM fragments").fetchone() == (0,)
+    monkeypatch.undo()
+    mem.runner.catch_up()
+    assert "ledger" not in mem.runner.errors and store_state(mem) == before
