@@ -29,7 +29,7 @@ from carma.domain.calibration import NAMESPACE_SOURCE, curve_for, lowest_measure
 from carma.domain.filters import EVERYTHING, AllOf, AnyOf, Filter
 from carma.domain.fragment import SOLE_REPLICA, Replica, copy_kind
 from carma.domain.healing import ProjectionCopy, index_copy_id
-from carma.projections.cache import CachedFragment, file_digest, render
+from carma.projections.cache import file_digest, rendered
 from carma.projections.index import embedding_fingerprint, embedding_fingerprints, faiss_id
 from carma.projections.ledger_file import ROW_CHECKED, check, check_apart, connect, row_checked
 from carma.projections.runner import Batch, unreadable_body
@@ -1727,9 +1727,7 @@ def _close_findings(conn: sqlite3.Connection, uuid: str) -> None:
 
 def _cache_digest(uuid: str, key: str, namespace: str, event: Any) -> str:
     """The digest of the cache file this content must have: a scrub compares file digests."""
-    return file_digest(
-        render(CachedFragment.of(uuid, key, namespace, event, event.originator_version))
-    )
+    return file_digest(rendered.file(uuid, key, namespace, event))
 
 
 def _str(value: Any) -> str | None:

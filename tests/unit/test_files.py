@@ -7,7 +7,7 @@ from uuid import UUID, uuid4
 
 import pytest
 from carma.projections import CachedFragment, FragmentCache
-from carma.projections.cache import render
+from carma.projections.cache import _Rendered, render
 from carma.projections.files import FileWriter
 
 
@@ -122,3 +122,26 @@ def test_an_interpreter_that_cannot_run_the_writer_leaves_the_cache_writing_at_o
         assert writer._process is None and writer.outstanding == 1
         writer.drain()
     assert cache.read(first.uuid) == first
+
+
+class _Body:
+    def __init__(self, text: str, version: int = 1):
+        self.text, self.metadata, self.content_hash = text, {"n": 1}, "h" * 64
+        self.originator_version = version
+
+
+def test_a_file_rendered_for_an_event_is_rendered_once_for_the_same_naming():
+    """The ledger and the cache render the same event's file in turn: the second is the
+    first's bytes; another naming of it, or another event, is rendered anew."""
+    rendered, uuid = _Rendered(2), uuid4()
+    first, second = _Body("a note"), _Body("a note", version=2)
+    data = rendered.file(uuid, "k", "default", first)
+    assert data == render(CachedFragment.of(uuid, "k", "default", first, 1))
+    assert rendered.file(str(uuid), "k", "default", first) is data
+    assert rendered.file(uuid, "other", "default", first) == render(
+        CachedFragment.of(uuid, "other", "default", first, 1)
+    )
+    assert rendered.file(uuid, "k", "default", second) == render(
+        CachedFragment.of(uuid, "k", "default", second, 2)
+    )
+    assert rendered.file(uuid, "k", "default", first) is not data  # (kept as named last)
