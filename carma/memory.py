@@ -137,6 +137,12 @@ class Memory:
         # The thread building the index's graph behind a rebuild (VectorIndex.graph_behind).
         self._graph_builder: threading.Thread | None = None
         self._graph_stop = threading.Event()
+        # Under the store's lock: whether a builder runs (it says it ends under the lock, as
+        # a write that leaves a part flat looks), and whether the last one failed (a write
+        # then starts none: a rebuild or the next open tries again).
+        self._graph_running = self._graph_failed = False
+        # A write that takes the index past its threshold leaves the graph to that thread.
+        self.index.graph_left_behind = True
         self.catch_up()
         self._note_index_file(new_projections)
         self._build_graph_behind()  # (an index saved before its graph was whole: built now)
@@ -1223,7 +1229,9 @@ class Memory:
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Apply to the projections every event not yet applied (other processes' too)."""
         with self._lock:
-            return self.runner.catch_up(progress)
+            applied = self.runner.catch_up(progress)
+            self._build_graph_behind()  # (past the threshold now: the graph is built behind)
+            return applied
 
     @_guarded("the rebuild stopped")
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
@@ -1254,6 +1262,7 @@ class Memory:
                 self.index.settle_deferred()
             self.cache.sweep()  # the files of no fragment (the replay kept the others in place)
             self.index.save()
+            self._graph_failed = False
             self._build_graph_behind()
             return count
 
@@ -1279,10 +1288,13 @@ class Memory:
         return (builder is None or not builder.is_alive()) and not self.index.graph_pending
 
     def _build_graph_behind(self) -> None:
-        if self._closed or not self.index.graph_pending:
+        """Start a builder of the graph of the index's flat parts, if any wait and none runs
+        (under the store's lock, or before the store is shared)."""
+        if self._closed or self._graph_running or self._graph_failed:
             return
-        if self._graph_builder is not None and self._graph_builder.is_alive():
+        if not self.index.graph_pending:
             return
+        self._graph_running = True
         self._graph_stop = threading.Event()
         self._graph_builder = threading.Thread(
             target=self._graph_behind, args=(self._graph_stop,), name="carma-index-graph"
@@ -1290,10 +1302,18 @@ class Memory:
         self._graph_builder.start()
 
     def _graph_behind(self, stop: threading.Event) -> None:
-        try:
-            self.index.graph_behind(self._lock, stop)
-        except Exception as exc:  # its parts stay flat, searched exactly; the next open retries
-            logger.warning("the index's graph could not be built: %s", exc)
+        failed = False
+        while True:
+            try:
+                self.index.graph_behind(self._lock, stop)
+            except Exception as exc:  # its parts stay flat, searched exactly
+                logger.warning("the index's graph could not be built: %s", exc)
+                failed = True
+            with self._lock:
+                # (A part a write left flat after the builder's last look is built too.)
+                if failed or stop.is_set() or self._closed or not self.index.graph_pending:
+                    self._graph_running, self._graph_failed = False, failed
+                    return
 
     def _stop_graph_behind(self) -> None:
         """Stop building the graph (it goes on when the store is next opened): the thread

@@ -202,6 +202,10 @@ class VectorIndex:
         # While set, the index stays flat past the threshold: a rebuild fills it so, and its
         # graph is built after, part by part, while queries are answered (graph_behind).
         self.graph_deferred = False
+        # Whether the write that takes the live vectors past the threshold leaves the
+        # graph to a builder (graph_behind; a store runs one) instead of building it itself:
+        # at the threshold of 50,000 that one write took 7 s.
+        self.graph_left_behind = False
         self._verified: tuple[int, int, int] | None = None  # stat of the file last verified
         self._verified_position = 0
         # The file this index was last loaded from or saved to (its position), and how many
@@ -369,8 +373,12 @@ class VectorIndex:
         compact the stored vectors once dead labels pile up."""
         live = self._live
         graph = live > (self.approximate_above // 2 if self.approximate else self.approximate_above)
-        if self.graph_deferred and not self.approximate:
-            graph = False  # (a rebuild's: built behind it, graph_behind)
+        if graph and not self.approximate:
+            if self.graph_deferred:
+                graph = False  # (a rebuild's: settled at its end, settle_deferred)
+            elif self.graph_left_behind:
+                self._approximate_flat()
+                return
         dead = self._size - live
         if graph != self.approximate or dead > max(COMPACT_MIN, COMPACT_SHARE * self._size):
             self._compact(graph)
@@ -402,15 +410,19 @@ class VectorIndex:
         """End graph_deferred: past the threshold, the index is the graph's from now on (new
         parts are graphs), its flat parts waiting for theirs. Whether any wait."""
         self.graph_deferred = False
-        live = self._live
-        if not self._graph and live > self.approximate_above:
-            if self._size > live:
-                # The dead left out first (a flat copy, part by part): their zeroed vectors
-                # would be nodes of the graph.
-                self._compact(False)
-            self._graph = True
-            self._live_bitmaps = None
+        if not self._graph and self._live > self.approximate_above:
+            self._approximate_flat()
         return self.graph_pending > 0
+
+    def _approximate_flat(self) -> None:
+        """The graph's from now on (new parts are graphs), its parts flat until their graphs
+        are built (graph_behind): meanwhile a search scans them, exactly."""
+        if self._size > self._live:
+            # The dead left out first (a flat copy, part by part): their zeroed vectors
+            # would be nodes of the graph.
+            self._compact(False)
+        self._graph = True
+        self._live_bitmaps = None
 
     def next_graph_job(self) -> GraphJob | None:
         """The first flat part's graph to build, with what it is built from; None when none

@@ -319,12 +319,21 @@ def _store_at_sizes(sizes: list[int], workdir: Path, progress: Progress) -> list
                 added += count
                 if added % (size // 10 or 1) < SCALE_BATCH:
                     say(progress, f"scale: {added}/{size} fragments ({seconds:.0f} s this stage)")
+            # (A write that took the index past its threshold left the graph to a thread:
+            # the store answered meanwhile, scanning what it had not built yet.)
+            start = time.perf_counter()
+            mem.wait_for_graph()
+            graph_wait = time.perf_counter() - start
             ingest_peak = peaks.mark()
             point = {
                 "ingest": {
                     "fragments": added - start_count,
                     "seconds": rounded(seconds),
                     "fragments_per_s": rounded((added - start_count) / seconds, 1),
+                    "graph_whole_after_s": rounded(graph_wait),
+                    "fragments_per_s_graph_whole": rounded(
+                        (added - start_count) / (seconds + graph_wait), 1
+                    ),
                 }
             }
             point.update(

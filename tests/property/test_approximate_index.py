@@ -268,6 +268,42 @@ def test_a_store_rebuilt_answers_while_its_graph_is_built_and_reopens_to_finish_
         assert len(found) == 20 and gone not in {f for f, _ in found}
 
 
+def test_a_write_past_the_threshold_leaves_the_graph_to_the_builder(tmp_path):
+    """The write that takes a store past `approximate_above` returns with the index the
+    graph's and its vectors flat (the store's lock held here: the builder cannot begin);
+    searched meanwhile, they answer as an exact store does; then the builder makes their
+    graph, and later writes go into graph parts."""
+    texts = [f"note {i} on subject {i % 7}" for i in range(120)]
+
+    def answers(mem):
+        return [(h.text, round(h.score, 5)) for h in mem.search("subject 3", k=20)]
+
+    def alike(got, want):  # the same scores; the same texts but for ties at the cut
+        cut = want[-1][1]
+        return [s for _, s in got] == [s for _, s in want] and {t for t, s in got if s > cut} == {
+            t for t, s in want if s > cut
+        }
+
+    exact = carma.open(tmp_path / "exact", embedder=HashingEmbedder(), approximate_above=10**6)
+    with (
+        exact,
+        carma.open(tmp_path / "home", embedder=HashingEmbedder(), approximate_above=50) as mem,
+    ):
+        mem.add_many(texts[:50])
+        exact.add_many(texts[:100])
+        with mem._lock:
+            mem.add_many(texts[50:100])
+            assert mem.index.approximate and mem.index.graph_pending == 1
+            assert mem._graph_running  # (started: it waits for the lock)
+            assert alike(answers(mem), answers(exact))
+        assert mem.wait_for_graph(timeout=120) and mem.index.graph_pending == 0
+        assert not mem._graph_running and alike(answers(mem), answers(exact))
+        mem.add_many(texts[100:])
+        exact.add_many(texts[100:])
+        assert mem.index.approximate and mem.index.graph_pending == 0
+        assert alike(answers(mem), answers(exact))
+
+
 def test_compaction_drops_the_dead_and_keeps_every_live_vector(tmp_path):
     index = VectorIndex(tmp_path, DIM, approximate_above=100)
     index.put({fid: unit(fid).tobytes() for fid in range(1, 10_001)})
