@@ -1106,7 +1106,10 @@ class Memory:
     @_guarded("healing stopped")
     def heal(self) -> dict[str, int]:
         """Repair every recorded finding not yet repaired; returns repairs per copy/method."""
-        return self.dreamer.heal()
+        try:
+            return self.dreamer.heal()
+        finally:
+            self._graph_after_repairs()
 
     @_guarded("the dream cycle stopped")
     def dream(self, deep: bool = False, *, trigger: str = "manual") -> dict[str, Any]:
@@ -1115,7 +1118,19 @@ class Memory:
         as recorded ("manual", or "schedule" for a keeper such as `carma watch`)."""
         if trigger not in ("manual", "schedule"):
             raise InvalidInput("trigger is 'manual' or 'schedule'")
-        return self.dreamer.dream(trigger, deep=deep)
+        return self._dream(trigger, deep=deep)
+
+    def _dream(self, trigger: str, deep: bool = False) -> dict[str, Any]:
+        try:
+            return self.dreamer.dream(trigger, deep=deep)
+        finally:
+            self._graph_after_repairs()
+
+    def _graph_after_repairs(self) -> None:
+        """A repair's vectors go into a flat part of an approximate index, as a write's do:
+        its graph is built behind (the healer catches the projections up itself)."""
+        with self._lock:
+            self._build_graph_behind()
 
     @_guarded("the calibration stopped")
     def calibrate(
@@ -1219,7 +1234,7 @@ class Memory:
         with self._lock:
             if self.scheduler is None:
                 self.scheduler = DreamScheduler(
-                    self.dreamer.dream,
+                    self._dream,
                     every,
                     on_error=lambda exc: logger.warning("a background dream cycle failed: %s", exc),
                 ).start()

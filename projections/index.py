@@ -147,16 +147,28 @@ GRAPH_JOB_CHUNK = 4_096  # vectors a graph job adds between two looks at its sto
 
 
 class GraphJob:
-    """One flat part's graph, built from its vectors as they were when the job began."""
+    """One flat part's graph, built from its vectors as they were when the job began: a new
+    graph, or (`base`: the graph part just before it, with room for them) a copy of that
+    graph with them added, which takes the place of both."""
 
     def __init__(
-        self, layout: int, number: int, part: faiss.Index, vectors: np.ndarray, graph: faiss.Index
+        self,
+        layout: int,
+        number: int,
+        part: faiss.Index,
+        vectors: np.ndarray,
+        graph: faiss.Index | None,
+        base: faiss.Index | None = None,
     ):
         self.layout, self.number, self.part = layout, number, part
-        self.vectors, self.graph = vectors, graph
+        self.vectors, self.base, self.graph = vectors, base, graph
 
     def build(self, stop: threading.Event | None = None) -> bool:
         """Add the vectors to the graph, a chunk at a time; False if `stop` was set first."""
+        if self.graph is None:
+            # (copied here, outside the store's lock: FAISS lets go of the GIL meanwhile)
+            self.graph = faiss.clone_index(self.base)
+            self.graph.hnsw.efConstruction = GRAPH_EF_CONSTRUCTION
         for start in range(0, len(self.vectors), GRAPH_JOB_CHUNK):
             if stop is not None and stop.is_set():
                 return False
@@ -166,7 +178,8 @@ class GraphJob:
     def discard(self) -> None:
         """Zero the graph's copy of the vectors before it is let go: one may be a forgotten
         fragment's (install zeroes those of a graph it keeps)."""
-        _stored_in(self.graph)[:] = 0.0
+        if self.graph is not None:
+            _stored_in(self.graph)[:] = 0.0
 
 
 class VectorIndex:
@@ -228,8 +241,11 @@ class VectorIndex:
     # -- the stored vectors, by label
 
     def _new_part(self) -> faiss.Index:
-        if not self._graph:
+        if not self._graph or self._writes_flat:
             return faiss.IndexFlatIP(self.dimension)
+        return self._new_graph()
+
+    def _new_graph(self) -> faiss.Index:
         part = faiss.IndexHNSWFlat(self.dimension, GRAPH_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
         part.hnsw.efConstruction = GRAPH_EF_CONSTRUCTION
         return part
@@ -313,13 +329,25 @@ class VectorIndex:
             out[at] = self._view(part)[rows]
         return out
 
+    @property
+    def _writes_flat(self) -> bool:
+        """Whether new vectors go into flat parts only, whose graphs a builder adds behind
+        (graph_left_behind): a write past the threshold then costs a copy of its vectors,
+        where adding them to a graph took most of the write (docs/benchmarks.md)."""
+        return self.graph_left_behind and self._graph
+
     def _append(self, vectors: np.ndarray) -> None:
         """Add vectors under the next labels: into the last part until it holds `part_size`,
         then into new ones."""
         done = 0
         while done < len(vectors):
             last = self._parts[-1] if self._parts else None
-            if last is None or last.ntotal >= self.part_size or last is self._sealed:
+            if (
+                last is None
+                or last.ntotal >= self.part_size
+                or last is self._sealed
+                or (self._writes_flat and isinstance(last, faiss.IndexHNSWFlat))
+            ):
                 self._parts.append(self._new_part())
                 self._starts = np.append(self._starts, self._starts[-1])
             last = self._parts[-1]
@@ -438,7 +466,16 @@ class VectorIndex:
             # (and the job holds the part: a compaction meanwhile lets go of it, not of its
             # memory).
             self._sealed = part
-            return GraphJob(self._layout, number, part, _stored_in(part), self._new_part())
+            # A graph part just before it with room for its vectors takes them (a copy of
+            # it, with them added, replaces both): the parts a write leaves flat are small,
+            # and as many graph parts would each cost a query a graph search of its own.
+            before = self._parts[number - 1] if number else None
+            if (
+                isinstance(before, faiss.IndexHNSWFlat)
+                and before.ntotal + part.ntotal <= self.part_size
+            ):
+                return GraphJob(self._layout, number, part, _stored_in(part), None, before)
+            return GraphJob(self._layout, number, part, _stored_in(part), self._new_graph())
         return None
 
     def install(self, job: GraphJob) -> bool:
@@ -446,17 +483,21 @@ class VectorIndex:
         of what died meanwhile zeroed in the graph's copy too. False when the parts were made
         anew meanwhile (a compaction, a reset): the job is discarded."""
         number = job.number
+        first = number - 1 if job.base is not None else number
         if (
             job.layout != self._layout
             or number >= len(self._parts)
             or self._parts[number] is not job.part
+            or self._parts[first] is not (job.base if job.base is not None else job.part)
         ):
             job.discard()
             return False
         self._sealed = None
-        dead = np.flatnonzero(~self._alive[self._starts[number] : self._starts[number + 1]])
+        dead = np.flatnonzero(~self._alive[self._starts[first] : self._starts[number + 1]])
         _stored_in(job.graph)[dead] = 0.0
-        self._parts[number] = job.graph
+        self._parts[first : number + 1] = [job.graph]
+        self._starts = np.delete(self._starts, number) if first != number else self._starts
+        self._live_bitmaps = None
         self._dirty = True
         return True
 

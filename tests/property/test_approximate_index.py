@@ -39,6 +39,7 @@ operations = st.lists(
         st.tuples(st.just("put"), st.lists(st.tuples(IDS, st.integers(0, 10**6)), max_size=25)),
         st.tuples(st.just("remove"), st.lists(IDS, max_size=10)),
         st.tuples(st.just("reload"), st.none()),
+        st.tuples(st.just("graph"), st.none()),
     ),
     max_size=25,
 )
@@ -55,6 +56,9 @@ def applied(index: VectorIndex, model: dict, op: str, arg, opened) -> VectorInde
         index.remove(arg)
         for fid in arg:
             model.pop(fid, None)
+    elif op == "graph":  # the builder's next job, begun, built and installed at once
+        if (job := index.next_graph_job()) is not None:
+            assert job.build() and index.install(job)
     else:
         index.save()
         index = opened()
@@ -76,21 +80,25 @@ def exact(model: dict[int, np.ndarray], q: np.ndarray, k: int, allowed=None) -> 
     allowed=st.none() | st.sets(IDS, max_size=30),
     part_size=st.sampled_from([3, 16, 10**6]),
     sorted_after=st.sampled_from([2, 10**6]),
+    left_behind=st.booleans(),
 )
 def test_the_index_answers_as_a_scan_of_the_live_vectors_would(
-    ops, threshold, k, query_seed, allowed, part_size, sorted_after
+    ops, threshold, k, query_seed, allowed, part_size, sorted_after, left_behind
 ):
     # (ids are looked up in sorted arrays, and those labelled since in a dict until there
-    # are `sorted_after` of them)
+    # are `sorted_after` of them; `left_behind`: writes past the threshold go into flat
+    # parts, whose graphs the "graph" operation builds, as a store's builder does)
     with (
         tempfile.TemporaryDirectory() as root,
         mock.patch.object(index_module, "LABELS_SORTED_AFTER", sorted_after),
     ):
 
         def opened() -> VectorIndex:
-            return VectorIndex(
+            index = VectorIndex(
                 Path(root), DIM, approximate_above=threshold, ef_search=4096, part_size=part_size
             )
+            index.graph_left_behind = left_behind
+            return index
 
         index, model = opened(), {}
         for op, arg in ops:
@@ -128,23 +136,28 @@ def test_the_index_answers_as_a_scan_of_the_live_vectors_would(
     compact_min=st.sampled_from([0, 4096]),
     k=st.integers(1, 70),
     query_seed=st.integers(0, 1000),
+    left_behind=st.booleans(),
 )
 def test_a_graph_built_behind_answers_as_a_scan_whatever_happens_meanwhile(
-    first, meanwhile, part_size, compact_min, k, query_seed
+    first, meanwhile, part_size, compact_min, k, query_seed, left_behind
 ):
     """A rebuild fills the index flat and builds its graph after, part by part (a job begun
     under the store's lock, built outside it, installed under it again): writes, removals,
     compactions and reloads between a job's beginning and its installing change nothing of
-    what a search returns, and a removed vector is zeroed in the graph's copy too."""
+    what a search returns, and a removed vector is zeroed in the graph's copy too.
+    `left_behind`: writes meanwhile go into flat parts too, each added to the graph part
+    before it where it has room (a copy of that graph, which replaces both)."""
     with (
         tempfile.TemporaryDirectory() as root,
         mock.patch.object(index_module, "COMPACT_MIN", compact_min),
     ):
 
         def opened() -> VectorIndex:
-            return VectorIndex(
+            index = VectorIndex(
                 Path(root), DIM, approximate_above=0, ef_search=4096, part_size=part_size
             )
+            index.graph_left_behind = left_behind
+            return index
 
         index, model = opened(), {}
         index.graph_deferred = True
@@ -272,7 +285,8 @@ def test_a_write_past_the_threshold_leaves_the_graph_to_the_builder(tmp_path):
     """The write that takes a store past `approximate_above` returns with the index the
     graph's and its vectors flat (the store's lock held here: the builder cannot begin);
     searched meanwhile, they answer as an exact store does; then the builder makes their
-    graph, and later writes go into graph parts."""
+    graph. Later writes go into a flat part of their own too, which the builder adds to that
+    graph (one part again)."""
     texts = [f"note {i} on subject {i % 7}" for i in range(120)]
 
     def answers(mem):
@@ -298,10 +312,45 @@ def test_a_write_past_the_threshold_leaves_the_graph_to_the_builder(tmp_path):
             assert alike(answers(mem), answers(exact))
         assert mem.wait_for_graph(timeout=120) and mem.index.graph_pending == 0
         assert not mem._graph_running and alike(answers(mem), answers(exact))
-        mem.add_many(texts[100:])
         exact.add_many(texts[100:])
-        assert mem.index.approximate and mem.index.graph_pending == 0
-        assert alike(answers(mem), answers(exact))
+        with mem._lock:
+            mem.add_many(texts[100:])
+            assert mem.index.approximate and mem.index.graph_pending == 1
+            assert mem.index.parts == 2 and alike(answers(mem), answers(exact))
+        assert mem.wait_for_graph(timeout=120) and mem.index.graph_pending == 0
+        assert mem.index.parts == 1 and alike(answers(mem), answers(exact))
+
+
+def test_a_flat_part_is_added_to_the_graph_part_before_it_where_it_has_room(tmp_path):
+    """Past the threshold, writes go into flat parts (graph_left_behind); a job adds one to a
+    copy of the graph part before it, and that copy replaces both: the vectors keep their
+    labels, what died meanwhile is zeroed in the copy, and one part too full to take it gets
+    a graph of its own."""
+    index = VectorIndex(tmp_path, DIM, approximate_above=10, part_size=40, ef_search=4096)
+    index.graph_left_behind = True
+    index.put({fid: unit(fid).tobytes() for fid in range(1, 21)})  # past 10: flat, pending
+    assert index.approximate and index.graph_pending == 1
+    job = index.next_graph_job()
+    assert job.base is None and job.build() and index.install(job)
+    index.put({fid: unit(fid).tobytes() for fid in range(21, 31)})
+    assert [type(part) for part in index._parts] == [faiss.IndexHNSWFlat, faiss.IndexFlatIP]
+    job = index.next_graph_job()
+    base = index._parts[0]
+    assert job.base is base
+    index.remove([3, 25])  # died while the job is built
+    assert job.build() and index.install(job)
+    assert index.parts == 1 and isinstance(index._parts[0], faiss.IndexHNSWFlat)
+    assert index._parts[0] is not base and index._parts[0].ntotal == 30
+    assert not index_module._stored_in(index._parts[0])[[2, 24]].any()
+    model = {fid: unit(fid) for fid in range(1, 31) if fid not in (3, 25)}
+    for seed in range(5):
+        q = unit(10_000 + seed)
+        hits = index.search(q, 10)
+        assert np.allclose([s for _, s in hits], exact(model, q, 10), atol=1e-5)
+    index.put({fid: unit(fid).tobytes() for fid in range(31, 46)})  # 30 + 15 > 40
+    job = index.next_graph_job()
+    assert job.base is None and job.build() and index.install(job)
+    assert [part.ntotal for part in index._parts] == [30, 15]
 
 
 def test_compaction_drops_the_dead_and_keeps_every_live_vector(tmp_path):
