@@ -134,8 +134,8 @@ class Memory:
         self._lock = lock
         self._write_lock = threading.RLock()
         self._closed = False
-        # The thread building the index's graph behind a rebuild, or behind the write that
-        # took the index past its threshold (VectorIndex.graph_behind).
+        # The thread building the index's graph behind a rebuild, or behind writes past the
+        # index's threshold, which go into flat parts (VectorIndex.graph_behind).
         self._graph_builder: threading.Thread | None = None
         self._graph_stop = threading.Event()
         # Under the store's lock: whether a builder runs (it says it ends under the lock, as

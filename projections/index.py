@@ -488,7 +488,7 @@ class VectorIndex:
             job.layout != self._layout
             or number >= len(self._parts)
             or self._parts[number] is not job.part
-            or self._parts[first] is not (job.base if job.base is not None else job.part)
+            or (job.base is not None and self._parts[first] is not job.base)
         ):
             job.discard()
             return False
