@@ -324,8 +324,8 @@ def test_a_write_past_the_threshold_leaves_the_graph_to_the_builder(tmp_path):
 def test_a_flat_part_is_added_to_the_graph_part_before_it_where_it_has_room(tmp_path):
     """Past the threshold, writes go into flat parts (graph_left_behind); a job adds one to a
     copy of the graph part before it, and that copy replaces both: the vectors keep their
-    labels, what died meanwhile is zeroed in the copy, and one part too full to take it gets
-    a graph of its own."""
+    labels, what died meanwhile is zeroed in the copy, and a graph part past half of
+    `part_size`, or too full to take them, leaves them a graph of their own."""
     index = VectorIndex(tmp_path, DIM, approximate_above=10, part_size=40, ef_search=4096)
     index.graph_left_behind = True
     index.put({fid: unit(fid).tobytes() for fid in range(1, 21)})  # past 10: flat, pending
@@ -347,10 +347,14 @@ def test_a_flat_part_is_added_to_the_graph_part_before_it_where_it_has_room(tmp_
         q = unit(10_000 + seed)
         hits = index.search(q, 10)
         assert np.allclose([s for _, s in hits], exact(model, q, 10), atol=1e-5)
-    index.put({fid: unit(fid).tobytes() for fid in range(31, 46)})  # 30 + 15 > 40
+    index.put({fid: unit(fid).tobytes() for fid in range(31, 36)})  # 30 > 40 / 2
     job = index.next_graph_job()
     assert job.base is None and job.build() and index.install(job)
-    assert [part.ntotal for part in index._parts] == [30, 15]
+    assert [part.ntotal for part in index._parts] == [30, 5]
+    index.put({fid: unit(fid).tobytes() for fid in range(36, 72)})  # 5 + 36 > 40
+    job = index.next_graph_job()
+    assert job.base is None and job.build() and index.install(job)
+    assert [part.ntotal for part in index._parts] == [30, 5, 36]
 
 
 def test_compaction_drops_the_dead_and_keeps_every_live_vector(tmp_path):
