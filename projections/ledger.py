@@ -156,9 +156,8 @@ class HealthLedger:
         # about their own files are theirs (the log's body is everyone's).
         self.replica = replica
         self._index_copy = str(index_copy_id(replica))
-        # A replay into an empty ledger under way (_in_bulk), and the error that broke it.
-        self._bulk = False
-        self._bulk_broken: BaseException | None = None
+        # The error of a batch that failed in a catch-up's transaction: it undoes the whole.
+        self._broken: BaseException | None = None
         self._open()
 
     def _open(self) -> None:
@@ -380,26 +379,17 @@ class HealthLedger:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self.db.conn
-        if conn.in_transaction and self._bulk:
-            # A replay into an empty ledger is all or nothing: a batch that fails undoes the
-            # whole replay (_in_bulk), so no savepoint need undo that batch alone. (A
-            # savepoint's journal took a copy of every page the replay wrote: 400,000 writes
-            # to a temporary file at 100,000 fragments.)
+        if conn.in_transaction:
+            # Inside a catch-up's transaction, which is all or nothing: a batch that fails
+            # breaks it, and the whole is undone at its end (transaction), so no savepoint
+            # need undo that batch alone. (A savepoint's journal, a temporary file, took a
+            # copy of every page a batch wrote: in a replay, 400,000 writes at 100,000
+            # fragments; in 10 writes of 1,000 at 100,000, 120 MB.)
             try:
                 yield conn
             except BaseException as exc:
-                self._bulk_broken = exc
+                self._broken = exc
                 raise
-            return
-        if conn.in_transaction:  # inside a catch-up's transaction: a savepoint per batch
-            conn.execute("SAVEPOINT batch")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK TO batch")
-                conn.execute("RELEASE batch")
-                raise
-            conn.execute("RELEASE batch")
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -428,15 +418,21 @@ class HealthLedger:
         """Apply several batches as one transaction: a catch-up ends at a committed head of the
         log, so readers of the ledger never see part of a write that spanned two batches.
 
-        A catch-up into an empty ledger (a rebuild, a replay, a new ledger for an old log)
-        replays in bulk (_in_bulk)."""
+        All or nothing: a batch that failed (the catch-up goes on with the other
+        projections) undoes every batch of it at its end, and the ledger waits where it was
+        for the next catch-up. A catch-up into an empty ledger (a rebuild, a replay, a new
+        ledger for an old log) replays in bulk (_in_bulk)."""
         with self._transaction() as conn:
+            self._broken = None
             empty = conn.execute("SELECT 1 FROM fragments LIMIT 1").fetchone() is None
             if empty and self.position == 0:
                 with self._in_bulk(conn):
                     yield
             else:
                 yield
+            broken, self._broken = self._broken, None
+            if broken is not None:  # (raised: _transaction rolls the whole back)
+                raise broken
 
     # What an empty ledger's replay drops, and makes again at its end: the fragments'
     # triggers and the secondary indexes that no statement of the replay reads.
@@ -499,13 +495,11 @@ class HealthLedger:
         # on (290,000 of its system calls at 100,000 fragments).
         (cache_size,) = conn.execute("PRAGMA cache_size").fetchone()
         conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
-        self._bulk, self._bulk_broken = True, None
         try:
             yield
         finally:
-            self._bulk = False
             conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
-        broken, self._bulk_broken = self._bulk_broken, None
+        broken, self._broken = self._broken, None
         if broken is not None:  # a batch failed: the replay is undone whole
             raise broken
         conn.execute("ALTER TABLE keywords RENAME TO keywords_replayed")

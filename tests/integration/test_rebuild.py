@@ -162,3 +162,32 @@ def test_a_batch_that_fails_in_a_bulk_replay_undoes_the_whole_replay(mem, monkey
     monkeypatch.undo()
     mem.runner.catch_up()
     assert "ledger" not in mem.runner.errors and store_state(mem) == before
+
+
+def test_a_batch_that_fails_in_a_catch_up_undoes_the_whole_catch_up(mem, monkeypatch):
+    """Past an empty ledger too, a catch-up is all or nothing (no savepoint per batch): a
+    batch that fails undoes every batch of the catch-up before it, the write is still
+    acknowledged (the log holds it), and the next catch-up applies the whole."""
+    mem.add_many([f"note {i} before the write that fails" for i in range(10)])
+    position, fragments = mem.ledger.position, mem.stats()["live"]
+    monkeypatch.setattr(mem.runner, "batch_size", 5)
+    writes = mem.ledger._apply_writes
+    calls = []
+
+    def third_fails(conn, run):
+        calls.append(len(run))
+        if len(calls) == 3:
+            raise OSError("disk full")
+        writes(conn, run)
+
+    monkeypatch.setattr(mem.ledger, "_apply_writes", third_fails)
+    added = mem.add_many([f"note {i} of the write that fails" for i in range(20)])
+    assert added.added == 20 and len(calls) == 3
+    assert "disk full" in mem.runner.errors["ledger"]
+    assert mem.ledger.position == position  # not the two batches before the failed one
+    assert mem.ledger.db.execute("SELECT count(*) FROM fragments").fetchone() == (fragments,)
+    monkeypatch.undo()
+    mem.runner.catch_up()
+    assert "ledger" not in mem.runner.errors
+    assert mem.ledger.db.execute("SELECT count(*) FROM fragments").fetchone() == (30,)
+    assert mem.get(added.ids[0]).text == "note 0 of the write that fails"
