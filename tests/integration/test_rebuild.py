@@ -136,17 +136,12 @@ def test_a_bulk_replay_that_fails_leaves_the_ledger_empty_with_its_schema_whole(
     assert store_state(mem) == before
 
 
-def test_a_batch_that_fails_in_a_bulk_replay_undoes_the_whole_replay(mem, monkeypatch):
-    """A replay into an empty ledger takes no savepoint per batch: a batch that fails
-    in a catch-up (which goes on with the other projections) undoes every batch before it
-    too, and the ledger waits at position zero, empty, its schema whole, for the next."""
-    for i in range(20):
-        mem.add(f"note {i} about a batch that fails", {"i": i})
-    before, schema = store_state(mem), _schema(mem)
-    mem.ledger.reset()
+def _third_batch_fails(mem, monkeypatch) -> list[int]:
+    """Catch-ups in batches of 5 whose third run of the ledger's writes fails (a full disk);
+    the runs' sizes are appended to the list returned."""
     monkeypatch.setattr(mem.runner, "batch_size", 5)
     writes = mem.ledger._apply_writes
-    calls = []
+    calls: list[int] = []
 
     def third_fails(conn, run):
         calls.append(len(run))
@@ -155,6 +150,18 @@ def test_a_batch_that_fails_in_a_bulk_replay_undoes_the_whole_replay(mem, monkey
         writes(conn, run)
 
     monkeypatch.setattr(mem.ledger, "_apply_writes", third_fails)
+    return calls
+
+
+def test_a_batch_that_fails_in_a_bulk_replay_undoes_the_whole_replay(mem, monkeypatch):
+    """A replay into an empty ledger takes no savepoint per batch: a batch that fails
+    in a catch-up (which goes on with the other projections) undoes every batch before it
+    too, and the ledger waits at position zero, empty, its schema whole, for the next."""
+    for i in range(20):
+        mem.add(f"note {i} about a batch that fails", {"i": i})
+    before, schema = store_state(mem), _schema(mem)
+    mem.ledger.reset()
+    calls = _third_batch_fails(mem, monkeypatch)
     mem.runner.catch_up()
     assert len(calls) == 3 and "disk full" in mem.runner.errors["ledger"]
     assert mem.ledger.position == 0 and _schema(mem) == schema
@@ -170,17 +177,7 @@ def test_a_batch_that_fails_in_a_catch_up_undoes_the_whole_catch_up(mem, monkeyp
     acknowledged (the log holds it), and the next catch-up applies the whole."""
     mem.add_many([f"note {i} before the write that fails" for i in range(10)])
     position, fragments = mem.ledger.position, mem.stats()["live"]
-    monkeypatch.setattr(mem.runner, "batch_size", 5)
-    writes = mem.ledger._apply_writes
-    calls = []
-
-    def third_fails(conn, run):
-        calls.append(len(run))
-        if len(calls) == 3:
-            raise OSError("disk full")
-        writes(conn, run)
-
-    monkeypatch.setattr(mem.ledger, "_apply_writes", third_fails)
+    calls = _third_batch_fails(mem, monkeypatch)
     added = mem.add_many([f"note {i} of the write that fails" for i in range(20)])
     assert added.added == 20 and len(calls) == 3
     assert "disk full" in mem.runner.errors["ledger"]
