@@ -20,6 +20,7 @@ from carma.bench.common import (
     Progress,
     current_rss_mib,
     environment,
+    heap_free_mib,
     ms_percentile,
     peak_rss_mib,
     ratio,
@@ -163,12 +164,14 @@ def _checkpoint(
         None if smallest is None else _in_turns(mem, smallest, queries.shape[1], texts, encoder)
     )
     by_phase = {"queries": peaks.mark()}
+    after = {"queries": _phase_end()}
 
     say(progress, f"scale {size}: a full scrub")
     start = time.perf_counter()
     scrubbed = mem.scrub(deep=True)
     scrub_s = time.perf_counter() - start
     by_phase["full_scrub"] = peaks.mark()
+    after["full_scrub"] = _phase_end()
 
     say(progress, f"scale {size}: {HEAL_SAMPLE} cache files deleted, found and healed")
     victims = _some_cache_files(home / "cache", min(HEAL_SAMPLE, size), size)
@@ -181,6 +184,7 @@ def _checkpoint(
     healed = mem.heal()
     heal_s = time.perf_counter() - start
     by_phase["heal"] = peaks.mark()
+    after["heal"] = _phase_end()
 
     say(progress, f"scale {size}: a rebuild from the log, and a raw read of it")
     gc.collect()
@@ -191,6 +195,7 @@ def _checkpoint(
     mem.wait_for_graph()  # (built behind the rebuild: the store answered from rebuild_s on)
     graph_s = time.perf_counter() - start
     by_phase["rebuild"] = peaks.mark()
+    after["rebuild"] = _phase_end()
     raw_2, _ = _raw_read(home / "events.sqlite")
     raw_s = (raw_1 + raw_2) / 2
 
@@ -247,10 +252,17 @@ def _checkpoint(
             "peak": max(peaks.overall, peaks.mark()),
             "current": current_rss_mib(),
             "peak_by_phase": by_phase,
+            "after_phase": after,
         },
         "disk_bytes_per_fragment": {k: round(v / size, 1) for k, v in parts.items()}
         | {"all": round(sum(parts.values()) / size, 1)},
     }
+
+
+def _phase_end() -> dict[str, float | None]:
+    """RSS as a phase ends, and how much of it the C heap holds free (kept for reuse, not in
+    use): what a phase left behind for the next one's peak to start from."""
+    return {"current": current_rss_mib(), "heap_free": heap_free_mib()}
 
 
 def _in_turns(
@@ -324,7 +336,7 @@ def _store_at_sizes(sizes: list[int], workdir: Path, progress: Progress) -> list
             start = time.perf_counter()
             mem.wait_for_graph()
             graph_wait = time.perf_counter() - start
-            ingest_peak = peaks.mark()
+            ingest_peak, ingest_end = peaks.mark(), _phase_end()
             point = {
                 "ingest": {
                     "fragments": added - start_count,
@@ -342,6 +354,10 @@ def _store_at_sizes(sizes: list[int], workdir: Path, progress: Progress) -> list
             point["rss_mib"]["peak_by_phase"] = {
                 "ingest": ingest_peak,
                 **point["rss_mib"]["peak_by_phase"],
+            }
+            point["rss_mib"]["after_phase"] = {
+                "ingest": ingest_end,
+                **point["rss_mib"]["after_phase"],
             }
             checkpoints.append(point)
             if smallest is None and size != sizes[-1]:
