@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from eventsourcing.persistence import MapperDeserialisationError
 
-from carma import config, recovery
+from carma import allocator, config, recovery
 from carma.config import CIPHER_KEY_VARIABLE, Options
 from carma.copies import HomeFiles, open_ledger
 from carma.domain import DIMENSION_MAX, InvalidInput, StoreProfile
@@ -157,6 +157,8 @@ def open_memory(
 ) -> Memory:
     """`carma.open`: every argument checked (and the environment read) before anything
     changes, then the store wired."""
+    # (the process's large blocks unmapped when freed: see carma.allocator)
+    allocator.give_back_large_blocks()
     chosen = config.reconstructor(reconstructor, RECONSTRUCTORS)
     if chosen is not None and embedder is not None:
         reconstructor_for(chosen, embedder)  # a wrong pairing is refused before any change
