@@ -15,7 +15,8 @@ an ingest against 9; the ingest's peak RSS 511 against 436 MiB, the rebuild's 63
 
 It is a setting of the whole process, made once by the first `carma.open`; a threshold the
 environment sets (`MALLOC_MMAP_THRESHOLD_`, or `glibc.malloc.mmap_threshold` in
-`GLIBC_TUNABLES`) is left as it is.
+`GLIBC_TUNABLES`) is left as it is. `heap_free_mib` reads what the heaps hold free, for the
+benchmarks.
 """
 
 from __future__ import annotations
@@ -53,3 +54,26 @@ def give_back_large_blocks() -> bool:
             return False
         mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
         return mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK) == 1
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def heap_free_mib() -> float | None:
+    """What the C heap holds free (glibc's mallinfo2: freed, not given back to the system),
+    which the process's RSS counts; None where it cannot be told (not glibc, or one before
+    2.33). What a benchmark reads to tell memory kept for reuse from memory in use."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):  # not glibc, or one before 2.33
+        return None
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return round(info.fordblks / 2**20, 1)

@@ -3,7 +3,6 @@ its memory, so that each report says where its figures come from."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 import resource
@@ -79,29 +78,6 @@ def current_rss_mib() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-            "uordblks", "fordblks", "keepcost",
-        )
-    ]  # fmt: skip
-
-
-def heap_free_mib() -> float | None:
-    """What the C heap holds free (glibc's mallinfo2: freed, not yet given back to the
-    system), which a process's RSS counts; None where it cannot be told. It says how much of
-    a phase's RSS is memory kept for reuse rather than memory in use."""
-    try:
-        mallinfo2 = ctypes.CDLL(None).mallinfo2
-    except (OSError, AttributeError):  # not glibc, or one before 2.33
-        return None
-    mallinfo2.restype = _MallInfo2
-    info = mallinfo2()
-    return round(info.fordblks / 2**20, 1)
 
 
 def _version(dist: str) -> str | None:

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 import carma
+from carma.allocator import heap_free_mib
 from carma.bench.common import (
     PhasePeaks,
     Progress,
     current_rss_mib,
     environment,
-    heap_free_mib,
     ms_percentile,
     peak_rss_mib,
     ratio,

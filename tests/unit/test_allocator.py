@@ -18,14 +18,13 @@ CHILD = """
 import sys
 import numpy as np
 from carma import allocator
-from carma.bench.common import heap_free_mib
 was_set = allocator.give_back_large_blocks() if sys.argv[1] == "fixed" else False
 for _ in range(3):
     big = np.ones(8 << 20, dtype=np.uint8)
     del big
 blocks = [np.ones(2 << 20, dtype=np.uint8) for _ in range(40)]
 del blocks[::2]
-print(was_set, heap_free_mib())
+print(was_set, allocator.heap_free_mib())
 """
 
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator")
