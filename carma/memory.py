@@ -159,6 +159,13 @@ class Memory:
             self.index.save()
         else:
             self.dreamer.record([], error.fault, None)
+            by_status = self.ledger.counts()["by_status"]
+            if self.index.count < by_status.get("healthy", 0) + by_status.get("approximate", 0):
+                # A vector the file held and the log no longer can (its event damaged since):
+                # without a heal now, no query would find its fragment until the next dream
+                # cycle. (Rare: the file and an event lost between two opens.)
+                self.dreamer.scrub()
+                self.dreamer.heal()
         self.index.load_error = None
 
     # -- writes ----------------------------------------------------------------------------------

@@ -135,6 +135,25 @@ def test_a_damaged_index_file_is_one_finding_about_the_index(mem, home, damage, 
     assert topics(home).count("FragmentLost") == 0  # one finding about the index, not 30
 
 
+def test_a_vector_lost_with_the_index_file_and_its_event_is_healed_on_open(mem, home):
+    """The index file removed and the event holding a fragment's body damaged, between two
+    opens: the index rebuilt from the log lacks that vector, so the store heals on open (the
+    cache file holds the body) and its first query finds the fragment. Found by the testing
+    kit's example state machine (docs/integrations.md) in a fresh clone's run."""
+    from carma.testing.damage import Damage, apply_damage
+
+    key = mem.add("amber", {"topic": "travel"}, id="note-travel")
+    mem.close()
+    with carma.open(home, embedder=mem.embedder) as reopened:  # (its index file written)
+        done = apply_damage(reopened, [Damage("drop-index-file"), Damage("flip-event")], [key])
+    assert [d.kind for d in done] == ["drop-index-file", "flip-event"]
+    (home / "index" / "vectors.faiss").unlink(missing_ok=True)  # (the close wrote it again)
+    with carma.open(home, embedder=mem.embedder) as again:
+        assert [hit.id for hit in again.search("amber", k=1)] == [key]
+        assert again.get(key).status == "healthy" and again.get(key).text == "amber"
+        assert again.dream()["found"] == {}
+
+
 def test_an_index_file_is_stale_by_the_vectors_it_lacks_not_the_log_positions(mem):
     scrubber = mem.dreamer.scrubber
     scrubber.stale_after = 5
