@@ -135,6 +135,7 @@ def test_a_damaged_index_file_is_one_finding_about_the_index(mem, home, damage, 
     assert topics(home).count("FragmentLost") == 0  # one finding about the index, not 30
 
 
+@pytest.mark.sqlite_only("the testing kit flips a stored event in the home's own SQLite log")
 def test_a_vector_lost_with_the_index_file_and_its_event_is_healed_on_open(mem, home):
     """The index file removed and the event holding a fragment's body damaged, between two
     opens: the index rebuilt from the log lacks that vector, so the store heals on open (the
